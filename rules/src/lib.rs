@@ -1,0 +1,33 @@
+//! `buswarden-rules`: THE definition of the Microbus subject layout and of
+//! buswarden's NATS ACL rules. Pure: no I/O, no async.
+//!
+//! The analyzer derives allow-lists with it, the runtime puts messages on the
+//! wire with it, the account server and `busop` validate and diff with it:
+//! because the wire and the allow-list come from the same code, they cannot
+//! drift.
+//!
+//! - [`hostname`]: hostname validation and flattening;
+//! - [`route`]: methods, ports, endpoint routes, raw-call URLs;
+//! - [`subject`]: request and reply subjects, encode and decode;
+//! - [`pattern`]: NATS wildcard matching and covering;
+//! - [`rule`]: `PUB`/`SUB` rules and rule sets with subsumption;
+//! - [`derive`]: a service model to its rule set;
+//! - [`acl`]: the `nats.acl` text format;
+//! - [`validate`]: the checks run on a rule set before it is signed.
+
+#![forbid(unsafe_code)]
+
+pub mod acl;
+pub mod derive;
+pub mod hostname;
+pub mod pattern;
+pub mod route;
+pub mod rule;
+pub mod subject;
+pub mod validate;
+
+pub use derive::{Call, Dest, Endpoint, EventOut, Hook, ServiceModel, derive};
+pub use hostname::{Hostname, HostnameError};
+pub use route::{Method, Route, RouteError, Segment, Url};
+pub use rule::{Rule, RuleError, RuleSet, Verb};
+pub use subject::{Plane, Position, Trust};

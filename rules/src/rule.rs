@@ -1,0 +1,256 @@
+//! ACL rules: a verb (`PUB`/`SUB`) and a subject pattern whose first token is
+//! `{{plane}}`, and the rule sets built from them, with subsumption.
+
+use crate::pattern;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The placeholder that stands for the plane until signing fills it in.
+pub const PLANE_PLACEHOLDER: &str = "{{plane}}";
+
+/// Publish or subscribe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verb {
+    /// Publish.
+    Pub,
+    /// Subscribe.
+    Sub,
+}
+
+impl Verb {
+    /// `PUB` or `SUB`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Pub => "PUB",
+            Verb::Sub => "SUB",
+        }
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rule's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// The verb is neither `PUB` nor `SUB`.
+    #[error("expected 'PUB <subject>' or 'SUB <subject>', found {text:?}")]
+    BadVerb {
+        /// The text.
+        text: String,
+    },
+    /// The subject is not a valid NATS subject pattern.
+    #[error(
+        "{subject:?} is not a valid NATS subject pattern (empty token, whitespace, or misplaced wildcard)"
+    )]
+    InvalidSubject {
+        /// The subject.
+        subject: String,
+    },
+}
+
+/// One allow-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    /// Publish or subscribe.
+    pub verb: Verb,
+    /// The subject pattern, `{{plane}}` first.
+    pub subject: String,
+}
+
+impl Rule {
+    /// A rule from parts; the subject must be a valid pattern.
+    pub fn new(verb: Verb, subject: impl Into<String>) -> Result<Self, RuleError> {
+        let subject = subject.into();
+        if !pattern::is_valid(&subject) {
+            return Err(RuleError::InvalidSubject { subject });
+        }
+        Ok(Rule { verb, subject })
+    }
+
+    /// Parses `PUB <subject>` / `SUB <subject>` (single space, no trailing text).
+    pub fn parse(text: &str) -> Result<Self, RuleError> {
+        let (verb, subject) = match text.split_once(' ') {
+            Some(("PUB", s)) => (Verb::Pub, s),
+            Some(("SUB", s)) => (Verb::Sub, s),
+            _ => {
+                return Err(RuleError::BadVerb {
+                    text: text.to_string(),
+                });
+            }
+        };
+        Rule::new(verb, subject)
+    }
+
+    /// Whether this rule allows everything `other` allows (same verb, broader or equal pattern).
+    pub fn covers(&self, other: &Rule) -> bool {
+        self.verb == other.verb && pattern::covers(&self.subject, &other.subject)
+    }
+
+    /// The subject with `{{plane}}` replaced by `plane`.
+    pub fn subject_for_plane(&self, plane: &str) -> String {
+        match self.subject.strip_prefix(PLANE_PLACEHOLDER) {
+            Some(rest) => format!("{plane}{rest}"),
+            None => self.subject.clone(),
+        }
+    }
+
+    /// The subject's tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = &str> {
+        self.subject.split('.')
+    }
+
+    /// Whether this is a trust-root (`danger`) rule.
+    pub fn is_danger(&self) -> bool {
+        self.tokens().nth(1) == Some("danger")
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.verb, self.subject)
+    }
+}
+
+/// A sorted set of rules: PUB before SUB, each bytewise by subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    rules: BTreeSet<Rule>,
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule; returns whether it was new.
+    pub fn insert(&mut self, rule: Rule) -> bool {
+        self.rules.insert(rule)
+    }
+
+    /// Whether the exact rule is present.
+    pub fn contains(&self, rule: &Rule) -> bool {
+        self.rules.contains(rule)
+    }
+
+    /// The rules, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
+    /// The rules of one verb, sorted.
+    pub fn of(&self, verb: Verb) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(move |r| r.verb == verb)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Drops every rule covered by another rule of the same verb. Of two
+    /// rules that cover each other (only possible when equal) one stays.
+    pub fn minimize(&mut self) {
+        let all: Vec<Rule> = self.rules.iter().cloned().collect();
+        self.rules
+            .retain(|r| !all.iter().any(|o| o != r && o.covers(r)));
+    }
+
+    /// The rule of this set that covers `rule`: itself if present, else the
+    /// first broader rule of the same verb.
+    pub fn covering(&self, rule: &Rule) -> Option<&Rule> {
+        self.rules
+            .get(rule)
+            .or_else(|| self.rules.iter().find(|r| r.covers(rule)))
+    }
+
+    /// Whether a literal subject (with `{{plane}}` or a plane) is allowed for `verb`.
+    pub fn allows(&self, verb: Verb, subject: &str) -> bool {
+        self.of(verb).any(|r| pattern::matches(&r.subject, subject))
+    }
+}
+
+impl FromIterator<Rule> for RuleSet {
+    fn from_iter<I: IntoIterator<Item = Rule>>(iter: I) -> Self {
+        RuleSet {
+            rules: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl Extend<Rule> for RuleSet {
+    fn extend<I: IntoIterator<Item = Rule>>(&mut self, iter: I) {
+        self.rules.extend(iter)
+    }
+}
+
+impl<'a> IntoIterator for &'a RuleSet {
+    type Item = &'a Rule;
+    type IntoIter = std::collections::btree_set::Iter<'a, Rule>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.rules.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Rule {
+        Rule::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parse_and_print() {
+        assert_eq!(r("PUB a.b").to_string(), "PUB a.b");
+        assert!(matches!(
+            Rule::parse("pub a.b"),
+            Err(RuleError::BadVerb { .. })
+        ));
+        assert!(matches!(
+            Rule::parse("PUB  a.b"),
+            Err(RuleError::InvalidSubject { .. })
+        ));
+        assert!(matches!(
+            Rule::parse("PUB a.b x"),
+            Err(RuleError::InvalidSubject { .. })
+        ));
+        assert!(matches!(Rule::parse("PUB"), Err(RuleError::BadVerb { .. })));
+    }
+
+    #[test]
+    fn minimize_drops_covered_rules_of_the_same_verb() {
+        let mut set: RuleSet = ["PUB a.>", "PUB a.b", "SUB a.b", "SUB a.*", "PUB c.d"]
+            .map(r)
+            .into_iter()
+            .collect();
+        set.minimize();
+        let got: Vec<String> = set.iter().map(|r| r.to_string()).collect();
+        assert_eq!(got, ["PUB a.>", "PUB c.d", "SUB a.*"]);
+        assert_eq!(set.covering(&r("PUB a.x.y")), Some(&r("PUB a.>")));
+        assert!(set.allows(Verb::Pub, "a.q"));
+        assert!(!set.allows(Verb::Sub, "a.q.r"));
+    }
+
+    #[test]
+    fn plane_fill() {
+        assert_eq!(
+            r("PUB {{plane}}.reply._.x.>").subject_for_plane("microbus"),
+            "microbus.reply._.x.>"
+        );
+        assert!(r("PUB {{plane}}.danger.666.a.b.*.POST.mint").is_danger());
+    }
+}

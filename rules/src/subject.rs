@@ -1,0 +1,745 @@
+//! The wire: request and reply subjects in publish and subscribe form, and
+//! decoding a received subject back into its parts.
+//!
+//! `<plane>.<trust>.<port>.<src>.<dest>.<pos>.<METHOD>.<path...>` for requests,
+//! `<plane>.reply._.<responder>.<caller>.<caller-id>` for replies. Hostnames
+//! and path segments are escaped so that no input can add, remove or widen a
+//! token: the only `*` and `>` in a subject are the ones the subscribe form
+//! writes on purpose.
+
+use crate::hostname::{decode_hex_pair, flatten, push_pct, unflatten};
+use crate::route::{Method, Route, RouteError, Segment, TRUST_ROOT_PORT};
+use std::fmt;
+
+/// Default deployment plane.
+pub const DEFAULT_PLANE: &str = "microbus";
+/// Longest plane accepted.
+pub const MAX_PLANE_LEN: usize = 64;
+
+/// The trust segment: `danger` for the trust-root port 666, `safe` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Any port but 666.
+    Safe,
+    /// Port 666.
+    Danger,
+}
+
+impl Trust {
+    /// The trust segment for a port.
+    pub fn of_port(port: u16) -> Trust {
+        if port == TRUST_ROOT_PORT {
+            Trust::Danger
+        } else {
+            Trust::Safe
+        }
+    }
+
+    /// The token as written in subjects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Safe => "safe",
+            Trust::Danger => "danger",
+        }
+    }
+}
+
+/// Why a plane, position or subject was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectError {
+    /// The plane is not 1 to 64 characters of `[a-z0-9-]`.
+    #[error("plane {plane:?} is not 1 to {MAX_PLANE_LEN} characters of a-z, 0-9 and '-'")]
+    InvalidPlane {
+        /// The offending plane.
+        plane: String,
+    },
+    /// An instance id or locality is not `id-…`/`loc-…` of `[a-z0-9-]`.
+    #[error("position {pos:?} is not '_', 'id-<a-z0-9->' or 'loc-<a-z0-9->'")]
+    InvalidPosition {
+        /// The offending position.
+        pos: String,
+    },
+    /// The subject does not have the request or reply layout.
+    #[error("subject {subject:?} is malformed: {reason}")]
+    Malformed {
+        /// The subject (truncated to 200 bytes).
+        subject: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A method token in a subject is invalid.
+    #[error(transparent)]
+    Method(#[from] RouteError),
+}
+
+fn malformed(subject: &str, reason: &'static str) -> SubjectError {
+    let mut s = subject.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    SubjectError::Malformed { subject: s, reason }
+}
+
+fn is_plane_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_PLANE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A validated deployment plane.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Plane(String);
+
+impl Plane {
+    /// Validates a plane: 1 to 64 characters of `[a-z0-9-]`.
+    pub fn parse(plane: &str) -> Result<Self, SubjectError> {
+        if is_plane_token(plane) {
+            Ok(Plane(plane.to_string()))
+        } else {
+            Err(SubjectError::InvalidPlane {
+                plane: plane.to_string(),
+            })
+        }
+    }
+
+    /// The plane as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Plane {
+    fn default() -> Self {
+        Plane(DEFAULT_PLANE.to_string())
+    }
+}
+
+impl fmt::Display for Plane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The position segment: any instance, one instance, or one locality.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Position {
+    /// `_`: load-balanced across instances.
+    Any,
+    /// `id-<instance>`: one instance (the full token, lower-cased).
+    Id(String),
+    /// `loc-<locality>`: one locality (the full token, lower-cased).
+    Loc(String),
+}
+
+impl Position {
+    /// Parses `""`/`_`, `id-…` or `loc-…` (case-insensitive).
+    pub fn parse(pos: &str) -> Result<Self, SubjectError> {
+        if pos.is_empty() || pos == "_" {
+            return Ok(Position::Any);
+        }
+        let lower = pos.to_ascii_lowercase();
+        let valid_tail = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if let Some(t) = lower.strip_prefix("id-")
+            && valid_tail(t)
+        {
+            return Ok(Position::Id(lower));
+        }
+        if let Some(t) = lower.strip_prefix("loc-")
+            && valid_tail(t)
+        {
+            return Ok(Position::Loc(lower));
+        }
+        Err(SubjectError::InvalidPosition {
+            pos: pos.to_string(),
+        })
+    }
+
+    /// The token as written in subjects.
+    pub fn token(&self) -> &str {
+        match self {
+            Position::Any => "_",
+            Position::Id(s) | Position::Loc(s) => s,
+        }
+    }
+}
+
+/// Escapes one path segment: `[A-Za-z0-9-]` pass, every other byte `%xx`,
+/// an empty segment is `_`.
+pub fn escape_segment(out: &mut String, segment: &str) {
+    if segment.is_empty() {
+        out.push('_');
+        return;
+    }
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            push_pct(out, b);
+        }
+    }
+}
+
+/// The path tokens of a concrete path (publish form), joined with `.`.
+pub fn path_tokens(out: &mut String, path: &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        escape_segment(out, seg);
+    }
+}
+
+/// The path tokens of a route (subscribe / rule form): `{a}` and `*` become
+/// `*`, a final `{a...}` becomes `>`, literals are escaped.
+pub fn route_path_tokens(out: &mut String, segments: &[Segment]) {
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        match seg {
+            Segment::Literal(s) => escape_segment(out, s),
+            Segment::Arg(_) | Segment::Star => out.push('*'),
+            Segment::Greedy(_) => out.push('>'),
+        }
+    }
+    if segments.is_empty() {
+        out.push('_');
+    }
+}
+
+fn head(out: &mut String, plane: &str, port: &str, trust: Trust) {
+    out.push_str(plane);
+    out.push('.');
+    out.push_str(trust.as_str());
+    out.push('.');
+    out.push_str(port);
+    out.push('.');
+}
+
+/// The subject a caller publishes a request on.
+///
+/// `src` and `dest` are hostnames (flattened here; an empty `src` is `_`),
+/// `path` a concrete path (its leading `/` optional, the query not included).
+pub fn request(
+    plane: &Plane,
+    port: u16,
+    src: &str,
+    dest: &str,
+    pos: &Position,
+    method: &Method,
+    path: &str,
+) -> String {
+    let mut out = String::with_capacity(64 + src.len() + dest.len() + path.len());
+    head(
+        &mut out,
+        plane.as_str(),
+        &port.to_string(),
+        Trust::of_port(port),
+    );
+    out.push_str(&flatten(src));
+    out.push('.');
+    out.push_str(&flatten(dest));
+    out.push('.');
+    out.push_str(pos.token());
+    out.push('.');
+    out.push_str(method.as_str());
+    out.push('.');
+    path_tokens(&mut out, path);
+    out
+}
+
+/// The subject a service subscribes on to receive requests for a route
+/// (`port` 0 becomes `*`, `ANY` becomes `*`, path arguments wildcards).
+pub fn subscription(
+    plane: &Plane,
+    host: &str,
+    pos: &Position,
+    method: &Method,
+    route: &Route,
+) -> String {
+    let mut out = String::with_capacity(64 + host.len());
+    let port = if route.port == 0 {
+        "*".to_string()
+    } else {
+        route.port.to_string()
+    };
+    head(&mut out, plane.as_str(), &port, Trust::of_port(route.port));
+    out.push_str("*.");
+    out.push_str(&flatten(host));
+    out.push('.');
+    out.push_str(pos.token());
+    out.push('.');
+    out.push_str(if method.is_any() {
+        "*"
+    } else {
+        method.as_str()
+    });
+    out.push('.');
+    route_path_tokens(&mut out, &route.segments);
+    out
+}
+
+/// Parses `path` as a route and returns [`subscription`]; `port` overrides
+/// the route's port.
+pub fn subscription_for_path(
+    plane: &Plane,
+    port: u16,
+    host: &str,
+    pos: &Position,
+    method: &Method,
+    path: &str,
+) -> Result<String, RouteError> {
+    let mut route = Route::parse(&format!("/{}", path.strip_prefix('/').unwrap_or(path)))?;
+    route.port = port;
+    Ok(subscription(plane, host, pos, method, &route))
+}
+
+/// The subject a responder publishes its reply (and acks) on.
+pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position) -> String {
+    format!(
+        "{}.reply._.{}.{}.{}",
+        plane.as_str(),
+        flatten(responder),
+        flatten(caller),
+        caller_id.token()
+    )
+}
+
+/// The subject a service subscribes on to receive replies to its requests.
+pub fn reply_subscription(plane: &Plane, own_host: &str, own_id: &Position) -> String {
+    format!(
+        "{}.reply._.*.{}.{}",
+        plane.as_str(),
+        flatten(own_host),
+        own_id.token()
+    )
+}
+
+/// A received request subject, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSubject {
+    /// The plane.
+    pub plane: Plane,
+    /// The trust segment (consistent with the port).
+    pub trust: Trust,
+    /// The port.
+    pub port: u16,
+    /// The caller's hostname; empty when the subject carried `_`.
+    pub src: String,
+    /// The destination hostname.
+    pub dest: String,
+    /// The position.
+    pub pos: Position,
+    /// The method.
+    pub method: Method,
+    /// The path, with a leading `/`.
+    pub path: String,
+}
+
+/// A received reply subject, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplySubject {
+    /// The plane.
+    pub plane: Plane,
+    /// The responder's hostname (broker-verified on a protected bus).
+    pub responder: String,
+    /// The caller's hostname.
+    pub caller: String,
+    /// The caller's instance.
+    pub caller_id: Position,
+}
+
+/// Any subject of the layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A request.
+    Request(RequestSubject),
+    /// A reply.
+    Reply(ReplySubject),
+}
+
+/// Longest subject [`decode`] accepts.
+pub const MAX_SUBJECT_LEN: usize = 64 * 1024;
+
+fn decode_host(subject: &str, token: &str) -> Result<String, SubjectError> {
+    if token == "_" {
+        return Ok(String::new());
+    }
+    unflatten(token).ok_or_else(|| malformed(subject, "host token is not a flattened hostname"))
+}
+
+fn decode_segment(subject: &str, token: &str) -> Result<Vec<u8>, SubjectError> {
+    if token == "_" {
+        return Ok(Vec::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let pair = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| malformed(subject, "truncated %-escape in path"))?;
+                out.push(
+                    decode_hex_pair(pair)
+                        .ok_or_else(|| malformed(subject, "bad %-escape in path"))?,
+                );
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'-' => {
+                out.push(b);
+                i += 1;
+            }
+            _ => {
+                return Err(malformed(
+                    subject,
+                    "path token has a character that must be escaped",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a concrete (wildcard-free) subject of the layout.
+pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
+    if subject.len() > MAX_SUBJECT_LEN {
+        return Err(malformed(subject, "longer than 64 KiB"));
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if tokens.iter().any(|t| t.is_empty()) {
+        return Err(malformed(subject, "empty token"));
+    }
+    if tokens.iter().any(|t| *t == "*" || *t == ">") {
+        return Err(malformed(subject, "wildcard in a received subject"));
+    }
+    if tokens.len() < 6 {
+        return Err(malformed(subject, "too few tokens"));
+    }
+    let plane = Plane::parse(tokens[0]).map_err(|_| malformed(subject, "invalid plane"))?;
+    if tokens[1] == "reply" {
+        if tokens.len() != 6 || tokens[2] != "_" {
+            return Err(malformed(
+                subject,
+                "reply subject is not <plane>.reply._.<responder>.<caller>.<id>",
+            ));
+        }
+        let caller_id =
+            Position::parse(tokens[5]).map_err(|_| malformed(subject, "invalid caller id"))?;
+        return Ok(Subject::Reply(ReplySubject {
+            plane,
+            responder: decode_host(subject, tokens[3])?,
+            caller: decode_host(subject, tokens[4])?,
+            caller_id,
+        }));
+    }
+    if tokens.len() < 8 {
+        return Err(malformed(subject, "too few tokens for a request"));
+    }
+    let trust = match tokens[1] {
+        "safe" => Trust::Safe,
+        "danger" => Trust::Danger,
+        _ => return Err(malformed(subject, "trust is neither 'safe' nor 'danger'")),
+    };
+    let port_tok = tokens[2];
+    if port_tok.len() > 5
+        || !port_tok.bytes().all(|b| b.is_ascii_digit())
+        || (port_tok.len() > 1 && port_tok.starts_with('0'))
+    {
+        return Err(malformed(subject, "port is not a canonical decimal number"));
+    }
+    let port: u16 = port_tok
+        .parse()
+        .map_err(|_| malformed(subject, "port out of range"))?;
+    if Trust::of_port(port) != trust {
+        return Err(malformed(subject, "trust segment does not match the port"));
+    }
+    let src = decode_host(subject, tokens[3])?;
+    let dest = decode_host(subject, tokens[4])?;
+    if dest.is_empty() {
+        return Err(malformed(subject, "empty destination host"));
+    }
+    let pos = Position::parse(tokens[5]).map_err(|_| malformed(subject, "invalid position"))?;
+    if pos.token() != tokens[5] {
+        return Err(malformed(subject, "position is not lower-case"));
+    }
+    let method = Method::parse(tokens[6])?;
+    if method.as_str() != tokens[6] {
+        return Err(malformed(subject, "method is not upper-case"));
+    }
+    let mut path = Vec::new();
+    for tok in &tokens[7..] {
+        path.push(b'/');
+        path.extend(decode_segment(subject, tok)?);
+    }
+    let path = String::from_utf8(path).map_err(|_| malformed(subject, "path is not UTF-8"))?;
+    Ok(Subject::Request(RequestSubject {
+        plane,
+        trust,
+        port,
+        src,
+        dest,
+        pos,
+        method,
+        path,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p0() -> Plane {
+        Plane::parse("p0").unwrap()
+    }
+    fn m(s: &str) -> Method {
+        Method::parse(s).unwrap()
+    }
+    fn pos(s: &str) -> Position {
+        Position::parse(s).unwrap()
+    }
+    fn sub(port: u16, host: &str, p: &str, method: &str, path: &str) -> String {
+        subscription_for_path(&p0(), port, host, &pos(p), &m(method), path).unwrap()
+    }
+    fn publ(port: u16, src: &str, host: &str, p: &str, method: &str, path: &str) -> String {
+        request(&p0(), port, src, host, &pos(p), &m(method), path)
+    }
+
+    #[test]
+    fn subscribe_vectors() {
+        let v = [
+            (
+                sub(80, "EXAMPLE.com", "", "GET", "PATH/to/file.html"),
+                "p0.safe.80.*.example_com._.GET.PATH.to.file%2ehtml",
+            ),
+            (
+                sub(80, "EXAMPLE.com", "", "GET", "PATH/"),
+                "p0.safe.80.*.example_com._.GET.PATH._",
+            ),
+            (
+                sub(123, "example.com", "", "POST", "DIR/{...}"),
+                "p0.safe.123.*.example_com._.POST.DIR.>",
+            ),
+            (
+                sub(123, "example.com", "", "PATCH", "/DIR/{file...}"),
+                "p0.safe.123.*.example_com._.PATCH.DIR.>",
+            ),
+            (
+                sub(443, "www.example.com", "", "delete", "/{...}"),
+                "p0.safe.443.*.www_example_com._.DELETE.>",
+            ),
+            (
+                sub(443, "www.example.com", "", "ANY", ""),
+                "p0.safe.443.*.www_example_com._.*._",
+            ),
+            (
+                sub(0, "EXAMPLE.com", "", "GET", "PATH/to/file.html"),
+                "p0.safe.*.*.example_com._.GET.PATH.to.file%2ehtml",
+            ),
+            (
+                sub(443, "example.com", "", "GET", "/foo/{foo}/bar/{bar}"),
+                "p0.safe.443.*.example_com._.GET.foo.*.bar.*",
+            ),
+            (
+                sub(
+                    0,
+                    "example.com",
+                    "",
+                    "ANY",
+                    "/foo/{foo}/bar/{bar}/{appendix...}",
+                ),
+                "p0.safe.*.*.example_com._.*.foo.*.bar.*.>",
+            ),
+            (
+                sub(80, "EXAMPLE.com", "", "GET", "empty///"),
+                "p0.safe.80.*.example_com._.GET.empty._._._",
+            ),
+            (
+                sub(666, "example.com", "", "POST", "mint"),
+                "p0.danger.666.*.example_com._.POST.mint",
+            ),
+            (
+                sub(443, "example.com", "id-abcd1234", "GET", "path"),
+                "p0.safe.443.*.example_com.id-abcd1234.GET.path",
+            ),
+            (
+                sub(443, "example.com", "loc-us-west", "GET", "path"),
+                "p0.safe.443.*.example_com.loc-us-west.GET.path",
+            ),
+            (
+                sub(443, "example.com", "ID-ABCD1234", "GET", "path"),
+                "p0.safe.443.*.example_com.id-abcd1234.GET.path",
+            ),
+            (
+                sub(443, "my$.xml", "", "GET", "path"),
+                "p0.safe.443.*.my%24_xml._.GET.path",
+            ),
+        ];
+        for (got, want) in v {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn publish_vectors() {
+        let v = [
+            (
+                publ(80, "BY.com", "EXAMPLE.com", "", "GET", "PATH/to/file.html"),
+                "p0.safe.80.by_com.example_com._.GET.PATH.to.file%2ehtml",
+            ),
+            (
+                publ(80, "BY.com", "EXAMPLE.com", "", "GET", "PATH/"),
+                "p0.safe.80.by_com.example_com._.GET.PATH._",
+            ),
+            (
+                publ(123, "by.com", "example.com", "", "PATCH", "/DIR/"),
+                "p0.safe.123.by_com.example_com._.PATCH.DIR._",
+            ),
+            (
+                publ(443, "by.com", "www.example.com", "", "ANY", "/method"),
+                "p0.safe.443.by_com.www_example_com._.ANY.method",
+            ),
+            (
+                publ(443, "by.com", "www.example.com", "", "delete", "/"),
+                "p0.safe.443.by_com.www_example_com._.DELETE._",
+            ),
+            (
+                publ(443, "by.com", "www.example.com", "", "OPTIONS", ""),
+                "p0.safe.443.by_com.www_example_com._.OPTIONS._",
+            ),
+            (
+                publ(0, "BY.com", "EXAMPLE.com", "", "GET", "PATH/to/file.html"),
+                "p0.safe.0.by_com.example_com._.GET.PATH.to.file%2ehtml",
+            ),
+            (
+                publ(
+                    443,
+                    "by.com",
+                    "example.com",
+                    "",
+                    "GET",
+                    "/foo/{foo}/bar/{bar}",
+                ),
+                "p0.safe.443.by_com.example_com._.GET.foo.%7bfoo%7d.bar.%7bbar%7d",
+            ),
+            (
+                publ(80, "BY.com", "EXAMPLE.com", "", "GET", "empty///"),
+                "p0.safe.80.by_com.example_com._.GET.empty._._._",
+            ),
+            (
+                publ(666, "by.com", "example.com", "", "POST", "mint"),
+                "p0.danger.666.by_com.example_com._.POST.mint",
+            ),
+            (
+                publ(443, "by.com", "example.com", "id-abcd1234", "GET", "path"),
+                "p0.safe.443.by_com.example_com.id-abcd1234.GET.path",
+            ),
+            (
+                publ(443, "by.com", "example.com", "loc-us-west", "GET", "path"),
+                "p0.safe.443.by_com.example_com.loc-us-west.GET.path",
+            ),
+        ];
+        for (got, want) in v {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn segment_vectors() {
+        for (input, want) in [
+            ("UPPERCASE", "UPPERCASE"),
+            ("file.html", "file%2ehtml"),
+            ("a_b_c", "a%5fb%5fc"),
+            ("two-W0rds", "two-W0rds"),
+            ("special!", "special%21"),
+            ("asteri*", "asteri%2a"),
+        ] {
+            let mut out = String::new();
+            escape_segment(&mut out, input);
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn reply_vectors() {
+        assert_eq!(
+            reply_subscription(&p0(), "www.EXAMPLE.com", &pos("ID-ABCD1234")),
+            "p0.reply._.*.www_example_com.id-abcd1234"
+        );
+        assert_eq!(
+            reply(&p0(), "by.com", "www.example.com", &pos("id-abcd1234")),
+            "p0.reply._.by_com.www_example_com.id-abcd1234"
+        );
+    }
+
+    #[test]
+    fn decode_round_trip() {
+        let s = publ(
+            666,
+            "by.com",
+            "example.com",
+            "id-abcd1234",
+            "POST",
+            "/mint/a b/é.x//",
+        );
+        let Subject::Request(r) = decode(&s).unwrap() else {
+            panic!("not a request")
+        };
+        assert_eq!(r.trust, Trust::Danger);
+        assert_eq!(
+            (r.port, r.src.as_str(), r.dest.as_str()),
+            (666, "by.com", "example.com")
+        );
+        assert_eq!(r.pos, pos("id-abcd1234"));
+        assert_eq!(r.path, "/mint/a b/é.x//");
+        let Subject::Reply(r) = decode("p0.reply._.by_com.www_example_com.id-abcd1234").unwrap()
+        else {
+            panic!("not a reply")
+        };
+        assert_eq!(
+            (r.responder.as_str(), r.caller.as_str()),
+            ("by.com", "www.example.com")
+        );
+    }
+
+    #[test]
+    fn decode_refuses_malformed() {
+        for bad in [
+            "",
+            "p0",
+            "p0.safe.443.a.b._.GET",
+            "p0.safe.666.a.b._.GET.x",
+            "p0.danger.443.a.b._.GET.x",
+            "p0.safe.0443.a.b._.GET.x",
+            "p0.safe.99999.a.b._.GET.x",
+            "p0.safe.443.a.b._.get.x",
+            "p0.safe.443.a.*._.GET.x",
+            "p0.safe.443.a.b._.GET.>",
+            "p0.safe.443.a.b._.GET.x..y",
+            "p0.safe.443.a.b._.GET.x%2",
+            "p0.safe.443.a.b._.GET.x%ZZ",
+            "p0.safe.443.a.b._.GET.%ff",
+            "p0.safe.443.a.b.ID-X.GET.x",
+            "p0.safe.443.a._._.GET.x",
+            "P0.safe.443.a.b._.GET.x",
+            "p0.reply.x.a.b.id-1",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?} decoded");
+        }
+    }
+}

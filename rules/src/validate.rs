@@ -1,0 +1,286 @@
+//! Validation of a rule set for the hostname it is meant for, run before
+//! anything is signed: the broker can only pin a service's identity if every
+//! PUB rule is in that service's own name and no rule is wider than the
+//! layout allows.
+
+use crate::hostname::Hostname;
+use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleSet, Verb};
+use crate::subject::Plane;
+
+/// Why a rule is refused for a hostname.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The plane token is neither `{{plane}}` nor (when filled) a valid plane.
+    #[error("{rule}: the first token must be {{{{plane}}}} (or a plane of a-z, 0-9, '-')")]
+    BadPlane {
+        /// The rule.
+        rule: Rule,
+    },
+    /// A wildcard where the layout needs a literal (plane, trust, source of a
+    /// PUB, destination of a SUB).
+    #[error("{rule}: wildcard in the {token} token, which must be literal")]
+    Wildcard {
+        /// The rule.
+        rule: Rule,
+        /// Which token.
+        token: &'static str,
+    },
+    /// Not a request or reply subject of the layout.
+    #[error("{rule}: not a subject of the bus layout ({reason})")]
+    NotLayout {
+        /// The rule.
+        rule: Rule,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A PUB in another service's name (source / responder token).
+    #[error("{rule}: publishes as {found:?}, but this service is {expected:?}")]
+    ForeignSource {
+        /// The rule.
+        rule: Rule,
+        /// The flattened hostname found.
+        found: String,
+        /// The service's flattened hostname.
+        expected: String,
+    },
+    /// A SUB on replies meant for another service.
+    #[error("{rule}: subscribes to replies of {found:?}, but this service is {expected:?}")]
+    ForeignReplies {
+        /// The rule.
+        rule: Rule,
+        /// The flattened hostname found.
+        found: String,
+        /// The service's flattened hostname.
+        expected: String,
+    },
+    /// `danger` with a port other than 666, or port 666 without `danger`.
+    #[error("{rule}: the 'danger' trust segment goes with port 666 and only with it")]
+    TrustPortMismatch {
+        /// The rule.
+        rule: Rule,
+    },
+    /// A PUB on another host's event port (417): only the source fires its events.
+    #[error(
+        "{rule}: publishes an event (:417) of another host; only the source fires its own events"
+    )]
+    ForeignEvent {
+        /// The rule.
+        rule: Rule,
+    },
+}
+
+fn is_wild(t: &str) -> bool {
+    t == "*" || t == ">"
+}
+
+/// Checks one rule for a service with flattened hostname `me`.
+pub fn validate_rule(me: &str, rule: &Rule) -> Result<(), ValidationError> {
+    let t: Vec<&str> = rule.tokens().collect();
+    let wild = |token| ValidationError::Wildcard {
+        rule: rule.clone(),
+        token,
+    };
+    let not_layout = |reason| ValidationError::NotLayout {
+        rule: rule.clone(),
+        reason,
+    };
+    if is_wild(t[0]) {
+        return Err(wild("plane"));
+    }
+    if t[0] != PLANE_PLACEHOLDER && Plane::parse(t[0]).is_err() {
+        return Err(ValidationError::BadPlane { rule: rule.clone() });
+    }
+    let trust = *t.get(1).ok_or_else(|| not_layout("no trust token"))?;
+    if is_wild(trust) {
+        return Err(wild("trust"));
+    }
+    match trust {
+        "reply" => {
+            if t.len() < 4 {
+                return Err(not_layout("a reply rule has at least 4 tokens"));
+            }
+            if t[2] != "_" {
+                return Err(not_layout("the third token of a reply subject is '_'"));
+            }
+            let (idx, name) = match rule.verb {
+                Verb::Pub => (3, "responder"),
+                Verb::Sub => (4, "caller"),
+            };
+            let found = *t
+                .get(idx)
+                .ok_or_else(|| not_layout("reply rule too short"))?;
+            if is_wild(found) {
+                return Err(wild(name));
+            }
+            if found != me {
+                let (found, expected) = (found.to_string(), me.to_string());
+                return Err(match rule.verb {
+                    Verb::Pub => ValidationError::ForeignSource {
+                        rule: rule.clone(),
+                        found,
+                        expected,
+                    },
+                    Verb::Sub => ValidationError::ForeignReplies {
+                        rule: rule.clone(),
+                        found,
+                        expected,
+                    },
+                });
+            }
+            Ok(())
+        }
+        "safe" | "danger" => {
+            if t.len() < 8 && t.last() != Some(&">") {
+                return Err(not_layout("a request rule has at least 8 tokens"));
+            }
+            let port = *t.get(2).ok_or_else(|| not_layout("no port token"))?;
+            if port == ">" {
+                return Err(wild("port"));
+            }
+            if (trust == "danger") != (port == "666") {
+                return Err(ValidationError::TrustPortMismatch { rule: rule.clone() });
+            }
+            if port != "*" && port.parse::<u16>().is_err() {
+                return Err(not_layout("the port token is not a number"));
+            }
+            let src = *t.get(3).ok_or_else(|| not_layout("no source token"))?;
+            if is_wild(src) && (rule.verb == Verb::Pub || src == ">") {
+                return Err(wild("source"));
+            }
+            let dest = *t.get(4).ok_or_else(|| not_layout("no destination token"))?;
+            match rule.verb {
+                Verb::Pub => {
+                    if src != me {
+                        return Err(ValidationError::ForeignSource {
+                            rule: rule.clone(),
+                            found: src.to_string(),
+                            expected: me.to_string(),
+                        });
+                    }
+                    if dest == ">" {
+                        return Err(wild("destination"));
+                    }
+                    if port == "417" && dest != me {
+                        return Err(ValidationError::ForeignEvent { rule: rule.clone() });
+                    }
+                }
+                Verb::Sub => {
+                    if is_wild(dest) {
+                        return Err(wild("destination"));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Err(not_layout(
+            "the trust token is not 'safe', 'danger' or 'reply'",
+        )),
+    }
+}
+
+/// Checks every rule of a set for `hostname`; returns every failure.
+pub fn validate(hostname: &Hostname, rules: &RuleSet) -> Result<(), Vec<ValidationError>> {
+    let me = hostname.flatten();
+    let errors: Vec<_> = rules
+        .iter()
+        .filter_map(|r| validate_rule(&me, r).err())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derive::{ServiceModel, derive};
+
+    fn check(rule: &str) -> Result<(), ValidationError> {
+        validate_rule("calc_example", &Rule::parse(rule).unwrap())
+    }
+
+    #[test]
+    fn derived_rules_validate() {
+        let h = Hostname::parse("calc.example").unwrap();
+        assert_eq!(validate(&h, &derive(&ServiceModel::new(h.clone()))), Ok(()));
+    }
+
+    #[test]
+    fn refuses_hand_edits() {
+        assert!(matches!(
+            check("PUB {{plane}}.>"),
+            Err(ValidationError::Wildcard { token: "trust", .. })
+        ));
+        assert!(matches!(
+            check("PUB >"),
+            Err(ValidationError::Wildcard { token: "plane", .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.>"),
+            Err(ValidationError::Wildcard { token: "port", .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.443.>"),
+            Err(ValidationError::Wildcard {
+                token: "source",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.443.*.x.*.GET.a"),
+            Err(ValidationError::Wildcard {
+                token: "source",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.443.other_example.x.*.GET.a"),
+            Err(ValidationError::ForeignSource { .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.reply._.other.>"),
+            Err(ValidationError::ForeignSource { .. })
+        ));
+        assert!(matches!(
+            check("SUB {{plane}}.reply._.*.other.*"),
+            Err(ValidationError::ForeignReplies { .. })
+        ));
+        assert!(matches!(
+            check("SUB {{plane}}.safe.*.*.*.>"),
+            Err(ValidationError::Wildcard {
+                token: "destination",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.danger.443.calc_example.x.*.GET.a"),
+            Err(ValidationError::TrustPortMismatch { .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.666.calc_example.x.*.GET.a"),
+            Err(ValidationError::TrustPortMismatch { .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.danger.*.calc_example.x.*.GET.a"),
+            Err(ValidationError::TrustPortMismatch { .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.safe.417.calc_example.other.*.POST.on-x"),
+            Err(ValidationError::ForeignEvent { .. })
+        ));
+        assert!(matches!(
+            check("PUB {{plane}}.weird.1.2.3.4.5.6"),
+            Err(ValidationError::NotLayout { .. })
+        ));
+        assert!(matches!(
+            check("PUB Bad.safe.443.calc_example.x.*.GET.a"),
+            Err(ValidationError::BadPlane { .. })
+        ));
+        assert!(check("PUB microbus.safe.443.calc_example.x.*.GET.a").is_ok());
+        assert!(check("PUB {{plane}}.danger.666.calc_example.x.*.POST.mint").is_ok());
+        assert!(check("PUB {{plane}}.safe.443.calc_example.*.*.GET.a").is_ok());
+    }
+}
