@@ -262,8 +262,13 @@ fn violation_subject(text: &str, kind: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     let marker = format!("permissions violation for {kind} to ");
     let at = lower.find(&marker)? + marker.len();
-    let rest = text.get(at..)?.trim();
-    let subject = rest.trim_matches(|c| c == '"' || c == '\'' || c == ' ');
+    let rest = text.get(at..)?.trim_start();
+    // `"subject"`, possibly followed by ` using queue "q"`.
+    let subject = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+        None => rest.split_whitespace().next().unwrap_or_default(),
+    };
+    let subject = subject.trim_matches('\'');
     (!subject.is_empty()).then(|| subject.to_string())
 }
 
@@ -552,6 +557,13 @@ mod tests {
                 "subscription"
             ),
             Some("x.>".to_string())
+        );
+        assert_eq!(
+            violation_subject(
+                r#"Permissions Violation for Subscription to "a.*.b" using queue "q.example""#,
+                "subscription"
+            ),
+            Some("a.*.b".to_string())
         );
         assert_eq!(violation_subject("something else", "publish"), None);
     }
