@@ -11,7 +11,7 @@ use crate::connector::{Connector, Incoming, Live, Pending, Sink};
 use crate::error::Error;
 use crate::id;
 use crate::method::Method;
-use crate::wire::{self, FROM_HOST, FROM_ID, MSG_ID, MULTICAST, OP_CODE, OP_REQ, QUERY, Response};
+use crate::wire::{self, FROM_ID, MSG_ID, MULTICAST, OP_CODE, QUERY, Response};
 use async_nats::HeaderMap;
 use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Position, Url};
@@ -107,8 +107,6 @@ impl Live {
     ) -> Result<HeaderMap, Error> {
         let mut h = HeaderMap::new();
         h.insert(MSG_ID, id::format_message_id(msg_id).as_str());
-        h.insert(OP_CODE, OP_REQ);
-        h.insert(FROM_HOST, self.host.as_str());
         h.insert(FROM_ID, self.id.token());
         if multicast {
             h.insert(MULTICAST, "1");

@@ -45,11 +45,32 @@ pub(crate) struct Live {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Message ids are 128 random bits: their low 64 bits are already a
+/// uniform hash, so the table of waiting calls skips SipHash.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MessageIdHasher(u64);
+
+impl std::hash::Hasher for MessageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type PendingMap = HashMap<u128, Pending, std::hash::BuildHasherDefault<MessageIdHasher>>;
+
 /// State reachable from the NATS event callback (which exists before the
 /// connection does).
 #[derive(Default)]
 pub(crate) struct Shared {
-    pending: Mutex<HashMap<u128, Pending>>,
+    pending: Mutex<PendingMap>,
     denied_subscriptions: Mutex<HashSet<String>>,
     subscription_denied: Notify,
     counters: Counters,
@@ -110,7 +131,7 @@ pub(crate) enum Incoming {
 }
 
 impl Shared {
-    pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<u128, Pending>> {
+    pub(crate) fn pending(&self) -> MutexGuard<'_, PendingMap> {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // map itself is always consistent (single inserts and removes).
         self.pending.lock().unwrap_or_else(|e| e.into_inner())

@@ -17,13 +17,14 @@ use crate::connector::{Connector, Live};
 use crate::context::Frame;
 use crate::error::Error;
 use crate::wire::{
-    self, FROM_HOST, FROM_ID, MSG_ID, MULTICAST, OP_ACK, OP_CODE, OP_RES, Request, Response, STATUS,
+    self, FROM_HOST, FROM_ID, MSG_ID, MULTICAST, OP_ACK, OP_CODE, Request, Response, STATUS,
 };
 use async_nats::HeaderMap;
 use buswarden_rules::route::{CONTROL_PORT, EVENT_PORT};
 use buswarden_rules::subject::{self, Subject};
 use buswarden_rules::{Hostname, Method, Position, Route};
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -142,12 +143,22 @@ impl Live {
     ) -> Result<(), Error> {
         let mut sub = self.subscribe(subject, queue).await?;
         let live = self.clone();
+        // Handlers run concurrently inside the subscription's own task: no
+        // task hop per request (a hop costs a cross-thread wake-up, which
+        // dominated the round trip). A handler that blocks the thread holds
+        // up its subscription only; CPU-heavy handlers should spawn.
         self.add_task(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                let live = live.clone();
-                let handler = handler.clone();
-                tokio::spawn(async move { live.handle(msg, handler, inbound).await });
+            let mut running = FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    msg = sub.next() => match msg {
+                        Some(msg) => running.push(live.handle(msg, handler.clone(), inbound)),
+                        None => break,
+                    },
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                }
             }
+            while running.next().await.is_some() {}
         }));
         Ok(())
     }
@@ -173,7 +184,8 @@ impl Live {
             _ => return self.shared.count_malformed(),
         };
         let reply = subject::reply(&self.plane, self.host.as_str(), &req.src, &caller_id);
-        if wire::nats_header(headers, MULTICAST) == Some("1") {
+        let multicast = wire::nats_header(headers, MULTICAST) == Some("1");
+        if multicast {
             let mut ack = HeaderMap::new();
             ack.insert(MSG_ID, msg_id.as_str());
             ack.insert(OP_CODE, OP_ACK);
@@ -212,7 +224,7 @@ impl Live {
         };
         self.shared.count_handled();
         let outcome = frame.scope(handler(request)).await;
-        let (h, body) = self.response_message(&msg_id, outcome);
+        let (h, body) = self.response_message(&msg_id, multicast, outcome);
         let _ = self
             .client
             .publish_with_headers(reply, h, body.into())
@@ -222,12 +234,15 @@ impl Live {
     fn response_message(
         &self,
         msg_id: &str,
+        multicast: bool,
         outcome: Result<Response, Error>,
     ) -> (HeaderMap, Vec<u8>) {
         let mut h = HeaderMap::new();
         h.insert(MSG_ID, msg_id);
-        h.insert(OP_CODE, OP_RES);
-        h.insert(FROM_ID, self.id.token());
+        if multicast {
+            // Tells the replicas of one host apart.
+            h.insert(FROM_ID, self.id.token());
+        }
         let response = match outcome {
             Ok(resp) => {
                 let mut user = HeaderMap::new();
@@ -262,7 +277,9 @@ impl Live {
         };
         match response {
             Ok(resp) => {
-                h.insert(STATUS, resp.status.to_string().as_str());
+                if resp.status != 200 {
+                    h.insert(STATUS, resp.status.to_string().as_str());
+                }
                 (h, resp.body)
             }
             Err(e) => {

@@ -13,8 +13,6 @@
 //! | part | content |
 //! |---|---|
 //! | `Microbus-Msg-Id` | 128-bit random id, 32 lower-case hex digits; the response repeats it |
-//! | `Microbus-Op-Code` | `Req` |
-//! | `Microbus-From-Host` | the caller's hostname; informative only, the receiver overwrites it with the subject's broker-verified source segment before any handler runs |
 //! | `Microbus-From-Id` | the caller's instance id (`id-…`): where the response goes |
 //! | `Microbus-Multicast` | `1` when the caller collects every responder (multicast, events): responders then send an `Ack` first |
 //! | `Microbus-Query` | the query string of a raw-call URL (without `?`), when there is one |
@@ -28,11 +26,17 @@
 //! | part | content |
 //! |---|---|
 //! | `Microbus-Msg-Id` | the request's id |
-//! | `Microbus-Op-Code` | `Ack` (receipt, multicast only, no body) or `Res` |
-//! | `Microbus-From-Id` | the responder's instance id (tells replicas apart) |
-//! | `Microbus-Status` | HTTP-like status; 400 and above is an error |
+//! | `Microbus-Op-Code` | `Ack` on a receipt acknowledgement (multicast only, no body); absent on a response |
+//! | `Microbus-From-Id` | multicast only: the responder's instance id (tells replicas apart) |
+//! | `Microbus-Status` | HTTP-like status, absent for 200; 400 and above is an error |
 //! | other headers | a web response's headers |
 //! | payload | on success the body (typed functions: the JSON of the result); on error the UTF-8 error message |
+//!
+//! The caller's hostname is not a header: it is the subject's source segment,
+//! which the broker pins. Receivers give handlers a `Microbus-From-Host`
+//! header set from that segment (any copy the publisher wrote, in any
+//! spelling, is removed first). Envelope headers are kept to a minimum
+//! because each costs parsing in the client and the server on every message.
 //!
 //! A caller accepts a response only when its responder segment (pinned by the
 //! broker to the responder's own hostname) is the host it called.
@@ -43,7 +47,8 @@ use std::fmt;
 pub const MSG_ID: &str = "Microbus-Msg-Id";
 /// Header: operation code (`Req`, `Res`, `Ack`).
 pub const OP_CODE: &str = "Microbus-Op-Code";
-/// Header: the caller's hostname (overwritten on receipt).
+/// Header given to handlers: the broker-verified caller hostname (set on
+/// receipt from the subject; never trusted from the wire).
 pub const FROM_HOST: &str = "Microbus-From-Host";
 /// Header: the sender's instance id.
 pub const FROM_ID: &str = "Microbus-From-Id";
@@ -58,10 +63,6 @@ pub const ACTOR: &str = "Microbus-Actor";
 /// Header prefix: baggage, propagated.
 pub const BAGGAGE_PREFIX: &str = "Microbus-Baggage-";
 
-/// Op code of a request.
-pub const OP_REQ: &str = "Req";
-/// Op code of a response.
-pub const OP_RES: &str = "Res";
 /// Op code of a receipt acknowledgement.
 pub const OP_ACK: &str = "Ack";
 
