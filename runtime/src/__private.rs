@@ -215,21 +215,22 @@ pub fn connector_of<C: AsRef<Connector> + ?Sized>(svc: &C) -> Connector {
 }
 
 /// The inside of a generated client: the connector and the host override.
+/// Cloned into each call's future, so the future borrows nothing (it can be
+/// spawned or joined straight from a temporary client).
 #[derive(Debug, Clone)]
-pub struct Caller<'a> {
+pub struct Caller {
     svc: Connector,
     host: Option<String>,
-    _lifetime: PhantomData<&'a ()>,
 }
 
-impl<'a> Caller<'a> {
+/// The lifetime marker of generated clients (the clients own their
+/// connector handle; the lifetime keeps the documented `Client<'a>` shape).
+pub type Lifetime<'a> = PhantomData<&'a ()>;
+
+impl Caller {
     /// A caller on `svc`.
     pub fn new(svc: Connector) -> Self {
-        Caller {
-            svc,
-            host: None,
-            _lifetime: PhantomData,
-        }
+        Caller { svc, host: None }
     }
 
     /// Overrides the destination host (`for_host`).

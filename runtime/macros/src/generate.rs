@@ -88,19 +88,23 @@ pub fn api(api: &Api) -> TokenStream {
         #[doc = #doc_client]
         #[derive(Debug, Clone)]
         #vis struct #client<'a> {
-            caller: ::buswarden::__private::Caller<'a>,
+            caller: ::buswarden::__private::Caller,
+            _lifetime: ::buswarden::__private::Lifetime<'a>,
         }
 
         #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
         impl<'a> #client<'a> {
             /// A client on `svc` (`&Connector`, `&Arc<Connector>`, …).
             pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self { caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)) }
+                Self {
+                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
+                    _lifetime: ::core::marker::PhantomData,
+                }
             }
 
             /// Calls another host that serves this API (`id-….host` addresses one instance).
             pub fn for_host(self, host: &str) -> Self {
-                Self { caller: self.caller.for_host(host) }
+                Self { caller: self.caller.for_host(host), _lifetime: ::core::marker::PhantomData }
             }
 
             #(#client_methods)*
@@ -109,19 +113,23 @@ pub fn api(api: &Api) -> TokenStream {
         #[doc = #doc_multicast]
         #[derive(Debug, Clone)]
         #vis struct #multicast<'a> {
-            caller: ::buswarden::__private::Caller<'a>,
+            caller: ::buswarden::__private::Caller,
+            _lifetime: ::buswarden::__private::Lifetime<'a>,
         }
 
         #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
         impl<'a> #multicast<'a> {
             /// A multicast client on `svc`.
             pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self { caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)) }
+                Self {
+                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
+                    _lifetime: ::core::marker::PhantomData,
+                }
             }
 
             /// Addresses another host that serves this API.
             pub fn for_host(self, host: &str) -> Self {
-                Self { caller: self.caller.for_host(host) }
+                Self { caller: self.caller.for_host(host), _lifetime: ::core::marker::PhantomData }
             }
 
             #(#multicast_methods)*
@@ -130,14 +138,18 @@ pub fn api(api: &Api) -> TokenStream {
         #[doc = #doc_trigger]
         #[derive(Debug, Clone)]
         #vis struct #trigger<'a> {
-            caller: ::buswarden::__private::Caller<'a>,
+            caller: ::buswarden::__private::Caller,
+            _lifetime: ::buswarden::__private::Lifetime<'a>,
         }
 
         #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
         impl<'a> #trigger<'a> {
             /// A trigger on `svc` (which must be this API's own service).
             pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self { caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)) }
+                Self {
+                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
+                    _lifetime: ::core::marker::PhantomData,
+                }
             }
 
             #(#trigger_methods)*
@@ -146,14 +158,18 @@ pub fn api(api: &Api) -> TokenStream {
         #[doc = #doc_hook]
         #[derive(Debug, Clone)]
         #vis struct #hook<'a> {
-            caller: ::buswarden::__private::Caller<'a>,
+            caller: ::buswarden::__private::Caller,
+            _lifetime: ::buswarden::__private::Lifetime<'a>,
         }
 
         #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
         impl<'a> #hook<'a> {
             /// A hook on `svc` (the sink service).
             pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self { caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)) }
+                Self {
+                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
+                    _lifetime: ::core::marker::PhantomData,
+                }
             }
 
             #(#hook_methods)*
@@ -254,70 +270,102 @@ fn params(ep: &Endpoint) -> TokenStream {
     quote!(#(#ps),*)
 }
 
+/// A method whose future owns what it needs (`use<>`): it can be spawned or
+/// joined straight from a temporary client.
+fn owned_future(
+    docs: &[syn::Attribute],
+    id: &Ident,
+    params: &TokenStream,
+    output: TokenStream,
+    body: TokenStream,
+) -> TokenStream {
+    quote! {
+        #(#docs)*
+        pub fn #id(&self, #params) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + use<> {
+            let __caller = ::core::clone::Clone::clone(&self.caller);
+            async move { #body }
+        }
+    }
+}
+
 fn client_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident, many: bool) -> TokenStream {
     let id = &ep.sig_ident;
     let ret = &ep.ret;
-    let docs = &ep.docs;
     let params = params(ep);
+    let many_ret = quote!(::core::result::Result<::std::vec::Vec<#ret>, ::buswarden::Error>);
     if ep.kind == Kind::Web {
         let req = &ep.args[0].name;
         return if many {
-            quote! {
-                #(#docs)*
-                pub async fn #id(&self, #params) -> ::core::result::Result<::std::vec::Vec<#ret>, ::buswarden::Error> {
-                    let __all = self.caller.multicast_web(#host_const, &#spec_mod::#id, #req).await?;
+            owned_future(
+                &ep.docs,
+                id,
+                &params,
+                many_ret,
+                quote! {
+                    let __all = __caller.multicast_web(#host_const, &#spec_mod::#id, #req).await?;
                     ::core::result::Result::Ok(__all.into_iter().map(|__r| -> #ret { ::core::result::Result::Ok(__r?) }).collect())
-                }
-            }
+                },
+            )
         } else {
-            quote! {
-                #(#docs)*
-                pub async fn #id(&self, #params) -> #ret {
-                    ::core::result::Result::Ok(self.caller.call_web(#host_const, &#spec_mod::#id, #req).await?)
-                }
-            }
+            owned_future(
+                &ep.docs,
+                id,
+                &params,
+                quote!(#ret),
+                quote! {
+                    ::core::result::Result::Ok(__caller.call_web(#host_const, &#spec_mod::#id, #req).await?)
+                },
+            )
         };
     }
     let encode = encode_args(ep);
     if many {
-        quote! {
-            #(#docs)*
-            pub async fn #id(&self, #params) -> ::core::result::Result<::std::vec::Vec<#ret>, ::buswarden::Error> {
+        owned_future(
+            &ep.docs,
+            id,
+            &params,
+            many_ret,
+            quote! {
                 #encode
-                let __all = self.caller.multicast(#host_const, &#spec_mod::#id, &__path, __body).await?;
+                let __all = __caller.multicast(#host_const, &#spec_mod::#id, &__path, __body).await?;
                 ::core::result::Result::Ok(__all.into_iter().map(|__r| -> #ret {
                     ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?)?)
                 }).collect())
-            }
-        }
+            },
+        )
     } else {
-        quote! {
-            #(#docs)*
-            pub async fn #id(&self, #params) -> #ret {
+        owned_future(
+            &ep.docs,
+            id,
+            &params,
+            quote!(#ret),
+            quote! {
                 #encode
-                let __resp = self.caller.call(#host_const, &#spec_mod::#id, &__path, __body).await?;
+                let __resp = __caller.call(#host_const, &#spec_mod::#id, &__path, __body).await?;
                 ::core::result::Result::Ok(::buswarden::__private::decode_result(__resp)?)
-            }
-        }
+            },
+        )
     }
 }
 
 fn trigger_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenStream {
     let id = &ep.sig_ident;
     let ret = &ep.ret;
-    let docs = &ep.docs;
     let params = params(ep);
     let encode = encode_args(ep);
-    quote! {
-        #(#docs)*
-        pub async fn #id(&self, #params) -> ::core::result::Result<::std::vec::Vec<#ret>, ::buswarden::Error> {
+    owned_future(
+        &ep.docs,
+        id,
+        &params,
+        quote!(::core::result::Result<::std::vec::Vec<#ret>, ::buswarden::Error>),
+        quote! {
             #encode
-            let __all = self.caller.trigger(#host_const, &#spec_mod::#id, &__path, __body).await?;
+            let __all = __caller.trigger(#host_const, &#spec_mod::#id, &__path, __body).await?;
             ::core::result::Result::Ok(__all.into_iter().map(|__r| -> #ret {
                 ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?)?)
             }).collect())
-        }
-    }
+        },
+    )
 }
 
 fn hook_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenStream {
