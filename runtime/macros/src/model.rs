@@ -320,3 +320,192 @@ fn is_result(ty: &Type) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn api_error(attr: TokenStream, item: TokenStream) -> String {
+        match Api::parse(attr, item) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn host() -> TokenStream {
+        quote!(host = "calc.example")
+    }
+
+    #[test]
+    fn a_valid_api_parses_with_its_endpoints() {
+        let api = Api::parse(
+            host(),
+            quote! {
+                pub trait Calc {
+                    #[function(GET, ":443/items/{id}")]
+                    async fn item(&self, id: String) -> Result<u32, Error>;
+                    #[web("POST", ":444/files/{path...}")]
+                    async fn files(&self, req: Request) -> Result<Response, Error>;
+                    #[event(POST, ":417/on-x")]
+                    async fn on_x(&self, x: i64) -> Result<(), Error>;
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(api.host, "calc.example");
+        let kinds: Vec<Kind> = api.endpoints.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [Kind::Function, Kind::Web, Kind::Event]);
+        assert!(api.endpoints[0].args[0].in_path);
+        assert_eq!(api.endpoints[1].method, "POST");
+    }
+
+    #[test]
+    fn bad_routes_methods_and_hosts_are_named() {
+        let e = api_error(
+            host(),
+            quote!(
+                trait C {
+                    #[function(GET, ":99999/x")]
+                    async fn f(&self) -> Result<(), E>;
+                }
+            ),
+        );
+        assert!(e.contains("port"), "{e}");
+        let e = api_error(
+            host(),
+            quote!(
+                trait C {
+                    #[function(G3T, "/x")]
+                    async fn f(&self) -> Result<(), E>;
+                }
+            ),
+        );
+        assert!(e.contains("method"), "{e}");
+        let e = api_error(
+            host(),
+            quote!(
+                trait C {
+                    #[function(GET, "/x/{a...}/y")]
+                    async fn f(&self, a: String) -> Result<(), E>;
+                }
+            ),
+        );
+        assert!(e.contains("last path segment"), "{e}");
+        let e = api_error(
+            quote!(host = "bad_host.example"),
+            quote!(
+                trait C {}
+            ),
+        );
+        assert!(e.contains("'_'"), "{e}");
+        let e = api_error(
+            quote!(),
+            quote!(
+                trait C {}
+            ),
+        );
+        assert!(e.contains("missing host"), "{e}");
+    }
+
+    #[test]
+    fn methods_that_cannot_be_endpoints_are_refused() {
+        let cases = [
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x/{id}")]
+                        async fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "no method argument named `id`",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[event(POST, ":443/on-x")]
+                        async fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "events travel on :417",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[web(GET, "/x")]
+                        async fn f(&self, a: Request, b: u8) -> Result<Response, E>;
+                    }
+                ),
+                "exactly one argument",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "async fn",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        async fn f(&self) -> u32;
+                    }
+                ),
+                "must return `Result",
+            ),
+            (
+                quote!(
+                    trait C {
+                        async fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "needs #[function",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        async fn f(self) -> Result<(), E>;
+                    }
+                ),
+                "&self",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        #[web(GET, "/y")]
+                        async fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "one of #[function]",
+            ),
+        ];
+        for (item, expected) in cases {
+            let e = api_error(host(), item);
+            assert!(e.contains(expected), "{expected:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn grants_are_checked() {
+        assert!(Grant::parse(quote!(GET, "https://files.example:444/blobs/{key}")).is_ok());
+        assert!(Grant::parse(quote!(POST, "https://*:444/webhook")).is_ok());
+        assert!(Grant::parse(quote!("GET", "http://files.example/{rest...}")).is_ok());
+        let err = |t: TokenStream| {
+            Grant::parse(t)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(err(quote!(GET, "files.example/x")).contains("http"));
+        assert!(err(quote!(GET, "https://files.example/x?q=1")).contains("query"));
+        assert!(err(quote!(GET, "https://files.example/{a...}/b")).contains("last"));
+        assert!(err(quote!(G3T, "https://files.example/x")).contains("method"));
+        assert!(err(quote!(GET, "https://bad_host/x")).contains("'_'"));
+        assert!(err(quote!(GET)).contains("expected"));
+    }
+}
