@@ -64,6 +64,24 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     throughput: f64,
+    /// CPU µs per call in this process and in nats-server (concurrent phase).
+    cpu_client: f64,
+    cpu_server: f64,
+}
+
+/// CPU time (user + system) of a process, from /proc, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -76,7 +94,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn measure<F, Fut>(s: &Settings, call: F) -> Figures
+async fn measure<F, Fut>(s: &Settings, server_pid: u32, call: F) -> Figures
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -92,6 +110,7 @@ where
     }
     lat.sort();
     let per_task = s.concurrent / s.in_flight;
+    let (own0, srv0) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
     let start = Instant::now();
     let tasks: Vec<_> = (0..s.in_flight)
         .map(|_| {
@@ -106,11 +125,15 @@ where
     for t in tasks {
         t.await.expect("bench task");
     }
-    let throughput = (per_task * s.in_flight) as f64 / start.elapsed().as_secs_f64();
+    let calls = (per_task * s.in_flight) as f64;
+    let throughput = calls / start.elapsed().as_secs_f64();
+    let (own1, srv1) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
     Figures {
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         throughput,
+        cpu_client: (own1 - own0) * 1e6 / calls,
+        cpu_server: (srv1 - srv0) * 1e6 / calls,
     }
 }
 
@@ -169,7 +192,8 @@ async fn run(s: Settings) {
     let mut ours = Vec::new();
     for round in 0..s.rounds {
         let (rq, p) = (requester.clone(), payload.clone());
-        let r = measure(&s, move || {
+        let skip_raw = std::env::args().any(|a| a == "--profile-runtime");
+        let r = measure(&s, server.pid(), move || {
             let (rq, p) = (rq.clone(), p.clone());
             async move {
                 rq.request("bench.echo", p.into())
@@ -179,7 +203,7 @@ async fn run(s: Settings) {
         })
         .await;
         let (c, p) = (caller.clone(), payload.clone());
-        let o = measure(&s, move || {
+        let o = measure(&s, server.pid(), move || {
             let (c, p) = (c.clone(), p.clone());
             async move {
                 EchoClient::new(&c).echo(p).await.expect("runtime call");
@@ -187,8 +211,17 @@ async fn run(s: Settings) {
         })
         .await;
         println!(
-            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s | runtime p50 {:?} p99 {:?} {:.0} req/s",
-            r.p50, r.p99, r.throughput, o.p50, o.p99, o.throughput
+            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server)",
+            r.p50,
+            r.p99,
+            r.throughput,
+            r.cpu_client,
+            r.cpu_server,
+            o.p50,
+            o.p99,
+            o.throughput,
+            o.cpu_client,
+            o.cpu_server
         );
         raw.push(r);
         ours.push(o);

@@ -20,6 +20,7 @@ pub struct Spec {
     method: &'static str,
     route: &'static str,
     parsed: OnceLock<Result<(Method, Route), Error>>,
+    api_host: OnceLock<Result<Hostname, Error>>,
 }
 
 impl Spec {
@@ -29,7 +30,20 @@ impl Spec {
             method,
             route,
             parsed: OnceLock::new(),
+            api_host: OnceLock::new(),
         }
+    }
+
+    /// The API's hostname, parsed once (a spec always belongs to one API).
+    fn api_host(&self, api_host: &str) -> Result<Hostname, Error> {
+        self.api_host
+            .get_or_init(|| {
+                Hostname::parse(api_host).map_err(|e| Error::InvalidHostname {
+                    host: api_host.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .clone()
     }
 
     fn get(&self) -> Result<&(Method, Route), Error> {
@@ -117,8 +131,10 @@ pub fn path_value<T: std::fmt::Display + ?Sized>(v: &T) -> String {
 }
 
 /// Named arguments: a JSON object in the body plus the path arguments.
+/// Encoding writes the object directly (no intermediate JSON values).
 #[derive(Debug, Default)]
 pub struct Args {
+    out: Vec<u8>,
     body: serde_json::Map<String, serde_json::Value>,
     path: Vec<(String, String)>,
 }
@@ -131,20 +147,24 @@ impl Args {
 
     /// Adds a body argument.
     pub fn put<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Error> {
-        let v = serde_json::to_value(value).map_err(|e| Error::Encode {
+        self.out.push(if self.out.is_empty() { b'{' } else { b',' });
+        let encoded = serde_json::to_writer(&mut self.out, name).and_then(|()| {
+            self.out.push(b':');
+            serde_json::to_writer(&mut self.out, value)
+        });
+        encoded.map_err(|e| Error::Encode {
             what: format!("argument {name}"),
             reason: e.to_string(),
-        })?;
-        self.body.insert(name.to_string(), v);
-        Ok(())
+        })
     }
 
     /// The body bytes.
-    pub fn into_body(self) -> Result<Vec<u8>, Error> {
-        serde_json::to_vec(&self.body).map_err(|e| Error::Encode {
-            what: "arguments".into(),
-            reason: e.to_string(),
-        })
+    pub fn into_body(mut self) -> Result<Vec<u8>, Error> {
+        if self.out.is_empty() {
+            self.out.push(b'{');
+        }
+        self.out.push(b'}');
+        Ok(self.out)
     }
 
     /// The arguments of a received request.
@@ -158,6 +178,7 @@ impl Args {
             })?
         };
         Ok(Args {
+            out: Vec::new(),
             body,
             path: spec.extract(&req.path)?,
         })
@@ -244,13 +265,7 @@ impl Caller {
         let (host, pos) = match (&self.host, &route.host) {
             (Some(h), _) => parse_host(h)?,
             (None, Some(h)) => (h.clone(), Position::Any),
-            (None, None) => (
-                Hostname::parse(api_host).map_err(|e| Error::InvalidHostname {
-                    host: api_host.to_string(),
-                    reason: e.to_string(),
-                })?,
-                Position::Any,
-            ),
+            (None, None) => (spec.api_host(api_host)?, Position::Any),
         };
         let method = if method.is_any() {
             Method::post()

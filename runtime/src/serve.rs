@@ -195,9 +195,15 @@ impl Live {
                 .publish_with_headers(reply.clone(), ack, Default::default())
                 .await;
         }
+        // Transport headers stay out of the request; any From-Host the
+        // publisher wrote, in any spelling, is dropped for the certified one.
         let mut pairs: Vec<(String, String)> = wire::header_pairs(headers, true)
             .into_iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case(FROM_HOST))
+            .filter(|(n, _)| {
+                ![FROM_HOST, MSG_ID, FROM_ID, MULTICAST, wire::QUERY]
+                    .iter()
+                    .any(|t| n.eq_ignore_ascii_case(t))
+            })
             .collect();
         pairs.push((FROM_HOST.to_string(), req.src.clone()));
         let frame = Frame {

@@ -83,8 +83,10 @@ pub struct Request {
     pub path: String,
     /// The query string, without `?`.
     pub query: String,
-    /// Headers, in order; on receipt they include the envelope headers,
-    /// `Microbus-From-Host` being the broker-verified caller.
+    /// Headers, in order. On receipt: the caller's headers, the actor and
+    /// baggage, and `Microbus-From-Host`, the broker-verified caller (the
+    /// transport headers — message id, caller instance, multicast flag,
+    /// query — are not repeated here).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
