@@ -192,7 +192,6 @@ async fn run(s: Settings) {
     let mut ours = Vec::new();
     for round in 0..s.rounds {
         let (rq, p) = (requester.clone(), payload.clone());
-        let skip_raw = std::env::args().any(|a| a == "--profile-runtime");
         let r = measure(&s, server.pid(), move || {
             let (rq, p) = (rq.clone(), p.clone());
             async move {

@@ -320,11 +320,8 @@ impl Caller {
     ) -> Result<Response, Error> {
         let live = self.svc.live_arc()?;
         let (target, method) = self.target(api_host, spec, spec.fill(path)?)?;
-        let out = Outgoing {
-            body,
-            ..Outgoing::default()
-        };
-        live.unicast(&target, &method, out).await
+        live.unicast(&target, &method, Outgoing::with_body(body))
+            .await
     }
 
     /// A typed multicast call.
@@ -337,12 +334,8 @@ impl Caller {
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let live = self.svc.live_arc()?;
         let (target, method) = self.target(api_host, spec, spec.fill(path)?)?;
-        let out = Outgoing {
-            body,
-            ..Outgoing::default()
-        };
-        let expect = Some(target.host.as_str().to_string());
-        live.multicast(&target, &method, out, expect).await
+        live.multicast_to(&target, &method, Outgoing::with_body(body))
+            .await
     }
 
     /// A web unicast call.
@@ -366,8 +359,7 @@ impl Caller {
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let live = self.svc.live_arc()?;
         let (target, method, out) = self.web_target(api_host, spec, &req)?;
-        let expect = Some(target.host.as_str().to_string());
-        live.multicast(&target, &method, out, expect).await
+        live.multicast_to(&target, &method, out).await
     }
 
     /// Fires an event of `api_host` (the caller must be that host).

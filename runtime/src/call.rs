@@ -40,6 +40,15 @@ pub(crate) struct Outgoing {
     pub(crate) timeout: Option<Duration>,
 }
 
+impl Outgoing {
+    pub(crate) fn with_body(body: Vec<u8>) -> Self {
+        Outgoing {
+            body,
+            ..Outgoing::default()
+        }
+    }
+}
+
 /// Splits a host that may start with an `id-…`/`loc-…` label into the
 /// hostname and the position.
 pub(crate) fn parse_host(text: &str) -> Result<(Hostname, Position), Error> {
@@ -154,26 +163,28 @@ impl Live {
         out.timeout.unwrap_or(self.config.timeout)
     }
 
-    /// Sends a request and waits for the first response.
-    pub(crate) async fn unicast(
+    /// Registers a waiting call and publishes its request; returns the
+    /// subject and message id.
+    async fn send_request(
         &self,
         target: &Target,
         method: &buswarden_rules::Method,
         out: Outgoing,
-    ) -> Result<Response, Error> {
+        multicast: bool,
+        expect: Option<String>,
+        sink: Sink,
+    ) -> Result<(String, u128), Error> {
         let subject = self.subject_for(target, method);
         let msg_id = id::message_id();
-        let headers = self.request_headers(msg_id, false, &out)?;
-        let (tx, rx) = oneshot::channel();
+        let headers = self.request_headers(msg_id, multicast, &out)?;
         self.shared.pending().insert(
             msg_id,
             Pending {
                 subject: subject.clone(),
-                expect: Some(target.host.as_str().to_string()),
-                sink: Sink::Once(Some(tx)),
+                expect,
+                sink,
             },
         );
-        let timeout = self.timeout(&out);
         if let Err(e) = self
             .client
             .publish_with_headers(subject.clone(), headers, out.body.into())
@@ -185,6 +196,22 @@ impl Live {
                 reason: e.to_string(),
             });
         }
+        Ok((subject, msg_id))
+    }
+
+    /// Sends a request and waits for the first response.
+    pub(crate) async fn unicast(
+        &self,
+        target: &Target,
+        method: &buswarden_rules::Method,
+        out: Outgoing,
+    ) -> Result<Response, Error> {
+        let (tx, rx) = oneshot::channel();
+        let expect = Some(target.host.as_str().to_string());
+        let timeout = self.timeout(&out);
+        let (subject, msg_id) = self
+            .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
+            .await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Incoming::Message { responder, msg })) => into_response(&responder, &msg),
             Ok(Ok(Incoming::Denied)) => Err(Error::PublishDenied { subject }),
@@ -193,6 +220,17 @@ impl Live {
                 Err(Error::Timeout { subject, timeout })
             }
         }
+    }
+
+    /// A multicast whose responders must be the target host.
+    pub(crate) async fn multicast_to(
+        &self,
+        target: &Target,
+        method: &buswarden_rules::Method,
+        out: Outgoing,
+    ) -> Result<Vec<Result<Response, Error>>, Error> {
+        let expect = Some(target.host.as_str().to_string());
+        self.multicast(target, method, out, expect).await
     }
 
     /// Sends a request to every subscriber and collects the responses of
@@ -204,33 +242,14 @@ impl Live {
         out: Outgoing,
         expect: Option<String>,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
-        let subject = self.subject_for(target, method);
-        let msg_id = id::message_id();
-        let headers = self.request_headers(msg_id, true, &out)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.shared.pending().insert(
-            msg_id,
-            Pending {
-                subject: subject.clone(),
-                expect,
-                sink: Sink::Many(tx),
-            },
-        );
         let timeout = self.timeout(&out);
         let start = tokio::time::Instant::now();
         let ack_deadline = start + self.config.ack_window.min(timeout);
         let all_deadline = start + timeout;
-        if let Err(e) = self
-            .client
-            .publish_with_headers(subject.clone(), headers, out.body.into())
-            .await
-        {
-            self.shared.pending().remove(&msg_id);
-            return Err(Error::Publish {
-                subject,
-                reason: e.to_string(),
-            });
-        }
+        let (subject, msg_id) = self
+            .send_request(target, method, out, true, expect, Sink::Many(tx))
+            .await?;
         let mut acked: HashSet<(String, String)> = HashSet::new();
         let mut done: HashSet<(String, String)> = HashSet::new();
         let mut results = Vec::new();
@@ -402,8 +421,7 @@ impl RawMulticast {
         let (target, query) = parse_url(&url)?;
         let method = method.for_sending()?;
         out.query = query;
-        let expect = Some(target.host.as_str().to_string());
-        live.multicast(&target, &method, out, expect).await
+        live.multicast_to(&target, &method, out).await
     }
 }
 

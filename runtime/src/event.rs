@@ -43,11 +43,8 @@ impl Connector {
             port: EVENT_PORT,
             path,
         };
-        let out = Outgoing {
-            body,
-            ..Outgoing::default()
-        };
-        live.multicast(&target, &method, out, None).await
+        live.multicast(&target, &method, Outgoing::with_body(body), None)
+            .await
     }
 
     /// Subscribes `handler` to the event `method route` fired by `source`.

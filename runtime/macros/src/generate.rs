@@ -69,6 +69,23 @@ pub fn api(api: &Api) -> TokenStream {
     let doc_multicast = format!("Multicast client of `{host}`: every responder answers.");
     let doc_trigger = format!("Fires the outbound events of `{host}` (used by `{host}` itself).");
     let doc_hook = format!("Subscribes sinks to the events of `{host}`.");
+    let for_host = quote! {
+        /// Addresses another host that serves this API (`id-….host`
+        /// addresses one instance).
+        pub fn for_host(self, host: &str) -> Self {
+            Self { caller: self.caller.for_host(host), _lifetime: ::core::marker::PhantomData }
+        }
+    };
+    let client_struct = handle_struct(vis, &client, &doc_client, &for_host, client_methods);
+    let multicast_struct = handle_struct(
+        vis,
+        &multicast,
+        &doc_multicast,
+        &for_host,
+        multicast_methods,
+    );
+    let trigger_struct = handle_struct(vis, &trigger, &doc_trigger, &quote!(), trigger_methods);
+    let hook_struct = handle_struct(vis, &hook, &doc_hook, &quote!(), hook_methods);
     let doc_server =
         format!("Serves an implementation of [`{name}`]: `svc.serve({server}::new(imp)).await`.");
     let doc_host = format!("The hostname of the `{name}` API.");
@@ -85,95 +102,10 @@ pub fn api(api: &Api) -> TokenStream {
             #(#specs)*
         }
 
-        #[doc = #doc_client]
-        #[derive(Debug, Clone)]
-        #vis struct #client<'a> {
-            caller: ::buswarden::__private::Caller,
-            _lifetime: ::buswarden::__private::Lifetime<'a>,
-        }
-
-        #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
-        impl<'a> #client<'a> {
-            /// A client on `svc` (`&Connector`, `&Arc<Connector>`, …).
-            pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self {
-                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
-                    _lifetime: ::core::marker::PhantomData,
-                }
-            }
-
-            /// Calls another host that serves this API (`id-….host` addresses one instance).
-            pub fn for_host(self, host: &str) -> Self {
-                Self { caller: self.caller.for_host(host), _lifetime: ::core::marker::PhantomData }
-            }
-
-            #(#client_methods)*
-        }
-
-        #[doc = #doc_multicast]
-        #[derive(Debug, Clone)]
-        #vis struct #multicast<'a> {
-            caller: ::buswarden::__private::Caller,
-            _lifetime: ::buswarden::__private::Lifetime<'a>,
-        }
-
-        #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
-        impl<'a> #multicast<'a> {
-            /// A multicast client on `svc`.
-            pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self {
-                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
-                    _lifetime: ::core::marker::PhantomData,
-                }
-            }
-
-            /// Addresses another host that serves this API.
-            pub fn for_host(self, host: &str) -> Self {
-                Self { caller: self.caller.for_host(host), _lifetime: ::core::marker::PhantomData }
-            }
-
-            #(#multicast_methods)*
-        }
-
-        #[doc = #doc_trigger]
-        #[derive(Debug, Clone)]
-        #vis struct #trigger<'a> {
-            caller: ::buswarden::__private::Caller,
-            _lifetime: ::buswarden::__private::Lifetime<'a>,
-        }
-
-        #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
-        impl<'a> #trigger<'a> {
-            /// A trigger on `svc` (which must be this API's own service).
-            pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self {
-                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
-                    _lifetime: ::core::marker::PhantomData,
-                }
-            }
-
-            #(#trigger_methods)*
-        }
-
-        #[doc = #doc_hook]
-        #[derive(Debug, Clone)]
-        #vis struct #hook<'a> {
-            caller: ::buswarden::__private::Caller,
-            _lifetime: ::buswarden::__private::Lifetime<'a>,
-        }
-
-        #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
-        impl<'a> #hook<'a> {
-            /// A hook on `svc` (the sink service).
-            pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
-                Self {
-                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
-                    _lifetime: ::core::marker::PhantomData,
-                }
-            }
-
-            #(#hook_methods)*
-        }
+        #client_struct
+        #multicast_struct
+        #trigger_struct
+        #hook_struct
 
         #[doc = #doc_server]
         #vis struct #server<T: ?::core::marker::Sized>(::std::sync::Arc<T>);
@@ -199,6 +131,40 @@ pub fn api(api: &Api) -> TokenStream {
             fn endpoints(&self) -> ::std::vec::Vec<::buswarden::Endpoint> {
                 ::std::vec![#(#serve_endpoints),*]
             }
+        }
+    }
+}
+
+/// One generated handle type (client, multicast client, trigger or hook):
+/// a connector handle, a constructor, optionally `for_host`, and methods.
+fn handle_struct(
+    vis: &syn::Visibility,
+    name: &Ident,
+    doc: &str,
+    for_host: &TokenStream,
+    methods: impl Iterator<Item = TokenStream>,
+) -> TokenStream {
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        #vis struct #name<'a> {
+            caller: ::buswarden::__private::Caller,
+            _lifetime: ::buswarden::__private::Lifetime<'a>,
+        }
+
+        #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
+        impl<'a> #name<'a> {
+            /// A handle on `svc` (`&Connector`, `&Arc<Connector>`, …).
+            pub fn new<C: ::core::convert::AsRef<::buswarden::Connector> + ?::core::marker::Sized>(svc: &C) -> Self {
+                Self {
+                    caller: ::buswarden::__private::Caller::new(::buswarden::__private::connector_of(svc)),
+                    _lifetime: ::core::marker::PhantomData,
+                }
+            }
+
+            #for_host
+
+            #(#methods)*
         }
     }
 }
