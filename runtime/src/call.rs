@@ -229,7 +229,9 @@ impl Live {
         method: &buswarden_rules::Method,
         out: Outgoing,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
-        let expect = Some(target.host.as_str().to_string());
+        // Responders to the broadcast host answer under their own names.
+        let expect = (target.host.as_str() != crate::serve::BROADCAST_HOST)
+            .then(|| target.host.as_str().to_string());
         self.multicast(target, method, out, expect).await
     }
 

@@ -4,7 +4,8 @@
 //! Every endpoint is subscribed twice: on the `_` position (load-balanced
 //! across the replicas of the host by a queue group named after the host;
 //! `:888` control endpoints use no queue group, so every replica answers) and
-//! on this instance's own `id-…` position (direct addressing).
+//! on this instance's own `id-…` position (direct addressing). `:888`
+//! endpoints also listen on the broadcast host `all`.
 //!
 //! Certified caller identity: the caller's hostname is the source segment of
 //! the subject, which the broker pins to the publisher's own hostname. A
@@ -28,6 +29,10 @@ use futures_util::stream::FuturesUnordered;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+/// The broadcast hostname of control endpoints: a `:888` call to `all`
+/// reaches every replica of every service.
+pub const BROADCAST_HOST: &str = "all";
 
 /// A boxed handler future.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
@@ -123,10 +128,27 @@ impl Connector {
                 subject::subscription(&live.plane, dest.as_str(), &live.id, &method, &route);
             live.listen(&any, queue.as_deref(), ep.handler.clone(), Inbound::Request)
                 .await?;
-            live.listen(&direct, None, ep.handler, Inbound::Request)
+            live.listen(&direct, None, ep.handler.clone(), Inbound::Request)
                 .await?;
             subjects.push(any);
             subjects.push(direct);
+            if route.port == CONTROL_PORT && route.host.is_none() {
+                // Control endpoints also answer the `all` broadcast host.
+                let all = Hostname::parse(BROADCAST_HOST).map_err(|e| Error::InvalidHostname {
+                    host: BROADCAST_HOST.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let broadcast = subject::subscription(
+                    &live.plane,
+                    all.as_str(),
+                    &Position::Any,
+                    &method,
+                    &route,
+                );
+                live.listen(&broadcast, None, ep.handler, Inbound::Request)
+                    .await?;
+                subjects.push(broadcast);
+            }
         }
         live.confirm_subscriptions(&subjects).await
     }

@@ -246,6 +246,13 @@ async fn raw_calls_for_host_multicast_and_direct_addressing() {
         .await
         .unwrap();
     assert_eq!(raw.len(), 2);
+    // The control broadcast host `all` reaches every replica too.
+    let all = CalcMulticastClient::new(&caller)
+        .for_host("all")
+        .whoami()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
     // On a load-balanced endpoint one replica of the host answers.
     let sq = CalcMulticastClient::new(&caller).square(2).await.unwrap();
     assert_eq!(sq.len(), 1);
@@ -463,6 +470,23 @@ async fn actor_and_baggage_flow_to_downstream_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_creds_file_is_named_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Connector::with_config("calc.example", buswarden::Config::default())
+        .with_url("nats://127.0.0.1:1")
+        .with_creds_dir(dir.path());
+    match svc.connect().await {
+        Err(Error::Creds { path, .. }) => {
+            assert_eq!(path, dir.path().join("calc.example_nats.creds"))
+        }
+        other => panic!("expected a creds error, got {other:?}"),
+    }
+    std::fs::write(dir.path().join("calc.example_nats.creds"), "no blocks here").unwrap();
+    let err = svc.connect().await.unwrap_err();
+    assert!(err.to_string().contains("no user JWT block"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_misuse_are_typed_errors() {
     let server = NatsServer::start("").unwrap();
     let caller = connector(&server, "caller.example").await;
@@ -509,7 +533,7 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
   users = [
     { user: calc, password: calc-pw, permissions: {
         publish: { allow: ["microbus.reply._.calc_example.>"] },
-        subscribe: { allow: ["microbus.safe.*.*.calc_example.>", "microbus.danger.666.*.calc_example.>", "microbus.reply._.*.calc_example.*"] } } },
+        subscribe: { allow: ["microbus.safe.*.*.calc_example.>", "microbus.danger.666.*.calc_example.>", "microbus.safe.888.*.all.>", "microbus.reply._.*.calc_example.*"] } } },
     { user: caller, password: caller-pw, permissions: {
         publish: { allow: ["microbus.safe.443.caller_example.calc_example.*.POST.square", "microbus.reply._.caller_example.>"] },
         subscribe: { allow: ["microbus.reply._.*.caller_example.*"] } } }
