@@ -170,6 +170,25 @@ async fn run(s: Settings) {
             }
         }
     });
+    // The same raw request/reply, carrying the runtime's envelope (two
+    // request headers, one response header) on layout-shaped subjects: what
+    // the wire format alone costs, without the runtime's code.
+    let mut hsub = responder
+        .subscribe("microbus.safe.443.caller_bench.echo_bench._.POST.echo")
+        .await
+        .expect("subscribe");
+    let r3 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = hsub.next().await {
+            if let (Some(reply), Some(h)) = (msg.reply, msg.headers) {
+                let mut out = async_nats::HeaderMap::new();
+                if let Some(id) = h.get("Microbus-Msg-Id") {
+                    out.insert("Microbus-Msg-Id", id.clone());
+                }
+                let _ = r3.publish_with_headers(reply, out, msg.payload).await;
+            }
+        }
+    });
     responder.flush().await.expect("flush");
     let requester = async_nats::connect(server.url()).await.expect("connect");
 
@@ -190,6 +209,7 @@ async fn run(s: Settings) {
     );
     let mut raw = Vec::new();
     let mut ours = Vec::new();
+    let mut wire = Vec::new();
     for round in 0..s.rounds {
         let (rq, p) = (requester.clone(), payload.clone());
         let r = measure(&s, server.pid(), move || {
@@ -201,6 +221,24 @@ async fn run(s: Settings) {
             }
         })
         .await;
+        let (rq, p) = (requester.clone(), payload.clone());
+        let w = measure(&s, server.pid(), move || {
+            let (rq, p) = (rq.clone(), p.clone());
+            async move {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdef");
+                h.insert("Microbus-From-Id", "id-abcdefghij");
+                rq.request_with_headers(
+                    "microbus.safe.443.caller_bench.echo_bench._.POST.echo",
+                    h,
+                    p.into(),
+                )
+                .await
+                .expect("raw request with headers");
+            }
+        })
+        .await;
+        wire.push(w);
         let (c, p) = (caller.clone(), payload.clone());
         let o = measure(&s, server.pid(), move || {
             let (c, p) = (c.clone(), p.clone());
@@ -245,5 +283,22 @@ async fn run(s: Settings) {
         "| throughput ({} in flight) | {rt:.0} req/s | {ot:.0} req/s | {:.2}x | >= 0.85x |",
         s.in_flight,
         ot / rt
+    );
+    let cpu = |v: &[Figures]| (us(v, |f| f.cpu_client), us(v, |f| f.cpu_server));
+    let ((rc, rs), (oc, os), (wc, ws)) = (cpu(&raw), cpu(&ours), cpu(&wire));
+    println!(
+        "| CPU per call, this process | {rc:.1} µs | {oc:.1} µs | {:.2}x | |",
+        oc / rc
+    );
+    println!(
+        "| CPU per call, nats-server | {rs:.1} µs | {os:.1} µs | {:.2}x | |",
+        os / rs
+    );
+    let (wp50, wt) = (us(&wire, p50), us(&wire, tput));
+    println!(
+        "reference, raw async-nats carrying the runtime's envelope (2 request headers, 1 response header, layout subject): \
+         p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server",
+        wp50 / rp50,
+        wt / rt
     );
 }

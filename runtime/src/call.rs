@@ -212,7 +212,8 @@ impl Live {
         let (subject, msg_id) = self
             .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
             .await?;
-        match tokio::time::timeout(timeout, rx).await {
+        let mut rx = rx;
+        match tokio::time::timeout(timeout, self.pump_until(&mut rx)).await {
             Ok(Ok(Incoming::Message { responder, msg })) => into_response(&responder, &msg),
             Ok(Ok(Incoming::Denied)) => Err(Error::PublishDenied { subject }),
             Ok(Err(_)) | Err(_) => {
@@ -265,7 +266,7 @@ impl Live {
             } else {
                 break Ok(());
             };
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
                 Ok(Some(Incoming::Message { responder, msg })) => {
                     let instance = wire::nats_header(msg.headers.as_ref(), FROM_ID)
                         .unwrap_or_default()

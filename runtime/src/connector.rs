@@ -42,6 +42,9 @@ pub(crate) struct Live {
     pub(crate) id: Position,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
+    /// The reply subscription, pumped by whichever call is waiting (see
+    /// [`Live::pump_until`]).
+    replies: tokio::sync::Mutex<async_nats::Subscriber>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -209,7 +212,7 @@ impl Shared {
     }
 
     /// Hands a message received on the reply subscription to its call.
-    fn dispatch_reply(&self, msg: async_nats::Message) {
+    pub(crate) fn dispatch_reply(&self, msg: async_nats::Message) {
         let responder = match subject::decode(msg.subject.as_str()) {
             Ok(Subject::Reply(r)) => r.responder,
             _ => return self.count_malformed(),
@@ -443,6 +446,14 @@ impl Connector {
                 url: config.nats_url.clone(),
                 reason: e.to_string(),
             })?;
+        let reply = subject::reply_subscription(&plane, host.as_str(), &id);
+        let replies = client
+            .subscribe(reply.clone())
+            .await
+            .map_err(|e| Error::Subscribe {
+                subject: reply.clone(),
+                reason: e.to_string(),
+            })?;
         let live = Arc::new(Live {
             client,
             plane,
@@ -450,16 +461,9 @@ impl Connector {
             id,
             config,
             shared: self.inner.shared.clone(),
+            replies: tokio::sync::Mutex::new(replies),
             tasks: Mutex::new(Vec::new()),
         });
-        let reply = subject::reply_subscription(&live.plane, live.host.as_str(), &live.id);
-        let mut sub = live.subscribe(&reply, None).await?;
-        let shared = self.inner.shared.clone();
-        live.add_task(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                shared.dispatch_reply(msg);
-            }
-        }));
         live.confirm_subscriptions(std::slice::from_ref(&reply))
             .await?;
         self.inner
@@ -514,6 +518,34 @@ impl std::fmt::Debug for Connector {
 const SUBSCRIPTION_CHECK: Duration = Duration::from_millis(30);
 
 impl Live {
+    /// Waits for `fut` (a call's own reply channel) while pumping the reply
+    /// subscription: the first waiting call holds the subscription and hands
+    /// every reply to its call, its own included, so a lone call receives its
+    /// reply with no task in between; when it returns, the next waiting call
+    /// takes over. Replies that arrive while no call waits stay queued until
+    /// the next call (late replies are then counted and dropped).
+    pub(crate) async fn pump_until<F: std::future::Future + Unpin>(&self, mut fut: F) -> F::Output {
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return out,
+                mut replies = self.replies.lock() => loop {
+                    tokio::select! {
+                        biased;
+                        out = &mut fut => return out,
+                        msg = replies.next() => match msg {
+                            Some(msg) => self.shared.dispatch_reply(msg),
+                            None => {
+                                drop(replies);
+                                return fut.await;
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    }
+
     pub(crate) fn add_task(&self, task: JoinHandle<()>) {
         self.tasks
             .lock()
