@@ -525,21 +525,20 @@ impl Live {
     /// takes over. Replies that arrive while no call waits stay queued until
     /// the next call (late replies are then counted and dropped).
     pub(crate) async fn pump_until<F: std::future::Future + Unpin>(&self, mut fut: F) -> F::Output {
+        let mut replies = tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            replies = self.replies.lock() => replies,
+        };
         loop {
             tokio::select! {
                 biased;
                 out = &mut fut => return out,
-                mut replies = self.replies.lock() => loop {
-                    tokio::select! {
-                        biased;
-                        out = &mut fut => return out,
-                        msg = replies.next() => match msg {
-                            Some(msg) => self.shared.dispatch_reply(msg),
-                            None => {
-                                drop(replies);
-                                return fut.await;
-                            }
-                        },
+                msg = replies.next() => match msg {
+                    Some(msg) => self.shared.dispatch_reply(msg),
+                    None => {
+                        drop(replies);
+                        return fut.await;
                     }
                 },
             }
