@@ -212,14 +212,23 @@ impl Live {
         let (subject, msg_id) = self
             .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
             .await?;
+        let mut guard = PendingGuard {
+            live: self,
+            msg_id,
+            armed: true,
+        };
         let mut rx = rx;
         match tokio::time::timeout(timeout, self.pump_until(&mut rx)).await {
-            Ok(Ok(Incoming::Message { responder, msg })) => into_response(&responder, &msg),
-            Ok(Ok(Incoming::Denied)) => Err(Error::PublishDenied { subject }),
-            Ok(Err(_)) | Err(_) => {
-                self.shared.pending().remove(&msg_id);
-                Err(Error::Timeout { subject, timeout })
+            Ok(Ok(Incoming::Message { responder, msg })) => {
+                // The dispatcher removed the entry when it delivered.
+                guard.armed = false;
+                into_response(&responder, &msg)
             }
+            Ok(Ok(Incoming::Denied)) => {
+                guard.armed = false;
+                Err(Error::PublishDenied { subject })
+            }
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout { subject, timeout }),
         }
     }
 
@@ -253,6 +262,11 @@ impl Live {
         let (subject, msg_id) = self
             .send_request(target, method, out, true, expect, Sink::Many(tx))
             .await?;
+        let _guard = PendingGuard {
+            live: self,
+            msg_id,
+            armed: true,
+        };
         let mut acked: HashSet<(String, String)> = HashSet::new();
         let mut done: HashSet<(String, String)> = HashSet::new();
         let mut results = Vec::new();
@@ -297,8 +311,23 @@ impl Live {
                 Err(_) => {}
             }
         };
-        self.shared.pending().remove(&msg_id);
         outcome.map(|()| results)
+    }
+}
+
+/// Removes a call's entry from the table of waiting calls however the call
+/// ends: timeout, error, or its future dropped by the caller.
+struct PendingGuard<'a> {
+    live: &'a Live,
+    msg_id: u128,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.live.shared.pending().remove(&self.msg_id);
+        }
     }
 }
 

@@ -107,6 +107,8 @@ pub struct Stats {
     pub denied_publishes: u64,
     /// Requests handed to a handler.
     pub handled_requests: u64,
+    /// Calls waiting for a response now.
+    pub waiting_calls: u64,
 }
 
 /// A call waiting for its response(s).
@@ -277,6 +279,7 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
             handled_requests: c.handled_requests.load(Ordering::Relaxed),
+            waiting_calls: self.pending().len() as u64,
         }
     }
 }

@@ -442,6 +442,33 @@ async fn spoofed_replies_are_dropped() {
     forger.await.unwrap();
     assert_eq!(answer, "genuine");
     assert_eq!(caller.stats().spoofed_replies, 1);
+    assert_eq!(caller.stats().waiting_calls, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_calls_leave_nothing_waiting() {
+    let server = NatsServer::start("").unwrap();
+    let (_calc, _) = calc(&server).await;
+    let caller = connector(&server, "caller.example").await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        CalcClient::new(&caller).slow(500),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    assert_eq!(caller.stats().waiting_calls, 0);
+    let err = caller
+        .get("https://nobody.example/x")
+        .timeout(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }));
+    assert_eq!(caller.stats().waiting_calls, 0);
+    // The late reply of the abandoned call waits in the reply subscription
+    // until the next call pumps it, which counts and drops it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(CalcClient::new(&caller).square(2).await.unwrap(), 4);
+    assert_eq!(caller.stats().unmatched_replies, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
