@@ -321,7 +321,7 @@ pub fn estimate(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> E
             bytes: base64url_len(subject_len(r, &model.plane, model.json) + 3),
         })
         .collect();
-    contributors.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    contributors.sort_by_key(|c| std::cmp::Reverse(c.bytes));
     Estimate {
         claims_json,
         jwt,

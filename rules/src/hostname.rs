@@ -68,6 +68,15 @@ pub enum HostnameError {
         /// `id-` or `loc-`.
         prefix: &'static str,
     },
+    /// Upper-case letters where the exact, lower-case form is required (a
+    /// `nats.acl` header, a `buswarden.toml` caller).
+    #[error("hostname {hostname:?} must be written in lower case: {lower:?}")]
+    NotLowerCase {
+        /// The hostname as written.
+        hostname: String,
+        /// Its lower-case form.
+        lower: String,
+    },
 }
 
 /// A validated, lower-cased service hostname such as `calculator.example`.
@@ -118,6 +127,19 @@ impl Hostname {
             }
         }
         Ok(Hostname(lower))
+    }
+
+    /// Validates `input` exactly as written: like [`Hostname::parse`], but
+    /// upper-case letters are refused rather than lower-cased.
+    pub fn parse_exact(input: &str) -> Result<Self, HostnameError> {
+        let h = Hostname::parse(input)?;
+        if h.0 != input {
+            return Err(HostnameError::NotLowerCase {
+                hostname: input.to_string(),
+                lower: h.0,
+            });
+        }
+        Ok(h)
     }
 
     /// The hostname as text.

@@ -26,6 +26,7 @@ pub mod derive;
 pub mod diff;
 pub mod hostname;
 pub mod pattern;
+pub mod policy;
 pub mod route;
 pub mod rule;
 pub mod subject;
