@@ -193,7 +193,10 @@ pub fn flatten(host: &str) -> String {
 }
 
 /// Reverses [`flatten`] for a token that came from a hostname without `_`.
-/// Returns `None` when the token is not a well-formed flattened name.
+/// Returns `None` when the token is not a well-formed flattened name,
+/// including a non-canonical one that [`flatten`] never writes (an escape of
+/// a byte that passes unescaped, such as `%61` for `a`): every name has
+/// exactly one token.
 pub fn unflatten(token: &str) -> Option<String> {
     let bytes = token.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -203,7 +206,11 @@ pub fn unflatten(token: &str) -> Option<String> {
             b'_' => out.push(b'.'),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
-                out.push(decode_hex_pair(hex)?);
+                let b = decode_hex_pair(hex)?;
+                if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                    return None;
+                }
+                out.push(b);
                 i += 2;
             }
             b @ (b'a'..=b'z' | b'0'..=b'9' | b'-') => out.push(b),
@@ -268,6 +275,9 @@ mod tests {
         assert_eq!(unflatten("a%2"), None);
         assert_eq!(unflatten("a%ZZ"), None);
         assert_eq!(unflatten("a*"), None);
+        for non_canonical in ["%61", "%41", "%2e", "%5f", "%2d", "%30", "a%2A"] {
+            assert_eq!(unflatten(non_canonical), None, "{non_canonical}");
+        }
     }
 
     #[test]
