@@ -445,6 +445,9 @@ pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
         }
         let caller_id =
             Position::parse(tokens[5]).map_err(|_| malformed(subject, "invalid caller id"))?;
+        if caller_id.token() != tokens[5] {
+            return Err(malformed(subject, "caller id is not lower-case"));
+        }
         return Ok(Subject::Reply(ReplySubject {
             plane,
             responder: decode_host(subject, tokens[3])?,
@@ -742,6 +745,7 @@ mod tests {
             "p0.safe.443.a._._.GET.x",
             "P0.safe.443.a.b._.GET.x",
             "p0.reply.x.a.b.id-1",
+            "p0.reply._.a.b.ID-1",
             "p0.safe.443.a.b._.GET.%61",
             "p0.safe.443.a.b._.GET.%2d",
             "p0.safe.443.%61.b._.GET.x",
