@@ -402,6 +402,12 @@ fn decode_segment(subject: &str, token: &str) -> Result<Vec<u8>, SubjectError> {
                     // only if encoding the result gives it back.
                     return Err(malformed(subject, "escape of a byte that is never escaped"));
                 }
+                if b == b'/' {
+                    // Encoding splits the path on '/', so no segment holds
+                    // one: `a%2fb` is one token that would decode to two
+                    // segments, a path the grant (`*`) never meant.
+                    return Err(malformed(subject, "escaped '/' inside a path segment"));
+                }
                 out.push(b);
                 i += 3;
             }
@@ -747,6 +753,7 @@ mod tests {
             "p0.reply.x.a.b.id-1",
             "p0.reply._.a.b.ID-1",
             "p0.safe.443.a.b._.GET.%61",
+            "p0.safe.443.a.b._.GET.a%2fb",
             "p0.safe.443.a.b._.GET.%2d",
             "p0.safe.443.%61.b._.GET.x",
             "p0.safe.443.a.b%2ec._.GET.x",
