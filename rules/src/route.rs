@@ -47,6 +47,17 @@ impl Method {
         Method("POST".to_string())
     }
 
+    /// The method a typed client call to an endpoint declared with this
+    /// method sends: `POST` for an `ANY` endpoint, else the method itself.
+    /// The analyzer's grant and the runtime's request both use it.
+    pub fn for_typed_call(&self) -> Method {
+        if self.is_any() {
+            Method::post()
+        } else {
+            self.clone()
+        }
+    }
+
     /// Whether this is `ANY`.
     pub fn is_any(&self) -> bool {
         self.0 == "ANY"
@@ -566,5 +577,10 @@ mod tests {
         assert!(Method::parse("G.T").is_err());
         assert!(Method::parse("GET*").is_err());
         assert!(Method::parse(&"A".repeat(33)).is_err());
+        assert_eq!(Method::any().for_typed_call(), Method::post());
+        assert_eq!(
+            Method::parse("get").unwrap().for_typed_call().as_str(),
+            "GET"
+        );
     }
 }
