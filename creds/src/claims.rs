@@ -364,8 +364,40 @@ pub struct UserScope {
     #[serde(default, deserialize_with = "nullable")]
     pub role: String,
     /// The permissions every user of this key gets.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default = "UserPermissionLimits::unlimited",
+        deserialize_with = "scope_template"
+    )]
     pub template: UserPermissionLimits,
+}
+
+impl UserScope {
+    /// A scope for signing key `key` with role `role` and a template with
+    /// no permissions and `-1` limits (what the Go library starts from).
+    pub fn new(key: impl Into<String>, role: impl Into<String>) -> UserScope {
+        UserScope {
+            kind: USER_SCOPE.to_string(),
+            key: key.into(),
+            role: role.into(),
+            template: UserPermissionLimits::unlimited(),
+        }
+    }
+}
+
+/// The Go library reads a template into one whose limits are already `-1`,
+/// so a limit the JSON leaves out is `-1`, not 0.
+fn scope_template<'de, D: Deserializer<'de>>(d: D) -> Result<UserPermissionLimits, D::Error> {
+    let mut v = Option::<serde_json::Value>::deserialize(d)?.unwrap_or_default();
+    if v.is_null() {
+        return Ok(UserPermissionLimits::unlimited());
+    }
+    if let Some(map) = v.as_object_mut() {
+        for limit in ["subs", "data", "payload"] {
+            map.entry(limit)
+                .or_insert(serde_json::Value::from(NO_LIMIT));
+        }
+    }
+    serde_json::from_value(v).map_err(serde::de::Error::custom)
 }
 
 /// The kind value of a [`UserScope`].
