@@ -327,10 +327,10 @@ proptest! {
     #[test]
     fn minimize_keeps_what_a_set_matches(
         rules in prop::collection::vec(
-            (any::<bool>(), prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 0..4), any::<bool>()),
+            (any::<bool>(), prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 0..8), any::<bool>()),
             0..12,
         ),
-        subjects in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..6), 1..24),
+        subjects in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..10), 1..32),
     ) {
         let set: RuleSet = rules.iter().filter_map(|(pub_, toks, tail)| {
             let mut toks: Vec<&str> = toks.clone();
