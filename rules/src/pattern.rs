@@ -131,12 +131,28 @@ mod tests {
         assert!(!covers("a.b.>", "a.b"));
         assert!(covers("*.*", "a.b"));
         for (b, n) in [
-            ("a.>", "a.b"), ("a.>", "a.*.>"), ("a.>", "a.>"), ("a.*", "a.>"), ("a.*", "a.*"),
-            ("a.*", "a.b"), ("a.b", "a.*"), ("a.*.c", "a.*"), ("a.b.>", "a.b"), ("*.*", "a.b"),
-            ("a", "a.b"), ("a.b", "a"), (">", "a"), ("*", ">"), ("a.b", "a.b"),
+            ("a.>", "a.b"),
+            ("a.>", "a.*.>"),
+            ("a.>", "a.>"),
+            ("a.*", "a.>"),
+            ("a.*", "a.*"),
+            ("a.*", "a.b"),
+            ("a.b", "a.*"),
+            ("a.*.c", "a.*"),
+            ("a.b.>", "a.b"),
+            ("*.*", "a.b"),
+            ("a", "a.b"),
+            ("a.b", "a"),
+            (">", "a"),
+            ("*", ">"),
+            ("a.b", "a.b"),
         ] {
             let split = |s: &'static str| s.split('.').collect::<Vec<_>>();
-            assert_eq!(covers_tokens(&split(b), &split(n)), covers(b, n), "{b} / {n}");
+            assert_eq!(
+                covers_tokens(&split(b), &split(n)),
+                covers(b, n),
+                "{b} / {n}"
+            );
         }
     }
 
