@@ -6,7 +6,7 @@
 //! # The model
 //!
 //! nats-server reads `CONNECT <json>\r\n` and refuses the connection
-//! (`-ERR 'Maximum Control Line Exceeded'`) when `<json>` (the bytes after
+//! (`-ERR 'maximum control line exceeded…'`) when `<json>` (the bytes after
 //! `CONNECT ` and before `\r\n`) is longer than `max_control_line`. That JSON
 //! is what the client sends; for our runtime (async-nats) it is, in order:
 //!
@@ -40,7 +40,8 @@
 //! Anything else the signer adds goes in [`ConnectModel::extra_claims`].
 //! Every part of the estimate is built from these texts, so it is exact for
 //! a signer and client that write exactly them; the creds crate checks the
-//! model against a real nats-server at the boundary.
+//! model with a real signed JWT; `rules/tests/control_line.rs` already checks
+//! the counting against a real nats-server at exactly the limit.
 //!
 //! A rule's contribution is the encoded size of its JSON string (quotes and
 //! separating comma included) after base64url, that is 4/3 of its JSON bytes.
