@@ -70,10 +70,10 @@
 //! of the conventions: a static `:666` grant and a wildcard grant are
 //! warnings, a computed host on a `:666` call is an error.
 
+use crate::derive::request_pattern;
 use crate::hostname::{Hostname, HostnameError};
 use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
-use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleError, RuleSet, Verb};
-use crate::subject::{Trust, route_path_tokens};
+use crate::rule::{Rule, RuleError, RuleSet, Verb};
 use crate::validate::{ValidationError, validate_rule};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -507,16 +507,8 @@ fn grant_rule(caller: &Hostname, text: &str, list: List) -> Result<Rule, GrantEr
     if list == List::TrustRoot && route.port != TRUST_ROOT_PORT {
         return Err(GrantError::NotTrustRoot);
     }
-    let port = match route.port {
-        0 => "*".to_string(),
-        p => p.to_string(),
-    };
-    let mut subject = format!(
-        "{PLANE_PLACEHOLDER}.{}.{port}.{me}.{dest}.*.{}.",
-        Trust::of_port(route.port).as_str(),
-        method.as_ref().map_or("*", |m| m.as_str()),
-    );
-    route_path_tokens(&mut subject, &route.segments);
+    let method = method.as_ref().map_or("*", |m| m.as_str());
+    let subject = request_pattern(route.port, &me, &dest, method, &route);
     Rule::new(Verb::Pub, subject).map_err(GrantError::Rule)
 }
 
