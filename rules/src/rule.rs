@@ -216,6 +216,54 @@ impl RuleSet {
     pub fn allows(&self, verb: Verb, subject: &str) -> bool {
         self.of(verb).any(|r| pattern::matches(&r.subject, subject))
     }
+
+    /// The `sub.deny` entries that keep nats-server from widening SUB rules
+    /// that end in `*`: see [`SubGuards`].
+    pub fn sub_guards(&self) -> SubGuards {
+        let mut guards = SubGuards::default();
+        for r in self.of(Verb::Sub) {
+            if r.tokens().last() != Some("*") {
+                continue;
+            }
+            let deny = format!("{}.>", r.subject);
+            let clashes = self
+                .of(Verb::Sub)
+                .any(|o| o != r && pattern::overlaps(&o.subject, &deny));
+            if clashes {
+                guards.unguarded.push(r.clone());
+            } else {
+                guards.deny.push(Guard {
+                    rule: r.clone(),
+                    deny,
+                });
+            }
+        }
+        guards
+    }
+}
+
+/// nats-server (checked on 2.15.1) lets a client holding `sub.allow` of
+/// `a.*` subscribe to `a.>`, and then delivers `a.b.c` to it: a SUB rule
+/// whose last token is `*` reaches every deeper subject under it. For such a
+/// rule `R` the deny entry `R.>` restores the meaning of the rule (the
+/// server then filters deeper messages off that subscription), and denies
+/// nothing `R` allows. A deny entry that would also cut into another SUB
+/// rule of the set is not written; that rule is listed as unguarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubGuards {
+    /// The deny entries to sign with the rule set, in rule order.
+    pub deny: Vec<Guard>,
+    /// SUB rules ending in `*` whose guard would clash with another rule.
+    pub unguarded: Vec<Rule>,
+}
+
+/// One `sub.deny` entry and the rule it guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The SUB rule ending in `*`.
+    pub rule: Rule,
+    /// Its deny subject (`{{plane}}` first, like rules).
+    pub deny: String,
 }
 
 impl FromIterator<Rule> for RuleSet {
@@ -278,6 +326,34 @@ mod tests {
         assert_eq!(set.covering(&r("PUB a.x.y")), Some(&r("PUB a.>")));
         assert!(set.allows(Verb::Pub, "a.q"));
         assert!(!set.allows(Verb::Sub, "a.q.r"));
+    }
+
+    #[test]
+    fn sub_rules_ending_in_a_wildcard_get_a_deny_guard() {
+        let set: RuleSet = [
+            "SUB {{plane}}.reply._.*.me.*",
+            "SUB {{plane}}.safe.*.*.me.>",
+            "SUB {{plane}}.safe.417.*.src.*.POST.on-x.*",
+            "SUB {{plane}}.safe.417.*.me.*.POST.on-y.*",
+            "PUB {{plane}}.safe.443.me.x.*.GET.items.*",
+        ]
+        .map(r)
+        .into_iter()
+        .collect();
+        let g = set.sub_guards();
+        let deny: Vec<&str> = g.deny.iter().map(|g| g.deny.as_str()).collect();
+        assert_eq!(
+            deny,
+            [
+                "{{plane}}.reply._.*.me.*.>",
+                "{{plane}}.safe.417.*.src.*.POST.on-x.*.>"
+            ]
+        );
+        // Own subjects under the implicit `me.>` rule must not be denied.
+        assert_eq!(
+            g.unguarded,
+            [r("SUB {{plane}}.safe.417.*.me.*.POST.on-y.*")]
+        );
     }
 
     #[test]

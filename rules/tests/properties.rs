@@ -346,6 +346,17 @@ proptest! {
                 prop_assert_eq!(set.allows(verb, &s), min.allows(verb, &s), "{} {}", verb, s);
             }
         }
+        // The SUB deny guards never deny a subject a SUB rule allows, and
+        // every SUB rule ending in `*` is either guarded or listed.
+        let guards = set.sub_guards();
+        for s in &subjects {
+            let s = s.join(".");
+            if set.allows(Verb::Sub, &s) {
+                prop_assert!(!guards.deny.iter().any(|g| pattern::matches(&g.deny, &s)), "{}", s);
+            }
+        }
+        let ending_in_star = set.of(Verb::Sub).filter(|r| r.subject.ends_with('*') && r.subject.split('.').next_back() == Some("*")).count();
+        prop_assert_eq!(guards.deny.len() + guards.unguarded.len(), ending_in_star);
         // Minimizing is idempotent, and no kept rule covers another.
         let mut again = min.clone();
         again.minimize();
