@@ -137,7 +137,7 @@ impl Default for ConnectModel {
 }
 
 /// One rule's share of the CONNECT line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Contributor {
     /// The rule.
     pub rule: Rule,
@@ -152,7 +152,7 @@ impl fmt::Display for Contributor {
 }
 
 /// The estimated sizes for one rule set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Estimate {
     /// Bytes of the claims JSON.
     pub claims_json: usize,

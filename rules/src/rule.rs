@@ -119,6 +119,20 @@ impl fmt::Display for Rule {
     }
 }
 
+/// A rule serializes as its `nats.acl` line, `"PUB <subject>"`.
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Rule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A sorted set of rules: PUB before SUB, each bytewise by subject.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSet {
