@@ -70,10 +70,10 @@
 //! of the conventions: a static `:666` grant and a wildcard grant are
 //! warnings, a computed host on a `:666` call is an error.
 
+use crate::derive::request_pattern;
 use crate::hostname::{Hostname, HostnameError};
 use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
-use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleError, RuleSet, Verb};
-use crate::subject::{Trust, route_path_tokens};
+use crate::rule::{Rule, RuleError, RuleSet, Verb};
 use crate::validate::{ValidationError, validate_rule};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,7 +89,7 @@ const TOP_KEYS: &[&str] = &["version", "caller"];
 const CALLER_KEYS: &[&str] = &["trust-root", "wildcards", "dynamic-trust-root"];
 
 /// A 1-based line and column (in characters) in the policy file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
 pub struct Location {
     /// Line, from 1.
     pub line: usize,
@@ -279,8 +279,10 @@ pub struct Policy {
     pub callers: BTreeMap<Hostname, CallerPolicy>,
 }
 
-/// A rule of a caller's rule set the policy does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A rule of a caller's rule set the policy does not allow. Serializes as
+/// `{"code": "<code>", "caller": "<host>", "rule": "PUB <subject>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Violation {
     /// A trust-root grant not listed under the caller's `trust-root`.
@@ -336,7 +338,8 @@ impl Violation {
 }
 
 /// How serious a finding is when no policy file exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Reported; credentials are still produced.
     Warning,
@@ -345,7 +348,7 @@ pub enum Severity {
 }
 
 /// A finding of [`evaluate_without_policy`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     /// Warning or error.
     pub severity: Severity,
@@ -507,16 +510,8 @@ fn grant_rule(caller: &Hostname, text: &str, list: List) -> Result<Rule, GrantEr
     if list == List::TrustRoot && route.port != TRUST_ROOT_PORT {
         return Err(GrantError::NotTrustRoot);
     }
-    let port = match route.port {
-        0 => "*".to_string(),
-        p => p.to_string(),
-    };
-    let mut subject = format!(
-        "{PLANE_PLACEHOLDER}.{}.{port}.{me}.{dest}.*.{}.",
-        Trust::of_port(route.port).as_str(),
-        method.as_ref().map_or("*", |m| m.as_str()),
-    );
-    route_path_tokens(&mut subject, &route.segments);
+    let method = method.as_ref().map_or("*", |m| m.as_str());
+    let subject = request_pattern(route.port, &me, &dest, method, &route);
     Rule::new(Verb::Pub, subject).map_err(GrantError::Rule)
 }
 
@@ -833,6 +828,30 @@ mod tests {
                 "unlisted-wildcard-grant PUB {{plane}}.safe.444.ingress_core.*.*.GET.>",
             ]
         );
+    }
+
+    #[test]
+    fn violations_serialize_with_their_code() {
+        let v = Violation::UnlistedTrustRootGrant {
+            caller: h("a.example"),
+            rule: Rule::parse("PUB {{plane}}.danger.666.a_example.t.*.POST.mint").unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"code":"unlisted-trust-root-grant","caller":"a.example","rule":"PUB {{plane}}.danger.666.a_example.t.*.POST.mint"}"#
+        );
+        let f = Finding {
+            severity: Severity::Warning,
+            violation: v,
+        };
+        assert!(
+            serde_json::to_string(&f)
+                .unwrap()
+                .starts_with(r#"{"severity":"warning","#)
+        );
+        let rule: Rule = serde_json::from_str(r#""SUB {{plane}}.a""#).unwrap();
+        assert_eq!(rule.verb, Verb::Sub);
+        assert!(serde_json::from_str::<Rule>(r#""GRANT x""#).is_err());
     }
 
     #[test]
