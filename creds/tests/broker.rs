@@ -188,14 +188,15 @@ async fn expired_creds_are_refused() {
     opts.expires = Some(Duration::from_secs(60));
     sign::sign_root(root.path(), &out, &signer, &opts).unwrap();
     let server = start(&chain, "");
-    let err = connect(
+    let Err(err) = connect(
         server.url(),
         &out.join("calc.example_nats.creds"),
         "calc.example",
     )
     .await
-    .err()
-    .expect("expired credentials must not connect");
+    else {
+        panic!("expired credentials must not connect")
+    };
     assert_eq!(
         err.kind(),
         ConnectErrorKind::AuthorizationViolation,
