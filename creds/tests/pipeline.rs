@@ -52,10 +52,25 @@ fn signs_every_service_with_private_files_and_a_report() {
             &["PUB {{plane}}.danger.666.calc_example.access_token_core.*.POST.mint"],
         ),
     );
-    acl(root.path(), "services/web", "web.example", &rules("web_example", &[]));
+    acl(
+        root.path(),
+        "services/web",
+        "web.example",
+        &rules("web_example", &[]),
+    );
     // Skipped: build output and hidden folders.
-    acl(root.path(), "target/debug/x", "ghost.example", &rules("ghost_example", &[]));
-    acl(root.path(), ".git/x", "hidden.example", &rules("hidden_example", &[]));
+    acl(
+        root.path(),
+        "target/debug/x",
+        "ghost.example",
+        &rules("ghost_example", &[]),
+    );
+    acl(
+        root.path(),
+        ".git/x",
+        "hidden.example",
+        &rules("hidden_example", &[]),
+    );
     let out = root.path().join("creds-out");
     let signer = AccountSigner::new(chain.account.clone(), None).unwrap();
     let mut o = opts();
@@ -65,7 +80,11 @@ fn signs_every_service_with_private_files_and_a_report() {
     assert_eq!(report.deploy, "deploy-7");
     assert_eq!(report.plane, "prod");
     assert_eq!(report.account, chain.account.public_key());
-    let hosts: Vec<&str> = report.services.iter().map(|s| s.hostname.as_str()).collect();
+    let hosts: Vec<&str> = report
+        .services
+        .iter()
+        .map(|s| s.hostname.as_str())
+        .collect();
     assert_eq!(hosts, ["calc.example", "web.example"]);
     let calc = &report.services[0];
     assert_eq!(calc.path, out.join("calc.example_nats.creds"));
@@ -159,8 +178,18 @@ fn discovery_errors() {
         sign::discover(root.path()),
         Err(SignError::NoServices { .. })
     ));
-    acl(root.path(), "x", "same.example", &rules("same_example", &[]));
-    acl(root.path(), "y", "same.example", &rules("same_example", &[]));
+    acl(
+        root.path(),
+        "x",
+        "same.example",
+        &rules("same_example", &[]),
+    );
+    acl(
+        root.path(),
+        "y",
+        "same.example",
+        &rules("same_example", &[]),
+    );
     assert!(matches!(
         sign::discover(root.path()),
         Err(SignError::DuplicateHostname { .. })
@@ -193,7 +222,10 @@ fn signers() {
     // A key the account JWT does not list.
     let stranger = KeyPair::generate(KeyKind::Account);
     assert!(matches!(
-        AccountSigner::new(stranger, Some(AccountRef::parse(&chain.account_jwt).unwrap())),
+        AccountSigner::new(
+            stranger,
+            Some(AccountRef::parse(&chain.account_jwt).unwrap())
+        ),
         Err(SignError::KeyNotOfAccount { .. })
     ));
     // A scoped key cannot give users their own permissions.
@@ -201,7 +233,10 @@ fn signers() {
     let pk = scoped.public_key().to_string();
     let with_scope = Chain::with(|a| a.nats.signing_keys.add_scoped(UserScope::new(pk, "r")));
     assert!(matches!(
-        AccountSigner::new(scoped, Some(AccountRef::parse(&with_scope.account_jwt).unwrap())),
+        AccountSigner::new(
+            scoped,
+            Some(AccountRef::parse(&with_scope.account_jwt).unwrap())
+        ),
         Err(SignError::ScopedSigningKey { .. })
     ));
     assert!(matches!(
