@@ -46,6 +46,16 @@ impl KeyKind {
         }
     }
 
+    fn from_prefix_byte(b: u8) -> Option<KeyKind> {
+        // nkeys prefix bytes: O = 14 << 3, A = 0, U = 20 << 3.
+        match b {
+            112 => Some(KeyKind::Operator),
+            0 => Some(KeyKind::Account),
+            160 => Some(KeyKind::User),
+            _ => None,
+        }
+    }
+
     fn to_nkeys(self) -> nkeys::KeyPairType {
         match self {
             KeyKind::Operator => nkeys::KeyPairType::Operator,
@@ -99,13 +109,15 @@ fn article(k: KeyKind) -> &'static str {
     }
 }
 
-/// Whether `key` is a valid public key of `kind` (prefix, base32, checksum).
+/// Whether `key` is a valid public key of `kind`: length, prefix, base32
+/// and checksum, as the Go library's `IsValidPublicKey` checks (the curve
+/// point itself is checked when a signature is verified).
 pub fn is_public_key(kind: KeyKind, key: &str) -> bool {
     key.len() == 56
         && key.starts_with(kind.prefix())
-        && nkeys::KeyPair::from_public_key(key)
+        && nkeys::from_public_key(key)
             .ok()
-            .and_then(|kp| KeyKind::from_nkeys(kp.key_pair_type()))
+            .and_then(|(prefix, _)| KeyKind::from_prefix_byte(prefix))
             == Some(kind)
 }
 

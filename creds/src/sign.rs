@@ -192,6 +192,8 @@ pub struct SignOptions {
     pub deploy: DeployId,
     /// The servers' `max_control_line`.
     pub max_control_line: usize,
+    /// How clients name their connections (counts against the budget).
+    pub connect_name: connect::ConnectName,
     /// Sync each file's data before renaming it into place.
     pub sync: bool,
     /// The signing time, unix seconds.
@@ -200,7 +202,8 @@ pub struct SignOptions {
 
 impl SignOptions {
     /// Defaults: plane `microbus`, 7 days, deploy id from the time, 4,096
-    /// bytes, synced writes, now.
+    /// bytes for connections named as the runtime names them, synced
+    /// writes, now.
     pub fn new() -> SignOptions {
         let now = jwt::now();
         SignOptions {
@@ -208,6 +211,7 @@ impl SignOptions {
             expires: Some(DEFAULT_EXPIRY),
             deploy: DeployId::at(now),
             max_control_line: connect::DEFAULT_MAX_CONTROL_LINE,
+            connect_name: connect::ConnectName::Runtime,
             sync: true,
             now,
         }
@@ -652,8 +656,8 @@ pub fn mint(
             source,
         }]
     })?;
-    let name = Some(service.hostname.as_str());
-    let connect_len = connect::connect_len(token.len(), name);
+    let name = opts.connect_name.for_host(service.hostname.as_str());
+    let connect_len = connect::connect_len(token.len(), name.as_deref());
     if connect_len > opts.max_control_line {
         let mut largest: Vec<Contributor> = grants
             .iter()
@@ -707,6 +711,8 @@ pub fn creds_file_name(hostname: &Hostname) -> String {
     format!("{}{CREDS_SUFFIX}", hostname.as_str())
 }
 
+/// Threads: one per core, at least 64 items each. File writes get no more:
+/// creating and renaming files in one folder serializes on its lock.
 fn workers(n: usize) -> usize {
     std::thread::available_parallelism()
         .map(|p| p.get())
@@ -715,9 +721,8 @@ fn workers(n: usize) -> usize {
         .max(1)
 }
 
-/// Runs `f` over `items` on a few threads, keeping the order.
-fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = workers(items.len());
+/// Runs `f` over `items` on `n` threads, keeping the order.
+fn parallel<T: Sync, R: Send>(items: &[T], n: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if n == 1 {
         return items.iter().map(&f).collect();
     }
@@ -743,7 +748,7 @@ pub fn sign_services(
     signer: &AccountSigner,
     opts: &SignOptions,
 ) -> Result<SignReport, SignError> {
-    let results = parallel(services, |s| mint(s, signer, opts));
+    let results = parallel(services, workers(services.len()), |s| mint(s, signer, opts));
     let mut minted = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for r in results {
@@ -756,7 +761,7 @@ pub fn sign_services(
         return Err(SignError::Refused(problems));
     }
     let tightened = keyfile::create_private_dir(out_dir)?;
-    let written = parallel(&minted, |m| {
+    let written = parallel(&minted, workers(minted.len()), |m| {
         let path = out_dir.join(creds_file_name(&m.report.hostname));
         keyfile::write_private_file(&path, &m.creds, opts.sync).map(|()| path)
     });

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(10);
 
 fn start(chain: &Chain, extra: &str) -> NatsServer {
     NatsServer::start(&format!("{}{extra}", chain.server_config())).expect("start nats-server")
@@ -55,6 +55,23 @@ async fn connect(
             }
         });
     opts.connect(url).await.map(|c| (c, rx))
+}
+
+/// A round trip through the server on `client`'s own connection: the
+/// server handles a connection's protocol in order, so every SUB sent before
+/// is in place afterwards (async-nats's `flush` only empties the socket
+/// buffer). `subject` must be one the client may both publish and subscribe.
+async fn round_trip(client: &async_nats::Client, subject: &str) {
+    let mut probe = client.subscribe(subject.to_string()).await.unwrap();
+    client
+        .publish(subject.to_string(), "probe".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    tokio::time::timeout(WAIT, probe.next())
+        .await
+        .expect("the probe comes back")
+        .unwrap();
 }
 
 fn services(root: &Path) {
@@ -119,7 +136,7 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
         .subscribe("microbus.danger.666.*.other_example.>")
         .await
         .unwrap();
-    other.flush().await.unwrap();
+    round_trip(&other, "microbus.reply._.other_example.other_example.probe").await;
 
     // Allowed: delivered.
     calc.publish(
@@ -222,7 +239,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     };
     let dir = tempfile::tempdir().unwrap();
     let narrow = dir.path().join("narrow.creds");
-    std::fs::write(&narrow, &*creds_for(&["nothing"], &["foo.*"])).unwrap();
+    std::fs::write(&narrow, &*creds_for(&["probe"], &["foo.*", "probe"])).unwrap();
     let wide = dir.path().join("wide.creds");
     std::fs::write(&wide, &*creds_for(&["foo.>"], &["nothing"])).unwrap();
     let server = start(&chain, "");
@@ -230,7 +247,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     let (pub_client, _) = connect(server.url(), &wide, "wide").await.unwrap();
 
     let mut deep = sub_client.subscribe("foo.>").await.unwrap();
-    sub_client.flush().await.unwrap();
+    round_trip(&sub_client, "probe").await;
     pub_client
         .publish("foo.a.b.c", "deep".into())
         .await
@@ -320,7 +337,9 @@ async fn connect_budget_holds_at_the_boundary() {
     let fits = sign::sign_services(&[service_with_padding(at)], dir.path(), &signer, &opts)
         .expect("at the limit: signed");
     let path = &fits.services[0].path;
-    let (client, _) = connect(server.url(), path, "calc.example")
+    // Named as the buswarden runtime names its connections.
+    let name = "calc.example id-k3j5h7g9f1";
+    let (client, _) = connect(server.url(), path, name)
         .await
         .expect("at the limit: connects");
     client.flush().await.unwrap();
@@ -345,10 +364,7 @@ async fn connect_budget_holds_at_the_boundary() {
     let token = buswarden_creds::creds::parse_creds(&std::fs::read(path).unwrap())
         .unwrap()
         .jwt;
-    assert_eq!(
-        traced,
-        connect::connect_json(&token, &sig, Some("calc.example"))
-    );
+    assert_eq!(traced, connect::connect_json(&token, &sig, Some(name)));
     assert_eq!(traced.len(), limit);
     drop(client);
 
@@ -377,7 +393,7 @@ async fn connect_budget_holds_at_the_boundary() {
     opts.max_control_line = usize::MAX;
     let unchecked =
         sign::sign_services(&[service_with_padding(over)], dir.path(), &signer, &opts).unwrap();
-    let refused = connect(server.url(), &unchecked.services[0].path, "calc.example").await;
+    let refused = connect(server.url(), &unchecked.services[0].path, name).await;
     assert!(
         refused.is_err(),
         "the server accepted a CONNECT over its limit"
@@ -391,7 +407,7 @@ async fn connect_budget_holds_at_the_boundary() {
         server.log()
     );
     assert_eq!(
-        connect::connect_len(0, Some("calc.example")) + fits.services[0].jwt_len,
+        connect::connect_len(0, Some(name)) + fits.services[0].jwt_len,
         limit
     );
 }
