@@ -193,6 +193,54 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
     );
 }
 
+/// nats-py reads the same file (it scans for the BEGIN lines), grants block
+/// and all, and its connection is held to the same rules.
+#[tokio::test]
+async fn nats_py_reads_the_creds_file_with_its_grants_block() {
+    let python_nats = std::process::Command::new("python3")
+        .args(["-c", "import nats, nkeys"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        python_nats,
+        "nats-py is not installed: run `source ci/deps.sh` (installs nats-py[nkeys] from PyPI)"
+    );
+    let chain = Chain::new();
+    let root = tempfile::tempdir().unwrap();
+    services(root.path());
+    let out = root.path().join("out");
+    let signer = AccountSigner::new(chain.account.clone(), None).unwrap();
+    sign::sign_root(root.path(), &out, &signer, &options("py")).unwrap();
+    let server = start(&chain, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nats_py_creds.py");
+    let creds = out.join("calc.example_nats.creds");
+    let run = |pub_subject: &str, wait: &str| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(server.url())
+            .arg(&creds)
+            .arg("microbus.reply._.*.calc_example.*")
+            .arg(pub_subject)
+            .arg(wait)
+            .output()
+            .unwrap()
+    };
+    let ok = run("microbus.reply._.calc_example.calc_example.py", "5");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "microbus.reply._.calc_example.calc_example.py"
+    );
+    // A reply in another service's name is not delivered back.
+    let denied = run("microbus.reply._.other_example.calc_example.py", "0.5");
+    assert!(!denied.status.success());
+}
+
 #[tokio::test]
 async fn expired_creds_are_refused() {
     let chain = Chain::new();
