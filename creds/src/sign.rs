@@ -92,6 +92,21 @@ impl fmt::Display for DeployId {
     }
 }
 
+/// Parses `--expires`: a humantime duration (`7d`, `12h`, `1w 2d`) or
+/// `never` (no expiry). Zero is refused: a user must live a while.
+pub fn parse_expires(text: &str) -> Result<Option<Duration>, SignError> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+        _ => Err(SignError::BadExpiry {
+            text: text.to_string(),
+        }),
+    }
+}
+
 /// Which account a signing key signs for, when it is not the account's identity key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountRef {
@@ -426,6 +441,12 @@ pub enum SignError {
         /// Key.
         key: String,
     },
+    /// An expiry that is not a duration (`7d`, `12h`, `90m`) or `never`.
+    #[error("expiry {text:?} is not a duration such as 7d, 12h or 90m, nor 'never'")]
+    BadExpiry {
+        /// The text.
+        text: String,
+    },
     /// A deploy id with characters other than `[a-z0-9._-]` or over 64 long.
     #[error("deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-'")]
     BadDeployId {
@@ -437,8 +458,9 @@ pub enum SignError {
     Write(#[from] KeyFileError),
 }
 
-/// What was signed for one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What was signed for one service (serializes as stable JSON for
+/// `--format json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceReport {
     /// Hostname.
     pub hostname: Hostname,
@@ -462,8 +484,8 @@ pub struct ServiceReport {
     pub connect_len: usize,
 }
 
-/// What a signing run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a signing run did (serializes as stable JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SignReport {
     /// The folder written.
     pub out_dir: PathBuf,
