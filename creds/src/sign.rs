@@ -53,11 +53,14 @@ pub struct DeployId(String);
 
 impl DeployId {
     /// 1 to 64 characters of `[a-z0-9._-]` (upper case is lower-cased, as
-    /// the Go library does with tags).
+    /// the Go library does with tags), not containing `danger`: the id is
+    /// printed in every `.creds` file, where `grep danger` must list the
+    /// trust-root grants and nothing else.
     pub fn parse(id: &str) -> Result<DeployId, SignError> {
         let lower = id.to_ascii_lowercase();
         let ok = !lower.is_empty()
             && lower.len() <= 64
+            && !lower.contains("danger")
             && lower
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
@@ -448,7 +451,9 @@ pub enum SignError {
         text: String,
     },
     /// A deploy id with characters other than `[a-z0-9._-]` or over 64 long.
-    #[error("deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-'")]
+    #[error(
+        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', without the word 'danger'"
+    )]
     BadDeployId {
         /// The id.
         id: String,

@@ -271,6 +271,10 @@ fn signers() {
         ));
     }
     assert!(DeployId::parse("bad id").is_err());
+    assert!(
+        DeployId::parse("Danger-Zone").is_err(),
+        "would show in grep danger"
+    );
     assert!(DeployId::parse(&"x".repeat(65)).is_err());
     assert_eq!(DeployId::at(0).as_str(), "19700101t000000z");
 }
