@@ -459,3 +459,59 @@ async fn connect_budget_holds_at_the_boundary() {
         limit
     );
 }
+
+/// An operator signing key signs the account, and a scoped account signing
+/// key signs a user with no permissions of its own: the server trusts the
+/// chain and applies the scope's template.
+#[tokio::test]
+async fn operator_signing_keys_and_scoped_account_keys() {
+    use buswarden_creds::claims::{AccountClaims, OperatorClaims, UserScope};
+    let now = jwt::now();
+    let operator = KeyPair::generate(KeyKind::Operator);
+    let operator_sk = KeyPair::generate(KeyKind::Operator);
+    let system = KeyPair::generate(KeyKind::Account);
+    let account = KeyPair::generate(KeyKind::Account);
+    let scoped = KeyPair::generate(KeyKind::Account);
+    let mut op = OperatorClaims::new_operator(operator.public_key());
+    op.nats.signing_keys = vec![operator_sk.public_key().to_string()];
+    op.nats.system_account = system.public_key().to_string();
+    let op_jwt = jwt::encode(&mut op, &operator, now).unwrap();
+    let mut sys = AccountClaims::new_account(system.public_key());
+    let sys_jwt = jwt::encode(&mut sys, &operator_sk, now).unwrap();
+    let mut acc = AccountClaims::new_account(account.public_key());
+    let mut scope = UserScope::new(scoped.public_key(), "service");
+    scope.template.publish.allow = vec!["scoped.>".into()];
+    scope.template.subscribe.allow = vec!["scoped.>".into()];
+    acc.nats.signing_keys.add_scoped(scope);
+    let acc_jwt = jwt::encode(&mut acc, &operator_sk, now).unwrap();
+    jwt::verify_account(&jwt::decode_account(&acc_jwt).unwrap(), &op).unwrap();
+
+    let user = KeyPair::generate(KeyKind::User);
+    let mut u = UserClaims::new_scoped_user(user.public_key());
+    u.nats.issuer_account = account.public_key().to_string();
+    let token = jwt::encode(&mut u, &scoped, now).unwrap();
+    jwt::verify_user(&jwt::decode_user(&token).unwrap(), &acc).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("scoped.creds");
+    std::fs::write(
+        &creds,
+        &*buswarden_creds::creds::format_user_config(&token, &user.seed()),
+    )
+    .unwrap();
+
+    let config = format!(
+        "operator: {op_jwt}\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {sys}: {sys_jwt}\n  {acc}: {acc_jwt}\n}}\n",
+        sys = system.public_key(),
+        acc = account.public_key(),
+    );
+    let server = NatsServer::start(&config).expect("start nats-server");
+    let (client, mut errors) = connect(server.url(), &creds, "scoped").await.unwrap();
+    round_trip(&client, "scoped.probe").await;
+    client.publish("elsewhere.x", "x".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let err = tokio::time::timeout(WAIT, errors.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(err, "Permissions Violation for Publish to \"elsewhere.x\"");
+}
