@@ -214,7 +214,7 @@ pub fn parse_creds(bytes: &[u8]) -> Result<UserCredentials, CredsError> {
 pub fn parse_grants(text: &str) -> Vec<(Verb, String)> {
     text.lines()
         .filter_map(|l| {
-            let l = l.trim_end();
+            let l = l.trim();
             if let Some(s) = l.strip_prefix("# PUB ") {
                 Some((Verb::Pub, s.to_string()))
             } else {
@@ -250,5 +250,50 @@ mod tests {
         );
         let dbg = format!("{creds:?}");
         assert!(!dbg.contains(seed.expose()));
+    }
+
+    #[test]
+    fn tolerates_what_tools_write() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVIn0.c2ln";
+        let block = GrantsBlock {
+            hostname: "a.example".into(),
+            plane: "microbus".into(),
+            deploy: "d1".into(),
+            expires: 1_800_000_000,
+            grants: vec![
+                (Verb::Pub, "microbus.safe.443.a_example.b.*.GET.x---".into()),
+                (Verb::Sub, "microbus.reply._.*.a_example.*".into()),
+            ],
+        };
+        let base = String::from_utf8(format_creds(jwt, &seed, &block).to_vec()).unwrap();
+        let variants = [
+            base.clone(),
+            base.replace('\n', "\r\n"),
+            format!("\u{feff}{base}"),
+            format!("# written by hand\nnotes: x\n\n{base}"),
+            base.trim_end().to_string(),
+            base.lines()
+                .map(|l| format!("  {l}  "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ];
+        for v in variants {
+            let c = parse_creds(v.as_bytes()).unwrap_or_else(|e| panic!("{e}: {v:?}"));
+            assert_eq!(c.jwt, jwt);
+            assert_eq!(c.key.public_key(), kp.public_key());
+            assert_eq!(parse_grants(&v), block.grants);
+        }
+        assert!(base.contains("\n# buswarden grants of a.example: plane microbus, deploy d1, expires 2027-01-15T08:00:00Z (unix 1800000000); 1 PUB, 1 SUB\n"));
+        // A user seed is required: an account seed is refused without showing it.
+        let acc = KeyPair::generate(KeyKind::Account).seed();
+        let wrong = base.replace(seed.expose(), acc.expose());
+        let err = parse_creds(wrong.as_bytes()).unwrap_err();
+        assert!(matches!(
+            err,
+            CredsError::Seed(KeyError::WrongSeedKind { .. })
+        ));
+        assert!(!err.to_string().contains(acc.expose()));
     }
 }
