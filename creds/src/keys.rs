@@ -214,7 +214,9 @@ impl KeyPair {
 
     /// The seed, wrapped.
     pub fn seed(&self) -> Seed {
-        // The nkeys String is wiped as soon as it is copied into the secret.
+        // Every KeyPair of this type is built from a seed (`generate`,
+        // `from_seed`), so nkeys always has one; the nkeys String is wiped
+        // as soon as it is copied into the secret.
         let text = Zeroizing::new(self.inner.seed().unwrap_or_default());
         Seed::new(&text)
     }
