@@ -131,6 +131,17 @@ pub enum CredsError {
     /// The seed is invalid or not a user seed.
     #[error("the seed in the credentials file is unusable: {0}")]
     Seed(#[source] KeyError),
+    /// The JWT does not decode or verify.
+    #[error("the JWT in the credentials file is not valid: {0}")]
+    Jwt(#[source] crate::jwt::JwtError),
+    /// The seed belongs to another user than the JWT.
+    #[error("the seed is for user {seed_user} but the JWT is for {jwt_user}")]
+    SeedDoesNotMatch {
+        /// The seed's public key.
+        seed_user: String,
+        /// The JWT's subject.
+        jwt_user: String,
+    },
 }
 
 /// A user JWT and its seed, as read from a `.creds` file.
@@ -140,6 +151,21 @@ pub struct UserCredentials {
     pub jwt: String,
     /// The user key pair.
     pub key: KeyPair,
+}
+
+impl UserCredentials {
+    /// Decodes and verifies the user JWT and checks that the seed is its
+    /// subject's (as nats.go and the Go oracle do before using a file).
+    pub fn claims(&self) -> Result<crate::claims::UserClaims, CredsError> {
+        let claims = crate::jwt::decode_user(&self.jwt).map_err(CredsError::Jwt)?;
+        if claims.data.sub != self.key.public_key() {
+            return Err(CredsError::SeedDoesNotMatch {
+                seed_user: self.key.public_key().to_string(),
+                jwt_user: claims.data.sub,
+            });
+        }
+        Ok(claims)
+    }
 }
 
 impl fmt::Debug for UserCredentials {

@@ -98,7 +98,14 @@ fn signs_every_service_with_private_files_and_a_report() {
     let text = std::fs::read(&calc.path).unwrap();
     let parsed = creds::parse_creds(&text).unwrap();
     assert_eq!(parsed.key.public_key(), calc.user);
-    let claims = jwt::decode_user(&parsed.jwt).unwrap();
+    let claims = parsed.claims().unwrap();
+    // Another user's seed with this JWT is refused.
+    let mut mixed = parsed.clone();
+    mixed.key = KeyPair::generate(KeyKind::User);
+    assert!(matches!(
+        mixed.claims(),
+        Err(creds::CredsError::SeedDoesNotMatch { .. })
+    ));
     jwt::verify_user(&claims, &chain.account_claims).unwrap();
     assert_eq!(claims.data.name, "calc.example");
     assert_eq!(claims.nats.generic.tags, ["deploy:deploy-7"]);
