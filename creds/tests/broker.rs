@@ -57,6 +57,14 @@ async fn connect(
     opts.connect(url).await.map(|c| (c, rx))
 }
 
+/// The next server error on a connection (a permissions violation, …).
+async fn next_error(errors: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, errors.recv())
+        .await
+        .expect("a server error within the wait")
+        .expect("the connection's event channel is open")
+}
+
 /// A round trip through the server on `client`'s own connection: the
 /// server handles a connection's protocol in order, so every SUB sent before
 /// is in place afterwards (async-nats's `flush` only empties the socket
@@ -176,10 +184,7 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
     ] {
         calc.publish(subject, "x".into()).await.unwrap();
         calc.flush().await.unwrap();
-        let err = tokio::time::timeout(WAIT, calc_errors.recv())
-            .await
-            .expect("a permissions violation")
-            .unwrap();
+        let err = next_error(&mut calc_errors).await;
         assert_eq!(
             err,
             format!("Permissions Violation for Publish to \"{subject}\""),
@@ -316,10 +321,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     let (c, mut errors) = connect(server.url(), &bar, "bar").await.unwrap();
     let _s = c.subscribe("foo.>").await.unwrap();
     c.flush().await.unwrap();
-    let err = tokio::time::timeout(WAIT, errors.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let err = next_error(&mut errors).await;
     assert_eq!(err, "Permissions Violation for Subscription to \"foo.>\"");
 }
 
@@ -509,9 +511,6 @@ async fn operator_signing_keys_and_scoped_account_keys() {
     round_trip(&client, "scoped.probe").await;
     client.publish("elsewhere.x", "x".into()).await.unwrap();
     client.flush().await.unwrap();
-    let err = tokio::time::timeout(WAIT, errors.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let err = next_error(&mut errors).await;
     assert_eq!(err, "Permissions Violation for Publish to \"elsewhere.x\"");
 }
