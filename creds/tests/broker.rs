@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(10);
 
 fn start(chain: &Chain, extra: &str) -> NatsServer {
     NatsServer::start(&format!("{}{extra}", chain.server_config())).expect("start nats-server")
@@ -55,6 +55,31 @@ async fn connect(
             }
         });
     opts.connect(url).await.map(|c| (c, rx))
+}
+
+/// The next server error on a connection (a permissions violation, …).
+async fn next_error(errors: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, errors.recv())
+        .await
+        .expect("a server error within the wait")
+        .expect("the connection's event channel is open")
+}
+
+/// A round trip through the server on `client`'s own connection: the
+/// server handles a connection's protocol in order, so every SUB sent before
+/// is in place afterwards (async-nats's `flush` only empties the socket
+/// buffer). `subject` must be one the client may both publish and subscribe.
+async fn round_trip(client: &async_nats::Client, subject: &str) {
+    let mut probe = client.subscribe(subject.to_string()).await.unwrap();
+    client
+        .publish(subject.to_string(), "probe".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    tokio::time::timeout(WAIT, probe.next())
+        .await
+        .expect("the probe comes back")
+        .unwrap();
 }
 
 fn services(root: &Path) {
@@ -119,7 +144,7 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
         .subscribe("microbus.danger.666.*.other_example.>")
         .await
         .unwrap();
-    other.flush().await.unwrap();
+    round_trip(&other, "microbus.reply._.other_example.other_example.probe").await;
 
     // Allowed: delivered.
     calc.publish(
@@ -159,10 +184,7 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
     ] {
         calc.publish(subject, "x".into()).await.unwrap();
         calc.flush().await.unwrap();
-        let err = tokio::time::timeout(WAIT, calc_errors.recv())
-            .await
-            .expect("a permissions violation")
-            .unwrap();
+        let err = next_error(&mut calc_errors).await;
         assert_eq!(
             err,
             format!("Permissions Violation for Publish to \"{subject}\""),
@@ -174,6 +196,54 @@ async fn signed_creds_connect_and_the_broker_enforces_the_rules() {
             .await
             .is_err()
     );
+}
+
+/// nats-py reads the same file (it scans for the BEGIN lines), grants block
+/// and all, and its connection is held to the same rules.
+#[tokio::test]
+async fn nats_py_reads_the_creds_file_with_its_grants_block() {
+    let python_nats = std::process::Command::new("python3")
+        .args(["-c", "import nats, nkeys"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        python_nats,
+        "nats-py is not installed: run `source ci/deps.sh` (installs nats-py[nkeys] from PyPI)"
+    );
+    let chain = Chain::new();
+    let root = tempfile::tempdir().unwrap();
+    services(root.path());
+    let out = root.path().join("out");
+    let signer = AccountSigner::new(chain.account.clone(), None).unwrap();
+    sign::sign_root(root.path(), &out, &signer, &options("py")).unwrap();
+    let server = start(&chain, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nats_py_creds.py");
+    let creds = out.join("calc.example_nats.creds");
+    let run = |pub_subject: &str, wait: &str| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(server.url())
+            .arg(&creds)
+            .arg("microbus.reply._.*.calc_example.*")
+            .arg(pub_subject)
+            .arg(wait)
+            .output()
+            .unwrap()
+    };
+    let ok = run("microbus.reply._.calc_example.calc_example.py", "5");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "microbus.reply._.calc_example.calc_example.py"
+    );
+    // A reply in another service's name is not delivered back.
+    let denied = run("microbus.reply._.other_example.calc_example.py", "0.5");
+    assert!(!denied.status.success());
 }
 
 #[tokio::test]
@@ -222,7 +292,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     };
     let dir = tempfile::tempdir().unwrap();
     let narrow = dir.path().join("narrow.creds");
-    std::fs::write(&narrow, &*creds_for(&["nothing"], &["foo.*"])).unwrap();
+    std::fs::write(&narrow, &*creds_for(&["probe"], &["foo.*", "probe"])).unwrap();
     let wide = dir.path().join("wide.creds");
     std::fs::write(&wide, &*creds_for(&["foo.>"], &["nothing"])).unwrap();
     let server = start(&chain, "");
@@ -230,7 +300,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     let (pub_client, _) = connect(server.url(), &wide, "wide").await.unwrap();
 
     let mut deep = sub_client.subscribe("foo.>").await.unwrap();
-    sub_client.flush().await.unwrap();
+    round_trip(&sub_client, "probe").await;
     pub_client
         .publish("foo.a.b.c", "deep".into())
         .await
@@ -251,10 +321,7 @@ async fn an_allow_of_foo_star_admits_sub_foo_full_wildcard() {
     let (c, mut errors) = connect(server.url(), &bar, "bar").await.unwrap();
     let _s = c.subscribe("foo.>").await.unwrap();
     c.flush().await.unwrap();
-    let err = tokio::time::timeout(WAIT, errors.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let err = next_error(&mut errors).await;
     assert_eq!(err, "Permissions Violation for Subscription to \"foo.>\"");
 }
 
@@ -320,7 +387,9 @@ async fn connect_budget_holds_at_the_boundary() {
     let fits = sign::sign_services(&[service_with_padding(at)], dir.path(), &signer, &opts)
         .expect("at the limit: signed");
     let path = &fits.services[0].path;
-    let (client, _) = connect(server.url(), path, "calc.example")
+    // Named as the buswarden runtime names its connections.
+    let name = "calc.example id-k3j5h7g9f1";
+    let (client, _) = connect(server.url(), path, name)
         .await
         .expect("at the limit: connects");
     client.flush().await.unwrap();
@@ -345,10 +414,7 @@ async fn connect_budget_holds_at_the_boundary() {
     let token = buswarden_creds::creds::parse_creds(&std::fs::read(path).unwrap())
         .unwrap()
         .jwt;
-    assert_eq!(
-        traced,
-        connect::connect_json(&token, &sig, Some("calc.example"))
-    );
+    assert_eq!(traced, connect::connect_json(&token, &sig, Some(name)));
     assert_eq!(traced.len(), limit);
     drop(client);
 
@@ -377,7 +443,7 @@ async fn connect_budget_holds_at_the_boundary() {
     opts.max_control_line = usize::MAX;
     let unchecked =
         sign::sign_services(&[service_with_padding(over)], dir.path(), &signer, &opts).unwrap();
-    let refused = connect(server.url(), &unchecked.services[0].path, "calc.example").await;
+    let refused = connect(server.url(), &unchecked.services[0].path, name).await;
     assert!(
         refused.is_err(),
         "the server accepted a CONNECT over its limit"
@@ -391,7 +457,60 @@ async fn connect_budget_holds_at_the_boundary() {
         server.log()
     );
     assert_eq!(
-        connect::connect_len(0, Some("calc.example")) + fits.services[0].jwt_len,
+        connect::connect_len(0, Some(name)) + fits.services[0].jwt_len,
         limit
     );
+}
+
+/// An operator signing key signs the account, and a scoped account signing
+/// key signs a user with no permissions of its own: the server trusts the
+/// chain and applies the scope's template.
+#[tokio::test]
+async fn operator_signing_keys_and_scoped_account_keys() {
+    use buswarden_creds::claims::{AccountClaims, OperatorClaims, UserScope};
+    let now = jwt::now();
+    let operator = KeyPair::generate(KeyKind::Operator);
+    let operator_sk = KeyPair::generate(KeyKind::Operator);
+    let system = KeyPair::generate(KeyKind::Account);
+    let account = KeyPair::generate(KeyKind::Account);
+    let scoped = KeyPair::generate(KeyKind::Account);
+    let mut op = OperatorClaims::new_operator(operator.public_key());
+    op.nats.signing_keys = vec![operator_sk.public_key().to_string()];
+    op.nats.system_account = system.public_key().to_string();
+    let op_jwt = jwt::encode(&mut op, &operator, now).unwrap();
+    let mut sys = AccountClaims::new_account(system.public_key());
+    let sys_jwt = jwt::encode(&mut sys, &operator_sk, now).unwrap();
+    let mut acc = AccountClaims::new_account(account.public_key());
+    let mut scope = UserScope::new(scoped.public_key(), "service");
+    scope.template.publish.allow = vec!["scoped.>".into()];
+    scope.template.subscribe.allow = vec!["scoped.>".into()];
+    acc.nats.signing_keys.add_scoped(scope);
+    let acc_jwt = jwt::encode(&mut acc, &operator_sk, now).unwrap();
+    jwt::verify_account(&jwt::decode_account(&acc_jwt).unwrap(), &op).unwrap();
+
+    let user = KeyPair::generate(KeyKind::User);
+    let mut u = UserClaims::new_scoped_user(user.public_key());
+    u.nats.issuer_account = account.public_key().to_string();
+    let token = jwt::encode(&mut u, &scoped, now).unwrap();
+    jwt::verify_user(&jwt::decode_user(&token).unwrap(), &acc).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("scoped.creds");
+    std::fs::write(
+        &creds,
+        &*buswarden_creds::creds::format_user_config(&token, &user.seed()),
+    )
+    .unwrap();
+
+    let config = format!(
+        "operator: {op_jwt}\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {sys}: {sys_jwt}\n  {acc}: {acc_jwt}\n}}\n",
+        sys = system.public_key(),
+        acc = account.public_key(),
+    );
+    let server = NatsServer::start(&config).expect("start nats-server");
+    let (client, mut errors) = connect(server.url(), &creds, "scoped").await.unwrap();
+    round_trip(&client, "scoped.probe").await;
+    client.publish("elsewhere.x", "x".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let err = next_error(&mut errors).await;
+    assert_eq!(err, "Permissions Violation for Publish to \"elsewhere.x\"");
 }

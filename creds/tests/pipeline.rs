@@ -98,7 +98,14 @@ fn signs_every_service_with_private_files_and_a_report() {
     let text = std::fs::read(&calc.path).unwrap();
     let parsed = creds::parse_creds(&text).unwrap();
     assert_eq!(parsed.key.public_key(), calc.user);
-    let claims = jwt::decode_user(&parsed.jwt).unwrap();
+    let claims = parsed.claims().unwrap();
+    // Another user's seed with this JWT is refused.
+    let mut mixed = parsed.clone();
+    mixed.key = KeyPair::generate(KeyKind::User);
+    assert!(matches!(
+        mixed.claims(),
+        Err(creds::CredsError::SeedDoesNotMatch { .. })
+    ));
     jwt::verify_user(&claims, &chain.account_claims).unwrap();
     assert_eq!(claims.data.name, "calc.example");
     assert_eq!(claims.nats.generic.tags, ["deploy:deploy-7"]);
@@ -118,9 +125,13 @@ fn signs_every_service_with_private_files_and_a_report() {
             (Verb::Sub, "prod.reply._.*.calc_example.*")
         ]
     );
-    // The report never carries the seed.
+    // The report never carries the seed; its JSON is stable.
     let seed = parsed.key.seed();
     assert!(!format!("{report:?}").contains(seed.expose()));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["services"][0]["hostname"], "calc.example");
+    assert_eq!(json["services"][0]["pub_rules"], 2);
+    assert!(!json.to_string().contains(seed.expose()));
 }
 
 #[test]
@@ -251,7 +262,26 @@ fn signers() {
         AccountRef::parse(&chain.operator_jwt),
         Err(SignError::AccountJwt(JwtError::WrongType { .. }))
     ));
+    assert_eq!(
+        sign::parse_expires("12h").unwrap(),
+        Some(Duration::from_secs(12 * 3600))
+    );
+    assert_eq!(
+        sign::parse_expires("7d").unwrap(),
+        Some(sign::DEFAULT_EXPIRY)
+    );
+    assert_eq!(sign::parse_expires("never").unwrap(), None);
+    for bad in ["", "0s", "soon", "-1h"] {
+        assert!(matches!(
+            sign::parse_expires(bad),
+            Err(SignError::BadExpiry { .. })
+        ));
+    }
     assert!(DeployId::parse("bad id").is_err());
+    assert!(
+        DeployId::parse("Danger-Zone").is_err(),
+        "would show in grep danger"
+    );
     assert!(DeployId::parse(&"x".repeat(65)).is_err());
     assert_eq!(DeployId::at(0).as_str(), "19700101t000000z");
 }
