@@ -588,6 +588,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SignError> {
     Ok(())
 }
 
+/// `{{plane}}` at the start of a subject replaced by `plane`.
+fn fill_plane(subject: &str, plane: &str) -> String {
+    match subject.strip_prefix(PLANE_PLACEHOLDER) {
+        Some(rest) => format!("{plane}{rest}"),
+        None => subject.to_string(),
+    }
+}
+
 /// Bytes a subject adds to the base64 JWT as one allow-list entry.
 fn contribution(subject: &str) -> usize {
     jwt::b64_len(gojson::string_len(subject) + 1)
@@ -676,6 +684,15 @@ pub fn mint(
         .collect();
     claims.nats.limits.publish.allow = pubs;
     claims.nats.limits.subscribe.allow = subs;
+    // nats-server lets `SUB a.>` through an allow of `a.*`; the guards deny
+    // what such a subscription would receive beyond the rule.
+    claims.nats.limits.subscribe.deny = service
+        .rules
+        .sub_guards()
+        .deny
+        .iter()
+        .map(|g| fill_plane(&g.deny, opts.plane.as_str()))
+        .collect();
     let iat = jwt::issue_time(opts.now, signer.claims.as_ref(), user_key.public_key());
     let token = jwt::encode(&mut claims, &signer.key, iat).map_err(|source| {
         vec![ServiceProblem::Encode {

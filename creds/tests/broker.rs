@@ -514,3 +514,62 @@ async fn operator_signing_keys_and_scoped_account_keys() {
     let err = next_error(&mut errors).await;
     assert_eq!(err, "Permissions Violation for Publish to \"elsewhere.x\"");
 }
+
+/// A SUB rule ending in `*` (an event hook with a path argument) cannot be
+/// widened: the signed `sub.deny` guard keeps deeper subjects away from a
+/// `SUB ….>` the server lets through.
+#[tokio::test]
+async fn signed_sub_guards_stop_the_star_to_full_wildcard_widening() {
+    let chain = Chain::new();
+    let root = tempfile::tempdir().unwrap();
+    let mut sink = implicit("sink_example");
+    sink.push("SUB {{plane}}.safe.417.*.src_example.*.POST.on-x.*".into());
+    let sink: Vec<&str> = sink.iter().map(String::as_str).collect();
+    write_acl(root.path(), "sink", "sink.example", &sink);
+    let mut src = implicit("src_example");
+    src.push("PUB {{plane}}.safe.417.src_example.src_example.*.POST.>".into());
+    let src: Vec<&str> = src.iter().map(String::as_str).collect();
+    write_acl(root.path(), "src", "src.example", &src);
+    let out = root.path().join("out");
+    let signer = AccountSigner::new(chain.account.clone(), None).unwrap();
+    sign::sign_root(root.path(), &out, &signer, &options("guards")).unwrap();
+    let server = start(&chain, "");
+    let (sink, _) = connect(server.url(), &out.join("sink.example_nats.creds"), "sink")
+        .await
+        .unwrap();
+    let (src, _) = connect(server.url(), &out.join("src.example_nats.creds"), "src")
+        .await
+        .unwrap();
+    let mut wide = sink
+        .subscribe("microbus.safe.417.*.src_example.*.POST.on-x.>")
+        .await
+        .unwrap();
+    round_trip(&sink, "microbus.reply._.sink_example.sink_example.probe").await;
+    src.publish(
+        "microbus.safe.417.src_example.src_example._.POST.on-x.a.b",
+        "deep".into(),
+    )
+    .await
+    .unwrap();
+    src.publish(
+        "microbus.safe.417.src_example.src_example._.POST.on-x.a",
+        "ok".into(),
+    )
+    .await
+    .unwrap();
+    src.flush().await.unwrap();
+    let msg = tokio::time::timeout(WAIT, wide.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        msg.subject.as_str(),
+        "microbus.safe.417.src_example.src_example._.POST.on-x.a"
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), wide.next())
+            .await
+            .is_err(),
+        "a subject deeper than the rule was delivered"
+    );
+}
