@@ -503,7 +503,7 @@ fn services(
                     {
                         sdiags.push(diag(
                             Code::HostnameMismatch,
-                            format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use {host:?} (or the API's generated _HOST constant)", c.package),
+                            format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use \"{host}\" (or the API's generated _HOST constant)", c.package),
                         ));
                     }
                     FactKind::UnknownMethod(name) if bus_methods.contains(name) => {

@@ -466,7 +466,7 @@ impl Eval<'_, '_> {
                         Code::UnresolvedCall,
                         loc,
                         format!(
-                            "`{}::{name}` is used as a function value, so the analyzer cannot tell which host it will call; call the method on a client instead, e.g. `{api}Client::new(&svc).{name}(…)`",
+                            "`{}` is used as a function value, so the analyzer cannot tell which host it will call; call the method on a client instead, e.g. `{api}Client::new(&svc).{name}(…)`",
                             p.segs.join("::")
                         ),
                     );

@@ -159,7 +159,9 @@ pub fn parse_text(path: &Path, text: &str, hash: u64, limits: Limits) -> SourceF
             diags: vec![LocalDiag {
                 code: Code::ParseError,
                 loc: lower::loc(e.span()),
-                message: format!("{e}; fix the syntax (the file is not analysed until it parses)"),
+                message: format!(
+                    "does not parse as Rust ({e}); fix the syntax: nothing in this file is analysed until it parses"
+                ),
             }],
         },
     };
