@@ -115,10 +115,40 @@ pub enum AnalysisError {
 pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
     let ws = workspace::discover(root)?;
     let pool = source::pool(opts.threads);
-    pool.install(|| analyze_in(&ws, opts))
+    pool.install(|| analyze_in(&ws, opts, None))
 }
 
-fn analyze_in(ws: &Workspace, opts: Options) -> Result<Analysis, AnalysisError> {
+/// Analyses the tree under `root`, reusing and then refreshing the file
+/// cache at `cache` (unchanged files are not parsed again).
+pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
+    let ws = workspace::discover(root)?;
+    timing.mark("discover");
+    let pool = source::pool(opts.threads);
+    pool.install(|| analyze_in(&ws, opts, Some(cache)))
+}
+
+/// Prints phase timings to stderr when `GENCREDS_TIMING` is set.
+struct Timing(Option<std::time::Instant>);
+
+impl Timing {
+    fn new() -> Self {
+        Timing(std::env::var_os("GENCREDS_TIMING").map(|_| std::time::Instant::now()))
+    }
+    fn mark(&mut self, phase: &str) {
+        if let Some(t) = self.0 {
+            eprintln!("gencreds timing: {phase}: {:.3?}", t.elapsed());
+            self.0 = Some(std::time::Instant::now());
+        }
+    }
+}
+
+fn analyze_in(
+    ws: &Workspace,
+    opts: Options,
+    cache_path: Option<&Path>,
+) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
     let paths: Vec<PathBuf> = ws
         .crates
         .iter()
@@ -127,10 +157,21 @@ fn analyze_in(ws: &Workspace, opts: Options) -> Result<Analysis, AnalysisError> 
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut files = source::parse_all(&paths, opts.limits);
+    let mut cache_stale = false;
+    let mut files = match cache_path {
+        Some(cp) => {
+            let cache = crate::cache::Cache::load(cp, opts.limits);
+            let (files, misses) = source::parse_all_cached(&paths, opts.limits, &cache);
+            cache_stale = misses > 0 || cache.len() != files.len();
+            files
+        }
+        None => source::parse_all(&paths, opts.limits),
+    };
+    timing.mark("parse");
     // Files named by `#[path]` outside the scanned folders are parsed on
     // demand; a chain of them takes a round each.
-    for _ in 0..16 {
+    let any_path_attr = files.iter().any(|f| has_path_attr(&f.ir.items));
+    for _ in 0..if any_path_attr { 16 } else { 0 } {
         match index::build(ws, &files, opts.limits, true) {
             Ok(_) => break,
             Err(extra) => files.extend(extra),
@@ -140,10 +181,12 @@ fn analyze_in(ws: &Workspace, opts: Options) -> Result<Analysis, AnalysisError> 
         Ok(idx) => idx,
         Err(_) => unreachable_index(),
     };
+    timing.mark("index");
     let facts: Vec<Vec<Fact>> = (0..idx.units.len())
         .into_par_iter()
         .map(|u| eval_unit(&idx, u))
         .collect();
+    timing.mark("eval");
     let mut out = Collector::default();
     out.ws_diags(ws, &idx);
     for (u, fs) in facts.iter().enumerate() {
@@ -158,6 +201,25 @@ fn analyze_in(ws: &Workspace, opts: Options) -> Result<Analysis, AnalysisError> 
         }
     }
     let services = services(ws, &idx, &facts, &mut out);
+    timing.mark("services");
+    if let Some(cp) = cache_path
+        && cache_stale
+        && let Err(e) = crate::cache::Cache::save(cp, opts.limits, &files)
+    {
+        out.push(
+            Diagnostic::new(
+                Code::UnreadableFile,
+                &ws.rel(cp),
+                Loc::default(),
+                format!(
+                    "the file cache cannot be written ({e}); the next scan parses everything again"
+                ),
+            )
+            .with_severity(Severity::Warning),
+            None,
+        );
+    }
+    timing.mark("cache save");
     let mut diags: Vec<Diagnostic> = out
         .diags
         .into_iter()
@@ -171,6 +233,17 @@ fn analyze_in(ws: &Workspace, opts: Options) -> Result<Analysis, AnalysisError> 
         services,
         diags,
         files: files.len(),
+    })
+}
+
+/// Whether any `mod` carries `#[path]` (only those can name files outside
+/// the crate folders that were parsed up front).
+fn has_path_attr(items: &[crate::ir::Item]) -> bool {
+    items.iter().any(|i| match i {
+        crate::ir::Item::Mod {
+            path_attr, body, ..
+        } => path_attr.is_some() || body.as_deref().is_some_and(has_path_attr),
+        _ => false,
     })
 }
 

@@ -55,6 +55,10 @@ pub struct CommonArgs {
     /// Largest source file parsed, in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub max_file_size: u64,
+    /// Keep the parsed form of unchanged files in this file (keyed by a
+    /// BLAKE3 hash of each file's bytes) so a rescan parses only what changed.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// `scan` options.
@@ -129,8 +133,11 @@ fn options(c: &CommonArgs) -> Options {
     }
 }
 
-fn load(root: &Path, opts: Options) -> anyhow::Result<Analysis> {
-    Ok(analysis::analyze(root, opts)?)
+fn load(root: &Path, opts: Options, cache: Option<&Path>) -> anyhow::Result<Analysis> {
+    Ok(match cache {
+        Some(c) => analysis::analyze_cached(root, opts, c)?,
+        None => analysis::analyze(root, opts)?,
+    })
 }
 
 fn exit_for(diags: &[Diagnostic]) -> i32 {
@@ -157,7 +164,11 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn scan(a: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
-    let an = load(&a.common.root, options(&a.common))?;
+    let an = load(
+        &a.common.root,
+        options(&a.common),
+        a.common.cache.as_deref(),
+    )?;
     let mut lines = String::new();
     let mut services_json = vec![];
     for s in &an.services {
@@ -250,7 +261,7 @@ pub fn rule_diff(committed: &RuleSet, derived: &RuleSet) -> Vec<String> {
 }
 
 fn check(a: &CommonArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
-    let an = load(&a.root, options(a))?;
+    let an = load(&a.root, options(a), a.cache.as_deref())?;
     let mut diags = an.diags.clone();
     let mut diffs = String::new();
     let mut json_services = vec![];
@@ -366,7 +377,7 @@ fn selects(rule: &Rule, filter: &str) -> bool {
 }
 
 fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
-    let an = load(&a.root, Options::default())?;
+    let an = load(&a.root, Options::default(), None)?;
     let Some(s) = an
         .services
         .iter()

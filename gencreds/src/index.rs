@@ -198,6 +198,7 @@ pub fn screaming_snake(name: &str) -> String {
 struct Builder<'a> {
     idx: Index<'a>,
     by_path: HashMap<&'a Path, usize>,
+    file_of: Vec<Option<usize>>,
     all: &'a [SourceFile],
     limits: Limits,
     load_extra: bool,
@@ -234,6 +235,7 @@ pub fn build<'a>(
             .enumerate()
             .map(|(i, f)| (f.path.as_path(), i))
             .collect(),
+        file_of: vec![None; files.len()],
         all: files,
         limits,
         load_extra,
@@ -259,12 +261,13 @@ pub fn build<'a>(
 impl<'a> Builder<'a> {
     fn file_index(&mut self, path: &Path) -> Option<usize> {
         if let Some(&i) = self.by_path.get(path) {
-            let f = &self.all[i];
-            let fi = self.idx.files.iter().position(|x| std::ptr::eq(*x, f));
-            return Some(fi.unwrap_or_else(|| {
-                self.idx.files.push(f);
-                self.idx.files.len() - 1
-            }));
+            if let Some(fi) = self.file_of[i] {
+                return Some(fi);
+            }
+            self.idx.files.push(&self.all[i]);
+            let fi = self.idx.files.len() - 1;
+            self.file_of[i] = Some(fi);
+            return Some(fi);
         }
         if self.load_extra && path.is_file() {
             // Outside the crate's scanned files: parse it on the next round.

@@ -7,8 +7,12 @@
 //! and similar wrappers stripped). Excluded code (`#[cfg(test)]`, `#[test]`)
 //! never reaches this form.
 
+use serde::{Deserialize, Serialize};
+
 /// A 1-based line and column in a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Loc {
     /// 1-based line.
     pub line: u32,
@@ -17,7 +21,7 @@ pub struct Loc {
 }
 
 /// A path as written: `crate::a::B`, `::x::y`, `Self::new`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PathRef {
     /// A leading `::`.
     pub global: bool,
@@ -41,7 +45,7 @@ impl PathRef {
 }
 
 /// One `use` import, flattened from a use tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UseEntry {
     /// The imported path (for a glob: the path the glob is on).
     pub path: PathRef,
@@ -52,7 +56,7 @@ pub struct UseEntry {
 }
 
 /// What an API trait method declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EndpointKind {
     /// `#[function(METHOD, "route")]`.
     Function,
@@ -63,7 +67,7 @@ pub enum EndpointKind {
 }
 
 /// One endpoint declared in an API trait, unvalidated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiMethod {
     /// The trait method's name.
     pub name: String,
@@ -78,7 +82,7 @@ pub struct ApiMethod {
 }
 
 /// `#[buswarden::api(host = "…")]` on a trait.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiAttr {
     /// The host literal, or why it could not be read.
     pub host: Result<String, String>,
@@ -91,7 +95,7 @@ pub struct ApiAttr {
 }
 
 /// `#[buswarden::grant(METHOD, "URL")]` on a fn.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantAttr {
     /// The method token, or why it could not be read.
     pub method: Result<String, String>,
@@ -102,7 +106,7 @@ pub struct GrantAttr {
 }
 
 /// A function, method or other body owner.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FnDef {
     /// Its name (`const X`, `static Y` bodies use the item name).
     pub name: String,
@@ -121,7 +125,7 @@ pub struct FnDef {
 }
 
 /// A struct and the declared types of its fields.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StructDef {
     /// Its name.
     pub name: String,
@@ -130,7 +134,7 @@ pub struct StructDef {
 }
 
 /// A trait (API or not) and its default method bodies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraitDef {
     /// Its name.
     pub name: String,
@@ -143,7 +147,7 @@ pub struct TraitDef {
 }
 
 /// An `impl` block.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImplDef {
     /// The implementing type.
     pub self_ty: Option<PathRef>,
@@ -156,7 +160,7 @@ pub struct ImplDef {
 }
 
 /// A `const` or `static`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConstDef {
     /// Its name.
     pub name: String,
@@ -167,7 +171,7 @@ pub struct ConstDef {
 }
 
 /// A module item the analyzer keeps.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Item {
     /// `mod x;` (`body: None`) or `mod x { … }`.
     Mod {
@@ -206,7 +210,7 @@ pub enum Item {
 }
 
 /// A pattern, reduced to the names it binds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Pat {
     /// `x`, `mut x`, `ref x`.
     Ident(String),
@@ -215,7 +219,7 @@ pub enum Pat {
 }
 
 /// A statement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     /// `let pat: ty = init else { … };`
     Let {
@@ -236,7 +240,7 @@ pub enum Stmt {
 pub type Block = Vec<Stmt>;
 
 /// A match arm or an `if let`/`while let`/`for` binding scope.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arm {
     /// The names the pattern binds.
     pub pat: Pat,
@@ -247,7 +251,7 @@ pub struct Arm {
 }
 
 /// A macro invocation in expression, statement or item position.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MacroCall {
     /// The macro's path.
     pub path: PathRef,
@@ -262,7 +266,7 @@ pub struct MacroCall {
 }
 
 /// The expression skeleton.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Expr {
     /// A path used as a value.
     Path(PathRef, Loc),
@@ -300,7 +304,7 @@ pub enum Expr {
 }
 
 /// A diagnostic found while lowering one file, before any resolution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalDiag {
     /// Its code.
     pub code: crate::diagnostic::Code,
@@ -311,10 +315,12 @@ pub struct LocalDiag {
 }
 
 /// One lowered file.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FileIr {
     /// Its top-level items.
     pub items: Vec<Item>,
     /// Diagnostics found while lowering it.
     pub diags: Vec<LocalDiag>,
+    /// Whether its meaning depends on other files (`include!`): never cached.
+    pub volatile: bool,
 }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod cache;
 pub mod cli;
 pub mod diagnostic;
 pub mod eval;
@@ -21,6 +22,7 @@ pub mod ir;
 pub mod lower;
 pub mod report;
 pub mod source;
+pub mod synth;
 pub mod workspace;
 
 pub use analysis::{Analysis, Options, analyze};

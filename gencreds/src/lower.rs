@@ -26,6 +26,7 @@ pub fn lower_file(file: &syn::File, file_dir: &Path) -> FileIr {
     let mut cx = Lowerer {
         depth: 0,
         too_deep: false,
+        volatile: false,
         diags: vec![],
         file_dir,
     };
@@ -33,6 +34,7 @@ pub fn lower_file(file: &syn::File, file_dir: &Path) -> FileIr {
     FileIr {
         items,
         diags: cx.diags,
+        volatile: cx.volatile,
     }
 }
 
@@ -247,6 +249,7 @@ fn api_attr(attrs: &[syn::Attribute]) -> Option<(Result<String, String>, Loc)> {
 struct Lowerer<'a> {
     depth: usize,
     too_deep: bool,
+    volatile: bool,
     diags: Vec<LocalDiag>,
     file_dir: &'a Path,
 }
@@ -553,7 +556,7 @@ impl Lowerer<'_> {
             return Expr::Unknown;
         }
         self.depth += 1;
-        let out = self.expr_inner(e);
+        let out = prune(self.expr_inner(e));
         self.depth -= 1;
         out
     }
@@ -687,6 +690,7 @@ impl Lowerer<'_> {
             include: None,
         };
         if name == "include" {
+            self.volatile = true;
             call.include = Some(self.include(mac));
             return call;
         }
@@ -788,6 +792,26 @@ impl Lowerer<'_> {
             .parse()
             .map_err(|_| format!("include!({:?}) does not tokenize", lit.value()))?;
         Ok(idents_of(ts))
+    }
+}
+
+/// Whether evaluating an expression can have no effect the analyzer sees
+/// when its value is dropped (a path, a literal, a field of one).
+fn inert(e: &Expr) -> bool {
+    match e {
+        Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
+        Expr::Other(c) => c.is_empty(),
+        Expr::Field(b, _) | Expr::Through(b) => inert(b),
+        _ => false,
+    }
+}
+
+/// Drops the operands of `Other` whose values are discarded and inert, so
+/// ordinary arithmetic and comparisons cost nothing later (and in the cache).
+fn prune(e: Expr) -> Expr {
+    match e {
+        Expr::Other(children) => Expr::Other(children.into_iter().filter(|c| !inert(c)).collect()),
+        other => other,
     }
 }
 

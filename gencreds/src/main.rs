@@ -6,8 +6,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = gencreds::cli::run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());
+    // Unlocked handles: worker threads may write to stderr too.
+    let code = gencreds::cli::run(
+        std::env::args_os(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
     std::process::exit(code);
 }

@@ -38,8 +38,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// Its lowered form (empty when it could not be parsed).
     pub ir: FileIr,
-    /// A hash of its bytes (FNV-1a 64), for caches and change detection.
-    pub hash: u64,
+    /// The BLAKE3 hash of its bytes (all zero when it could not be read).
+    pub hash: [u8; 32],
 }
 
 /// A thread pool with parse-sized stacks.
@@ -64,25 +64,26 @@ pub fn parse_all(paths: &[PathBuf], limits: Limits) -> Vec<SourceFile> {
     paths.par_iter().map(|p| parse_one(p, limits)).collect()
 }
 
-fn refused(path: &Path, hash: u64, code: Code, loc: Loc, message: String) -> SourceFile {
+fn refused(path: &Path, hash: [u8; 32], code: Code, loc: Loc, message: String) -> SourceFile {
     SourceFile {
         path: path.to_path_buf(),
         ir: FileIr {
             items: vec![],
             diags: vec![LocalDiag { code, loc, message }],
+            volatile: false,
         },
         hash,
     }
 }
 
-/// Reads, guards, parses and lowers one file.
-pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
+/// Reads one file within the size limit: its bytes, or the refusal.
+fn read_limited(path: &Path, limits: Limits) -> Result<Vec<u8>, SourceFile> {
     let none = Loc::default();
     match std::fs::metadata(path) {
         Ok(md) if md.len() > limits.max_file_bytes => {
-            return refused(
+            return Err(refused(
                 path,
-                0,
+                [0; 32],
                 Code::FileTooLarge,
                 none,
                 format!(
@@ -90,32 +91,75 @@ pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
                     md.len(),
                     limits.max_file_bytes
                 ),
-            );
+            ));
         }
         Ok(_) => {}
         Err(e) => {
-            return refused(
+            return Err(refused(
                 path,
-                0,
+                [0; 32],
                 Code::UnreadableFile,
                 none,
                 format!("cannot be read: {e}"),
-            );
+            ));
         }
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            return refused(
-                path,
-                0,
-                Code::UnreadableFile,
-                none,
-                format!("cannot be read: {e}"),
-            );
+    std::fs::read(path).map_err(|e| {
+        refused(
+            path,
+            [0; 32],
+            Code::UnreadableFile,
+            none,
+            format!("cannot be read: {e}"),
+        )
+    })
+}
+
+/// Parses every file in parallel, reusing the lowered form of files whose
+/// bytes are unchanged since `cache` was filled (call inside [`pool`]).
+/// Returns the files and how many were parsed (cache misses).
+pub fn parse_all_cached(
+    paths: &[PathBuf],
+    limits: Limits,
+    cache: &crate::cache::Cache,
+) -> (Vec<SourceFile>, usize) {
+    let misses = std::sync::atomic::AtomicUsize::new(0);
+    let files = paths
+        .par_iter()
+        .map(|p| {
+            let bytes = match read_limited(p, limits) {
+                Ok(b) => b,
+                Err(refusal) => return refusal,
+            };
+            let hash = *blake3::hash(&bytes).as_bytes();
+            match cache.get(p, &hash) {
+                Some(ir) => SourceFile {
+                    path: p.clone(),
+                    ir,
+                    hash,
+                },
+                None => {
+                    misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    parse_bytes(p, bytes, hash, limits)
+                }
+            }
+        })
+        .collect();
+    (files, misses.into_inner())
+}
+
+/// Reads, guards, parses and lowers one file.
+pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
+    match read_limited(path, limits) {
+        Ok(bytes) => {
+            let hash = *blake3::hash(&bytes).as_bytes();
+            parse_bytes(path, bytes, hash, limits)
         }
-    };
-    let hash = fnv1a(&bytes);
+        Err(refusal) => refusal,
+    }
+}
+
+fn parse_bytes(path: &Path, bytes: Vec<u8>, hash: [u8; 32], limits: Limits) -> SourceFile {
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -134,7 +178,7 @@ pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
 }
 
 /// Parses and lowers text already read.
-pub fn parse_text(path: &Path, text: &str, hash: u64, limits: Limits) -> SourceFile {
+pub fn parse_text(path: &Path, text: &str, hash: [u8; 32], limits: Limits) -> SourceFile {
     if let Some((depth_at, depth)) = too_deep(text.as_bytes(), limits.max_bracket_depth) {
         return refused(
             path,
@@ -155,6 +199,7 @@ pub fn parse_text(path: &Path, text: &str, hash: u64, limits: Limits) -> SourceF
             ir
         }
         Err(e) => FileIr {
+            volatile: false,
             items: vec![],
             diags: vec![LocalDiag {
                 code: Code::ParseError,
@@ -171,16 +216,6 @@ pub fn parse_text(path: &Path, text: &str, hash: u64, limits: Limits) -> SourceF
         ir,
         hash,
     }
-}
-
-/// FNV-1a, 64 bits: a stable content hash (no per-process seed).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 fn loc_of_offset(bytes: &[u8], at: usize) -> Loc {

@@ -194,9 +194,28 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
     }
     let crate_dirs: BTreeSet<PathBuf> = packages.iter().map(|m| m.dir.clone()).collect();
 
+    // Each file goes to its nearest crate, found once.
+    let mut files_of: BTreeMap<&Path, Vec<PathBuf>> = BTreeMap::new();
+    let mut orphan_dirs = BTreeSet::new();
+    for f in &rs_files {
+        match owning_crate(f, &crate_dirs) {
+            Some(d) => files_of.entry(d).or_default().push(f.clone()),
+            None => {
+                if let Some(parent) = f.parent() {
+                    orphan_dirs.insert(parent.to_path_buf());
+                }
+            }
+        }
+    }
     let mut crates: Vec<CrateInfo> = packages
         .iter()
-        .map(|m| crate_info(m, &crate_dirs, &rs_files))
+        .map(|m| {
+            crate_info(
+                m,
+                &crate_dirs,
+                files_of.get(m.dir.as_path()).map_or(&[][..], Vec::as_slice),
+            )
+        })
         .collect();
     let by_dir: BTreeMap<PathBuf, usize> = crates
         .iter()
@@ -214,14 +233,6 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
     }
 
     // Sources under no crate at all.
-    let mut orphan_dirs = BTreeSet::new();
-    for f in &rs_files {
-        if !crate_dirs.iter().any(|d| f.starts_with(d))
-            && let Some(parent) = f.parent()
-        {
-            orphan_dirs.insert(parent.to_path_buf());
-        }
-    }
     for d in orphan_dirs {
         diags.push(Diagnostic::new(
             Code::NoManifest,
@@ -305,6 +316,15 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
     segs(&p, &s)
 }
 
+/// The folder of the crate a file belongs to: its nearest ancestor with a
+/// package `Cargo.toml`.
+fn owning_crate<'a>(file: &Path, crate_dirs: &'a BTreeSet<PathBuf>) -> Option<&'a Path> {
+    file.ancestors()
+        .skip(1)
+        .find_map(|a| crate_dirs.get(a))
+        .map(PathBuf::as_path)
+}
+
 fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]) -> CrateInfo {
     let pkg = m.table.get("package").and_then(toml::Value::as_table);
     let package = pkg
@@ -361,17 +381,12 @@ fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]
         .and_then(toml::Value::as_str)
         .map_or_else(|| m.dir.join("build.rs"), |b| m.dir.join(b));
     let excluded_dirs = ["tests", "benches", "examples"].map(|d| m.dir.join(d));
-    let nested: Vec<&PathBuf> = crate_dirs
-        .iter()
-        .filter(|d| *d != &m.dir && d.starts_with(&m.dir))
-        .collect();
     let files = rs_files
         .iter()
         .filter(|f| {
-            f.starts_with(&m.dir)
-                && **f != build_script
+            **f != build_script
+                && owning_crate(f, crate_dirs) == Some(m.dir.as_path())
                 && !excluded_dirs.iter().any(|d| f.starts_with(d))
-                && !nested.iter().any(|d| f.starts_with(d))
         })
         .cloned()
         .collect();

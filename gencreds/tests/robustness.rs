@@ -198,3 +198,34 @@ fn missing_root_is_a_tool_failure() {
     assert_eq!(code, 2);
     assert!(String::from_utf8_lossy(&err).contains("not a directory"));
 }
+
+#[test]
+fn file_cache_reuses_unchanged_files_and_reparses_changed_ones() {
+    let t = tree(b"async fn more(svc: &buswarden::Connector) { svc.get(\"https://v1.example/x\").await.ok(); }\n");
+    let cache = t.path().join("target/gencreds.cache");
+    let cold = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    assert!(cache.is_file());
+    let warm = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    let plain = run(t.path());
+    let texts =
+        |a: &Analysis| -> Vec<String> { a.services.iter().map(gencreds::cli::acl_text).collect() };
+    assert_eq!(texts(&cold), texts(&plain));
+    assert_eq!(texts(&warm), texts(&plain));
+    assert_eq!(warm.diags, plain.diags);
+    // A changed file is parsed again: its new call shows.
+    std::fs::write(
+        t.path().join("svc/src/bad.rs"),
+        "async fn more(svc: &buswarden::Connector) { svc.get(\"https://v2.example/x\").await.ok(); }\n",
+    )
+    .unwrap();
+    let changed = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    let acl = texts(&changed).join("");
+    assert!(
+        acl.contains("v2_example") && !acl.contains("v1_example"),
+        "{acl}"
+    );
+    // A corrupt cache is an empty cache.
+    std::fs::write(&cache, b"not a cache").unwrap();
+    let again = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    assert_eq!(texts(&again), texts(&changed));
+}
