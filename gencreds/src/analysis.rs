@@ -14,8 +14,9 @@ use crate::ir::Loc;
 use crate::source::{self, Limits};
 use crate::workspace::{self, Workspace};
 use buswarden_rules::derive::{call_rule, endpoint_rule, event_rule, hook_rule, implicit_rules};
+use buswarden_rules::policy::{self as rules_policy, Policy};
 use buswarden_rules::{
-    Call, Dest, Endpoint, EventOut, Hook, Hostname, Rule, RuleSet, ServiceModel,
+    Call, Dest, Endpoint, EventOut, Hook, Hostname, Rule, RuleSet, ServiceModel, budget,
 };
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -200,7 +201,8 @@ fn analyze_in(
             }
         }
     }
-    let services = services(ws, &idx, &facts, &mut out);
+    let policy = load_policy(ws, &mut out);
+    let services = services(ws, &idx, &facts, policy.as_ref(), &mut out);
     timing.mark("services");
     if let Some(cp) = cache_path
         && cache_stale
@@ -234,6 +236,60 @@ fn analyze_in(
         diags,
         files: files.len(),
     })
+}
+
+/// The policy file at the root of the scanned tree.
+pub const POLICY_FILE: &str = "buswarden.toml";
+
+/// Reads `buswarden.toml` at the root: `None` without one. A file that does
+/// not parse is reported and replaced by an empty policy, so every
+/// trust-root and wildcard grant fails closed.
+fn load_policy(ws: &Workspace, out: &mut Collector) -> Option<Policy> {
+    let path = ws.root.join(POLICY_FILE);
+    if !path.exists() {
+        return None;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidPolicy,
+                    POLICY_FILE,
+                    Loc::default(),
+                    format!("cannot be read: {e}"),
+                ),
+                None,
+            );
+            return Some(Policy::default());
+        }
+    };
+    match Policy::parse_all(&text) {
+        Ok(p) => Some(p),
+        Err(errs) => {
+            for e in errs {
+                let loc = e
+                    .location()
+                    .map(|l| Loc {
+                        line: l.line as u32,
+                        col: l.column as u32,
+                    })
+                    .unwrap_or_default();
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidPolicy,
+                        POLICY_FILE,
+                        loc,
+                        format!(
+                            "{e}; until it parses, every trust-root and wildcard grant is refused"
+                        ),
+                    ),
+                    None,
+                );
+            }
+            Some(Policy::default())
+        }
+    }
 }
 
 /// Whether any `mod` carries `#[path]` (only those can name files outside
@@ -427,6 +483,7 @@ fn services(
     ws: &Workspace,
     idx: &Index<'_>,
     facts: &[Vec<Fact>],
+    policy: Option<&Policy>,
     out: &mut Collector,
 ) -> Vec<Service> {
     let svc_crates = service_crates(ws, idx, out);
@@ -504,7 +561,9 @@ fn services(
                             ));
                             continue;
                         }
-                        if *dynamic {
+                        // With a policy file, trust-root and wildcard grants
+                        // are judged on the rule set below.
+                        if *dynamic && policy.is_none() {
                             if port == buswarden_rules::route::TRUST_ROOT_PORT {
                                 sdiags.push(diag(
                                     Code::DynamicHostTrustRoot,
@@ -517,13 +576,16 @@ fn services(
                                 format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),
                             ));
                         }
-                        if *grant && dest == Dest::Any {
+                        if *grant && dest == Dest::Any && policy.is_none() {
                             sdiags.push(diag(
                                 Code::WildcardGrant,
                                 format!("{what} grants {host} a call to every host; allowed without a buswarden.toml, list it there to keep it reviewed"),
                             ));
                         }
-                        if port == buswarden_rules::route::TRUST_ROOT_PORT && !*dynamic {
+                        if port == buswarden_rules::route::TRUST_ROOT_PORT
+                            && !*dynamic
+                            && policy.is_none()
+                        {
                             sdiags.push(diag(
                                 Code::TrustRootGrant,
                                 format!("{what} grants {host} a :666 trust-root call; allowed without a buswarden.toml, list it there to keep it reviewed"),
@@ -628,14 +690,65 @@ fn services(
         }
         provenance.sort();
         provenance.dedup();
+        let acl_rel = format!("{}/nats.acl", ws.rel(&c.dir));
         if let Err(errs) = buswarden_rules::validate::validate(host, &rules) {
             for e in errs {
                 sdiags.push(Diagnostic::new(
                     Code::InvalidRules,
-                    &format!("{}/nats.acl", ws.rel(&c.dir)),
+                    &acl_rel,
                     Loc::default(),
                     e.to_string(),
                 ));
+            }
+        }
+        if let Err(e) = budget::check(host, &rules, &budget::ConnectModel::default()) {
+            sdiags.push(Diagnostic::new(
+                Code::BudgetExceeded,
+                &acl_rel,
+                Loc::default(),
+                format!(
+                    "{e}; narrow the calls (fewer distinct endpoints or hosts) or split the service"
+                ),
+            ));
+        }
+        if let Some(p) = policy {
+            for v in rules_policy::evaluate(p, host, &rules) {
+                let hint = match &v {
+                    rules_policy::Violation::UnlistedTrustRootGrant { .. } => {
+                        "list it under trust-root, e.g. \"POST host.example:666/path\""
+                    }
+                    rules_policy::Violation::UnlistedWildcardGrant { .. } => {
+                        "list it under wildcards, e.g. \"GET *:443/{path...}\""
+                    }
+                    rules_policy::Violation::DynamicTrustRoot { .. } => {
+                        "set dynamic-trust-root = true for this caller"
+                    }
+                    _ => "list it in buswarden.toml",
+                };
+                let msg = format!("{v}; {hint} (buswarden.toml is reviewed like code)");
+                let mut sites: Vec<&Site> = provenance
+                    .iter()
+                    .filter(|p| &p.granted_by == v.rule())
+                    .map(|p| &p.site)
+                    .collect();
+                sites.dedup();
+                if sites.is_empty() {
+                    sdiags.push(Diagnostic::new(
+                        Code::PolicyViolation,
+                        &acl_rel,
+                        Loc::default(),
+                        msg,
+                    ));
+                } else {
+                    for site in sites {
+                        sdiags.push(Diagnostic::new(
+                            Code::PolicyViolation,
+                            &site.file,
+                            site.loc,
+                            msg.clone(),
+                        ));
+                    }
+                }
             }
         }
         let deps = dep_closure(ws, ci);

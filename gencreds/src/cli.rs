@@ -6,6 +6,7 @@ use crate::analysis::{self, Analysis, Options, Service};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::Loc;
 use crate::report::{self, Format};
+use buswarden_rules::diff::RuleDiff;
 use buswarden_rules::{Rule, RuleSet, Verb, acl};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -233,31 +234,20 @@ fn scan(a: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     Ok(exit_for(&an.diags))
 }
 
-/// A rule line for a diff, with trust-root rules marked.
-fn diff_line(sign: char, r: &Rule) -> String {
-    if r.is_danger() {
-        format!("{sign} {r}    <-- danger: trust-root (:666)")
-    } else {
-        format!("{sign} {r}")
-    }
-}
-
-/// The rule-level difference between the committed and the derived set.
+/// The rule-level difference between the committed and the derived set,
+/// one line per rule (`-` committed only, `+` derived only), trust-root
+/// rules marked.
 pub fn rule_diff(committed: &RuleSet, derived: &RuleSet) -> Vec<String> {
-    let mut out = vec![];
-    for verb in [Verb::Pub, Verb::Sub] {
-        for r in committed.of(verb) {
-            if !derived.contains(r) {
-                out.push(diff_line('-', r));
+    RuleDiff::between(committed, derived)
+        .lines()
+        .map(|l| {
+            let mut s = format!("{} {} {}", l.change.sign(), l.verb, l.subject);
+            if l.danger {
+                s.push_str("    <-- danger: trust-root (:666)");
             }
-        }
-        for r in derived.of(verb) {
-            if !committed.contains(r) {
-                out.push(diff_line('+', r));
-            }
-        }
-    }
-    out
+            s
+        })
+        .collect()
 }
 
 fn check(a: &CommonArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
