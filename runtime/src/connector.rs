@@ -7,11 +7,11 @@ use crate::config::{Config, Credentials};
 use crate::creds::{UserCreds, auth_callback};
 use crate::error::Error;
 use crate::id;
+use crate::pump::ReplyPump;
 use crate::wire::{self, MSG_ID};
 use async_nats::{Event, ServerError};
 use buswarden_rules::subject::{self, Subject};
 use buswarden_rules::{Hostname, Plane, Position};
-use futures_util::StreamExt as _;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,9 +42,8 @@ pub(crate) struct Live {
     pub(crate) id: Position,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
-    /// The reply subscription, pumped by whichever call is waiting (see
-    /// [`Live::pump_until`]).
-    replies: tokio::sync::Mutex<async_nats::Subscriber>,
+    /// The reply subscription and its readers (see [`crate::pump`]).
+    pump: Arc<ReplyPump>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -464,9 +463,12 @@ impl Connector {
             id,
             config,
             shared: self.inner.shared.clone(),
-            replies: tokio::sync::Mutex::new(replies),
+            pump: Arc::new(ReplyPump::new(replies)),
             tasks: Mutex::new(Vec::new()),
         });
+        live.add_task(tokio::spawn(
+            live.pump.clone().background(live.shared.clone()),
+        ));
         live.confirm_subscriptions(std::slice::from_ref(&reply))
             .await?;
         self.inner
@@ -521,31 +523,13 @@ impl std::fmt::Debug for Connector {
 const SUBSCRIPTION_CHECK: Duration = Duration::from_millis(30);
 
 impl Live {
-    /// Waits for `fut` (a call's own reply channel) while pumping the reply
-    /// subscription: the first waiting call holds the subscription and hands
-    /// every reply to its call, its own included, so a lone call receives its
-    /// reply with no task in between; when it returns, the next waiting call
-    /// takes over. Replies that arrive while no call waits stay queued until
-    /// the next call (late replies are then counted and dropped).
-    pub(crate) async fn pump_until<F: std::future::Future + Unpin>(&self, mut fut: F) -> F::Output {
-        let mut replies = tokio::select! {
-            biased;
-            out = &mut fut => return out,
-            replies = self.replies.lock() => replies,
-        };
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut fut => return out,
-                msg = replies.next() => match msg {
-                    Some(msg) => self.shared.dispatch_reply(msg),
-                    None => {
-                        drop(replies);
-                        return fut.await;
-                    }
-                },
-            }
-        }
+    /// Waits for `fut` (a call's own reply channel), reading the reply
+    /// subscription meanwhile (see [`crate::pump`]).
+    pub(crate) fn pump_until<'a, F: std::future::Future + Unpin + 'a>(
+        &'a self,
+        fut: F,
+    ) -> impl std::future::Future<Output = F::Output> + 'a {
+        self.pump.wait(&self.shared, fut)
     }
 
     pub(crate) fn add_task(&self, task: JoinHandle<()>) {

@@ -17,7 +17,8 @@
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
 //! connection, pending calls, reply dispatch), [`call`] (unicast, multicast,
-//! raw calls), [`serve`] (endpoints and certified caller identity), [`event`]
+//! raw calls), `pump` (who reads the reply subscription), [`serve`]
+//! (endpoints and certified caller identity), [`event`]
 //! (triggers and hooks), [`error`], [`method`], [`id`].
 
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod method;
+mod pump;
 pub mod serve;
 pub mod wire;
 
