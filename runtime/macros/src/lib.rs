@@ -5,7 +5,7 @@
 //! - [`api`] reads an API trait (its `#[function]`, `#[web]` and `#[event]`
 //!   methods), checks every method token and route with `buswarden_rules`
 //!   (errors point at the bad literal), and generates the typed clients,
-//!   trigger, hook, hostname constant and serving glue (see [`generate`]);
+//!   trigger, hook, hostname constant and serving glue (module `generate`);
 //! - [`grant`] validates an explicit grant and leaves its item untouched.
 
 #![forbid(unsafe_code)]
