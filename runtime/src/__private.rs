@@ -262,10 +262,18 @@ impl Caller {
 
     fn target(&self, api_host: &str, spec: &Spec, path: String) -> Result<(Target, Method), Error> {
         let (method, route) = spec.get()?;
-        let (host, pos) = match (&self.host, &route.host) {
-            (Some(h), _) => parse_host(h)?,
-            (None, Some(h)) => (h.clone(), Position::Any),
-            (None, None) => (spec.api_host(api_host)?, Position::Any),
+        let ((host, pos), responder) = match (&self.host, &route.host) {
+            (Some(h), _) => {
+                let (host, pos) = parse_host(h)?;
+                ((host.clone(), pos), host)
+            }
+            // Served under another hostname by the API's own service, which
+            // replies under its own name.
+            (None, Some(h)) => ((h.clone(), Position::Any), spec.api_host(api_host)?),
+            (None, None) => {
+                let host = spec.api_host(api_host)?;
+                ((host.clone(), Position::Any), host)
+            }
         };
         let method = if method.is_any() {
             Method::post()
@@ -278,6 +286,7 @@ impl Caller {
                 pos,
                 port: route.port,
                 path,
+                responder,
             },
             method,
         ))

@@ -29,6 +29,10 @@ pub(crate) struct Target {
     pub(crate) pos: Position,
     pub(crate) port: u16,
     pub(crate) path: String,
+    /// The host whose replies are accepted: the destination, except for an
+    /// endpoint served under another hostname (`//alt.example/…` route),
+    /// whose service replies under its own name, the API's host.
+    pub(crate) responder: Hostname,
 }
 
 /// What a call carries besides its target.
@@ -97,6 +101,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(Target, String), Error> {
         .unwrap_or_default();
     Ok((
         Target {
+            responder: parsed.host.clone(),
             host: parsed.host,
             pos,
             port: parsed.port,
@@ -207,7 +212,7 @@ impl Live {
         out: Outgoing,
     ) -> Result<Response, Error> {
         let (tx, rx) = oneshot::channel();
-        let expect = Some(target.host.as_str().to_string());
+        let expect = Some(target.responder.as_str().to_string());
         let timeout = self.timeout(&out);
         let (subject, msg_id) = self
             .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
@@ -241,7 +246,7 @@ impl Live {
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         // Responders to the broadcast host answer under their own names.
         let expect = (target.host.as_str() != crate::serve::BROADCAST_HOST)
-            .then(|| target.host.as_str().to_string());
+            .then(|| target.responder.as_str().to_string());
         self.multicast(target, method, out, expect).await
     }
 

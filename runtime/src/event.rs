@@ -38,6 +38,7 @@ impl Connector {
             method
         };
         let target = Target {
+            responder: live.host.clone(),
             host: live.host.clone(),
             pos: Position::Any,
             port: EVENT_PORT,

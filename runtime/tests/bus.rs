@@ -30,6 +30,9 @@ pub trait Calc {
     async fn context(&self) -> Result<Seen, Error>;
     #[function(GET, "/slow")]
     async fn slow(&self, ms: u64) -> Result<String, Error>;
+    /// Served under another hostname (the service still replies as itself).
+    #[function(GET, "//calc-legacy.example:443/legacy/{id}")]
+    async fn legacy(&self, id: String) -> Result<String, Error>;
     #[event(POST, ":417/on-overflow")]
     async fn on_overflow(&self, x: i64) -> Result<i64, Error>;
 }
@@ -96,6 +99,9 @@ impl Calc for CalcService {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok("genuine".into())
     }
+    async fn legacy(&self, id: String) -> Result<String, Error> {
+        Ok(format!("legacy {id}"))
+    }
 }
 
 struct EuService;
@@ -158,6 +164,9 @@ async fn typed_calls_in_every_form() {
     }
     c.rotate_keys().await.unwrap();
     assert_eq!(rotations.load(Ordering::SeqCst), 1);
+    // An endpoint served under another hostname answers (its reply comes
+    // from calc.example, the API's host, and is accepted as such).
+    assert_eq!(c.legacy("7".into()).await.unwrap(), "legacy 7");
 
     let resp = c
         .files(Request::new().with_path("/files/a/b.txt").with_query("v=1"))
@@ -585,7 +594,7 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
   users = [
     { user: calc, password: calc-pw, permissions: {
         publish: { allow: ["microbus.reply._.calc_example.>"] },
-        subscribe: { allow: ["microbus.safe.*.*.calc_example.>", "microbus.danger.666.*.calc_example.>", "microbus.safe.888.*.all.>", "microbus.reply._.*.calc_example.*"] } } },
+        subscribe: { allow: ["microbus.safe.*.*.calc_example.>", "microbus.danger.666.*.calc_example.>", "microbus.safe.888.*.all.>", "microbus.safe.*.*.calc-legacy_example.>", "microbus.reply._.*.calc_example.*"] } } },
     { user: caller, password: caller-pw, permissions: {
         publish: { allow: ["microbus.safe.443.caller_example.calc_example.*.POST.square", "microbus.reply._.caller_example.>"] },
         subscribe: { allow: ["microbus.reply._.*.caller_example.*"] } } }
