@@ -1,0 +1,4 @@
+//! stub
+pub fn configure(_d: &std::path::Path, _u: &str) -> crate::Result<crate::Report> {
+    Err(crate::BusopError::Usage("todo".into()))
+}

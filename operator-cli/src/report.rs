@@ -1,0 +1,88 @@
+//! What every command hands back: text for people, a JSON value for
+//! machines (`--format json`, documented in docs/busop.md and stable), and
+//! the exit status (0 fine, 1 findings, 2 error).
+
+use serde::Serialize;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    /// Text for people.
+    #[default]
+    Human,
+    /// One JSON document on stdout.
+    Json,
+    /// Markdown (only `busop diff`; others print human text).
+    Markdown,
+}
+
+/// Exit status: nothing found.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: findings (policy violations, changes with `--exit-code`, unconfirmed pushes).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit status: an error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// A command's result.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Text for people.
+    pub human: String,
+    /// Markdown, when the command has it.
+    pub markdown: Option<String>,
+    /// The JSON document.
+    pub json: serde_json::Value,
+    /// Exit status.
+    pub exit: u8,
+}
+
+impl Report {
+    /// A report with exit status 0.
+    pub fn new(human: String, json: impl Serialize) -> Report {
+        Report {
+            human,
+            markdown: None,
+            json: serde_json::to_value(json).unwrap_or(serde_json::Value::Null),
+            exit: EXIT_OK,
+        }
+    }
+
+    /// The text to print in `format`.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Human => self.human.clone(),
+            Format::Markdown => self.markdown.clone().unwrap_or_else(|| self.human.clone()),
+            Format::Json => {
+                let mut s = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+                s.push('\n');
+                s
+            }
+        }
+    }
+}
+
+/// A unix time as RFC 3339 (UTC, seconds).
+pub fn time(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64),
+    )
+    .to_string()
+}
+
+/// A duration in seconds, short (`6d 23h`).
+pub fn span(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    let (d, h, m) = (s / 86400, (s % 86400) / 3600, (s % 3600) / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{s}s")
+    }
+}
