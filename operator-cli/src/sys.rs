@@ -131,8 +131,14 @@ impl Fleet {
                         let text = String::from_utf8_lossy(&msg.payload).into_owned();
                         let body: serde_json::Value = serde_json::from_str(&text)
                             .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+                        // A reply without a server block (CLAIMS.LOOKUP answers
+                        // with the bare JWT) is kept per connection and order.
+                        let anonymous = format!("{url}#{}", replies.len());
                         let server = ServerId {
-                            id: body["server"]["id"].as_str().unwrap_or(url).to_string(),
+                            id: body["server"]["id"]
+                                .as_str()
+                                .unwrap_or(&anonymous)
+                                .to_string(),
                             name: body["server"]["name"].as_str().unwrap_or(url).to_string(),
                         };
                         replies
