@@ -113,7 +113,7 @@ where
     match execute(&cli) {
         Ok(report) => Outcome {
             stdout: report.render(cli.format),
-            stderr: String::new(),
+            stderr: report.stderr.clone(),
             code: report.exit,
         },
         Err(e) => {

@@ -34,6 +34,8 @@ pub struct Report {
     pub json: serde_json::Value,
     /// Exit status.
     pub exit: u8,
+    /// Error lines for standard error (files that could not be read…).
+    pub stderr: String,
 }
 
 impl Report {
@@ -44,6 +46,7 @@ impl Report {
             markdown: None,
             json: serde_json::to_value(json).unwrap_or(serde_json::Value::Null),
             exit: EXIT_OK,
+            stderr: String::new(),
         }
     }
 
