@@ -180,6 +180,9 @@ pub fn markdown(diffs: &[ServiceDiff]) -> String {
             let _ = writeln!(m, "```\n");
         }
         if !rest.is_empty() {
+            if d.danger > 0 {
+                let _ = writeln!(m, "**Other grants**\n");
+            }
             let _ = writeln!(m, "```diff");
             for l in rest {
                 let _ = writeln!(m, "{}", line_text(l));

@@ -128,7 +128,13 @@ pub fn of_user(claims: &UserClaims) -> ServiceGrants {
             }
         }
         for s in &perm.deny {
-            deny.push(line(&me, verb, s, p));
+            // A deny entry takes reach away: never a trust-root or wildcard grant.
+            deny.push(GrantLine {
+                verb,
+                subject: s.clone(),
+                danger: false,
+                wildcard: false,
+            });
         }
     }
     ServiceGrants {

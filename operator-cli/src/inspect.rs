@@ -37,7 +37,7 @@ pub enum Validity {
 pub struct Chain {
     /// `verified`, `partial` (issuer checked, its issuer not given), `unverified` (issuer not given) or `broken`.
     pub status: &'static str,
-    /// The links checked, e.g. `user -> account APP`.
+    /// The chain from this JWT up, one node each: `user U…`, `account APP A…`, `operator NAME O…`.
     pub path: Vec<String>,
     /// Why the chain is broken.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,6 +169,7 @@ fn user_chain(
     match jwt::verify_user(u, acc) {
         Err(JwtError::Revoked { .. }) => {}
         Err(e) => {
+            path.push(format!("account {} {}", acc.data.name, acc.data.sub));
             return (
                 Chain {
                     status: "broken",
@@ -202,9 +203,12 @@ fn account_chain(
     a: &AccountClaims,
     operators: &BTreeMap<String, OperatorClaims>,
 ) -> (Chain, Option<bool>) {
+    // When operator JWTs were given but none issued this account, check
+    // against the first so the report says why the chain is broken.
     let op = operators
         .values()
-        .find(|o| o.data.sub == a.data.iss || o.nats.signing_keys.contains(&a.data.iss));
+        .find(|o| o.data.sub == a.data.iss || o.nats.signing_keys.contains(&a.data.iss))
+        .or_else(|| operators.values().next());
     match op {
         None => (
             Chain {
@@ -311,7 +315,10 @@ pub fn inspect(loaded: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
                     revoked: None,
                     chain: Chain {
                         status: "verified",
-                        path: vec!["operator (self-signed)".into()],
+                        path: vec![format!(
+                            "operator {} {} (self-signed)",
+                            o.data.name, o.data.sub
+                        )],
                         error: None,
                     },
                     tags: o.nats.generic.tags.clone(),
@@ -339,7 +346,7 @@ pub fn inspect(loaded: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
                     revoked: None,
                     chain: Chain {
                         status: "unverified",
-                        path: vec!["nats.acl (not signed)".into()],
+                        path: vec!["nats.acl (not signed: nothing to verify)".into()],
                         error: None,
                     },
                     tags: Vec::new(),
