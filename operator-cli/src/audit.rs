@@ -90,16 +90,22 @@ fn finding(v: &policy::Violation) -> PolicyFinding {
     }
 }
 
+/// What every service is checked against.
+struct Check<'a> {
+    policy: Option<&'a Policy>,
+    now: i64,
+    soon: Duration,
+}
+
 fn audit_one(
+    check: &Check<'_>,
     file: &Path,
     kind: &'static str,
     g: &ServiceGrants,
     user: &str,
     expires: i64,
-    pol: Option<&Policy>,
-    now: i64,
-    soon: Duration,
 ) -> AuditedService {
+    let (pol, now, soon) = (check.policy, check.now, check.soon);
     let expiry = match (kind, expires) {
         ("acl", _) => "n/a",
         (_, 0) => "never",
@@ -158,10 +164,15 @@ pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Re
             let text = artifact::read_text(p)?;
             Some(Policy::parse(&text).map_err(|source| BusopError::Policy {
                 path: p.clone(),
-                source,
+                source: Box::new(source),
             })?)
         }
         None => None,
+    };
+    let check = Check {
+        policy: pol.as_ref(),
+        now,
+        soon,
     };
     let files = artifact::find_grant_files(root)?;
     let mut services = Vec::new();
@@ -172,19 +183,17 @@ pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Re
                 Artifact::Creds { claims, .. } => {
                     let g = grants::of_user(claims);
                     services.push(audit_one(
+                        &check,
                         f,
                         "creds",
                         &g,
                         &claims.data.sub,
                         claims.data.exp,
-                        pol.as_ref(),
-                        now,
-                        soon,
                     ));
                 }
                 Artifact::Acl(acl) => {
                     let g = grants::of_acl(&acl.hostname, &acl.rules);
-                    services.push(audit_one(f, "acl", &g, "", 0, pol.as_ref(), now, soon));
+                    services.push(audit_one(&check, f, "acl", &g, "", 0));
                 }
                 Artifact::Jwt { .. } => errors.push(Unreadable {
                     file: f.clone(),

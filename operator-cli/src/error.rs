@@ -84,8 +84,8 @@ pub enum BusopError {
     Policy {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: buswarden_rules::policy::PolicyError,
+        /// Why (boxed: the policy error carries its location and text).
+        source: Box<buswarden_rules::policy::PolicyError>,
     },
     /// A key file could not be read or written.
     #[error(transparent)]

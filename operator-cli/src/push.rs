@@ -119,7 +119,7 @@ pub async fn push_token(
             untrusted = true;
             r.status = Applied::UntrustedSigner;
             r.message = format!(
-                "does not trust operator signing key {} yet: copy operator.jwt to it and reload it first",
+                "does not trust operator signing key {} yet: copy operator.jwt to it and restart it first",
                 claims.data.iss
             );
         }

@@ -9,10 +9,10 @@
 //!   operator JWT lists, and the operator JWT lives in each server's config.
 //!   So the command signs a new operator JWT listing old and new keys (with
 //!   the operator identity key), re-signs every account with the new key
-//!   locally, rewrites `nats-server.conf`, and prints the ordered steps:
-//!   1. the new `operator.jwt` to every server; 2. reload every server;
-//!   3. `busop push` (it holds back while a server does not trust the new
-//!   key yet); 4. `busop rotate operator-key --finish`... (see [`steps`]).
+//!   locally, rewrites `nats-server.conf`, and prints the ordered steps
+//!   ([`steps`]): the new `operator.jwt` to every server, restart every
+//!   server (nats-server does not reload trusted operators), `busop push` (held back while a server does not trust the new
+//!   key yet), then retire the old key.
 //! - `check`: asks every server (`VARZ`, `INFO`/`CLAIMS.LOOKUP`) which steps are done.
 
 use crate::account_jwt;
@@ -129,9 +129,9 @@ pub fn steps(setup: &Setup, new_key: &str) -> Vec<Step> {
             op.display(),
             conf.display()
         ),
-        "reload every nats-server (nats-server --signal reload, or SIGHUP); check with `busop rotate check`".to_string(),
+        "restart every nats-server, one at a time (a reload does not apply a new operator JWT: nats-server 2.15.1 answers `config reload not supported for TrustedOperators`); check with `busop rotate check`".to_string(),
         format!("push every account re-signed by {new_key}: `busop push` (held back while a server does not trust the new key)"),
-        "after `busop rotate check` shows every step done, retire the old key: run `busop rotate operator-key` again later, or drop it by hand and repeat steps 1-2".to_string(),
+        "after `busop rotate check` shows every step done, retire the old key: the next `busop rotate operator-key` drops every key no account is signed with (then repeat steps 1-3)".to_string(),
     ]
     .into_iter()
     .enumerate()

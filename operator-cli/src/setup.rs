@@ -278,12 +278,12 @@ impl Setup {
         Ok(path)
     }
 
-    /// The operator key that signs accounts: the first operator signing key
-    /// whose seed is here (the identity key only when the operator does not
-    /// require signing keys).
+    /// The operator key that signs accounts: the newest operator signing key
+    /// (rotation appends) whose seed is here (the identity key only when the
+    /// operator does not require signing keys).
     pub fn operator_signer(&self) -> Result<KeyPair> {
         let (_, op) = self.operator()?;
-        if let Some(k) = op.nats.signing_keys.iter().find(|k| self.has_key(k)) {
+        if let Some(k) = op.nats.signing_keys.iter().rev().find(|k| self.has_key(k)) {
             return self.key(k, "operator signing key");
         }
         if !op.nats.strict_signing_key_usage && self.has_key(&op.data.sub) {

@@ -2,6 +2,8 @@
 //! server accepts and the system user connects with; `revoke` and `push`
 //! (through `rotate account-key --remove-old`) close a live connection.
 
+mod common;
+
 use buswarden_creds::creds::format_user_config;
 use buswarden_creds::jwt;
 use buswarden_creds::{KeyKind, KeyPair, UserClaims};
@@ -10,11 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn busop(dir: &Path, args: &[&str]) -> busop::Outcome {
-    let mut all = vec!["busop", "--dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    busop::run(all)
-}
+use common::busop;
 
 fn init_and_start() -> (tempfile::TempDir, NatsServer) {
     let dir = tempfile::tempdir().unwrap();
@@ -254,4 +252,337 @@ fn push_of_a_removed_signing_key_closes_its_users() {
     assert_eq!(v["change"]["push"]["confirmed"], true);
     assert_eq!(v["removed"].as_array().unwrap().len(), 1);
     rt.block_on(wait_closed(&w));
+}
+
+/// A reload does not apply a new operator JWT: the server refuses it.
+fn reload_is_refused(dir: &Path, server: &NatsServer) {
+    let conf = std::fs::read_to_string(dir.join("nats-server.conf"))
+        .unwrap()
+        .replace(
+            "listen: 127.0.0.1:-1",
+            &format!("listen: 127.0.0.1:{}", server.port()),
+        );
+    server.rewrite_config(&conf).unwrap();
+    server.reload().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server
+        .log()
+        .contains("config reload not supported for TrustedOperators")
+    {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn operator_key_rotation_steps_are_printed_checked_and_enforced_in_order() {
+    let (dir, server) = init_and_start();
+    let d = dir.path();
+    let url = server.url().to_string();
+    let (_user, creds) = app_user(d);
+    let out = busop(d, &["--format", "json", "rotate", "operator-key"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let new_key = v["new_signing_key"].as_str().unwrap().to_string();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        v["signing_keys"].as_array().unwrap().len(),
+        2,
+        "old key kept until the rotation is done"
+    );
+    let human = busop(d, &["rotate", "check", "--server", &url]);
+    assert_eq!(human.code, 1, "{}{}", human.stdout, human.stderr);
+    assert!(
+        human.stdout.contains("does NOT trust the new key yet"),
+        "{}",
+        human.stdout
+    );
+
+    // Step 3 before steps 1-2: push is held back, nothing reaches the server.
+    let out = busop(d, &["--format", "json", "push", "--server", &url]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["accounts"][0]["push"]["servers"][0]["status"], "untrusted-signer",
+        "{}",
+        out.stdout
+    );
+
+    // Steps 1-2: the new operator JWT reaches the server's config; a reload
+    // is refused, a restart (same resolver store) applies it.
+    reload_is_refused(d, &server);
+    server.stop();
+    let conf = std::fs::read_to_string(d.join("nats-server.conf")).unwrap();
+    let server = NatsServer::start(&conf).expect("restart with the new operator JWT");
+    let url = server.url().to_string();
+    let out = busop(
+        d,
+        &["--format", "json", "rotate", "check", "--server", &url],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["servers"][0]["trusts_new_key"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        server.log()
+    );
+    // The restarted server preloads the re-signed accounts from the rewritten
+    // config (the full resolver keeps the newer iat), so step 3 shows done;
+    // servers of a cluster that start from their own store still need the push.
+    assert_eq!(
+        v["servers"][0]["accounts_behind"].as_array().unwrap().len(),
+        0,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(v["steps"][2]["done"], true);
+    // Step 3.
+    let out = busop(d, &["--format", "json", "push", "--server", &url]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["confirmed"], true);
+    let out = busop(
+        d,
+        &["--format", "json", "rotate", "check", "--server", &url],
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let setup = busop::setup::Setup::open(d).unwrap();
+    for a in setup.accounts().unwrap() {
+        assert_eq!(a.claims.data.iss, new_key);
+    }
+    // Users keep working across the rotation: the account's own keys did not change.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let w = connect(&url, &creds).await;
+        w.client.flush().await.unwrap();
+    });
+}
+
+#[test]
+fn revoke_by_deploy_and_prune() {
+    let (dir, server) = init_and_start();
+    let d = dir.path();
+    let url = server.url().to_string();
+    let out_dir = d.join("deploy-d1");
+    let (_, user_a) = common::mint_creds(d, common::CALC_ACL, &out_dir, Some(600), jwt::now());
+    let (_, user_b) =
+        common::mint_creds(d, common::DANGER_ZONE_ACL, &out_dir, Some(600), jwt::now());
+    let out = busop(
+        d,
+        &[
+            "--format",
+            "json",
+            "revoke",
+            "--deploy",
+            "d1",
+            "--creds",
+            out_dir.to_str().unwrap(),
+            "--server",
+            &url,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut revoked: Vec<&str> = v["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    revoked.sort();
+    let mut want = vec![user_a.as_str(), user_b.as_str()];
+    want.sort();
+    assert_eq!(revoked, want);
+    let out = busop(
+        d,
+        &[
+            "revoke",
+            "--deploy",
+            "nope",
+            "--creds",
+            out_dir.to_str().unwrap(),
+            "--no-push",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no user of deploy nope"),
+        "{}",
+        out.stderr
+    );
+    // An entry busop has no expiry record of (a revocation from elsewhere).
+    let stranger = KeyPair::generate(KeyKind::User);
+    let out = busop(
+        d,
+        &["revoke", "--user", stranger.public_key(), "--server", &url],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut ledger = busop::revoke::read_ledger(&busop::setup::Setup::open(d).unwrap()).unwrap();
+    for book in ledger.values_mut() {
+        book.remove(stranger.public_key());
+    }
+    busop::revoke::write_ledger(&busop::setup::Setup::open(d).unwrap(), &ledger).unwrap();
+
+    // Before the revoked JWTs expire nothing goes; after, only what busop knows expired.
+    let out = busop(d, &["--format", "json", "prune", "--server", &url]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["pruned"].as_array().unwrap().len(), 0, "{}", out.stdout);
+    // Ten minutes later, as far as the ledger is concerned: the revoked JWTs expired.
+    let setup = busop::setup::Setup::open(d).unwrap();
+    let mut ledger = busop::revoke::read_ledger(&setup).unwrap();
+    for book in ledger.values_mut() {
+        for e in book.values_mut() {
+            assert!(
+                e.expires > jwt::now() + 500,
+                "the ledger holds the JWTs' exp"
+            );
+            e.expires = jwt::now() - 1;
+        }
+    }
+    busop::revoke::write_ledger(&setup, &ledger).unwrap();
+    let out = busop(d, &["--format", "json", "prune", "--server", &url]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut pruned: Vec<&str> = v["pruned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    pruned.sort();
+    assert_eq!(pruned, want);
+    assert_eq!(v["change"]["push"]["confirmed"], true);
+    let app = busop::setup::Setup::open(d).unwrap().account(None).unwrap();
+    assert_eq!(
+        app.claims.nats.revocations.keys().collect::<Vec<_>>(),
+        [stranger.public_key()]
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = busop(
+        d,
+        &[
+            "--format",
+            "json",
+            "prune",
+            "--max-lifetime",
+            "1s",
+            "--server",
+            &url,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["pruned"][0], stranger.public_key(), "{}", out.stdout);
+}
+
+#[test]
+fn no_command_ever_prints_a_seed() {
+    let (dir, server) = init_and_start();
+    let d = dir.path();
+    let ds = d.to_str().unwrap();
+    let url = server.url().to_string();
+    let deploy = d.join("deploy");
+    let (creds, user) = common::mint_creds(d, common::CALC_ACL, &deploy, Some(3600), jwt::now());
+    let cs = creds.to_str().unwrap();
+    let seed_file = walk_files(&d.join("keys"))[0].clone();
+    let sf = seed_file.to_str().unwrap();
+    let acl_dir = d.join("src");
+    std::fs::create_dir_all(&acl_dir).unwrap();
+    std::fs::write(acl_dir.join("nats.acl"), common::CALC_ACL).unwrap();
+    let acl = acl_dir.to_str().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let os = other.path().to_str().unwrap();
+    let sys_creds_path = format!("{ds}/creds/sys.creds");
+    let creds_folder = format!("{ds}/creds");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["init", os],
+        vec![
+            "inspect",
+            cs,
+            "accounts/APP.jwt",
+            "operator.jwt",
+            "creds/sys.creds",
+            sf,
+        ],
+        vec!["inspect", &sys_creds_path],
+        vec!["audit", ds],
+        vec!["audit", &creds_folder],
+        vec!["diff", cs, acl],
+        vec!["revoke", "--user", &user, "--server", &url],
+        vec![
+            "revoke",
+            "--deploy",
+            "d1",
+            "--creds",
+            deploy.to_str().unwrap(),
+            "--no-push",
+        ],
+        vec!["push", "--server", &url],
+        vec!["rotate", "account-key", "--server", &url],
+        vec!["rotate", "operator-key"],
+        vec!["rotate", "check", "--server", &url],
+        vec!["prune", "--max-lifetime", "1s", "--no-push"],
+        vec!["import-nsc", ds],
+        vec!["account-server", "http://127.0.0.1:1"],
+        vec!["revoke", "--user", &user],
+        vec!["push", "--server", &url],
+        vec!["account-server", "none"],
+        vec!["completions", "bash"],
+        vec!["man"],
+        vec!["--help"],
+        vec!["revoke", "--help"],
+        vec!["inspect"],
+        vec!["bogus"],
+    ];
+    // Word boundaries: a public key (O…, A…, U…, 56 characters) may contain
+    // `S[OAUNC]` followed by 50 base32 characters, but never starts with S.
+    let seed_re = regex::Regex::new(r"\bS[OAUNC][A-Z2-7]{50,}\b").unwrap();
+    let mut seeds: Vec<String> = walk_files(&d.join("keys"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
+        .collect();
+    let sys_creds = std::fs::read_to_string(d.join("creds/sys.creds")).unwrap();
+    seeds.push(
+        sys_creds
+            .lines()
+            .find(|l| l.starts_with("SU"))
+            .unwrap()
+            .to_string(),
+    );
+    let cwd_runs = std::env::current_dir().unwrap();
+    std::env::set_current_dir(d).unwrap();
+    let mut ran = 0;
+    for args in &runs {
+        for format in ["human", "json"] {
+            let mut all = vec!["busop", "--dir", ds, "--format", format];
+            all.extend_from_slice(args);
+            let out = busop::run(all);
+            let text = format!("{}{}", out.stdout, out.stderr);
+            assert!(!text.is_empty(), "{args:?} printed nothing");
+            assert!(!seed_re.is_match(&text), "{args:?} printed a seed:\n{text}");
+            for s in &seeds {
+                assert!(!text.contains(s.as_str()), "{args:?} printed a seed");
+            }
+            ran += 1;
+        }
+    }
+    std::env::set_current_dir(cwd_runs).unwrap();
+    assert_eq!(ran, runs.len() * 2);
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
