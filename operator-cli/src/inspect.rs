@@ -9,6 +9,7 @@ use crate::artifact::{self, Artifact, Loaded};
 use crate::error::Result;
 use crate::grants::{self, GrantLine, ServiceGrants};
 use crate::report::{EXIT_ERROR, Report, span, time};
+use buswarden_creds::claims::ClaimsData;
 use buswarden_creds::jwt::{self, AnyClaims, JwtError};
 use buswarden_creds::{AccountClaims, OperatorClaims, UserClaims};
 use buswarden_rules::Verb;
@@ -112,7 +113,7 @@ pub struct Unreadable {
 }
 
 fn validity(exp: i64, nbf: i64, now: i64, soon: Duration) -> Validity {
-    let data = buswarden_creds::claims::ClaimsData {
+    let data = ClaimsData {
         exp,
         nbf,
         ..Default::default()
@@ -248,6 +249,49 @@ fn account_chain(
     }
 }
 
+impl Inspected {
+    /// The fields every JWT has; kind-specific ones are filled in after.
+    fn of_claims(
+        file: &std::path::Path,
+        kind: &'static str,
+        data: &ClaimsData,
+        chain: Chain,
+        now: i64,
+        soon: Duration,
+    ) -> Inspected {
+        Inspected {
+            file: file.to_path_buf(),
+            kind,
+            creds: false,
+            subject: data.sub.clone(),
+            name: data.name.clone(),
+            issuer: data.iss.clone(),
+            issuer_account: String::new(),
+            issued_at: data.iat,
+            expires: data.exp,
+            validity: validity(data.exp, data.nbf, now, soon),
+            revoked: None,
+            chain,
+            tags: Vec::new(),
+            permissions: BTreeMap::new(),
+            danger: Vec::new(),
+            signing_keys: Vec::new(),
+            revocations: BTreeMap::new(),
+            system_account: String::new(),
+            strict_signing_key_usage: false,
+        }
+    }
+
+    fn with_grants(mut self, g: &ServiceGrants) -> Inspected {
+        self.permissions = by_verb(g);
+        self.danger = g
+            .danger()
+            .map(|d| format!("{} {}", d.verb, d.subject))
+            .collect();
+        self
+    }
+}
+
 /// Inspects the loaded files.
 pub fn inspect(loaded: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
     let mut accounts = BTreeMap::new();
@@ -267,99 +311,60 @@ pub fn inspect(loaded: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
     }
     let mut out = Vec::new();
     for l in loaded {
+        let user = |u: &UserClaims, creds: bool| {
+            let (chain, revoked) = user_chain(u, &accounts, &operators);
+            let mut i = Inspected::of_claims(&l.path, "user", &u.data, chain, now, soon)
+                .with_grants(&grants::of_user(u));
+            i.creds = creds;
+            i.revoked = revoked;
+            i.issuer_account = u.nats.issuer_account.clone();
+            i.tags = u.nats.generic.tags.clone();
+            i
+        };
         let item = match &l.artifact {
-            Artifact::Creds { claims, .. } => {
-                user_item(l, claims, true, &accounts, &operators, now, soon)
-            }
+            Artifact::Creds { claims, .. } => user(claims, true),
             Artifact::Jwt { claims, .. } => match claims.as_ref() {
-                AnyClaims::User(u) => user_item(l, u, false, &accounts, &operators, now, soon),
+                AnyClaims::User(u) => user(u, false),
                 AnyClaims::Account(a) => {
                     let (chain, _) = account_chain(a, &operators);
-                    let g = defaults_as_grants(a);
-                    Inspected {
-                        file: l.path.clone(),
-                        kind: "account",
-                        creds: false,
-                        subject: a.data.sub.clone(),
-                        name: a.data.name.clone(),
-                        issuer: a.data.iss.clone(),
-                        issuer_account: String::new(),
-                        issued_at: a.data.iat,
-                        expires: a.data.exp,
-                        validity: validity(a.data.exp, a.data.nbf, now, soon),
-                        revoked: None,
-                        chain,
-                        tags: a.nats.generic.tags.clone(),
-                        permissions: by_verb(&g),
-                        danger: g
-                            .danger()
-                            .map(|d| format!("{} {}", d.verb, d.subject))
-                            .collect(),
-                        signing_keys: a.nats.signing_keys.0.keys().cloned().collect(),
-                        revocations: a.nats.revocations.clone(),
-                        system_account: String::new(),
-                        strict_signing_key_usage: false,
-                    }
+                    let mut i = Inspected::of_claims(&l.path, "account", &a.data, chain, now, soon)
+                        .with_grants(&defaults_as_grants(a));
+                    i.tags = a.nats.generic.tags.clone();
+                    i.signing_keys = a.nats.signing_keys.0.keys().cloned().collect();
+                    i.revocations = a.nats.revocations.clone();
+                    i
                 }
-                AnyClaims::Operator(o) => Inspected {
-                    file: l.path.clone(),
-                    kind: "operator",
-                    creds: false,
-                    subject: o.data.sub.clone(),
-                    name: o.data.name.clone(),
-                    issuer: o.data.iss.clone(),
-                    issuer_account: String::new(),
-                    issued_at: o.data.iat,
-                    expires: o.data.exp,
-                    validity: validity(o.data.exp, o.data.nbf, now, soon),
-                    revoked: None,
-                    chain: Chain {
+                AnyClaims::Operator(o) => {
+                    let chain = Chain {
                         status: "verified",
                         path: vec![format!(
                             "operator {} {} (self-signed)",
                             o.data.name, o.data.sub
                         )],
                         error: None,
-                    },
-                    tags: o.nats.generic.tags.clone(),
-                    permissions: BTreeMap::new(),
-                    danger: Vec::new(),
-                    signing_keys: o.nats.signing_keys.clone(),
-                    revocations: BTreeMap::new(),
-                    system_account: o.nats.system_account.clone(),
-                    strict_signing_key_usage: o.nats.strict_signing_key_usage,
-                },
+                    };
+                    let mut i =
+                        Inspected::of_claims(&l.path, "operator", &o.data, chain, now, soon);
+                    i.tags = o.nats.generic.tags.clone();
+                    i.signing_keys = o.nats.signing_keys.clone();
+                    i.system_account = o.nats.system_account.clone();
+                    i.strict_signing_key_usage = o.nats.strict_signing_key_usage;
+                    i
+                }
             },
             Artifact::Acl(acl) => {
-                let g = grants::of_acl(&acl.hostname, &acl.rules);
-                Inspected {
-                    file: l.path.clone(),
-                    kind: "acl",
-                    creds: false,
-                    subject: acl.hostname.to_string(),
+                let chain = Chain {
+                    status: "unverified",
+                    path: vec!["nats.acl (not signed: nothing to verify)".into()],
+                    error: None,
+                };
+                let data = ClaimsData {
+                    sub: acl.hostname.to_string(),
                     name: acl.hostname.to_string(),
-                    issuer: String::new(),
-                    issuer_account: String::new(),
-                    issued_at: 0,
-                    expires: 0,
-                    validity: Validity::Valid,
-                    revoked: None,
-                    chain: Chain {
-                        status: "unverified",
-                        path: vec!["nats.acl (not signed: nothing to verify)".into()],
-                        error: None,
-                    },
-                    tags: Vec::new(),
-                    permissions: by_verb(&g),
-                    danger: g
-                        .danger()
-                        .map(|d| format!("{} {}", d.verb, d.subject))
-                        .collect(),
-                    signing_keys: Vec::new(),
-                    revocations: BTreeMap::new(),
-                    system_account: String::new(),
-                    strict_signing_key_usage: false,
-                }
+                    ..Default::default()
+                };
+                Inspected::of_claims(&l.path, "acl", &data, chain, now, soon)
+                    .with_grants(&grants::of_acl(&acl.hostname, &acl.rules))
             }
         };
         out.push(item);
@@ -372,43 +377,6 @@ fn defaults_as_grants(a: &AccountClaims) -> ServiceGrants {
     u.nats.limits.publish = a.nats.default_permissions.publish.clone();
     u.nats.limits.subscribe = a.nats.default_permissions.subscribe.clone();
     grants::of_user(&u)
-}
-
-fn user_item(
-    l: &Loaded,
-    u: &UserClaims,
-    creds: bool,
-    accounts: &BTreeMap<String, AccountClaims>,
-    operators: &BTreeMap<String, OperatorClaims>,
-    now: i64,
-    soon: Duration,
-) -> Inspected {
-    let g = grants::of_user(u);
-    let (chain, revoked) = user_chain(u, accounts, operators);
-    Inspected {
-        file: l.path.clone(),
-        kind: "user",
-        creds,
-        subject: u.data.sub.clone(),
-        name: u.data.name.clone(),
-        issuer: u.data.iss.clone(),
-        issuer_account: u.nats.issuer_account.clone(),
-        issued_at: u.data.iat,
-        expires: u.data.exp,
-        validity: validity(u.data.exp, u.data.nbf, now, soon),
-        revoked,
-        chain,
-        tags: u.nats.generic.tags.clone(),
-        permissions: by_verb(&g),
-        danger: g
-            .danger()
-            .map(|d| format!("{} {}", d.verb, d.subject))
-            .collect(),
-        signing_keys: Vec::new(),
-        revocations: BTreeMap::new(),
-        system_account: String::new(),
-        strict_signing_key_usage: false,
-    }
 }
 
 fn marker(l: &GrantLine) -> &'static str {
