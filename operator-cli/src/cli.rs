@@ -78,7 +78,7 @@ pub struct InitArgs {
     /// nats-server client URL `busop push` reaches (repeat for every server).
     #[arg(long = "server", value_name = "URL")]
     pub servers: Vec<String>,
-    /// Replace an existing setup (its keys are deleted).
+    /// Replace an existing setup (its keys/, accounts/ and creds/ are moved aside to *.replaced-<time>).
     #[arg(long)]
     pub force: bool,
 }

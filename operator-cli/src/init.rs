@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The `.gitignore` init writes.
-pub const GITIGNORE: &str = "# Written by busop init: seeds and credentials never go into git.\nkeys/\ncreds/\njwt/\n*.nk\n*.creds\n";
+pub const GITIGNORE: &str = "# Written by busop init: seeds and credentials never go into git.\nkeys/\ncreds/\njwt/\nkeys.replaced-*/\ncreds.replaced-*/\n*.nk\n*.creds\n";
 
 /// Options of `busop init`.
 #[derive(Debug, Clone)]
@@ -102,10 +102,13 @@ pub fn run(opts: &InitOptions) -> Result<Report> {
     if !opts.force {
         check_existing(&dir)?;
     } else {
+        // Never lose a seed: the replaced setup's folders are kept aside.
+        let stamp = jwt::now();
         for sub in ["keys", "accounts", "creds"] {
             let p = dir.join(sub);
             if p.exists() {
-                std::fs::remove_dir_all(&p).map_err(BusopError::io("removing", &p))?;
+                let aside = dir.join(format!("{sub}.replaced-{stamp}"));
+                std::fs::rename(&p, &aside).map_err(BusopError::io("moving aside", &p))?;
             }
         }
     }
