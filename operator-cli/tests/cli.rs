@@ -778,3 +778,35 @@ fn completions_man_and_reference_come_from_the_clap_definitions() {
         "docs/busop.md is stale: regenerate with `cargo run -p busop --example reference`"
     );
 }
+
+#[test]
+fn help_of_every_command_is_snapshotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = String::new();
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["inspect"],
+        &["audit"],
+        &["diff"],
+        &["revoke"],
+        &["rotate"],
+        &["rotate", "account-key"],
+        &["rotate", "operator-key"],
+        &["rotate", "check"],
+        &["push"],
+        &["prune"],
+        &["import-nsc"],
+        &["account-server"],
+        &["completions"],
+        &["man"],
+    ];
+    for c in commands {
+        let mut args: Vec<&str> = c.to_vec();
+        args.push("--help");
+        let out = busop(dir.path(), &args);
+        assert_eq!(out.code, 0, "{c:?}: {}", out.stderr);
+        all.push_str(&format!("===== busop {} --help\n{}\n", c.join(" "), out.stdout));
+    }
+    insta::assert_snapshot!("help", all);
+}
