@@ -4,8 +4,8 @@
 //! account-server URL` creates busop's request key and records the URL;
 //! the account server's config must list that key with the `operator` role.
 //!
-//! Plain `http://` only for now: put a TLS-terminating proxy in front, or
-//! reach the server over a private network.
+//! `https://` URLs are checked against the CA given with `--ca FILE` (PEM):
+//! an account server usually has a certificate from a private CA.
 
 use crate::error::{BusopError, Result};
 use crate::report::Report;
@@ -21,6 +21,7 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Target {
+    tls: bool,
     host: String,
     port: u16,
     base: String,
@@ -31,21 +32,24 @@ fn parse_url(url: &str) -> Result<Target> {
         url: url.to_string(),
         message: why.to_string(),
     };
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        bad("only http:// URLs are supported (terminate TLS in front of the account server)")
-    })?;
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(bad("expected an http:// or https:// URL")),
+    };
     let (authority, base) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
-        None => (authority, 80),
+        None => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
         return Err(bad("no host"));
     }
     Ok(Target {
+        tls,
         host: host.to_string(),
         port,
         base: base.to_string(),
@@ -74,13 +78,6 @@ pub async fn call(
         let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
             .await
             .map_err(|e| err(format!("connecting: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| err(format!("HTTP handshake: {e}")))?;
-        tokio::spawn(async move {
-            // The connection ends with the request; its error is the request's.
-            let _ = conn.await;
-        });
         let req = hyper::Request::builder()
             .method(method)
             .uri(&path_and_query)
@@ -92,17 +89,18 @@ pub async fn call(
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes::Bytes::from(bytes)))
             .map_err(|e| err(format!("building the request: {e}")))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| err(format!("sending: {e}")))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(format!("reading the answer: {e}")))?
-            .to_bytes();
+        let (status, body) = if target.tls {
+            let connector = tls_connector(cfg, &url)?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| err(format!("server name: {e}")))?;
+            let tls = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| err(format!("TLS: {e}")))?;
+            exchange(tls, req).await.map_err(err)?
+        } else {
+            exchange(stream, req).await.map_err(err)?
+        };
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
         });
@@ -124,8 +122,73 @@ pub async fn call(
         .map_err(|_| err("timed out".into()))?
 }
 
+/// One HTTP/1.1 exchange over `io`: status and body.
+async fn exchange<S>(
+    io: S,
+    req: hyper::Request<Full<bytes::Bytes>>,
+) -> std::result::Result<(u16, bytes::Bytes), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(async move {
+        // The connection ends with the request; its error is the request's.
+        let _ = conn.await;
+    });
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+fn tls_connector(cfg: &AccountServerConfig, url: &str) -> Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let err = |message: String| BusopError::Http {
+        url: url.to_string(),
+        message,
+    };
+    let Some(ca) = &cfg.ca_file else {
+        return Err(err(
+            "an https account server needs its CA: `busop account-server URL --ca FILE`".into(),
+        ));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(ca).map_err(|e| err(format!("{}: {e}", ca.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| err(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| err(format!("{}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(err(format!("{}: no certificate in the file", ca.display())));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
 /// Runs `busop account-server URL|none`.
-pub fn configure(dir: &std::path::Path, url: &str) -> Result<Report> {
+pub fn configure(dir: &std::path::Path, url: &str, ca: Option<&std::path::Path>) -> Result<Report> {
     let mut setup = Setup::open(dir)?;
     if url == "none" {
         setup.file.account_server = None;
@@ -144,9 +207,19 @@ pub fn configure(dir: &std::path::Path, url: &str) -> Result<Report> {
             kp.public_key().to_string()
         }
     };
+    let ca_file = match ca {
+        Some(p) => Some(std::path::absolute(p).map_err(BusopError::io("resolving", p))?),
+        None => None,
+    };
+    if parse_url(url)?.tls && ca_file.is_none() {
+        return Err(BusopError::Usage(
+            "an https account server needs its CA certificate: --ca FILE (PEM)".into(),
+        ));
+    }
     setup.file.account_server = Some(AccountServerConfig {
         url: url.trim_end_matches('/').to_string(),
         key: key.clone(),
+        ca_file,
     });
     setup.save()?;
     let mut h = String::new();

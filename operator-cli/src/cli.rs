@@ -240,8 +240,11 @@ pub struct ImportNscArgs {
 /// `busop account-server`.
 #[derive(Debug, Args)]
 pub struct AccountServerArgs {
-    /// The account server's base URL (http://host:port); `none` to stop using one.
+    /// The account server's base URL (http://host:port or https://host:port); `none` to stop using one.
     pub url: String,
+    /// PEM file of the CA that signed the account server's TLS certificate (needed for https).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `busop completions`.

@@ -61,7 +61,7 @@ pub fn execute(cli: &Cli) -> Result<Report> {
         Command::Push(a) => push::run(&cli.dir, &a.accounts, &a.live),
         Command::Prune(a) => prune::run(&cli.dir, a),
         Command::ImportNsc(a) => nsc::run(&cli.dir, a),
-        Command::AccountServer(a) => account_server::configure(&cli.dir, &a.url),
+        Command::AccountServer(a) => account_server::configure(&cli.dir, &a.url, a.ca.as_deref()),
         Command::Completions(a) => Ok(reference::completions(a.shell)),
         Command::Man => reference::man(),
     }

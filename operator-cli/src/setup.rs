@@ -35,6 +35,9 @@ pub struct AccountServerConfig {
     pub url: String,
     /// Public user nkey (`U…`) busop signs requests with; its seed is under `keys/`.
     pub key: String,
+    /// PEM file of the CA that signed the account server's certificate (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How `nats-server.conf` is written.

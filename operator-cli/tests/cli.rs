@@ -806,7 +806,11 @@ fn help_of_every_command_is_snapshotted() {
         args.push("--help");
         let out = busop(dir.path(), &args);
         assert_eq!(out.code, 0, "{c:?}: {}", out.stderr);
-        all.push_str(&format!("===== busop {} --help\n{}\n", c.join(" "), out.stdout));
+        all.push_str(&format!(
+            "===== busop {} --help\n{}\n",
+            c.join(" "),
+            out.stdout
+        ));
     }
     insta::assert_snapshot!("help", all);
 }
