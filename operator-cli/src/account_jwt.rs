@@ -136,11 +136,12 @@ pub async fn connect(setup: &Setup, live: &LiveArgs) -> Result<Fleet> {
     Fleet::connect(&urls, &creds, live.timeout).await
 }
 
-/// Refuses when an account server is this setup's one writer.
-pub fn refuse_second_writer(setup: &Setup, action: &str) -> Result<()> {
+/// Refuses when an account server is this setup's one writer; `why` says
+/// what to do instead.
+pub fn refuse_second_writer(setup: &Setup, why: &str) -> Result<()> {
     match &setup.file.account_server {
         Some(a) => Err(BusopError::Usage(format!(
-            "the account server at {} is the one writer of account JWTs in this setup; {action} there (or run `busop account-server none` to go back to direct mode)",
+            "the account server at {} is the one writer of account JWTs in this setup: {why} (`busop account-server none` goes back to direct mode)",
             a.url
         ))),
         None => Ok(()),

@@ -208,7 +208,10 @@ pub fn configure(dir: &std::path::Path, url: &str, ca: Option<&std::path::Path>)
         }
     };
     let ca_file = match ca {
-        Some(p) => Some(std::path::absolute(p).map_err(BusopError::io("resolving", p))?),
+        Some(p) => {
+            crate::artifact::read_text(p)?;
+            Some(std::path::absolute(p).map_err(BusopError::io("resolving", p))?)
+        }
         None => None,
     };
     if parse_url(url)?.tls && ca_file.is_none() {
@@ -277,8 +280,28 @@ pub fn revoke(
         }
         Ok::<_, BusopError>(())
     })?;
-    Ok(Report::new(
+    // The account server answers once the change is durable; it keeps
+    // pushing until every nats-server confirmed. Say so when it has not yet.
+    let pending: Vec<String> = answers
+        .iter()
+        .filter_map(|a| {
+            let p = &a["push"];
+            let (done, of) = (p["confirmed"].as_u64()?, p["servers"].as_u64()?);
+            (done < of).then(|| format!("{done} of {of}"))
+        })
+        .collect();
+    for p in &pending {
+        let _ = writeln!(
+            h,
+            "confirmed on {p} nats-servers so far: the account server keeps pushing (see its log and /metrics)"
+        );
+    }
+    let mut report = Report::new(
         h,
-        serde_json::json!({ "account_server": cfg.url, "answers": answers }),
-    ))
+        serde_json::json!({ "account_server": cfg.url, "answers": answers, "confirmed": pending.is_empty() }),
+    );
+    if !pending.is_empty() {
+        report.exit = crate::report::EXIT_FINDINGS;
+    }
+    Ok(report)
 }

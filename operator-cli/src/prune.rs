@@ -42,7 +42,10 @@ pub fn prunable(
 /// Runs `busop prune`.
 pub fn run(dir: &std::path::Path, args: &PruneArgs) -> Result<Report> {
     let setup = Setup::open(dir)?;
-    account_jwt::refuse_second_writer(&setup, "prune revocations")?;
+    account_jwt::refuse_second_writer(
+        &setup,
+        "busop does not change the account JWT behind its back, so pruning is left to it",
+    )?;
     let entry = setup.account(args.account.as_deref())?;
     let mut ledger = read_ledger(&setup)?;
     let account = entry.claims.data.sub.clone();

@@ -258,7 +258,7 @@ pub fn describe(out: &mut String, p: &PushOutcome) {
 /// Runs `busop push`.
 pub fn run(dir: &std::path::Path, accounts: &[String], live: &LiveArgs) -> Result<Report> {
     let setup = Setup::open(dir)?;
-    account_jwt::refuse_second_writer(&setup, "the account server pushes every change itself")?;
+    account_jwt::refuse_second_writer(&setup, "it pushes every change itself")?;
     if live.no_push {
         return Err(BusopError::Usage(
             "`busop push --no-push` would do nothing".into(),

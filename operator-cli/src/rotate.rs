@@ -50,7 +50,7 @@ fn account_key(
 ) -> Result<Report> {
     account_jwt::refuse_second_writer(
         setup,
-        "the account server owns the account's signing keys (one per deploy): open a new deploy",
+        "it owns the account's signing keys (one per deploy): open a new deploy instead",
     )?;
     let entry = setup.account(account)?;
     let new_key = KeyPair::generate(KeyKind::Account);
