@@ -37,7 +37,7 @@ pub enum Command {
     Audit(AuditArgs),
     /// Grant changes per service between two files, folders or git revisions (`git:REV:path`).
     Diff(DiffArgs),
-    /// Revoke a user key, or every user of a deploy.
+    /// Revoke user keys, every user of a deploy, or a signing key with all its users.
     Revoke(RevokeArgs),
     /// Rotate the account signing key or the operator signing key.
     Rotate(RotateArgs),
@@ -142,6 +142,10 @@ pub struct RevokeArgs {
     /// Revoke every user of this deploy (the `deploy:<ID>` tag).
     #[arg(long, value_name = "ID")]
     pub deploy: Option<String>,
+    /// Remove these account signing keys (A…): every user they signed is cut off
+    /// (per-deploy signing keys make this "revoke the whole deploy").
+    #[arg(long = "signing-key", value_name = "A…")]
+    pub signing_keys: Vec<String>,
     /// Where to find the deploy's users (.creds or JWT files, searched recursively).
     #[arg(long, value_name = "DIR")]
     pub creds: Option<PathBuf>,

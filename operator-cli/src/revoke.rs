@@ -1,5 +1,6 @@
-//! `busop revoke`: revoke user keys, or every user of a deploy (the
-//! `deploy:<ID>` tag `gencreds sign` puts on each user), in the account JWT
+//! `busop revoke`: revoke user keys, every user of a deploy (the
+//! `deploy:<ID>` tag `gencreds sign` puts on each user), or a signing key
+//! (removed from the account: every user it signed is cut off), in the account JWT
 //! through [`crate::account_jwt::publish`], so every live connection of
 //! those users closes at once. With an account server configured, the
 //! request goes to its API instead (one writer).
@@ -139,12 +140,21 @@ pub fn run(dir: &Path, args: &RevokeArgs) -> Result<Report> {
         check_public_key(KeyKind::User, u)
             .map_err(|e| BusopError::Usage(format!("--user: {e}")))?;
     }
-    if args.users.is_empty() && args.deploy.is_none() {
+    for k in &args.signing_keys {
+        check_public_key(KeyKind::Account, k)
+            .map_err(|e| BusopError::Usage(format!("--signing-key: {e}")))?;
+    }
+    if args.users.is_empty() && args.deploy.is_none() && args.signing_keys.is_empty() {
         return Err(BusopError::Usage(
-            "name what to revoke: --user U… or --deploy ID".into(),
+            "name what to revoke: --user U…, --deploy ID or --signing-key A…".into(),
         ));
     }
     if let Some(server) = &setup.file.account_server {
+        if !args.signing_keys.is_empty() {
+            return Err(BusopError::Usage(
+                "with an account server, revoke its deploys (--deploy ID): it owns the signing keys".into(),
+            ));
+        }
         return account_server::revoke(&setup, server, &args.users, args.deploy.as_deref());
     }
     let entry = setup.account(args.account.as_deref())?;
@@ -170,8 +180,19 @@ pub fn run(dir: &Path, args: &RevokeArgs) -> Result<Report> {
             *e = (*e).max(f.expires);
         }
     }
+    for k in &args.signing_keys {
+        if !entry.claims.nats.signing_keys.contains(k) {
+            return Err(BusopError::Usage(format!(
+                "{k} is not a signing key of account {}",
+                entry.name
+            )));
+        }
+    }
     let now = jwt::now();
     let change: ChangeReport = account_jwt::publish(&setup, &entry, &args.live, |claims| {
+        for k in &args.signing_keys {
+            claims.nats.signing_keys.0.remove(k);
+        }
         for key in targets.keys() {
             let at = claims.nats.revocations.entry(key.clone()).or_insert(now);
             *at = (*at).max(now);
@@ -205,6 +226,12 @@ pub fn run(dir: &Path, args: &RevokeArgs) -> Result<Report> {
             .unwrap_or("");
         let _ = writeln!(h, "  {key} {name}");
     }
+    for k in &args.signing_keys {
+        let _ = writeln!(
+            h,
+            "  signing key {k} removed: every user it signed is cut off"
+        );
+    }
     if !change.merged_revocations.is_empty() {
         let _ = writeln!(
             h,
@@ -229,6 +256,7 @@ pub fn run(dir: &Path, args: &RevokeArgs) -> Result<Report> {
             "account": entry.name,
             "account_key": account,
             "revoked": targets.keys().collect::<Vec<_>>(),
+            "removed_signing_keys": args.signing_keys,
             "deploy_users": found,
             "change": change,
         }),

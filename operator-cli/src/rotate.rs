@@ -207,6 +207,14 @@ fn operator_key(setup: &Setup) -> Result<Report> {
     for s in &steps {
         let _ = writeln!(h, "  {}. {}", s.step, s.action);
     }
+    if let Some(a) = &setup.file.account_server {
+        let _ = writeln!(
+            h,
+            "  the account server at {} signs the account too: point its [operator] signing_key_file at {} and restart it",
+            a.url,
+            key_file.display()
+        );
+    }
     Ok(Report::new(
         h,
         serde_json::json!({

@@ -92,7 +92,9 @@ pub fn read(spec: &str) -> Result<RuleSets> {
         if rev.is_empty() || rev.starts_with('-') {
             return Err(BusopError::Usage(format!("{spec}: expected git:REV:path")));
         }
-        let mut args = vec!["ls-tree", "-r", "--name-only", rev];
+        // `path` is relative to the current folder, as in git; --full-name
+        // gives the repository paths `git show REV:path` wants.
+        let mut args = vec!["ls-tree", "-r", "--name-only", "--full-name", rev];
         if !path.is_empty() {
             args.extend(["--", path]);
         }

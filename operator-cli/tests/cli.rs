@@ -589,6 +589,22 @@ SUB {{plane}}.safe.888.*.all.>
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["danger"], 1);
     assert_eq!(v["services"][0]["widens"], true);
+    // Paths are relative to the current folder, as in git.
+    let out = Command::new(env!("CARGO_BIN_EXE_busop"))
+        .args(["diff", "git:HEAD~1:calc", "git:HEAD:calc"])
+        .current_dir(r.join("services"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("calc.example (changed, git:HEAD:services/calc/nats.acl)"),
+        "{text}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_busop"))
         .args(["diff", "git:nope:services", "git:HEAD:services"])
         .current_dir(r)

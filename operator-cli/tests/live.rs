@@ -254,6 +254,53 @@ fn push_of_a_removed_signing_key_closes_its_users() {
     rt.block_on(wait_closed(&w));
 }
 
+#[test]
+fn revoking_a_signing_key_cuts_off_every_user_it_signed() {
+    let (dir, server) = init_and_start();
+    let (_user, creds) = app_user(dir.path());
+    let setup = busop::setup::Setup::open(dir.path()).unwrap();
+    let sk = setup
+        .account(None)
+        .unwrap()
+        .claims
+        .nats
+        .signing_keys
+        .0
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let w = rt.block_on(connect(server.url(), &creds));
+    let out = busop(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "revoke",
+            "--signing-key",
+            &sk,
+            "--server",
+            server.url(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["removed_signing_keys"][0], sk.as_str());
+    assert_eq!(v["change"]["push"]["confirmed"], true);
+    rt.block_on(wait_closed(&w));
+    let out = busop(dir.path(), &["revoke", "--signing-key", &sk, "--no-push"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("is not a signing key of account APP"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A reload does not apply a new operator JWT: the server refuses it.
 fn reload_is_refused(dir: &Path, server: &NatsServer) {
     let conf = std::fs::read_to_string(dir.join("nats-server.conf"))
