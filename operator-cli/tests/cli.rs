@@ -791,7 +791,7 @@ fn completions_man_and_reference_come_from_the_clap_definitions() {
     let reference = busop::reference::markdown();
     assert!(
         doc.contains(&reference),
-        "docs/busop.md is stale: regenerate with `cargo run -p busop --example reference`"
+        "docs/busop.md is stale: cargo run -p busop --example reference -- --write docs/busop.md"
     );
 }
 
