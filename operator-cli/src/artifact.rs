@@ -22,6 +22,9 @@ pub enum Artifact {
         token: String,
         /// Its claims.
         claims: Box<UserClaims>,
+        /// The readable grants block (`# PUB …` / `# SUB …` comment lines);
+        /// empty when the file has none (creds written by other tools).
+        grants: Vec<(buswarden_rules::Verb, String)>,
     },
     /// A bare JWT.
     Jwt {
@@ -102,6 +105,7 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
             owned(Artifact::Creds {
                 token,
                 claims: Box::new(claims),
+                grants: buswarden_creds::creds::parse_grants(text),
             })
         });
     }
@@ -125,6 +129,7 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
             owned(Artifact::Creds {
                 token,
                 claims: Box::new(claims),
+                grants: buswarden_creds::creds::parse_grants(text),
             })
         });
     }

@@ -152,6 +152,59 @@ fn audit_one(
     }
 }
 
+/// The `.creds` grants block is what `grep '\.danger\.'` reads; the JWT is
+/// what the broker enforces. A block that lists other grants than the JWT
+/// (edited, or stale) would make the grep audit lie: a violation.
+fn check_grants_block(
+    service: &mut AuditedService,
+    claims: &buswarden_creds::UserClaims,
+    block: &[(buswarden_rules::Verb, String)],
+) {
+    use buswarden_rules::Verb;
+    let limits = &claims.nats.limits;
+    let mut jwt: Vec<(Verb, &str)> = limits
+        .publish
+        .allow
+        .iter()
+        .map(|s| (Verb::Pub, s.as_str()))
+        .chain(
+            limits
+                .subscribe
+                .allow
+                .iter()
+                .map(|s| (Verb::Sub, s.as_str())),
+        )
+        .collect();
+    let mut listed: Vec<(Verb, &str)> = block.iter().map(|(v, s)| (*v, s.as_str())).collect();
+    jwt.sort();
+    listed.sort();
+    if block.is_empty() {
+        service.warnings.push(PolicyFinding {
+            code: "no-grants-block",
+            rule: String::new(),
+            message: format!(
+                "{}: no readable grants block, so grep finds nothing in it; rely on `busop audit`",
+                service.file.display()
+            ),
+        });
+    } else if jwt != listed {
+        let hidden: Vec<String> = jwt
+            .iter()
+            .filter(|g| !listed.contains(g))
+            .map(|(v, s)| format!("{v} {s}"))
+            .collect();
+        service.violations.push(PolicyFinding {
+            code: "grants-block-mismatch",
+            rule: hidden.join(", "),
+            message: format!(
+                "{}: the readable grants block does not match the signed JWT (grep audits of this file are wrong); grants only in the JWT: {}",
+                service.file.display(),
+                if hidden.is_empty() { "none".to_string() } else { hidden.join(", ") }
+            ),
+        });
+    }
+}
+
 /// Runs `busop audit`.
 pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Report> {
     let now = jwt::now();
@@ -180,16 +233,16 @@ pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Re
     for f in &files {
         match artifact::load(f) {
             Ok(l) => match &l.artifact {
-                Artifact::Creds { claims, .. } => {
+                Artifact::Creds {
+                    claims,
+                    grants: block,
+                    ..
+                } => {
                     let g = grants::of_user(claims);
-                    services.push(audit_one(
-                        &check,
-                        f,
-                        "creds",
-                        &g,
-                        &claims.data.sub,
-                        claims.data.exp,
-                    ));
+                    let mut s =
+                        audit_one(&check, f, "creds", &g, &claims.data.sub, claims.data.exp);
+                    check_grants_block(&mut s, claims, block);
+                    services.push(s);
                 }
                 Artifact::Acl(acl) => {
                     let g = grants::of_acl(&acl.hostname, &acl.rules);

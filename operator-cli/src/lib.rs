@@ -110,7 +110,7 @@ where
             };
         }
     };
-    match execute(&cli) {
+    let outcome = match execute(&cli) {
         Ok(report) => Outcome {
             stdout: report.render(cli.format),
             stderr: report.stderr.clone(),
@@ -129,5 +129,10 @@ where
                 code: report::EXIT_ERROR,
             }
         }
+    };
+    Outcome {
+        stdout: report::redact_seeds(&outcome.stdout).into_owned(),
+        stderr: report::redact_seeds(&outcome.stderr).into_owned(),
+        code: outcome.code,
     }
 }

@@ -830,3 +830,78 @@ fn help_of_every_command_is_snapshotted() {
     }
     insta::assert_snapshot!("help", all);
 }
+
+#[test]
+fn a_seed_inside_a_crafted_file_is_never_echoed() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let kp = buswarden_creds::KeyPair::generate(buswarden_creds::KeyKind::Account);
+    let seed = kp.seed().expose().to_string();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let payload = b64.encode(format!(
+        r#"{{"iss":"{seed}","sub":"{}","nats":{{"type":"user","version":2}}}}"#,
+        kp.public_key()
+    ));
+    let token = format!("{header}.{payload}.{}", b64.encode([7u8; 64]));
+    let p = dir.path().join("crafted.jwt");
+    std::fs::write(&p, &token).unwrap();
+    for format in ["human", "json"] {
+        let out = busop(
+            dir.path(),
+            &["--format", format, "inspect", p.to_str().unwrap()],
+        );
+        assert_eq!(out.code, 2);
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(!text.contains(&seed), "{text}");
+        assert!(
+            text.contains("crafted.jwt") && text.contains("<seed redacted>"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn audit_catches_a_grants_block_that_hides_a_danger_grant_from_grep() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let deploy = dir.path().join("deploy");
+    let (creds, _) = mint_creds(dir.path(), CALC_ACL, &deploy, Some(3600), jwt::now());
+    let text = std::fs::read_to_string(&creds).unwrap();
+    let edited: String = text
+        .lines()
+        .filter(|l| !(l.starts_with("# PUB") && l.contains(".danger.")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&creds, edited).unwrap();
+    let grep = Command::new("grep")
+        .arg(r"\.danger\.")
+        .arg(&creds)
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "the edited block hides the grant from grep"
+    );
+    let out = busop(
+        dir.path(),
+        &["--format", "json", "audit", deploy.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let found = &v["services"][0]["violations"];
+    let mismatch = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "grants-block-mismatch")
+        .unwrap();
+    assert_eq!(
+        mismatch["rule"],
+        "PUB microbus.danger.666.calc_example.shell_core.*.POST.execute"
+    );
+    assert_eq!(
+        v["services"][0]["danger"][0],
+        "PUB microbus.danger.666.calc_example.shell_core.*.POST.execute"
+    );
+}
