@@ -25,18 +25,7 @@ fn init_and_start() -> (tempfile::TempDir, NatsServer) {
 
 /// A user of the application account signed by its signing key.
 fn app_user(dir: &Path) -> (String, Vec<u8>) {
-    let setup = busop::setup::Setup::open(dir).unwrap();
-    let app = setup.account(None).unwrap();
-    let sk = app
-        .claims
-        .nats
-        .signing_keys
-        .0
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    let signer = setup.key(&sk, "test").unwrap();
+    let (app, signer) = common::app_signer(dir);
     let user = KeyPair::generate(KeyKind::User);
     let mut claims = UserClaims::new_user(user.public_key());
     claims.data.name = "calc.example".into();
@@ -98,10 +87,7 @@ async fn wait_closed(w: &Watched) -> Vec<String> {
 fn init_config_runs_and_the_system_user_connects() {
     let (dir, server) = init_and_start();
     let creds = std::fs::read(dir.path().join("creds/sys.creds")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     rt.block_on(async {
         let w = connect(server.url(), &creds).await;
         let reply = w
@@ -126,10 +112,7 @@ fn init_config_runs_and_the_system_user_connects() {
 fn revoke_closes_a_live_connection_and_push_confirms() {
     let (dir, server) = init_and_start();
     let (user, creds) = app_user(dir.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     let w = rt.block_on(connect(server.url(), &creds));
     let out = busop(
         dir.path(),
@@ -230,10 +213,7 @@ fn revoke_closes_a_live_connection_and_push_confirms() {
 fn push_of_a_removed_signing_key_closes_its_users() {
     let (dir, server) = init_and_start();
     let (_user, creds) = app_user(dir.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     let w = rt.block_on(connect(server.url(), &creds));
     let out = busop(
         dir.path(),
@@ -270,10 +250,7 @@ fn revoking_a_signing_key_cuts_off_every_user_it_signed() {
         .next()
         .unwrap()
         .clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     let w = rt.block_on(connect(server.url(), &creds));
     let out = busop(
         dir.path(),
@@ -399,10 +376,7 @@ fn operator_key_rotation_steps_are_printed_checked_and_enforced_in_order() {
         assert_eq!(a.claims.data.iss, new_key);
     }
     // Users keep working across the rotation: the account's own keys did not change.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     rt.block_on(async {
         let w = connect(&url, &creds).await;
         w.client.flush().await.unwrap();

@@ -36,15 +36,16 @@ SUB {{plane}}.safe.*.*.calc_example.>
 SUB {{plane}}.safe.888.*.all.>
 ";
 
-/// Mints `<hostname>_nats.creds` for `acl` into `out`, signed by the
-/// setup's application account signing key; returns (path, user key).
-pub fn mint_creds(
-    setup_dir: &Path,
-    acl: &str,
-    out: &Path,
-    expires_secs: Option<u64>,
-    now: i64,
-) -> (std::path::PathBuf, String) {
+/// A runtime for the async client side of a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The setup's application account and the key pair of its signing key.
+pub fn app_signer(setup_dir: &Path) -> (busop::setup::AccountEntry, buswarden_creds::KeyPair) {
     let setup = busop::setup::Setup::open(setup_dir).unwrap();
     let app = setup.account(None).unwrap();
     let sk = app
@@ -57,6 +58,19 @@ pub fn mint_creds(
         .unwrap()
         .clone();
     let key = setup.key(&sk, "test").unwrap();
+    (app, key)
+}
+
+/// Mints `<hostname>_nats.creds` for `acl` into `out`, signed by the
+/// setup's application account signing key; returns (path, user key).
+pub fn mint_creds(
+    setup_dir: &Path,
+    acl: &str,
+    out: &Path,
+    expires_secs: Option<u64>,
+    now: i64,
+) -> (std::path::PathBuf, String) {
+    let (app, key) = app_signer(setup_dir);
     let signer =
         AccountSigner::new(key, Some(AccountRef::Jwt(Box::new(app.claims.clone())))).unwrap();
     let parsed = buswarden_rules::acl::parse(acl).unwrap();
