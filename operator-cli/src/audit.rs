@@ -282,7 +282,17 @@ pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Re
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "none, conventions' defaults".into())
     );
+    let mut quiet = Vec::new();
     for s in &services {
+        let nothing = s.danger.is_empty()
+            && s.wildcards.is_empty()
+            && s.violations.is_empty()
+            && s.warnings.is_empty()
+            && matches!(s.expiry, "ok" | "n/a");
+        if nothing {
+            quiet.push(s.name.as_str());
+            continue;
+        }
         let exp = match s.expiry {
             "expired" => format!("EXPIRED {} ago", span(now - s.expires)),
             "expiring-soon" => {
@@ -305,6 +315,14 @@ pub fn run(root: &Path, policy_file: Option<&Path>, soon: Duration) -> Result<Re
         for v in &s.warnings {
             let _ = writeln!(h, "  warning   [{}] {}", v.code, v.message);
         }
+    }
+    if !quiet.is_empty() {
+        let _ = writeln!(
+            h,
+            "\nnothing to report for {} service(s): {}",
+            quiet.len(),
+            quiet.join(", ")
+        );
     }
     let _ = writeln!(
         h,
