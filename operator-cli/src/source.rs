@@ -99,13 +99,10 @@ pub fn read(spec: &str) -> Result<RuleSets> {
             args.extend(["--", path]);
         }
         let listing = git(&args)?;
+        // A revision without grant files there (before the first service,
+        // or a folder the change adds) is an empty side, not an error: every
+        // service then shows as added or removed.
         let files: Vec<&str> = listing.lines().filter(|f| is_grant_file(f)).collect();
-        if files.is_empty() {
-            return Err(BusopError::Git {
-                args: args.join(" "),
-                message: format!("no nats.acl or .creds file at {path:?} in {rev}"),
-            });
-        }
         for f in files {
             let text = git(&["show", &format!("{rev}:{f}")])?;
             let shown = PathBuf::from(format!("git:{rev}:{f}"));

@@ -589,6 +589,25 @@ SUB {{plane}}.safe.888.*.all.>
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["danger"], 1);
     assert_eq!(v["services"][0]["widens"], true);
+    // A folder the change adds: the old side is empty, the service is added.
+    let out = Command::new(env!("CARGO_BIN_EXE_busop"))
+        .args([
+            "--format",
+            "json",
+            "diff",
+            "git:HEAD~1:services/audit",
+            "git:HEAD:services/audit",
+        ])
+        .current_dir(r)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["services"][0]["status"], "added");
     // Paths are relative to the current folder, as in git.
     let out = Command::new(env!("CARGO_BIN_EXE_busop"))
         .args(["diff", "git:HEAD~1:calc", "git:HEAD:calc"])
