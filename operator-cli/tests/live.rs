@@ -607,3 +607,77 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// The cluster port a testkit server reports in its ports file.
+fn cluster_url(server: &NatsServer) -> String {
+    let ports = std::fs::read_dir(server.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "ports"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ports).unwrap()).unwrap();
+    v["cluster"][0]
+        .as_str()
+        .expect("cluster port in the ports file")
+        .to_string()
+}
+
+#[test]
+fn push_collects_every_server_of_a_cluster_through_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::init(d);
+    let conf = std::fs::read_to_string(d.join("nats-server.conf")).unwrap();
+    let a = NatsServer::start(&format!(
+        "{conf}\nserver_name: a\ncluster {{ name: c, listen: 127.0.0.1:-1 }}\n"
+    ))
+    .unwrap();
+    let b_store = tempfile::tempdir().unwrap();
+    let conf_b = conf.replace(
+        &format!("{:?}", d.join("jwt").display().to_string()),
+        &format!("{:?}", b_store.path().display().to_string()),
+    );
+    assert_ne!(conf_b, conf, "server b has its own resolver store");
+    let b = NatsServer::start(&format!(
+        "{conf_b}\nserver_name: b\ncluster {{ name: c, listen: 127.0.0.1:-1, routes: [{:?}] }}\n",
+        cluster_url(&a).replace("nats://", "nats-route://")
+    ))
+    .unwrap();
+    // Wait for the route.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.log().contains("Route connection created") {
+        assert!(Instant::now() < deadline, "{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A user connected to b; busop talks to a only.
+    let (user, creds) = app_user(d);
+    let rt = common::rt();
+    let w = rt.block_on(connect(b.url(), &creds));
+    let out = busop(
+        d,
+        &[
+            "--format",
+            "json",
+            "revoke",
+            "--user",
+            &user,
+            "--server",
+            a.url(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let servers = v["change"]["push"]["servers"].as_array().unwrap();
+    let mut names: Vec<&str> = servers
+        .iter()
+        .map(|s| s["server"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"], "{}", out.stdout);
+    assert_eq!(v["change"]["push"]["confirmed"], true, "{}", out.stdout);
+    for s in servers {
+        assert_eq!(s["code"], 200, "{s}");
+    }
+    rt.block_on(wait_closed(&w));
+}
