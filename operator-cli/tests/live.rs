@@ -681,3 +681,83 @@ fn push_collects_every_server_of_a_cluster_through_one_connection() {
     }
     rt.block_on(wait_closed(&w));
 }
+
+/// A static HTTP server (python's http.server) serving `root`; killed on drop.
+struct StaticHttp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticHttp {
+    fn start(root: &Path) -> StaticHttp {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 45678 (http://127.0.0.1:45678/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        StaticHttp { child, port }
+    }
+}
+
+impl Drop for StaticHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn init_with_a_url_resolver_runs_against_a_server_that_serves_the_accounts() {
+    // Any HTTP server that serves <base><account-pub> works as a URL
+    // resolver; the account server is one. Here: static files.
+    let web = tempfile::tempdir().unwrap();
+    let accounts = web.path().join("jwt/v1/accounts");
+    std::fs::create_dir_all(&accounts).unwrap();
+    let http = StaticHttp::start(web.path());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = format!("http://127.0.0.1:{}/jwt/v1/accounts/", http.port);
+    let out = busop(
+        d,
+        &["init", "--listen", "127.0.0.1:-1", "--url-resolver", &base],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for a in busop::setup::Setup::open(d).unwrap().accounts().unwrap() {
+        std::fs::write(accounts.join(&a.claims.data.sub), &a.token).unwrap();
+    }
+    let conf = std::fs::read_to_string(d.join("nats-server.conf")).unwrap();
+    let server = NatsServer::start(&conf).expect("the URL-resolver config runs");
+    let creds = std::fs::read(d.join("creds/sys.creds")).unwrap();
+    let (_user, app_creds) = app_user(d);
+    common::rt().block_on(async {
+        let sys = connect(server.url(), &creds).await;
+        sys.client
+            .request("$SYS.REQ.SERVER.PING.STATSZ", "".into())
+            .await
+            .expect("the system user may ask $SYS");
+        let app = connect(server.url(), &app_creds).await;
+        app.client.flush().await.unwrap();
+    });
+}
