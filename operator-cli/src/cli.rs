@@ -86,12 +86,15 @@ pub struct InitArgs {
 /// `busop inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// .creds files and JWT files (operator, account, user); give the issuers to verify the chain.
+    /// .creds files and JWT files (operator, account, user); the issuers among them or in the setup (--dir) verify the chain.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Warn about credentials expiring within this time.
     #[arg(long, default_value = "3d", value_parser = humantime::parse_duration)]
     pub soon: std::time::Duration,
+    /// Do not verify against the setup's operator and account JWTs (--dir).
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 /// `busop audit`.

@@ -1,5 +1,6 @@
 //! `busop inspect FILE…`: `.creds` files and JWTs of any kind decoded —
-//! claims, the chain verified when the issuing JWTs are among the files,
+//! claims, the chain verified when the issuing JWTs are among the files or
+//! in the setup folder (`--dir`),
 //! expiry and revocation status, permissions grouped by verb with
 //! trust-root grants marked `danger`. A seed is never printed. A file that
 //! is malformed, tampered with, truncated or not ours gets one clear line
@@ -293,10 +294,13 @@ impl Inspected {
 }
 
 /// Inspects the loaded files.
-pub fn inspect(loaded: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
+///
+/// `issuers` are JWTs that only serve to verify chains and revocation (the
+/// setup's operator and accounts); they are not shown themselves.
+pub fn inspect(loaded: &[Loaded], issuers: &[Loaded], now: i64, soon: Duration) -> Vec<Inspected> {
     let mut accounts = BTreeMap::new();
     let mut operators = BTreeMap::new();
-    for l in loaded {
+    for l in issuers.iter().chain(loaded) {
         if let Artifact::Jwt { claims, .. } = &l.artifact {
             match claims.as_ref() {
                 AnyClaims::Account(a) => {
@@ -486,8 +490,27 @@ pub fn describe(out: &mut String, i: &Inspected, now: i64) {
     }
 }
 
-/// Runs `busop inspect`.
-pub fn run(files: &[PathBuf], soon: Duration) -> Result<Report> {
+/// The operator and account JWTs of the setup in `dir`, if there is one:
+/// `inspect` verifies against them without being told.
+pub fn setup_issuers(dir: &std::path::Path) -> Vec<Loaded> {
+    let Ok(setup) = crate::setup::Setup::open(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut paths = vec![setup.operator_path()];
+    if let Ok(accounts) = setup.accounts() {
+        paths.extend(accounts.into_iter().map(|a| a.path));
+    }
+    for p in paths {
+        if let Ok(l) = artifact::load(&p) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Runs `busop inspect`; `issuers` as in [`inspect`].
+pub fn run(files: &[PathBuf], issuers: &[Loaded], soon: Duration) -> Result<Report> {
     let now = jwt::now();
     let mut loaded = Vec::new();
     let mut unreadable = Vec::new();
@@ -500,7 +523,7 @@ pub fn run(files: &[PathBuf], soon: Duration) -> Result<Report> {
             }),
         }
     }
-    let items = inspect(&loaded, now, soon);
+    let items = inspect(&loaded, issuers, now, soon);
     let mut h = String::new();
     for i in &items {
         describe(&mut h, i, now);

@@ -53,7 +53,14 @@ pub fn execute(cli: &Cli) -> Result<Report> {
             servers: a.servers.clone(),
             force: a.force,
         }),
-        Command::Inspect(a) => inspect::run(&a.files, a.soon),
+        Command::Inspect(a) => {
+            let issuers = if a.no_setup {
+                Vec::new()
+            } else {
+                inspect::setup_issuers(&cli.dir)
+            };
+            inspect::run(&a.files, &issuers, a.soon)
+        }
         Command::Audit(a) => audit::run(&a.path, a.policy.as_deref(), a.soon),
         Command::Diff(a) => diff::run(&a.old, &a.new, a.exit_code),
         Command::Revoke(a) => revoke::run(&cli.dir, a),

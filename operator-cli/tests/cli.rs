@@ -151,7 +151,31 @@ fn inspect_verifies_the_chain_and_marks_danger() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let f = &v["files"][0];
     assert_eq!(f["kind"], "user");
-    assert_eq!(f["chain"]["status"], "partial");
+    assert_eq!(
+        f["chain"]["status"], "verified",
+        "the setup's operator (--dir) completes the chain"
+    );
+    let json = busop(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "inspect",
+            "--no-setup",
+            creds.to_str().unwrap(),
+            app.to_str().unwrap(),
+        ],
+    );
+    let v2: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v2["files"][0]["chain"]["status"], "partial");
+    let alone = tempfile::tempdir().unwrap();
+    let json = busop(
+        alone.path(),
+        &["--format", "json", "inspect", creds.to_str().unwrap()],
+    );
+    let v3: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v3["files"][0]["chain"]["status"], "unverified");
+    assert_eq!(v3["files"][0]["revoked"], serde_json::Value::Null);
     assert_eq!(f["revoked"], false);
     assert_eq!(
         f["danger"][0],
