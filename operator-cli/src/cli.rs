@@ -184,7 +184,11 @@ pub enum RotateWhat {
         live: LiveArgs,
     },
     /// A new operator signing key; every account re-signed. Prints the ordered steps.
-    OperatorKey,
+    OperatorKey {
+        /// Where to read the live account JWTs from (their revocations are merged first).
+        #[command(flatten)]
+        live: LiveArgs,
+    },
     /// Check each server against the ordered steps of an operator key rotation.
     Check {
         /// How to reach the servers.

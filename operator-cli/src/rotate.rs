@@ -37,7 +37,7 @@ pub fn run(dir: &Path, args: &RotateArgs) -> Result<Report> {
             remove_old,
             live,
         } => account_key(&setup, account.as_deref(), *remove_old, live),
-        RotateWhat::OperatorKey => operator_key(&setup),
+        RotateWhat::OperatorKey { live } => operator_key(&setup, live),
         RotateWhat::Check { live } => check(&setup, live),
     }
 }
@@ -143,7 +143,34 @@ pub fn steps(setup: &Setup, new_key: &str) -> Vec<Step> {
     .collect()
 }
 
-fn operator_key(setup: &Setup) -> Result<Report> {
+/// The live JWT of each account, best effort: the rotation must not wait on
+/// an unreachable server, but what it finds keeps revocations made elsewhere.
+fn live_accounts(
+    setup: &Setup,
+    live: &LiveArgs,
+    accounts: &[crate::setup::AccountEntry],
+) -> std::result::Result<Vec<Option<buswarden_creds::AccountClaims>>, String> {
+    if live.no_push || account_jwt::server_urls(setup, live).is_err() {
+        return Err("no servers to read from".into());
+    }
+    let rt = sys::runtime().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let fleet = account_jwt::connect(setup, live)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for a in accounts {
+            let l = account_jwt::read_live(&fleet, &a.claims.data.sub, live.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.push(l.map(|l| l.claims));
+        }
+        fleet.close().await;
+        Ok(out)
+    })
+}
+
+fn operator_key(setup: &Setup, live: &LiveArgs) -> Result<Report> {
     let (_, mut op) = setup.operator()?;
     let identity = setup.key(
         &op.data.sub,
@@ -168,18 +195,28 @@ fn operator_key(setup: &Setup) -> Result<Report> {
         source,
     })?;
     setup.write_operator(&token)?;
+    // Restarted servers preload these JWTs, and the newer iat wins: merge the
+    // live revocations in now so the restart cannot undo one made elsewhere.
+    let lives = live_accounts(setup, live, &accounts);
     let mut resigned = Vec::new();
-    for entry in &accounts {
+    for (i, entry) in accounts.iter().enumerate() {
         let mut claims = entry.claims.clone();
-        let iat = account_jwt::next_iat(jwt::now(), &entry.claims, None);
+        let live_claims = lives.as_ref().ok().and_then(|l| l[i].as_ref());
+        let merged = live_claims
+            .map(|l| account_jwt::merge_revocations(&mut claims, l))
+            .unwrap_or_default();
+        let iat = account_jwt::next_iat(jwt::now(), &entry.claims, live_claims);
         let t = jwt::encode(&mut claims, &new_key, iat).map_err(|source| BusopError::Encode {
             what: format!("account {}", entry.name),
             source,
         })?;
         setup.write_account(&entry.name, &t)?;
-        resigned.push(
-            serde_json::json!({"account": entry.name, "key": entry.claims.data.sub, "iat": iat}),
-        );
+        resigned.push(serde_json::json!({
+            "account": entry.name,
+            "key": entry.claims.data.sub,
+            "iat": iat,
+            "merged_revocations": merged,
+        }));
     }
     server_config::write(setup)?;
     let steps = steps(setup, new_key.public_key());
@@ -198,6 +235,12 @@ fn operator_key(setup: &Setup) -> Result<Report> {
     );
     for k in &dropped {
         let _ = writeln!(h, "  no longer listed: {k}");
+    }
+    if let Err(why) = &lives {
+        let _ = writeln!(
+            h,
+            "  live account JWTs not read ({why}): revocations made elsewhere since the last push come back in step 3"
+        );
     }
     let _ = writeln!(
         h,
@@ -224,6 +267,7 @@ fn operator_key(setup: &Setup) -> Result<Report> {
             "signing_keys": op.nats.signing_keys,
             "dropped": dropped,
             "resigned": resigned,
+            "live_read": lives.is_ok(),
             "steps": steps,
         }),
     ))

@@ -304,9 +304,58 @@ fn operator_key_rotation_steps_are_printed_checked_and_enforced_in_order() {
     let d = dir.path();
     let url = server.url().to_string();
     let (_user, creds) = app_user(d);
-    let out = busop(d, &["--format", "json", "rotate", "operator-key"]);
+    // Another writer revoked a user; only the live JWT knows.
+    let other = KeyPair::generate(KeyKind::User);
+    let setup = busop::setup::Setup::open(d).unwrap();
+    let app = setup.account(None).unwrap();
+    let mut claims = app.claims.clone();
+    claims
+        .nats
+        .revocations
+        .insert(other.public_key().to_string(), jwt::now());
+    let token = jwt::encode(
+        &mut claims,
+        &setup.operator_signer().unwrap(),
+        app.claims.data.iat + 1,
+    )
+    .unwrap();
+    let sys = std::fs::read(d.join("creds/sys.creds")).unwrap();
+    common::rt().block_on(async {
+        let s = connect(&url, &sys).await;
+        s.client
+            .request(
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", app.claims.data.sub),
+                token.into(),
+            )
+            .await
+            .unwrap();
+    });
+    let out = busop(
+        d,
+        &[
+            "--format",
+            "json",
+            "rotate",
+            "operator-key",
+            "--server",
+            &url,
+        ],
+    );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["live_read"], true);
+    let app_resigned = v["resigned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["account"] == "APP")
+        .unwrap();
+    assert_eq!(
+        app_resigned["merged_revocations"][0],
+        other.public_key(),
+        "{}",
+        out.stdout
+    );
     let new_key = v["new_signing_key"].as_str().unwrap().to_string();
     assert_eq!(v["steps"].as_array().unwrap().len(), 4);
     assert_eq!(
