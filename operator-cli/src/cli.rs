@@ -226,9 +226,9 @@ pub struct PruneArgs {
 /// `busop import-nsc`.
 #[derive(Debug, Args)]
 pub struct ImportNscArgs {
-    /// The nsc store folder (holding <operator>/<operator>.jwt and accounts/).
+    /// The nsc store folder (holding <operator>/<operator>.jwt and <operator>/accounts/; nsc's default is ~/.local/share/nats/nsc/stores), or one operator's folder.
     pub store: PathBuf,
-    /// The nsc keys folder (holding keys/<Kind>/<2 chars>/<pub>.nk); default: NKEYS_PATH or ~/.local/share/nats/nsc/keys.
+    /// The nsc keys folder (holding keys/<Kind>/<2 chars>/<pub>.nk and creds/); default: NKEYS_PATH, else $XDG_DATA_HOME/nsc/keys, else ~/.local/share/nsc/keys.
     #[arg(long)]
     pub keys: Option<PathBuf>,
     /// Operator name in the store (default: the only one).

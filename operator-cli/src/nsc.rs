@@ -82,14 +82,22 @@ fn operator_dir(store: &Path, name: Option<&str>) -> Result<PathBuf> {
     }
 }
 
+/// nsc's keys folder: `NKEYS_PATH`, else `$XDG_DATA_HOME/nsc/keys`, else
+/// `~/.local/share/nsc/keys` (as nsc's `store.GetKeysDir` computes it).
 fn default_keys_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("NKEYS_PATH") {
+    if let Some(p) = std::env::var_os("NKEYS_PATH").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME")
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".local/share/nats/nsc/keys")
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".local/share")
+        });
+    data.join("nsc/keys")
 }
 
 /// Runs `busop import-nsc`.
