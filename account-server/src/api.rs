@@ -94,26 +94,42 @@ async fn open_deploy(State(s): AppState, req: Signed) -> Result<Response, ApiErr
         .into_response())
 }
 
-async fn sign_users(State(s): AppState, Path(id): Path<String>, req: Signed) -> Result<Response, ApiError> {
+async fn sign_users(
+    State(s): AppState,
+    Path(id): Path<String>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
     let body: SignUsers = req.json()?;
     let users = s.sign_users(&req.caller, &id, body).await?;
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }
 
-async fn activate(State(s): AppState, Path(id): Path<String>, req: Signed) -> Result<Response, ApiError> {
+async fn activate(
+    State(s): AppState,
+    Path(id): Path<String>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
     let (d, pushed) = s.activate(&req.caller, &id).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }
 
-async fn retire(State(s): AppState, Path(id): Path<String>, req: Signed) -> Result<Response, ApiError> {
+async fn retire(
+    State(s): AppState,
+    Path(id): Path<String>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
     let (d, pushed) = s.retire(&req.caller, &id).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }
 
-async fn revoke_deploy(State(s): AppState, Path(id): Path<String>, req: Signed) -> Result<Response, ApiError> {
+async fn revoke_deploy(
+    State(s): AppState,
+    Path(id): Path<String>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
     let (d, pushed) = s.revoke_deploy(&req.caller, &id).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
@@ -127,7 +143,11 @@ async fn revoke_user(State(s): AppState, req: Signed) -> Result<Response, ApiErr
     Ok(Json(serde_json::json!({ "user_key": user_key, "push": pushed })).into_response())
 }
 
-async fn renew(State(s): AppState, Path(key): Path<String>, req: Signed) -> Result<Response, ApiError> {
+async fn renew(
+    State(s): AppState,
+    Path(key): Path<String>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
     let user = s.renew(&req.caller, &key).await?;
     Ok(Json(user).into_response())
@@ -164,7 +184,11 @@ fn default_limit() -> usize {
     1000
 }
 
-async fn audit(State(s): AppState, Query(q): Query<AuditQuery>, req: Signed) -> Result<Response, ApiError> {
+async fn audit(
+    State(s): AppState,
+    Query(q): Query<AuditQuery>,
+    req: Signed,
+) -> Result<Response, ApiError> {
     req.require(READERS)?;
     let store = s.store.clone();
     let limit = q.limit.min(10_000);

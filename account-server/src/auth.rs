@@ -43,14 +43,18 @@ impl Signed {
 
     /// The body as JSON of type `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
     }
 }
 
 impl FromRequest<Arc<AccountServer>> for Signed {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request<Body>, state: &Arc<AccountServer>) -> Result<Self, ApiError> {
+    async fn from_request(
+        req: Request<Body>,
+        state: &Arc<AccountServer>,
+    ) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
         let result = authenticate(state, parts, body).await;
         match &result {
@@ -100,9 +104,10 @@ async fn authenticate(
     let store = state.store.clone();
     let (key, nonce, ts) = (auth.key.clone(), auth.nonce.clone(), auth.ts);
     let forget_before = now - 2 * window;
-    let fresh = tokio::task::spawn_blocking(move || store.remember_nonce(&key, &nonce, ts, forget_before))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let fresh =
+        tokio::task::spawn_blocking(move || store.remember_nonce(&key, &nonce, ts, forget_before))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     if !fresh {
         return Err(ApiError::Replayed);
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use buswarden_creds::keys::{self, KeyKind};
 use serde::{Deserialize, Deserializer};
 
 /// Why the config could not be loaded.
@@ -289,8 +290,8 @@ impl Config {
                 key: k.key.clone(),
                 reason,
             };
-            if nkeys::KeyPair::from_public_key(&k.key).is_err() {
-                return Err(bad("not a public nkey"));
+            if !keys::is_public_key(KeyKind::User, &k.key) {
+                return Err(bad("not a user public nkey (U...)"));
             }
             if !seen.insert(k.key.clone()) {
                 return Err(bad("listed twice"));

@@ -145,7 +145,13 @@ fn view(l: &Ledger, d: &DeployRecord) -> DeployView {
     }
 }
 
-fn audit(at: i64, caller: &str, action: &str, deploy: Option<&str>, subjects: Vec<String>) -> AuditEntry {
+fn audit(
+    at: i64,
+    caller: &str,
+    action: &str,
+    deploy: Option<&str>,
+    subjects: Vec<String>,
+) -> AuditEntry {
     AuditEntry {
         seq: 0,
         at,
@@ -198,9 +204,8 @@ fn parse_rules(hostname: &Hostname, texts: &[String]) -> Result<RuleSet, ApiErro
     }
     let mut set = RuleSet::new();
     for text in texts {
-        let rule = Rule::parse(text).map_err(|e| {
-            ApiError::InvalidRules(format!("{}: {e}", hostname.as_str()))
-        })?;
+        let rule = Rule::parse(text)
+            .map_err(|e| ApiError::InvalidRules(format!("{}: {e}", hostname.as_str())))?;
         set.insert(rule);
     }
     if set.of(Verb::Pub).next().is_none() || set.of(Verb::Sub).next().is_none() {
@@ -253,24 +258,27 @@ impl AccountServer {
             .map_err(|e| ApiError::Internal(format!("deploy {}: {e}", d.id)))
     }
 
-    /// Signs one user JWT.
+    /// Signs one user JWT valid from `now` until `exp`.
     fn sign_user(
         &self,
         l: &Ledger,
         signer: &KeyPair,
-        user_key: &str,
-        hostname: &Hostname,
-        rules: &RuleSet,
-        now: i64,
-        exp: i64,
+        (user_key, hostname, rules): (&str, &Hostname, &RuleSet),
+        (now, exp): (i64, i64),
     ) -> Result<(String, i64), ApiError> {
         let plane = &self.config.plane;
         let mut claims = UserClaims::new_user(user_key);
         claims.data.name = hostname.as_str().to_string();
         claims.data.exp = exp;
         claims.nats.issuer_account = l.account.account.clone();
-        claims.nats.limits.publish.allow = rules.of(Verb::Pub).map(|r| r.subject_for_plane(plane)).collect();
-        claims.nats.limits.subscribe.allow = rules.of(Verb::Sub).map(|r| r.subject_for_plane(plane)).collect();
+        claims.nats.limits.publish.allow = rules
+            .of(Verb::Pub)
+            .map(|r| r.subject_for_plane(plane))
+            .collect();
+        claims.nats.limits.subscribe.allow = rules
+            .of(Verb::Sub)
+            .map(|r| r.subject_for_plane(plane))
+            .collect();
         let iat = jwt::issue_time(now, Some(&l.live), user_key);
         let token = jwt::encode(&mut claims, signer, iat)
             .map_err(|e| ApiError::Internal(format!("signing user {user_key}: {e}")))?;
@@ -299,18 +307,28 @@ impl AccountServer {
     }
 
     /// Opens a deploy with a fresh signing key.
-    pub async fn open_deploy(&self, caller: &ApiKey, req: OpenDeploy) -> Result<(DeployView, Pushed), ApiError> {
+    pub async fn open_deploy(
+        &self,
+        caller: &ApiKey,
+        req: OpenDeploy,
+    ) -> Result<(DeployView, Pushed), ApiError> {
         check_deploy_id(&req.deploy)?;
         let mut l = self.ledger.lock().await;
         if l.deploys.contains_key(&req.deploy) {
-            return Err(ApiError::Conflict(format!("deploy {:?} exists", req.deploy)));
+            return Err(ApiError::Conflict(format!(
+                "deploy {:?} exists",
+                req.deploy
+            )));
         }
         let now = crate::server::now();
         let key = KeyPair::generate(KeyKind::Account);
         let seed = key.seed();
         let sealed = self
             .kek
-            .seal(seed.expose().as_bytes(), &deploy_context(&req.deploy, key.public_key()))
+            .seal(
+                seed.expose().as_bytes(),
+                &deploy_context(&req.deploy, key.public_key()),
+            )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let record = DeployRecord {
             id: req.deploy.clone(),
@@ -324,13 +342,24 @@ impl AccountServer {
             ended_at: None,
         };
         let account = self
-            .resign(&l, std::slice::from_ref(&record), l.account.revocations.clone(), now)
+            .resign(
+                &l,
+                std::slice::from_ref(&record),
+                l.account.revocations.clone(),
+                now,
+            )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let version = account.version;
         let change = Change {
             account: Some(account),
             deploys: vec![record.clone()],
-            audit: vec![audit(now, &caller.key, "open", Some(&record.id), vec![record.signing_key.clone()])],
+            audit: vec![audit(
+                now,
+                &caller.key,
+                "open",
+                Some(&record.id),
+                vec![record.signing_key.clone()],
+            )],
             ..Default::default()
         };
         self.commit(&mut l, change).await?;
@@ -352,7 +381,9 @@ impl AccountServer {
             return Err(ApiError::BadRequest("users is empty".into()));
         }
         if req.users.len() > MAX_USERS {
-            return Err(ApiError::BadRequest(format!("more than {MAX_USERS} users in one request")));
+            return Err(ApiError::BadRequest(format!(
+                "more than {MAX_USERS} users in one request"
+            )));
         }
         let lifetime = parse_expiry(self, req.expires.as_deref())?;
         // Validate everything before taking the lock: nothing is signed or
@@ -364,7 +395,10 @@ impl AccountServer {
                 .map_err(|e| ApiError::BadRequest(format!("hostname {:?}: {e}", u.hostname)))?;
             check_user_key(&u.user_key)?;
             if !seen.insert(u.user_key.clone()) {
-                return Err(ApiError::BadRequest(format!("user key {} is listed twice", u.user_key)));
+                return Err(ApiError::BadRequest(format!(
+                    "user key {} is listed twice",
+                    u.user_key
+                )));
             }
             if !caller.may_sign_for(hostname.as_str()) {
                 return Err(ApiError::Forbidden(format!(
@@ -381,7 +415,10 @@ impl AccountServer {
         let mut l = self.ledger.lock().await;
         let d = deploy(&l, id)?.clone();
         if !matches!(d.state, DeployState::Open | DeployState::Active) {
-            return Err(ApiError::Conflict(format!("deploy {id:?} is {}", d.state.as_str())));
+            return Err(ApiError::Conflict(format!(
+                "deploy {id:?} is {}",
+                d.state.as_str()
+            )));
         }
         for (hostname, rules, u) in &parsed {
             if let Some(existing) = l.users.get(&u.user_key)
@@ -393,7 +430,10 @@ impl AccountServer {
                 )));
             }
             if l.account.revocations.contains_key(&u.user_key) {
-                return Err(ApiError::Conflict(format!("user key {} is revoked", u.user_key)));
+                return Err(ApiError::Conflict(format!(
+                    "user key {} is revoked",
+                    u.user_key
+                )));
             }
             self.check_trust_root(&l, id, hostname, rules)?;
         }
@@ -403,8 +443,12 @@ impl AccountServer {
         let mut out = Vec::with_capacity(parsed.len());
         let mut records = Vec::with_capacity(parsed.len());
         for (hostname, rules, u) in &parsed {
-            let (token, iat) = self.sign_user(&l, &signer, &u.user_key, hostname, rules, now, exp)?;
-            let max_exp = l.users.get(&u.user_key).map_or(exp, |p| p.max_expires_at.max(exp));
+            let (token, iat) =
+                self.sign_user(&l, &signer, (&u.user_key, hostname, rules), (now, exp))?;
+            let max_exp = l
+                .users
+                .get(&u.user_key)
+                .map_or(exp, |p| p.max_expires_at.max(exp));
             records.push(UserRecord {
                 user_key: u.user_key.clone(),
                 deploy: id.to_string(),
@@ -423,7 +467,10 @@ impl AccountServer {
                 expires_at: exp,
             });
         }
-        let subjects = records.iter().map(|r| format!("{} {}", r.hostname, r.user_key)).collect();
+        let subjects = records
+            .iter()
+            .map(|r| format!("{} {}", r.hostname, r.user_key))
+            .collect();
         let change = Change {
             users: records,
             audit: vec![audit(now, &caller.key, "sign", Some(id), subjects)],
@@ -454,10 +501,15 @@ impl AccountServer {
                     .collect()
             })
             .unwrap_or_default();
-        for rule in rules.iter().filter(|r| r.verb == Verb::Pub && r.is_danger()) {
+        for rule in rules
+            .iter()
+            .filter(|r| r.verb == Verb::Pub && r.is_danger())
+        {
             let text = rule.to_string();
             if !active.contains(text.as_str())
-                && !l.approvals.contains_key(&(deploy.to_string(), text.clone()))
+                && !l
+                    .approvals
+                    .contains_key(&(deploy.to_string(), text.clone()))
             {
                 return Err(ApiError::ApprovalRequired(format!(
                     "{}: trust-root grant {text:?} is new (the active deploy does not have it); an operator must approve it for deploy {deploy:?} first (POST /v1/approvals)",
@@ -469,11 +521,18 @@ impl AccountServer {
     }
 
     /// Activates a deploy; the previous active one retires after the grace period.
-    pub async fn activate(&self, caller: &ApiKey, id: &str) -> Result<(DeployView, Pushed), ApiError> {
+    pub async fn activate(
+        &self,
+        caller: &ApiKey,
+        id: &str,
+    ) -> Result<(DeployView, Pushed), ApiError> {
         let mut l = self.ledger.lock().await;
         let mut d = deploy(&l, id)?.clone();
         if d.state != DeployState::Open {
-            return Err(ApiError::Conflict(format!("deploy {id:?} is {}, not open", d.state.as_str())));
+            return Err(ApiError::Conflict(format!(
+                "deploy {id:?} is {}, not open",
+                d.state.as_str()
+            )));
         }
         if l.users_of(id).next().is_none() {
             return Err(ApiError::Conflict(format!("deploy {id:?} has no users")));
@@ -521,20 +580,36 @@ impl AccountServer {
 
     /// Retires a deploy now: its signing key leaves the account JWT, which
     /// closes the connections of its users.
-    pub async fn retire(&self, caller: &ApiKey, id: &str) -> Result<(DeployView, Pushed), ApiError> {
+    pub async fn retire(
+        &self,
+        caller: &ApiKey,
+        id: &str,
+    ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Retired).await
     }
 
     /// Revokes every user of a deploy and removes its signing key.
-    pub async fn revoke_deploy(&self, caller: &ApiKey, id: &str) -> Result<(DeployView, Pushed), ApiError> {
+    pub async fn revoke_deploy(
+        &self,
+        caller: &ApiKey,
+        id: &str,
+    ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Revoked).await
     }
 
-    async fn end_deploy(&self, caller: &ApiKey, id: &str, to: DeployState) -> Result<(DeployView, Pushed), ApiError> {
+    async fn end_deploy(
+        &self,
+        caller: &ApiKey,
+        id: &str,
+        to: DeployState,
+    ) -> Result<(DeployView, Pushed), ApiError> {
         let mut l = self.ledger.lock().await;
         let mut d = deploy(&l, id)?.clone();
         if d.state == DeployState::Revoked || d.state == to {
-            return Err(ApiError::Conflict(format!("deploy {id:?} is already {}", d.state.as_str())));
+            return Err(ApiError::Conflict(format!(
+                "deploy {id:?} is already {}",
+                d.state.as_str()
+            )));
         }
         let now = crate::server::now();
         d.state = to;
@@ -552,7 +627,11 @@ impl AccountServer {
             .resign(&l, std::slice::from_ref(&d), revocations, now)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let version = account.version;
-        let action = if to == DeployState::Revoked { "revoke-deploy" } else { "retire" };
+        let action = if to == DeployState::Revoked {
+            "revoke-deploy"
+        } else {
+            "retire"
+        };
         let change = Change {
             account: Some(account),
             deploys: vec![d],
@@ -592,7 +671,13 @@ impl AccountServer {
         let deploy = l.users.get(&req.user_key).map(|u| u.deploy.clone());
         let change = Change {
             account: Some(account),
-            audit: vec![audit(now, &caller.key, "revoke-user", deploy.as_deref(), vec![req.user_key.clone()])],
+            audit: vec![audit(
+                now,
+                &caller.key,
+                "revoke-user",
+                deploy.as_deref(),
+                vec![req.user_key.clone()],
+            )],
             ..Default::default()
         };
         self.commit(&mut l, change).await?;
@@ -612,7 +697,10 @@ impl AccountServer {
             .cloned()
             .ok_or_else(|| ApiError::NotFound(format!("no user {user_key}")))?;
         if !caller.may_sign_for(&u.hostname) {
-            return Err(ApiError::Forbidden(format!("this key may not sign for {}", u.hostname)));
+            return Err(ApiError::Forbidden(format!(
+                "this key may not sign for {}",
+                u.hostname
+            )));
         }
         if l.account.revocations.contains_key(user_key) {
             return Err(ApiError::Conflict(format!("user {user_key} is revoked")));
@@ -625,12 +713,14 @@ impl AccountServer {
                 d.state.as_str()
             )));
         }
-        let hostname = Hostname::parse(&u.hostname).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let hostname =
+            Hostname::parse(&u.hostname).map_err(|e| ApiError::Internal(e.to_string()))?;
         let rules = parse_rules(&hostname, &u.rules)?;
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
         let exp = now + (u.expires_at - u.issued_at).max(1);
-        let (token, iat) = self.sign_user(&l, &signer, user_key, &hostname, &rules, now, exp)?;
+        let (token, iat) =
+            self.sign_user(&l, &signer, (user_key, &hostname, &rules), (now, exp))?;
         let record = UserRecord {
             jwt: token.clone(),
             issued_at: iat,
@@ -641,7 +731,13 @@ impl AccountServer {
         };
         let change = Change {
             users: vec![record.clone()],
-            audit: vec![audit(now, &caller.key, "renew", Some(&d.id), vec![user_key.to_string()])],
+            audit: vec![audit(
+                now,
+                &caller.key,
+                "renew",
+                Some(&d.id),
+                vec![user_key.to_string()],
+            )],
             ..Default::default()
         };
         self.commit(&mut l, change).await?;
@@ -665,7 +761,11 @@ impl AccountServer {
         let mut l = self.ledger.lock().await;
         let d = deploy(&l, &req.deploy)?;
         if !matches!(d.state, DeployState::Open | DeployState::Active) {
-            return Err(ApiError::Conflict(format!("deploy {:?} is {}", d.id, d.state.as_str())));
+            return Err(ApiError::Conflict(format!(
+                "deploy {:?} is {}",
+                d.id,
+                d.state.as_str()
+            )));
         }
         let now = crate::server::now();
         let approval = Approval {
@@ -676,7 +776,13 @@ impl AccountServer {
         };
         let change = Change {
             approvals: vec![approval.clone()],
-            audit: vec![audit(now, &caller.key, "approve", Some(&req.deploy), vec![approval.rule.clone()])],
+            audit: vec![audit(
+                now,
+                &caller.key,
+                "approve",
+                Some(&req.deploy),
+                vec![approval.rule.clone()],
+            )],
             ..Default::default()
         };
         self.commit(&mut l, change).await?;
@@ -694,8 +800,13 @@ impl AccountServer {
     /// The account as served now, with push status.
     pub async fn account(&self) -> serde_json::Value {
         let l = self.ledger.lock().await;
-        let revocations: BTreeMap<&String, i64> =
-            l.live.nats.revocations.iter().map(|(k, v)| (k, *v)).collect();
+        let revocations: BTreeMap<&String, i64> = l
+            .live
+            .nats
+            .revocations
+            .iter()
+            .map(|(k, v)| (k, *v))
+            .collect();
         serde_json::json!({
             "account": l.account.account,
             "version": l.account.version,
@@ -731,7 +842,15 @@ impl AccountServer {
         }
         let mut audit_entries: Vec<AuditEntry> = retiring
             .iter()
-            .map(|d| audit(now, "server", "retire", Some(&d.id), vec![d.signing_key.clone()]))
+            .map(|d| {
+                audit(
+                    now,
+                    "server",
+                    "retire",
+                    Some(&d.id),
+                    vec![d.signing_key.clone()],
+                )
+            })
             .collect();
         if pruned > 0 {
             let gone = l

@@ -27,7 +27,7 @@ pub enum PolicyFileError {
         /// The file.
         path: PathBuf,
         /// The cause, with line and column.
-        source: policy::PolicyError,
+        source: Box<policy::PolicyError>,
     },
 }
 
@@ -49,7 +49,7 @@ impl ServerPolicy {
         })?;
         let policy = policy::Policy::parse(&text).map_err(|source| PolicyFileError::Invalid {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             policy: Some(policy),

@@ -138,9 +138,13 @@ impl AccountServer {
     /// Starts on `store`: loads secrets and state, imports the account JWT,
     /// publishes it to every server and starts the janitor. Needs a tokio
     /// runtime.
-    pub async fn start_with(config: Config, store: Arc<dyn Store>) -> Result<Arc<Self>, StartError> {
+    pub async fn start_with(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, StartError> {
         let kek = Kek::load(&config.kek_file)?;
-        let operator = keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+        let operator =
+            keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
         let policy = ServerPolicy::load(config.policy_file.as_deref())?;
         let file_jwt = read_jwt(&config.account.jwt_file)?;
         let file_claims = decode_account_file(&config.account.jwt_file, &file_jwt)?;
@@ -170,7 +174,10 @@ impl AccountServer {
         );
         let mut jwts = HashMap::new();
         jwts.insert(sys_claims.data.sub.clone(), Served::new(&sys_jwt));
-        jwts.insert(ledger.account.account.clone(), Served::new(&ledger.account.jwt));
+        jwts.insert(
+            ledger.account.account.clone(),
+            Served::new(&ledger.account.jwt),
+        );
         pusher.publish(Published {
             version: ledger.account.version,
             account: ledger.account.account.clone(),
@@ -209,7 +216,11 @@ impl AccountServer {
 
     /// Commits `change` (one transaction), then applies it in memory, to
     /// the resolver and to the pushers. Called with the ledger locked.
-    pub(crate) async fn commit(&self, ledger: &mut Ledger, change: Change) -> Result<(), StoreError> {
+    pub(crate) async fn commit(
+        &self,
+        ledger: &mut Ledger,
+        change: Change,
+    ) -> Result<(), StoreError> {
         let store = self.store.clone();
         let change = Arc::new(change);
         let c2 = change.clone();
@@ -229,7 +240,8 @@ impl AccountServer {
         }
         if let Some(account) = &change.account {
             ledger.account = account.clone();
-            ledger.live = jwt::decode_account(&account.jwt).map_err(|e| StoreError::Backend(e.to_string()))?;
+            ledger.live = jwt::decode_account(&account.jwt)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
             self.metrics.account_updates.inc();
             {
                 let mut map = self.jwts.write().unwrap_or_else(|e| e.into_inner());
@@ -297,7 +309,8 @@ fn import(
         Some(stored) => {
             let live = jwt::decode_account(&stored.jwt).map_err(LedgerError::from)?;
             let stored_base = jwt::decode_account(&stored.base_jwt).map_err(LedgerError::from)?;
-            if file_claims.data.sub == stored.account && file_claims.data.iat > stored_base.data.iat {
+            if file_claims.data.sub == stored.account && file_claims.data.iat > stored_base.data.iat
+            {
                 let mut rebased = stored.clone();
                 rebased.base_jwt = file_jwt.to_string();
                 (rebased, file_jwt.to_string(), Some(live), Some("rebase"))

@@ -39,7 +39,10 @@ pub enum TlsError {
 }
 
 /// Builds the server TLS config from PEM files.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let pem = |path: &Path, e: &dyn std::fmt::Display| TlsError::Pem {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -89,7 +92,9 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, addr)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
                 });
