@@ -208,12 +208,6 @@ fn parse_rules(hostname: &Hostname, texts: &[String]) -> Result<RuleSet, ApiErro
             .map_err(|e| ApiError::InvalidRules(format!("{}: {e}", hostname.as_str())))?;
         set.insert(rule);
     }
-    if set.of(Verb::Pub).next().is_none() || set.of(Verb::Sub).next().is_none() {
-        return Err(ApiError::InvalidRules(format!(
-            "{}: a user needs at least one PUB and one SUB rule (an empty list would fall back to the account's default permissions)",
-            hostname.as_str()
-        )));
-    }
     if let Err(errors) = buswarden_rules::validate::validate(hostname, &set) {
         let shown: Vec<String> = errors.iter().take(10).map(|e| e.to_string()).collect();
         let more = errors.len().saturating_sub(shown.len());
@@ -222,6 +216,12 @@ fn parse_rules(hostname: &Hostname, texts: &[String]) -> Result<RuleSet, ApiErro
             msg.push_str(&format!("; and {more} more"));
         }
         return Err(ApiError::InvalidRules(msg));
+    }
+    if set.of(Verb::Pub).next().is_none() || set.of(Verb::Sub).next().is_none() {
+        return Err(ApiError::InvalidRules(format!(
+            "{}: a user needs at least one PUB and one SUB rule (an empty list would fall back to the account's default permissions)",
+            hostname.as_str()
+        )));
     }
     Ok(set)
 }
