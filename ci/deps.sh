@@ -15,3 +15,30 @@ fi
 BUSWARDEN_NATS_SERVER="$(nats_server_path)"
 export BUSWARDEN_NATS_SERVER
 echo "== nats-server: $BUSWARDEN_NATS_SERVER ($("$BUSWARDEN_NATS_SERVER" --version))"
+
+# The conformance oracle: the official NATS Go libraries (jwt v2, nkeys) as
+# Debian packages them, and creds/oracle/*.go built against them.
+#   BUSWARDEN_JWT_ORACLE  target/oracle/jwtcheck
+oracle_debs="golang-go golang-github-nats-io-jwt-dev golang-github-nats-io-nkeys-dev"
+oracle_missing=""
+for p in $oracle_debs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || oracle_missing="$oracle_missing $p"
+done
+if [ -n "$oracle_missing" ]; then
+  echo "== installing$oracle_missing (apt)"
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $oracle_missing >/dev/null
+fi
+oracle_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+oracle_bin="$oracle_root/target/oracle/jwtcheck"
+oracle_sum="$(cat "$oracle_root"/creds/oracle/*.go | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$oracle_bin" ] || [ "$(cat "$oracle_bin.sha256" 2>/dev/null)" != "$oracle_sum" ]; then
+  echo "== building the Go JWT oracle (creds/oracle)"
+  mkdir -p "$oracle_root/target/oracle"
+  (cd "$oracle_root/creds/oracle" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$oracle_root/target/oracle/gocache" go build -o "$oracle_bin" .)
+  echo "$oracle_sum" >"$oracle_bin.sha256"
+fi
+BUSWARDEN_JWT_ORACLE="$oracle_bin"
+export BUSWARDEN_JWT_ORACLE
+echo "== jwt oracle: $BUSWARDEN_JWT_ORACLE"

@@ -95,14 +95,7 @@ pub fn parse(text: &str) -> Result<AclFile, AclError> {
     let host = first
         .strip_prefix(HEADER_PREFIX)
         .ok_or(AclError::MissingHeader)?;
-    let hostname = Hostname::parse(host).map_err(AclError::BadHostname)?;
-    if hostname.as_str() != host {
-        return Err(AclError::BadHostname(HostnameError::InvalidChar {
-            hostname: host.to_string(),
-            ch: host.chars().find(|c| c.is_ascii_uppercase()).unwrap_or('?'),
-            at: host.find(|c: char| c.is_ascii_uppercase()).unwrap_or(0),
-        }));
-    }
+    let hostname = Hostname::parse_exact(host).map_err(AclError::BadHostname)?;
     let mut rules = RuleSet::new();
     for (i, l) in lines.enumerate() {
         let line = i + 2;

@@ -68,6 +68,15 @@ pub enum HostnameError {
         /// `id-` or `loc-`.
         prefix: &'static str,
     },
+    /// Upper-case letters where the exact, lower-case form is required (a
+    /// `nats.acl` header, a `buswarden.toml` caller).
+    #[error("hostname {hostname:?} must be written in lower case: {lower:?}")]
+    NotLowerCase {
+        /// The hostname as written.
+        hostname: String,
+        /// Its lower-case form.
+        lower: String,
+    },
 }
 
 /// A validated, lower-cased service hostname such as `calculator.example`.
@@ -118,6 +127,19 @@ impl Hostname {
             }
         }
         Ok(Hostname(lower))
+    }
+
+    /// Validates `input` exactly as written: like [`Hostname::parse`], but
+    /// upper-case letters are refused rather than lower-cased.
+    pub fn parse_exact(input: &str) -> Result<Self, HostnameError> {
+        let h = Hostname::parse(input)?;
+        if h.0 != input {
+            return Err(HostnameError::NotLowerCase {
+                hostname: input.to_string(),
+                lower: h.0,
+            });
+        }
+        Ok(h)
     }
 
     /// The hostname as text.
@@ -171,7 +193,10 @@ pub fn flatten(host: &str) -> String {
 }
 
 /// Reverses [`flatten`] for a token that came from a hostname without `_`.
-/// Returns `None` when the token is not a well-formed flattened name.
+/// Returns `None` when the token is not a well-formed flattened name,
+/// including a non-canonical one that [`flatten`] never writes (an escape of
+/// a byte that passes unescaped, such as `%61` for `a`): every name has
+/// exactly one token.
 pub fn unflatten(token: &str) -> Option<String> {
     let bytes = token.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -181,7 +206,11 @@ pub fn unflatten(token: &str) -> Option<String> {
             b'_' => out.push(b'.'),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
-                out.push(decode_hex_pair(hex)?);
+                let b = decode_hex_pair(hex)?;
+                if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                    return None;
+                }
+                out.push(b);
                 i += 2;
             }
             b @ (b'a'..=b'z' | b'0'..=b'9' | b'-') => out.push(b),
@@ -246,6 +275,9 @@ mod tests {
         assert_eq!(unflatten("a%2"), None);
         assert_eq!(unflatten("a%ZZ"), None);
         assert_eq!(unflatten("a*"), None);
+        for non_canonical in ["%61", "%41", "%2e", "%5f", "%2d", "%30", "a%2A"] {
+            assert_eq!(unflatten(non_canonical), None, "{non_canonical}");
+        }
     }
 
     #[test]

@@ -13,14 +13,20 @@
 //! - [`rule`]: `PUB`/`SUB` rules and rule sets with subsumption;
 //! - [`derive`]: a service model to its rule set;
 //! - [`acl`]: the `nats.acl` text format;
-//! - [`validate`]: the checks run on a rule set before it is signed.
+//! - [`validate`]: the checks run on a rule set before it is signed;
+//! - [`diff`]: what changed between two rule sets;
+//! - [`budget`]: the CONNECT line a rule set will produce, against the 4 KiB limit;
+//! - [`policy`]: the `buswarden.toml` policy and its evaluation.
 
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod budget;
 pub mod derive;
+pub mod diff;
 pub mod hostname;
 pub mod pattern;
+pub mod policy;
 pub mod route;
 pub mod rule;
 pub mod subject;

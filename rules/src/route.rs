@@ -47,6 +47,17 @@ impl Method {
         Method("POST".to_string())
     }
 
+    /// The method a typed client call to an endpoint declared with this
+    /// method sends: `POST` for an `ANY` endpoint, else the method itself.
+    /// The analyzer's grant and the runtime's request both use it.
+    pub fn for_typed_call(&self) -> Method {
+        if self.is_any() {
+            Method::post()
+        } else {
+            self.clone()
+        }
+    }
+
     /// Whether this is `ANY`.
     pub fn is_any(&self) -> bool {
         self.0 == "ANY"
@@ -112,6 +123,25 @@ pub enum RouteError {
         /// The segment.
         segment: String,
     },
+    /// A URL's path has a `%` not followed by two hex digits, or decodes to
+    /// bytes that are not UTF-8.
+    #[error("{url:?} has a malformed %-escape or a path that is not UTF-8 once decoded")]
+    BadEscape {
+        /// The offending URL.
+        url: String,
+    },
+    /// A control character (below 0x20, or 0x7f) in a URL or route.
+    #[error("{text:?} contains a control character")]
+    ControlChar {
+        /// The offending text.
+        text: String,
+    },
+    /// A URL with `user@` before the host; raw calls name a host only.
+    #[error("{url:?} has user information before the host; name the host only")]
+    UserInfo {
+        /// The offending URL.
+        url: String,
+    },
     /// A greedy `{name...}` argument that is not the last segment.
     #[error("greedy argument {segment:?} in {route:?} must be the last path segment")]
     GreedyNotLast {
@@ -150,6 +180,11 @@ impl Route {
     /// Parses `":port/path"`, `"/path"`, `"path"`, `"//host:port/path"` or
     /// `"http(s)://host[:port]/path"`.
     pub fn parse(route: &str) -> Result<Self, RouteError> {
+        if route.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(RouteError::ControlChar {
+                text: route.to_string(),
+            });
+        }
         if route.contains(['?', '#']) {
             return Err(RouteError::QueryInRoute {
                 route: route.to_string(),
@@ -232,11 +267,18 @@ fn parse_port(route: &str, text: &str) -> Result<u16, RouteError> {
     text.parse::<u16>().map_err(|_| bad())
 }
 
+/// `text` without its scheme prefix (ASCII case-insensitive), if it has it.
+fn strip_scheme<'a>(text: &'a str, scheme: &str) -> Option<&'a str> {
+    let head = text.get(..scheme.len())?;
+    head.eq_ignore_ascii_case(scheme)
+        .then(|| &text[scheme.len()..])
+}
+
 /// Splits `[scheme:]//host[:port]/path` or `:port/path` into its parts.
 fn split_authority(route: &str) -> Result<(Option<Hostname>, u16, &str), RouteError> {
-    let (default_port, rest) = if let Some(r) = route.strip_prefix("https://") {
+    let (default_port, rest) = if let Some(r) = strip_scheme(route, "https://") {
         (DEFAULT_PORT, Some(r))
-    } else if let Some(r) = route.strip_prefix("http://") {
+    } else if let Some(r) = strip_scheme(route, "http://") {
         (80, Some(r))
     } else if let Some(r) = route.strip_prefix("//") {
         (DEFAULT_PORT, Some(r))
@@ -326,22 +368,41 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `http(s)://host[:port][/path][?query][#fragment]`.
+    /// Parses `http(s)://host[:port][/path][?query][#fragment]` the way Go's
+    /// `net/url` does for Microbus: the scheme is case-insensitive, the
+    /// query and fragment are dropped, and the path is %-decoded (the wire
+    /// carries the decoded path, so `/a%20b` is the segment `a b`). Control
+    /// characters, user information and malformed escapes are refused.
     pub fn parse(url: &str) -> Result<Self, RouteError> {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        if strip_scheme(url, "https://").is_none() && strip_scheme(url, "http://").is_none() {
             return Err(RouteError::NotAUrl {
                 url: url.to_string(),
             });
         }
+        if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(RouteError::ControlChar {
+                text: url.to_string(),
+            });
+        }
         let without_query = url.split(['?', '#']).next().unwrap_or_default();
+        let after_scheme = &without_query[without_query.find("//").map_or(0, |i| i + 2)..];
+        let authority = after_scheme.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(RouteError::UserInfo {
+                url: url.to_string(),
+            });
+        }
         let (host, port, path) = split_authority(without_query)?;
         let host = host.ok_or_else(|| RouteError::NotAUrl {
+            url: url.to_string(),
+        })?;
+        let path = percent_decode(path).ok_or_else(|| RouteError::BadEscape {
             url: url.to_string(),
         })?;
         let path = if path.is_empty() {
             "/".to_string()
         } else {
-            path.to_string()
+            path
         };
         Ok(Url { host, port, path })
     }
@@ -350,6 +411,31 @@ impl Url {
     pub fn route(&self) -> Route {
         Route::literal(Some(self.host.clone()), self.port, &self.path)
     }
+}
+
+/// Decodes `%xx` escapes (either case of hex); `None` on a malformed escape
+/// or a result that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_string());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -415,6 +501,11 @@ mod tests {
             Route::parse("//a_b:1/x"),
             Err(RouteError::InvalidHost { .. })
         ));
+        assert!(matches!(
+            Route::parse("/a\nb"),
+            Err(RouteError::ControlChar { .. })
+        ));
+        assert_eq!(Route::parse("HTTP://a.b/x").unwrap().port, 80);
     }
 
     #[test]
@@ -442,11 +533,54 @@ mod tests {
     }
 
     #[test]
+    fn url_edge_cases() {
+        // The wire carries the decoded path, as Go's URL.Path does.
+        let u = Url::parse("https://x.example/a%20b/c%2Fd/%C3%A9?q=%zz").unwrap();
+        assert_eq!(u.path, "/a b/c/d/é");
+        assert_eq!(Url::parse("HTTPS://X.example/a").unwrap().port, 443);
+        assert_eq!(Url::parse("Http://x.example/a").unwrap().port, 80);
+        assert_eq!(Url::parse("https://x.example:8080").unwrap().path, "/");
+        assert_eq!(Url::parse("https://x.example?q").unwrap().path, "/");
+        assert_eq!(Url::parse("https://x.example#f").unwrap().port, 443);
+        assert_eq!(
+            Url::parse("https://x.example/a*/>/{b}")
+                .unwrap()
+                .route()
+                .to_string(),
+            "//x.example:443/a*/>/{b}"
+        );
+        for (bad, want) in [
+            ("https://x.example/a%2", "BadEscape"),
+            ("https://x.example/a%zz", "BadEscape"),
+            ("https://x.example/%ff", "BadEscape"),
+            ("https://x.example/a\tb", "ControlChar"),
+            ("https://x.example/a\u{7f}", "ControlChar"),
+            ("https://user@x.example/a", "UserInfo"),
+            ("https://u:p@x.example/a", "UserInfo"),
+            ("https://x.example:/a", "InvalidPort"),
+            ("https://x.example:1:2/a", "InvalidHost"),
+            ("https://[::1]:443/a", "InvalidHost"),
+            ("https:x.example/a", "NotAUrl"),
+            ("https://x_y/a", "InvalidHost"),
+            ("", "NotAUrl"),
+            ("https", "NotAUrl"),
+        ] {
+            let got = format!("{:?}", Url::parse(bad));
+            assert!(got.contains(want), "{bad:?}: {got}");
+        }
+    }
+
+    #[test]
     fn methods() {
         assert_eq!(Method::parse("delete").unwrap().as_str(), "DELETE");
         assert!(Method::parse("").is_err());
         assert!(Method::parse("G.T").is_err());
         assert!(Method::parse("GET*").is_err());
         assert!(Method::parse(&"A".repeat(33)).is_err());
+        assert_eq!(Method::any().for_typed_call(), Method::post());
+        assert_eq!(
+            Method::parse("get").unwrap().for_typed_call().as_str(),
+            "GET"
+        );
     }
 }

@@ -395,10 +395,20 @@ fn decode_segment(subject: &str, token: &str) -> Result<Vec<u8>, SubjectError> {
                 let pair = bytes
                     .get(i + 1..i + 3)
                     .ok_or_else(|| malformed(subject, "truncated %-escape in path"))?;
-                out.push(
-                    decode_hex_pair(pair)
-                        .ok_or_else(|| malformed(subject, "bad %-escape in path"))?,
-                );
+                let b = decode_hex_pair(pair)
+                    .ok_or_else(|| malformed(subject, "bad %-escape in path"))?;
+                if b.is_ascii_alphanumeric() || b == b'-' {
+                    // Every byte has one encoding, so a subject decodes
+                    // only if encoding the result gives it back.
+                    return Err(malformed(subject, "escape of a byte that is never escaped"));
+                }
+                if b == b'/' {
+                    // Encoding splits the path on '/', so no segment holds
+                    // one: `a%2fb` is one token that would decode to two
+                    // segments, a path the grant (`*`) never meant.
+                    return Err(malformed(subject, "escaped '/' inside a path segment"));
+                }
+                out.push(b);
                 i += 3;
             }
             b if b.is_ascii_alphanumeric() || b == b'-' => {
@@ -441,6 +451,9 @@ pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
         }
         let caller_id =
             Position::parse(tokens[5]).map_err(|_| malformed(subject, "invalid caller id"))?;
+        if caller_id.token() != tokens[5] {
+            return Err(malformed(subject, "caller id is not lower-case"));
+        }
         return Ok(Subject::Reply(ReplySubject {
             plane,
             responder: decode_host(subject, tokens[3])?,
@@ -738,6 +751,12 @@ mod tests {
             "p0.safe.443.a._._.GET.x",
             "P0.safe.443.a.b._.GET.x",
             "p0.reply.x.a.b.id-1",
+            "p0.reply._.a.b.ID-1",
+            "p0.safe.443.a.b._.GET.%61",
+            "p0.safe.443.a.b._.GET.a%2fb",
+            "p0.safe.443.a.b._.GET.%2d",
+            "p0.safe.443.%61.b._.GET.x",
+            "p0.safe.443.a.b%2ec._.GET.x",
         ] {
             assert!(decode(bad).is_err(), "{bad:?} decoded");
         }

@@ -1,0 +1,1056 @@
+//! The workspace policy, `buswarden.toml` at the root of a user's workspace:
+//! which callers may hold which trust-root (`:666`) grants, which wildcard
+//! grants are allowed, and which callers may call a `:666` endpoint on a
+//! computed host. [`evaluate`] checks a service's rule set against it and
+//! returns typed [`Violation`]s; `gencreds check` and `sign` refuse to
+//! produce credentials while one stands.
+//!
+//! # Format
+//!
+//! ```toml
+//! # buswarden.toml: reviewed like code; every trust-root and wildcard grant
+//! # in the workspace is listed here.
+//! version = 1
+//!
+//! # One table per calling service, keyed by its hostname.
+//! [caller."ingress.core"]
+//! # Trust-root (:666) endpoints this caller's code may call.
+//! trust-root = [
+//!   "POST access.token.core:666/mint",
+//!   "bearer.token.core:666/mint",          # no method: any method
+//! ]
+//! # Wildcard grants this caller may hold: for_host(expr) calls (host `*`)
+//! # and explicit escape-hatch grants, as endpoints or as full rules.
+//! wildcards = [
+//!   "GET *:443/{path...}",
+//!   "PUB {{plane}}.safe.*.ingress_core.*.*.POST.>",
+//! ]
+//!
+//! [caller."ops.console.example"]
+//! trust-root = ["POST *:666/execute"]
+//! # A computed host (for_host(expr)) on a :666 call; off unless set.
+//! dynamic-trust-root = true
+//! ```
+//!
+//! Keys: `version` (required, `1`) and `caller`, a table of tables keyed by
+//! caller hostname, each with `trust-root` and `wildcards` (arrays of grant
+//! strings, default empty) and `dynamic-trust-root` (boolean, default
+//! false). Any other key is an [`PolicyError::UnknownKey`] with its line and
+//! column; a value of the wrong type or a grant that does not parse is an
+//! error at the value.
+//!
+//! A grant string is either
+//! - an endpoint: `[METHOD ]HOST[:PORT][/PATH]`, `HOST` a hostname or `*`
+//!   (any host), `PORT` a number (default 443; `0` or `*` is any port),
+//!   `PATH` a route (`{arg}` one segment, a final `{arg...}` the rest),
+//!   `METHOD` a method, `ANY` or `*` (no method: any method); or
+//! - a rule exactly as in `nats.acl`: `PUB <subject>` / `SUB <subject>`, in
+//!   the caller's own name.
+//!
+//! Each grant becomes a rule pattern for its caller; a rule of the caller's
+//! rule set is listed when a grant of the right list covers it (same verb,
+//! every subject the rule matches the grant matches too). `trust-root`
+//! grants must be on port 666.
+//!
+//! # What is checked
+//!
+//! - A trust-root grant is a PUB rule that can reach a `danger` subject, or a
+//!   SUB on another host's `danger` subjects (serving a trust root under
+//!   someone else's name). Each must be covered by the caller's `trust-root`
+//!   list ([`Violation::UnlistedTrustRootGrant`]); one whose destination is a
+//!   wildcard also needs `dynamic-trust-root = true`
+//!   ([`Violation::DynamicTrustRoot`]).
+//! - A wildcard grant is any other PUB request rule with a wildcard in its
+//!   port, destination or method token (a `>` reaching one of them counts),
+//!   or a SUB with a wildcard destination. Path wildcards that come from
+//!   declared route arguments are not wildcard grants. Each must be covered
+//!   by the caller's `wildcards` list ([`Violation::UnlistedWildcardGrant`]).
+//!
+//! Without a policy file, [`evaluate_without_policy`] applies the defaults
+//! of the conventions: a static `:666` grant and a wildcard grant are
+//! warnings, a computed host on a `:666` call is an error.
+
+use crate::hostname::{Hostname, HostnameError};
+use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
+use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleError, RuleSet, Verb};
+use crate::subject::{Trust, route_path_tokens};
+use crate::validate::{ValidationError, validate_rule};
+use std::collections::BTreeMap;
+use std::fmt;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Largest policy file accepted, in bytes.
+pub const MAX_POLICY_LEN: usize = 1024 * 1024;
+/// The only `version` understood.
+pub const POLICY_VERSION: i64 = 1;
+
+const TOP_KEYS: &[&str] = &["version", "caller"];
+const CALLER_KEYS: &[&str] = &["trust-root", "wildcards", "dynamic-trust-root"];
+
+/// A 1-based line and column (in characters) in the policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1, counted in characters.
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte `offset` in `text`.
+    pub fn of_offset(text: &str, offset: usize) -> Self {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Why a grant string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The grant is empty.
+    #[error("the grant is empty")]
+    Empty,
+    /// The method is invalid.
+    #[error(transparent)]
+    Method(RouteError),
+    /// The host is neither `*` nor a valid hostname.
+    #[error("host: {0}")]
+    Host(#[source] HostnameError),
+    /// The port or path is invalid.
+    #[error(transparent)]
+    Route(RouteError),
+    /// The part after the host is neither `:PORT…` nor `/PATH`.
+    #[error("expected ':PORT' or '/PATH' after the host, found {found:?}")]
+    AfterHost {
+        /// What follows the host.
+        found: String,
+    },
+    /// A rule-form grant does not parse.
+    #[error(transparent)]
+    Rule(RuleError),
+    /// A rule-form grant is not a valid rule for this caller.
+    #[error(transparent)]
+    Invalid(Box<ValidationError>),
+    /// A `trust-root` grant that is not on port 666.
+    #[error("a trust-root grant must be on port 666 (the 'danger' trust segment)")]
+    NotTrustRoot,
+}
+
+/// Why a policy file was refused. Every variant carries where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file is larger than [`MAX_POLICY_LEN`].
+    #[error("buswarden.toml is {len} bytes, larger than the {MAX_POLICY_LEN} allowed")]
+    TooLarge {
+        /// Size in bytes.
+        len: usize,
+    },
+    /// The text is not TOML.
+    #[error("{at}: {message}")]
+    Syntax {
+        /// What the TOML parser said.
+        message: String,
+        /// Where.
+        at: Location,
+    },
+    /// A key the format does not define.
+    #[error("{at}: unknown key {key:?} in {table}; expected one of: {}", expected.join(", "))]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// The table it is in (`top level` or `caller."<host>"`).
+        table: String,
+        /// The keys allowed there.
+        expected: &'static [&'static str],
+        /// Where.
+        at: Location,
+    },
+    /// A required key is missing.
+    #[error("{at}: missing key {key:?}")]
+    MissingKey {
+        /// The key.
+        key: &'static str,
+        /// Where (the start of the file).
+        at: Location,
+    },
+    /// A value of the wrong type.
+    #[error("{at}: {key} must be {expected}, found {found}")]
+    WrongType {
+        /// The key.
+        key: String,
+        /// The type wanted.
+        expected: &'static str,
+        /// The type found.
+        found: &'static str,
+        /// Where.
+        at: Location,
+    },
+    /// A `version` other than 1.
+    #[error(
+        "{at}: version {version} is not supported; this buswarden reads version {POLICY_VERSION}"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        version: String,
+        /// Where.
+        at: Location,
+    },
+    /// A caller key that is not a valid hostname.
+    #[error("{at}: caller {caller:?}: {source}")]
+    BadCaller {
+        /// The key.
+        caller: String,
+        /// What is wrong.
+        source: HostnameError,
+        /// Where.
+        at: Location,
+    },
+    /// A grant string that does not parse.
+    #[error("{at}: grant {grant:?}: {source}")]
+    BadGrant {
+        /// The grant as written.
+        grant: String,
+        /// What is wrong.
+        source: GrantError,
+        /// Where.
+        at: Location,
+    },
+}
+
+impl PolicyError {
+    /// Where in the file the error is (`None` for [`PolicyError::TooLarge`]).
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            PolicyError::TooLarge { .. } => None,
+            PolicyError::Syntax { at, .. }
+            | PolicyError::UnknownKey { at, .. }
+            | PolicyError::MissingKey { at, .. }
+            | PolicyError::WrongType { at, .. }
+            | PolicyError::UnsupportedVersion { at, .. }
+            | PolicyError::BadCaller { at, .. }
+            | PolicyError::BadGrant { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// One allowed grant of a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The grant as written in the file.
+    pub text: String,
+    /// The rule pattern it allows, in the caller's name.
+    pub rule: Rule,
+    /// Where it is written.
+    pub at: Location,
+}
+
+/// What one caller may hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerPolicy {
+    /// Trust-root grants it may hold.
+    pub trust_root: Vec<Grant>,
+    /// Wildcard grants it may hold.
+    pub wildcards: Vec<Grant>,
+    /// Whether it may call a `:666` endpoint on a computed host.
+    pub dynamic_trust_root: bool,
+}
+
+/// A parsed `buswarden.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The callers, by hostname.
+    pub callers: BTreeMap<Hostname, CallerPolicy>,
+}
+
+/// A rule of a caller's rule set the policy does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A trust-root grant not listed under the caller's `trust-root`.
+    #[error(
+        "{caller}: trust-root grant `{rule}` is not listed in buswarden.toml under [caller.\"{caller}\"] trust-root"
+    )]
+    UnlistedTrustRootGrant {
+        /// The caller.
+        caller: Hostname,
+        /// The rule.
+        rule: Rule,
+    },
+    /// A wildcard grant not listed under the caller's `wildcards`.
+    #[error(
+        "{caller}: wildcard grant `{rule}` is not listed in buswarden.toml under [caller.\"{caller}\"] wildcards"
+    )]
+    UnlistedWildcardGrant {
+        /// The caller.
+        caller: Hostname,
+        /// The rule.
+        rule: Rule,
+    },
+    /// A `:666` call on a computed host without `dynamic-trust-root = true`.
+    #[error(
+        "{caller}: `{rule}` calls a trust-root endpoint on a computed host; set dynamic-trust-root = true for this caller in buswarden.toml if that is intended"
+    )]
+    DynamicTrustRoot {
+        /// The caller.
+        caller: Hostname,
+        /// The rule.
+        rule: Rule,
+    },
+}
+
+impl Violation {
+    /// A stable kebab-case code for machine output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Violation::UnlistedTrustRootGrant { .. } => "unlisted-trust-root-grant",
+            Violation::UnlistedWildcardGrant { .. } => "unlisted-wildcard-grant",
+            Violation::DynamicTrustRoot { .. } => "dynamic-trust-root",
+        }
+    }
+
+    /// The offending rule.
+    pub fn rule(&self) -> &Rule {
+        match self {
+            Violation::UnlistedTrustRootGrant { rule, .. }
+            | Violation::UnlistedWildcardGrant { rule, .. }
+            | Violation::DynamicTrustRoot { rule, .. } => rule,
+        }
+    }
+}
+
+/// How serious a finding is when no policy file exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Reported; credentials are still produced.
+    Warning,
+    /// Credentials are refused.
+    Error,
+}
+
+/// A finding of [`evaluate_without_policy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Warning or error.
+    pub severity: Severity,
+    /// What was found.
+    pub violation: Violation,
+}
+
+fn is_wild(t: &str) -> bool {
+    t == "*" || t == ">"
+}
+
+/// The token at `i`, or `>` when an earlier `>` already covers it.
+fn token_at<'a>(tokens: &[&'a str], i: usize) -> Option<&'a str> {
+    match tokens.get(i) {
+        Some(t) => Some(t),
+        None if tokens.last() == Some(&">") => Some(">"),
+        None => None,
+    }
+}
+
+fn request_trust_can_be_danger(tokens: &[&str]) -> bool {
+    matches!(token_at(tokens, 1), Some("danger" | "*" | ">"))
+}
+
+/// Whether `rule` is a trust-root grant for the service `me` (flattened).
+pub fn is_trust_root_grant(me: &str, rule: &Rule) -> bool {
+    let t: Vec<&str> = rule.tokens().collect();
+    if !request_trust_can_be_danger(&t) {
+        return false;
+    }
+    match rule.verb {
+        Verb::Pub => true,
+        Verb::Sub => token_at(&t, 4).is_none_or(|dest| dest != me),
+    }
+}
+
+/// Whether `rule` is a wildcard grant (see the module doc).
+pub fn is_wildcard_grant(rule: &Rule) -> bool {
+    let t: Vec<&str> = rule.tokens().collect();
+    if token_at(&t, 1) == Some("reply") {
+        return false;
+    }
+    let wild_at = |i| token_at(&t, i).is_some_and(is_wild);
+    match rule.verb {
+        Verb::Pub => wild_at(1) || wild_at(2) || wild_at(4) || wild_at(6),
+        Verb::Sub => wild_at(4),
+    }
+}
+
+fn is_dynamic(rule: &Rule) -> bool {
+    let t: Vec<&str> = rule.tokens().collect();
+    rule.verb == Verb::Pub && token_at(&t, 4).is_some_and(is_wild)
+}
+
+/// Checks `rules`, the rule set of `caller`, against `policy`.
+pub fn evaluate(policy: &Policy, caller: &Hostname, rules: &RuleSet) -> Vec<Violation> {
+    let empty = CallerPolicy::default();
+    let allowed = policy.callers.get(caller).unwrap_or(&empty);
+    let me = caller.flatten();
+    let covered = |grants: &[Grant], rule: &Rule| grants.iter().any(|g| g.rule.covers(rule));
+    let mut out = Vec::new();
+    for rule in rules {
+        let v = |make: fn(Hostname, Rule) -> Violation| make(caller.clone(), rule.clone());
+        if is_trust_root_grant(&me, rule) {
+            if is_dynamic(rule) && !allowed.dynamic_trust_root {
+                out.push(v(|caller, rule| Violation::DynamicTrustRoot {
+                    caller,
+                    rule,
+                }));
+            }
+            if !covered(&allowed.trust_root, rule) {
+                out.push(v(|caller, rule| Violation::UnlistedTrustRootGrant {
+                    caller,
+                    rule,
+                }));
+            }
+        } else if is_wildcard_grant(rule) && !covered(&allowed.wildcards, rule) {
+            out.push(v(|caller, rule| Violation::UnlistedWildcardGrant {
+                caller,
+                rule,
+            }));
+        }
+    }
+    out
+}
+
+/// The conventions' defaults when the workspace has no `buswarden.toml`: a
+/// static trust-root grant and a wildcard grant are warnings, a computed host
+/// on a `:666` call is an error.
+pub fn evaluate_without_policy(caller: &Hostname, rules: &RuleSet) -> Vec<Finding> {
+    evaluate(&Policy::default(), caller, rules)
+        .into_iter()
+        .map(|violation| Finding {
+            severity: match violation {
+                Violation::DynamicTrustRoot { .. } => Severity::Error,
+                _ => Severity::Warning,
+            },
+            violation,
+        })
+        .collect()
+}
+
+/// The two grant lists of a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    TrustRoot,
+    Wildcards,
+}
+
+/// Parses one grant string for `caller`.
+pub fn parse_grant(caller: &Hostname, text: &str, trust_root: bool) -> Result<Rule, GrantError> {
+    let list = if trust_root {
+        List::TrustRoot
+    } else {
+        List::Wildcards
+    };
+    grant_rule(caller, text, list)
+}
+
+fn grant_rule(caller: &Hostname, text: &str, list: List) -> Result<Rule, GrantError> {
+    let me = caller.flatten();
+    if text.starts_with("PUB ") || text.starts_with("SUB ") {
+        let rule = Rule::parse(text).map_err(GrantError::Rule)?;
+        validate_rule(&me, &rule).map_err(|e| GrantError::Invalid(Box::new(e)))?;
+        if list == List::TrustRoot && !rule.is_danger() {
+            return Err(GrantError::NotTrustRoot);
+        }
+        return Ok(rule);
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(GrantError::Empty);
+    }
+    let (method, target) = match text.split_once(' ') {
+        Some((m, t)) => (Some(m), t.trim_start()),
+        None => (None, text),
+    };
+    let method = match method {
+        None | Some("*") => None,
+        Some(m) => Some(Method::parse(m).map_err(GrantError::Method)?).filter(|m| !m.is_any()),
+    };
+    let host_end = target.find([':', '/']).unwrap_or(target.len());
+    let (host, rest) = target.split_at(host_end);
+    let dest = if host == "*" {
+        "*".to_string()
+    } else {
+        Hostname::parse(host).map_err(GrantError::Host)?.flatten()
+    };
+    if rest.starts_with("//") {
+        return Err(GrantError::AfterHost {
+            found: rest.to_string(),
+        });
+    }
+    let rest = match rest.strip_prefix(":*") {
+        Some(path) => format!(":0{path}"),
+        None => rest.to_string(),
+    };
+    let route = Route::parse(&rest).map_err(GrantError::Route)?;
+    if list == List::TrustRoot && route.port != TRUST_ROOT_PORT {
+        return Err(GrantError::NotTrustRoot);
+    }
+    let port = match route.port {
+        0 => "*".to_string(),
+        p => p.to_string(),
+    };
+    let mut subject = format!(
+        "{PLANE_PLACEHOLDER}.{}.{port}.{me}.{dest}.*.{}.",
+        Trust::of_port(route.port).as_str(),
+        method.as_ref().map_or("*", |m| m.as_str()),
+    );
+    route_path_tokens(&mut subject, &route.segments);
+    Rule::new(Verb::Pub, subject).map_err(GrantError::Rule)
+}
+
+/// Collects errors while walking the TOML tree.
+struct Walker<'t> {
+    text: &'t str,
+    errors: Vec<(usize, PolicyError)>,
+}
+
+impl Walker<'_> {
+    fn at(&self, offset: usize) -> Location {
+        Location::of_offset(self.text, offset)
+    }
+
+    fn push(&mut self, offset: usize, e: PolicyError) {
+        self.errors.push((offset, e));
+    }
+
+    fn wrong_type(&mut self, key: String, expected: &'static str, v: &Spanned<DeValue<'_>>) {
+        let at = self.at(v.span().start);
+        self.push(
+            v.span().start,
+            PolicyError::WrongType {
+                key,
+                expected,
+                found: v.get_ref().type_str(),
+                at,
+            },
+        );
+    }
+
+    fn unknown(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        table: String,
+        expected: &'static [&'static str],
+    ) {
+        let at = self.at(key.span().start);
+        self.push(
+            key.span().start,
+            PolicyError::UnknownKey {
+                key: key.get_ref().to_string(),
+                table,
+                expected,
+                at,
+            },
+        );
+    }
+
+    fn version(&mut self, v: &Spanned<DeValue<'_>>) {
+        match v.get_ref() {
+            DeValue::Integer(i) => {
+                let ok = i64::from_str_radix(i.as_str(), i.radix()) == Ok(POLICY_VERSION);
+                if !ok {
+                    let at = self.at(v.span().start);
+                    self.push(
+                        v.span().start,
+                        PolicyError::UnsupportedVersion {
+                            version: i.to_string(),
+                            at,
+                        },
+                    );
+                }
+            }
+            _ => self.wrong_type("version".into(), "an integer", v),
+        }
+    }
+
+    fn grants(
+        &mut self,
+        caller: &Hostname,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        list: List,
+    ) -> Vec<Grant> {
+        let Some(items) = v.get_ref().as_array() else {
+            self.wrong_type(key.to_string(), "an array of strings", v);
+            return vec![];
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let Some(text) = item.get_ref().as_str() else {
+                self.wrong_type(format!("an item of {key}"), "a string", item);
+                continue;
+            };
+            let at = self.at(item.span().start);
+            match grant_rule(caller, text, list) {
+                Ok(rule) => out.push(Grant {
+                    text: text.to_string(),
+                    rule,
+                    at,
+                }),
+                Err(source) => self.push(
+                    item.span().start,
+                    PolicyError::BadGrant {
+                        grant: text.to_string(),
+                        source,
+                        at,
+                    },
+                ),
+            }
+        }
+        out
+    }
+
+    fn caller(&mut self, caller: &Hostname, table: &DeTable<'_>) -> CallerPolicy {
+        let mut policy = CallerPolicy::default();
+        for (k, v) in table.iter() {
+            match k.get_ref().as_ref() {
+                "trust-root" => {
+                    policy.trust_root = self.grants(caller, "trust-root", v, List::TrustRoot)
+                }
+                "wildcards" => {
+                    policy.wildcards = self.grants(caller, "wildcards", v, List::Wildcards)
+                }
+                "dynamic-trust-root" => match v.get_ref().as_bool() {
+                    Some(b) => policy.dynamic_trust_root = b,
+                    None => self.wrong_type("dynamic-trust-root".into(), "a boolean", v),
+                },
+                _ => self.unknown(k, format!("caller.\"{caller}\""), CALLER_KEYS),
+            }
+        }
+        policy
+    }
+
+    fn callers(&mut self, v: &Spanned<DeValue<'_>>) -> BTreeMap<Hostname, CallerPolicy> {
+        let mut out = BTreeMap::new();
+        let Some(table) = v.get_ref().as_table() else {
+            self.wrong_type("caller".into(), "a table of caller tables", v);
+            return out;
+        };
+        for (k, cv) in table.iter() {
+            let name = k.get_ref().as_ref();
+            let caller = match Hostname::parse_exact(name) {
+                Ok(h) => h,
+                Err(source) => {
+                    let at = self.at(k.span().start);
+                    self.push(
+                        k.span().start,
+                        PolicyError::BadCaller {
+                            caller: name.to_string(),
+                            source,
+                            at,
+                        },
+                    );
+                    continue;
+                }
+            };
+            let Some(ct) = cv.get_ref().as_table() else {
+                self.wrong_type(format!("caller.\"{caller}\""), "a table", cv);
+                continue;
+            };
+            let policy = self.caller(&caller, ct);
+            out.insert(caller, policy);
+        }
+        out
+    }
+}
+
+impl Policy {
+    /// Parses a `buswarden.toml`. The first error in file order is returned.
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse_all(text).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Parses a `buswarden.toml`, returning every error in file order.
+    pub fn parse_all(text: &str) -> Result<Policy, Vec<PolicyError>> {
+        if text.len() > MAX_POLICY_LEN {
+            return Err(vec![PolicyError::TooLarge { len: text.len() }]);
+        }
+        let doc = DeTable::parse(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            vec![PolicyError::Syntax {
+                message: e.message().to_string(),
+                at: Location::of_offset(text, offset),
+            }]
+        })?;
+        let mut w = Walker {
+            text,
+            errors: vec![],
+        };
+        let mut policy = Policy::default();
+        let mut version_seen = false;
+        for (k, v) in doc.get_ref().iter() {
+            match k.get_ref().as_ref() {
+                "version" => {
+                    version_seen = true;
+                    w.version(v);
+                }
+                "caller" => policy.callers = w.callers(v),
+                _ => w.unknown(k, "the top level".into(), TOP_KEYS),
+            }
+        }
+        if !version_seen {
+            w.push(
+                0,
+                PolicyError::MissingKey {
+                    key: "version",
+                    at: Location { line: 1, column: 1 },
+                },
+            );
+        }
+        if w.errors.is_empty() {
+            Ok(policy)
+        } else {
+            w.errors.sort_by_key(|(offset, _)| *offset);
+            Err(w.errors.into_iter().map(|(_, e)| e).collect())
+        }
+    }
+
+    /// What `caller` may hold (empty when the file does not name it).
+    pub fn caller(&self, caller: &Hostname) -> Option<&CallerPolicy> {
+        self.callers.get(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derive::{Call, Dest, ServiceModel, derive};
+
+    /// The example in this module's doc, extracted from the source so the
+    /// documentation cannot drift from the parser.
+    fn doc_example() -> String {
+        let src = include_str!("policy.rs");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in src.lines() {
+            let Some(doc) = line.strip_prefix("//!") else {
+                continue;
+            };
+            let doc = doc.strip_prefix(' ').unwrap_or(doc);
+            if doc == "```toml" {
+                inside = true;
+            } else if inside && doc == "```" {
+                break;
+            } else if inside {
+                out.push_str(doc);
+                out.push('\n');
+            }
+        }
+        assert!(out.contains("[caller."), "{out}");
+        out
+    }
+
+    fn h(s: &str) -> Hostname {
+        Hostname::parse(s).unwrap()
+    }
+    fn call(dest: Dest, method: &str, route: &str) -> Call {
+        Call {
+            dest,
+            method: Method::parse(method).unwrap(),
+            route: Route::parse(route).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_allows_what_it_says() {
+        let policy = Policy::parse(&doc_example()).unwrap();
+        let ingress = h("ingress.core");
+        let grants = &policy.caller(&ingress).unwrap().trust_root;
+        assert_eq!(
+            grants[0].rule.to_string(),
+            "PUB {{plane}}.danger.666.ingress_core.access_token_core.*.POST.mint"
+        );
+        assert_eq!(
+            grants[1].rule.to_string(),
+            "PUB {{plane}}.danger.666.ingress_core.bearer_token_core.*.*.mint"
+        );
+        assert_eq!(grants[0].at, Location { line: 9, column: 3 });
+        let mut model = ServiceModel::new(ingress.clone());
+        model.calls.push(call(
+            Dest::Host(h("access.token.core")),
+            "POST",
+            ":666/mint",
+        ));
+        model.calls.push(call(
+            Dest::Host(h("bearer.token.core")),
+            "POST",
+            ":666/mint",
+        ));
+        model.calls.push(call(Dest::Any, "GET", "/{path...}"));
+        let rules = derive(&model);
+        assert_eq!(evaluate(&policy, &ingress, &rules), vec![]);
+
+        // The same calls by a service the policy does not name.
+        let mut other = model.clone();
+        other.hostname = h("rogue.example");
+        let v = evaluate(&policy, &other.hostname, &derive(&other));
+        let codes: Vec<&str> = v.iter().map(Violation::code).collect();
+        assert_eq!(
+            codes,
+            [
+                "unlisted-trust-root-grant",
+                "unlisted-trust-root-grant",
+                "unlisted-wildcard-grant"
+            ]
+        );
+
+        // A trust-root call the policy does not list, a wider wildcard.
+        model
+            .calls
+            .push(call(Dest::Host(h("shell.core")), "POST", ":666/execute"));
+        model.calls.push(call(Dest::Any, "GET", ":444/{path...}"));
+        let v = evaluate(&policy, &ingress, &derive(&model));
+        let got: Vec<String> = v
+            .iter()
+            .map(|v| format!("{} {}", v.code(), v.rule()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "unlisted-trust-root-grant PUB {{plane}}.danger.666.ingress_core.shell_core.*.POST.execute",
+                "unlisted-wildcard-grant PUB {{plane}}.safe.444.ingress_core.*.*.GET.>",
+            ]
+        );
+    }
+
+    #[test]
+    fn dynamic_trust_root_needs_the_opt_in() {
+        let policy = Policy::parse(&doc_example()).unwrap();
+        let ops = h("ops.console.example");
+        let mut model = ServiceModel::new(ops.clone());
+        model.calls.push(call(Dest::Any, "POST", ":666/execute"));
+        assert_eq!(evaluate(&policy, &ops, &derive(&model)), vec![]);
+
+        let text = doc_example().replace("dynamic-trust-root = true", "dynamic-trust-root = false");
+        let strict = Policy::parse(&text).unwrap();
+        let v = evaluate(&strict, &ops, &derive(&model));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].code(), "dynamic-trust-root");
+
+        let findings = evaluate_without_policy(&ops, &derive(&model));
+        let got: Vec<(Severity, &str)> = findings
+            .iter()
+            .map(|f| (f.severity, f.violation.code()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Severity::Error, "dynamic-trust-root"),
+                (Severity::Warning, "unlisted-trust-root-grant")
+            ]
+        );
+    }
+
+    #[test]
+    fn foreign_danger_subscriptions_are_trust_root_grants() {
+        let me = "svc_example";
+        let own = Rule::parse("SUB {{plane}}.danger.666.*.svc_example.>").unwrap();
+        let foreign =
+            Rule::parse("SUB {{plane}}.danger.666.*.access_token_core.*.POST.mint").unwrap();
+        assert!(!is_trust_root_grant(me, &own));
+        assert!(is_trust_root_grant(me, &foreign));
+        let wide = Rule::parse("PUB {{plane}}.>").unwrap();
+        assert!(is_trust_root_grant(me, &wide));
+        for (rule, wild) in [
+            ("PUB {{plane}}.safe.443.svc_example.x.*.GET.a.*", false),
+            ("PUB {{plane}}.safe.443.svc_example.x.*.GET.>", false),
+            ("PUB {{plane}}.safe.*.svc_example.x.*.GET.a", true),
+            ("PUB {{plane}}.safe.443.svc_example.*.*.GET.a", true),
+            ("PUB {{plane}}.safe.443.svc_example.x.*.*.a", true),
+            ("PUB {{plane}}.safe.443.svc_example.x.>", true),
+            ("PUB {{plane}}.reply._.svc_example.>", false),
+            ("SUB {{plane}}.safe.*.*.svc_example.>", false),
+            ("SUB {{plane}}.safe.*.*.*.>", true),
+        ] {
+            assert_eq!(
+                is_wildcard_grant(&Rule::parse(rule).unwrap()),
+                wild,
+                "{rule}"
+            );
+        }
+    }
+
+    #[test]
+    fn grant_forms() {
+        let c = h("ingress.core");
+        let g = |s: &str, tr| parse_grant(&c, s, tr).map(|r| r.to_string());
+        assert_eq!(
+            g("x.example:0/a/{b}", false).unwrap(),
+            "PUB {{plane}}.safe.*.ingress_core.x_example.*.*.a.*"
+        );
+        assert_eq!(
+            g("ANY *:*/{p...}", false).unwrap(),
+            "PUB {{plane}}.safe.*.ingress_core.*.*.*.>"
+        );
+        assert_eq!(
+            g("delete x.example/a", false).unwrap(),
+            "PUB {{plane}}.safe.443.ingress_core.x_example.*.DELETE.a"
+        );
+        assert_eq!(g("", false), Err(GrantError::Empty));
+        assert!(matches!(
+            g("G-T x.example/a", false),
+            Err(GrantError::Method(_))
+        ));
+        assert!(matches!(g("x_y:666/a", true), Err(GrantError::Host(_))));
+        assert!(matches!(
+            g("x.example:99999/a", true),
+            Err(GrantError::Route(_))
+        ));
+        assert!(matches!(
+            g("x.example//y/a", true),
+            Err(GrantError::AfterHost { .. })
+        ));
+        assert_eq!(g("x.example:443/a", true), Err(GrantError::NotTrustRoot));
+        assert_eq!(
+            g("PUB {{plane}}.safe.443.ingress_core.x.*.GET.a", true),
+            Err(GrantError::NotTrustRoot)
+        );
+        assert!(matches!(g("PUB a..b", false), Err(GrantError::Rule(_))));
+        assert!(matches!(
+            g("PUB {{plane}}.safe.443.other.x.*.GET.a", false),
+            Err(GrantError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn errors_point_into_the_file() {
+        let err = |text: &str| Policy::parse(text).unwrap_err();
+        let e = err("version = 1\n[caller.\"a.example\"]\ntrust-roots = []\n");
+        assert_eq!(
+            e,
+            PolicyError::UnknownKey {
+                key: "trust-roots".into(),
+                table: "caller.\"a.example\"".into(),
+                expected: CALLER_KEYS,
+                at: Location { line: 3, column: 1 },
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("3:1: unknown key \"trust-roots\""),
+            "{e}"
+        );
+        let e = err("version = 1\nzone = 2\n");
+        assert!(matches!(
+            e,
+            PolicyError::UnknownKey {
+                at: Location { line: 2, column: 1 },
+                ..
+            }
+        ));
+        let e = err("version = 2\n");
+        assert!(matches!(
+            e,
+            PolicyError::UnsupportedVersion {
+                at: Location {
+                    line: 1,
+                    column: 11
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            err("[caller]\n"),
+            PolicyError::MissingKey { key: "version", .. }
+        ));
+        let e = err("version = 1\n[caller.\"a.example\"]\ndynamic-trust-root = \"yes\"\n");
+        assert!(matches!(
+            e,
+            PolicyError::WrongType {
+                found: "string",
+                at: Location {
+                    line: 3,
+                    column: 22
+                },
+                ..
+            }
+        ));
+        let e = err(
+            "version = 1\n[caller.\"a.example\"]\ntrust-root = [\n  \"access.token.core:666/mint\",\n  \"é.x:666/m\",\n]\n",
+        );
+        assert!(matches!(
+            e,
+            PolicyError::BadGrant {
+                source: GrantError::Host(_),
+                at: Location { line: 5, column: 3 },
+                ..
+            }
+        ));
+        let e = err("version = 1\ntrust-root = [1]\n[caller.\"a.example\"]\ntrust-root = [1]\n");
+        assert!(matches!(
+            e,
+            PolicyError::UnknownKey {
+                at: Location { line: 2, column: 1 },
+                ..
+            }
+        ));
+        let e = err("version = 1\n[caller.\"a.example\"]\ntrust-root = [1]\n");
+        assert!(matches!(
+            e,
+            PolicyError::WrongType {
+                found: "integer",
+                ..
+            }
+        ));
+        let e = err("version = 1\n[caller.\"A_B\"]\n");
+        assert!(matches!(
+            e,
+            PolicyError::BadCaller {
+                at: Location { line: 2, column: 9 },
+                ..
+            }
+        ));
+        let e = err("version = 1\n[caller.\"Up.example\"]\n");
+        assert!(matches!(e, PolicyError::BadCaller { .. }));
+        let e = err("version = 1\n[caller\n");
+        assert!(matches!(
+            e,
+            PolicyError::Syntax {
+                at: Location { line: 2, .. },
+                ..
+            }
+        ));
+        let e = err("version = 1\ncaller = 3\n");
+        assert!(matches!(e, PolicyError::WrongType { .. }));
+        let all = Policy::parse_all("x = 1\nversion = 1\ny = 2\n").unwrap_err();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].location().unwrap().line, 1);
+        assert_eq!(all[1].location().unwrap().line, 3);
+        assert!(matches!(
+            err(&" ".repeat(MAX_POLICY_LEN + 1)),
+            PolicyError::TooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn locations_count_characters() {
+        assert_eq!(
+            Location::of_offset("ab\ncé d", 6),
+            Location { line: 2, column: 3 }
+        );
+        assert_eq!(Location::of_offset("é", 1), Location { line: 1, column: 1 });
+        assert_eq!(Location::of_offset("", 10), Location { line: 1, column: 1 });
+    }
+}
