@@ -11,6 +11,14 @@
 //! Anything else is retried with backoff until confirmed or superseded by a
 //! newer JWT. On start the current JWT is published, so every server is
 //! brought up to date after a restart.
+//!
+//! Checked against nats-server 2.15.1: a server that has not loaded the
+//! account (no client of it yet) answers the update with code 200 `jwt update
+//! skipped` and the INFO request with error 500 `Account … does not exist`;
+//! such a server fetches the account from the resolver (which already serves
+//! the new JWT) when it first needs it. Because a fetch begun just before
+//! the change could still land the previous JWT, a not-loaded answer is
+//! asked again after [`NOT_LOADED_RECHECK`] before it counts as confirmed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +72,18 @@ pub enum PushError {
     #[error("server reports a different account JWT than the one pushed")]
     NotApplied,
 }
+
+/// What a server did with a pushed JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It reports exactly the pushed JWT.
+    Yes,
+    /// It has not loaded the account; it will fetch it from the resolver.
+    NotLoaded,
+}
+
+/// How long a not-loaded answer waits before it is asked again.
+pub const NOT_LOADED_RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Deserialize)]
 struct ApiError {
@@ -216,8 +236,15 @@ impl ServerTask {
                 }
                 continue;
             }
-            match push_one(&client, &p).await {
-                Ok(()) => {
+            let outcome = match push_one(&client, &p).await {
+                Ok(Applied::NotLoaded) => {
+                    tokio::time::sleep(NOT_LOADED_RECHECK).await;
+                    push_one(&client, &p).await
+                }
+                other => other,
+            };
+            match outcome {
+                Ok(_) => {
                     self.metrics.push_confirmed.inc();
                     tracing::debug!(server = %self.url, version = p.version, "account JWT confirmed");
                     self.confirmed.send_replace(p.version);
@@ -250,8 +277,8 @@ async fn request<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&reply.payload).map_err(|source| PushError::Reply { subject, source })
 }
 
-/// Pushes `p` to the server behind `client` and confirms it applied it.
-pub async fn push_one(client: &async_nats::Client, p: &Published) -> Result<(), PushError> {
+/// Pushes `p` to the server behind `client` and checks what it applied.
+pub async fn push_one(client: &async_nats::Client, p: &Published) -> Result<Applied, PushError> {
     let update: ServerReply<UpdateData> = request(
         client,
         format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", p.account),
@@ -264,8 +291,8 @@ pub async fn push_one(client: &async_nats::Client, p: &Published) -> Result<(), 
             description: e.description,
         });
     }
-    match update.data {
-        Some(d) if d.code == 200 => {}
+    let skipped = match update.data {
+        Some(d) if d.code == 200 => d.message.contains("skipped"),
         Some(d) => {
             return Err(PushError::Refused {
                 code: d.code,
@@ -278,21 +305,22 @@ pub async fn push_one(client: &async_nats::Client, p: &Published) -> Result<(), 
                 description: "empty reply".into(),
             });
         }
-    }
+    };
     let info: ServerReply<InfoData> = request(
         client,
         format!("$SYS.REQ.ACCOUNT.{}.INFO", p.account),
         Vec::new(),
     )
     .await?;
-    if let Some(e) = info.error {
-        return Err(PushError::Refused {
+    match (info.error, info.data) {
+        (Some(e), _) if skipped && e.description.contains("does not exist") => {
+            Ok(Applied::NotLoaded)
+        }
+        (Some(e), _) => Err(PushError::Refused {
             code: e.code,
             description: e.description,
-        });
-    }
-    match info.data {
-        Some(d) if d.jwt == *p.jwt => Ok(()),
+        }),
+        (None, Some(d)) if d.jwt == *p.jwt => Ok(Applied::Yes),
         _ => Err(PushError::NotApplied),
     }
 }
