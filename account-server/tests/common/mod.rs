@@ -55,6 +55,7 @@ pub struct Options {
     pub grace: &'static str,
     pub policy: Option<&'static str>,
     pub with_nats: bool,
+    pub max_body: usize,
 }
 
 impl Default for Options {
@@ -63,6 +64,7 @@ impl Default for Options {
             grace: "10m",
             policy: None,
             with_nats: true,
+            max_body: 65536,
         }
     }
 }
@@ -133,7 +135,7 @@ impl Bed {
             r#"listen = "127.0.0.1:{http_port}"
 store = "state/store.redb"
 kek_file = "keys/kek"
-max_body_bytes = 65536
+max_body_bytes = {max_body}
 {policy_line}
 [operator]
 signing_key_file = "keys/operator-signing.nk"
@@ -159,6 +161,7 @@ key = "{reader}"
 role = "read-only"
 "#,
             grace = opts.grace,
+            max_body = opts.max_body,
             ci = ci.public_key(),
             op = op.public_key(),
             reader = reader.public_key(),
