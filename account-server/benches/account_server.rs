@@ -106,9 +106,17 @@ fn start_nginx(dir: &std::path::Path, account: &str, jwt: &str) -> (std::process
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    stop_nginx(&mut child);
     panic!("nginx did not start");
+}
+
+/// SIGTERM, so the master takes its workers down (SIGKILL would orphan them).
+fn stop_nginx(nginx: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(nginx.id().to_string())
+        .status();
+    let _ = nginx.wait();
 }
 
 async fn resolver(bed: &Bed, toy: bool) {
@@ -139,8 +147,7 @@ async fn resolver(bed: &Bed, toy: bool) {
         n_rps.push(r);
         n_p99.push(p);
     }
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+    stop_nginx(&mut nginx);
     let (ar, ap, nr, np) = (
         median(&mut a_rps),
         median(&mut a_p99),

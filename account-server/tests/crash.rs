@@ -30,6 +30,16 @@ fn spawn(config: &Path, generation: usize) -> Child {
         .unwrap()
 }
 
+/// Kills the current account-server process when the test ends, passed or not.
+struct KillOnDrop(Arc<Mutex<Child>>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// xorshift64: enough randomness for kill timing; the seed is printed.
 struct Rng(u64);
 impl Rng {
@@ -46,6 +56,7 @@ async fn acknowledged_revocations_survive_sigkill_and_reach_the_broker() {
     let deadline = Instant::now() + Duration::from_secs(55);
     let bed = Bed::new(Options::default());
     let child = Arc::new(Mutex::new(spawn(&bed.config_path, 0)));
+    let _guard = KillOnDrop(child.clone());
     bed.wait_http().await;
     let nats = bed.start_nats();
     let client = http();
@@ -191,7 +202,4 @@ async fn acknowledged_revocations_survive_sigkill_and_reach_the_broker() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut c = child.lock().unwrap();
-    let _ = c.kill();
-    let _ = c.wait();
 }
