@@ -328,6 +328,25 @@ async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() 
     assert_eq!(entries[4]["caller"], bed.op.public_key());
     assert_eq!(entries[1]["caller"], bed.ci.public_key());
 
+    // Health and metrics.
+    let r = call(&client, &base, "GET", "/healthz", b"", None, &[]).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "ok\n"));
+    let m = call(&client, &base, "GET", "/metrics", b"", None, &[])
+        .await
+        .text;
+    assert!(
+        m.contains("buswarden_account_server_revocations_total 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("buswarden_account_server_resolver_not_modified_total 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("buswarden_account_server_deploys_opened_total 2\n"),
+        "{m}"
+    );
+
     let _ = stop.send(());
     handle.await.unwrap();
 }
