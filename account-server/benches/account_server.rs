@@ -2,8 +2,9 @@
 //! not part of the tests). Each figure comes with a baseline measured in
 //! the same run:
 //!
-//! 1. resolver GETs per second and p99 under wrk on loopback, against nginx
-//!    serving the same JWT as a static file (medians of alternating runs);
+//! 1. resolver GETs per second and p99 under wrk on loopback, the release
+//!    `account-server` binary against nginx serving the same JWT as a static
+//!    file (both separate processes; medians of alternating runs);
 //! 2. revocation propagation over 100 revocations against a real
 //!    nats-server: from the API request to the victim's disconnect, and from
 //!    the API's reply to the disconnect (negative when the broker dropped
@@ -119,7 +120,24 @@ fn stop_nginx(nginx: &mut std::process::Child) {
     let _ = nginx.wait();
 }
 
-async fn resolver(bed: &Bed, toy: bool) {
+/// The resolver runs as its own release process (like nginx), so nothing
+/// else of this benchmark shares its runtime.
+async fn resolver(toy: bool) {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let log = std::fs::File::create(bed.dir.path().join("account-server.log")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_account-server"))
+        .args(["serve", "--config"])
+        .arg(&bed.config_path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    bed.wait_http().await;
     let account = bed.app.public_key().to_string();
     let client = http();
     let r = call(
@@ -148,6 +166,11 @@ async fn resolver(bed: &Bed, toy: bool) {
         n_p99.push(p);
     }
     stop_nginx(&mut nginx);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
     let (ar, ap, nr, np) = (
         median(&mut a_rps),
         median(&mut a_p99),
@@ -345,7 +368,7 @@ fn main() {
         }));
         let (_server, stop, handle) = serve_in_process(&bed).await;
         let nats = bed.start_nats();
-        resolver(&bed, toy).await;
+        resolver(toy).await;
         revocations(&bed, nats.url(), if toy { 5 } else { 100 }).await;
         sign_deploy(&bed, if toy { 20 } else { 500 }, if toy { 1 } else { 5 }).await;
         let _ = stop.send(());

@@ -341,14 +341,12 @@ impl AccountServer {
             retire_at: None,
             ended_at: None,
         };
-        let account = self
-            .resign(
-                &l,
-                std::slice::from_ref(&record),
-                l.account.revocations.clone(),
-                now,
-            )
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let account = self.resign(
+            &l,
+            std::slice::from_ref(&record),
+            l.account.revocations.clone(),
+            now,
+        )?;
         let version = account.version;
         let change = Change {
             account: Some(account),
@@ -557,10 +555,7 @@ impl AccountServer {
         }
         let key_removed = changed.iter().any(|c| c.state == DeployState::Retired);
         let account = if key_removed {
-            Some(
-                self.resign(&l, &changed, l.account.revocations.clone(), now)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            )
+            Some(self.resign(&l, &changed, l.account.revocations.clone(), now)?)
         } else {
             None
         };
@@ -623,9 +618,7 @@ impl AccountServer {
             }
         }
         let revoked = subjects.len() - 1;
-        let account = self
-            .resign(&l, std::slice::from_ref(&d), revocations, now)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let account = self.resign(&l, std::slice::from_ref(&d), revocations, now)?;
         let version = account.version;
         let action = if to == DeployState::Revoked {
             "revoke-deploy"
@@ -664,9 +657,7 @@ impl AccountServer {
                 );
             }
         }
-        let account = self
-            .resign(&l, &[], revocations, now)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let account = self.resign(&l, &[], revocations, now)?;
         let version = account.version;
         let deploy = l.users.get(&req.user_key).map(|u| u.deploy.clone());
         let change = Change {
@@ -864,9 +855,7 @@ impl AccountServer {
         }
         // A pruned entry must leave the JWT too: rebuild from the base, not
         // from the live claims.
-        let account = self
-            .resign(&l, &retiring, revocations, now)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let account = self.resign(&l, &retiring, revocations, now)?;
         let change = Change {
             account: Some(account),
             deploys: retiring,
