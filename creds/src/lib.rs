@@ -25,6 +25,7 @@ pub mod gojson;
 pub mod jwt;
 pub mod keyfile;
 pub mod keys;
+pub mod request_auth;
 pub mod sign;
 
 pub use claims::{

@@ -1,0 +1,72 @@
+//! `account-server serve --config FILE` runs the server;
+//! `account-server gen-kek FILE` writes a fresh key-encryption key (0600).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use account_server::config::Config;
+use account_server::seal::Kek;
+use account_server::{AccountServer, serve};
+use anyhow::Context;
+
+const USAGE: &str = "usage: account-server serve --config FILE | account-server gen-kek FILE";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("account-server: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["gen-kek", path] => {
+            Kek::generate_file(&PathBuf::from(path))?;
+            Ok(())
+        }
+        ["serve", "--config", path] => {
+            let config = Config::load(&PathBuf::from(path))?;
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            rt.block_on(async {
+                let server = AccountServer::start(config).await?;
+                serve(server, shutdown_signal()).await?;
+                tracing::info!("stopped");
+                Ok(())
+            })
+        }
+        _ => anyhow::bail!("{USAGE}"),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

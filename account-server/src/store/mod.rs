@@ -1,0 +1,247 @@
+//! The durable state of the account server behind the [`Store`] trait: the
+//! account (its live JWT and the revocations in it), deploys (with their
+//! sealed signing seeds), the users signed for them, operator approvals, the
+//! audit log and the request nonces seen recently.
+//!
+//! The server keeps the whole working set in memory and hands the store one
+//! [`Change`] per API call, written in ONE transaction: a change is either
+//! all on disk or not at all, and an API call is acknowledged only after its
+//! change committed. A second backend (NATS JetStream KV, for several
+//! replicas) implements the same trait.
+
+pub mod redb;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::redb::RedbStore;
+
+/// Why the store failed. The message is for the server log only; clients
+/// see a plain "storage error".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption, lock).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A record could not be encoded or decoded.
+    #[error("store record {key}: {source}")]
+    Record {
+        /// The record's key.
+        key: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+/// The lifecycle state of a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployState {
+    /// Opened; users can be signed; its signing key is in the account JWT.
+    Open,
+    /// The deploy in service (at most one).
+    Active,
+    /// Replaced by a newer active deploy; its key leaves the account JWT at
+    /// `retire_at`.
+    Retiring,
+    /// Its signing key is no longer in the account JWT.
+    Retired,
+    /// Every user revoked and its signing key removed.
+    Revoked,
+}
+
+impl DeployState {
+    /// Whether the deploy's signing key belongs in the account JWT.
+    pub fn key_is_live(self) -> bool {
+        matches!(
+            self,
+            DeployState::Open | DeployState::Active | DeployState::Retiring
+        )
+    }
+
+    /// The state's name as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployState::Open => "open",
+            DeployState::Active => "active",
+            DeployState::Retiring => "retiring",
+            DeployState::Retired => "retired",
+            DeployState::Revoked => "revoked",
+        }
+    }
+}
+
+/// One deploy: a per-deploy account signing key and its users.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// The deploy id chosen by CI.
+    pub id: String,
+    /// The public account signing key (`A…`).
+    pub signing_key: String,
+    /// The signing seed sealed under the KEK (hex of [`crate::seal`] output).
+    pub sealed_seed: String,
+    /// Lifecycle state.
+    pub state: DeployState,
+    /// Unix seconds when opened.
+    pub opened_at: i64,
+    /// The key that opened it.
+    pub opened_by: String,
+    /// Unix seconds when activated.
+    pub activated_at: Option<i64>,
+    /// Unix seconds when its signing key leaves the account JWT (retiring).
+    pub retire_at: Option<i64>,
+    /// Unix seconds when it was retired or revoked.
+    pub ended_at: Option<i64>,
+}
+
+impl std::fmt::Debug for DeployRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRecord")
+            .field("id", &self.id)
+            .field("signing_key", &self.signing_key)
+            .field("sealed_seed", &"<sealed>")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user signed for a deploy (one per service hostname and deploy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user's public key (`U…`), chosen by CI.
+    pub user_key: String,
+    /// The deploy it belongs to.
+    pub deploy: String,
+    /// The service hostname.
+    pub hostname: String,
+    /// The rules as sent (with `{{plane}}`).
+    pub rules: Vec<String>,
+    /// The latest user JWT issued.
+    pub jwt: String,
+    /// Unix seconds of the latest JWT's `iat`.
+    pub issued_at: i64,
+    /// Unix seconds of the latest JWT's `exp`.
+    pub expires_at: i64,
+    /// Unix seconds of the latest `exp` of any JWT issued for this key.
+    pub max_expires_at: i64,
+    /// The key that signed (or renewed) it.
+    pub signed_by: String,
+}
+
+/// One entry of the account JWT's `revocations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Unix seconds written into the JWT: every user JWT of the key with
+    /// `iat <= at` is revoked.
+    pub at: i64,
+    /// Unix seconds after which every revoked JWT has expired and the entry
+    /// may be pruned; `None` for keys whose JWTs we did not issue (kept).
+    pub prune_after: Option<i64>,
+}
+
+/// The managed account: its live JWT and what the server derived it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// The account public key (`A…`).
+    pub account: String,
+    /// The account JWT the operator gave us (busop), whose name, limits,
+    /// imports and exports are kept; its signing keys and revocations are
+    /// merged with ours.
+    pub base_jwt: String,
+    /// The JWT served and pushed now.
+    pub jwt: String,
+    /// Its `iat`; the next JWT's `iat` is later.
+    pub iat: i64,
+    /// Incremented on every change.
+    pub version: u64,
+    /// Revocations (a union: entries are added, and removed only by pruning).
+    pub revocations: BTreeMap<String, Revocation>,
+}
+
+/// An operator's approval of a `:666` rule for one deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The deploy.
+    pub deploy: String,
+    /// The rule, as it will be sent (`PUB {{plane}}.danger.666…`).
+    pub rule: String,
+    /// The operator key.
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// One audit log entry, written in the same transaction as its change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number, assigned by the store, increasing.
+    #[serde(default)]
+    pub seq: u64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The caller's public key (`server` for the server's own changes).
+    pub caller: String,
+    /// What happened: `open`, `sign`, `activate`, `retire`, `revoke-user`,
+    /// `revoke-deploy`, `renew`, `approve`, `prune`, `import`.
+    pub action: String,
+    /// The deploy involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
+    /// Keys or hostnames involved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+}
+
+/// Everything the server loads at start.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The managed account, absent before the first import.
+    pub account: Option<AccountRecord>,
+    /// Every deploy by id.
+    pub deploys: BTreeMap<String, DeployRecord>,
+    /// Every user by public key.
+    pub users: BTreeMap<String, UserRecord>,
+    /// Approvals by (deploy, rule).
+    pub approvals: BTreeMap<(String, String), Approval>,
+}
+
+/// One atomic change: every record written or removed by one API call.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// The account record, when it changed.
+    pub account: Option<AccountRecord>,
+    /// Deploys written.
+    pub deploys: Vec<DeployRecord>,
+    /// Users written.
+    pub users: Vec<UserRecord>,
+    /// Approvals written.
+    pub approvals: Vec<Approval>,
+    /// Audit entries appended (their `seq` is assigned by the store).
+    pub audit: Vec<AuditEntry>,
+}
+
+/// A durable store. Every method is one transaction.
+pub trait Store: Send + Sync + 'static {
+    /// Reads the whole working set.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Writes `change` in one transaction; returns once it is durable.
+    fn commit(&self, change: &Change) -> Result<(), StoreError>;
+
+    /// Records `nonce` for `caller` at `ts`; `false` when it was seen before.
+    /// Forgets nonces recorded before `forget_before` (they are outside the
+    /// timestamp window, so a replay of them is refused by the window).
+    fn remember_nonce(
+        &self,
+        caller: &str,
+        nonce: &str,
+        ts: i64,
+        forget_before: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Audit entries at or after unix second `since`, oldest first, at most
+    /// `limit`.
+    fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}

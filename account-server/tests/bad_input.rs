@@ -1,0 +1,424 @@
+//! Bad input never gets anything signed or stored: unauthenticated, wrongly
+//! signed, replayed, stale, oversized, malformed, invalid subjects, policy
+//! violations, wrong roles and hostnames each get a 4xx with a plain JSON
+//! message and no internals; afterwards the account JWT, the deploys, the
+//! users and the audit log are exactly as before. Also: a new trust-root
+//! grant needs an operator's approval.
+
+mod common;
+
+use std::sync::Arc;
+
+use account_server::{AccountServer, app};
+use axum::body::Body;
+use axum::http::Request;
+use buswarden_creds::keys::{KeyKind, KeyPair};
+use buswarden_creds::request_auth;
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const POLICY: &str = r#"version = 1
+[caller."calc.example"]
+trust-root = ["POST token.core:666/mint"]
+"#;
+
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: Vec<u8>,
+    auth: Option<String>,
+}
+
+impl<'a> Call<'a> {
+    fn signed(method: &'a str, path: &'a str, body: Value, key: &KeyPair) -> Self {
+        let body = if body.is_null() {
+            vec![]
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        let auth = request_auth::sign_now(key, method, path, &body).unwrap();
+        Call {
+            method,
+            path,
+            body,
+            auth: Some(auth),
+        }
+    }
+}
+
+async fn send(server: &Arc<AccountServer>, c: &Call<'_>) -> (u16, Value) {
+    let mut req = Request::builder().method(c.method).uri(c.path);
+    if let Some(a) = &c.auth {
+        req = req.header("authorization", a);
+    }
+    let resp = app(server.clone())
+        .oneshot(req.body(Body::from(c.body.clone())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+/// Asserts a plain 4xx error message without internals.
+fn refused(status: u16, body: &Value, expected: u16, contains: &str) {
+    assert_eq!(status, expected, "{body}");
+    let msg = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a JSON error: {body}"));
+    assert!(
+        msg.contains(contains),
+        "{msg:?} should mention {contains:?}"
+    );
+    for leak in [
+        "redb",
+        "panicked",
+        "src/",
+        ".rs:",
+        "Backend",
+        "StoreError",
+        "sealed",
+        "/tmp",
+    ] {
+        assert!(!msg.contains(leak), "{msg:?} leaks {leak:?}");
+    }
+    assert!(!has_seed(msg));
+}
+
+async fn state(server: &Arc<AccountServer>, reader: &KeyPair) -> (Value, Value, Value) {
+    let (_, account) = send(
+        server,
+        &Call::signed("GET", "/v1/account", Value::Null, reader),
+    )
+    .await;
+    let (_, deploys) = send(
+        server,
+        &Call::signed("GET", "/v1/deploys", Value::Null, reader),
+    )
+    .await;
+    let (_, audit) = send(
+        server,
+        &Call::signed("GET", "/v1/audit?since=0", Value::Null, reader),
+    )
+    .await;
+    (account, deploys, audit)
+}
+
+fn user(hostname: &str, rules: Vec<String>) -> Value {
+    json!({ "users": [{ "hostname": hostname, "user_key": KeyPair::generate(KeyKind::User).public_key(), "rules": rules }] })
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
+    let bed = Bed::new(Options {
+        policy: Some(POLICY),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys", json!({ "deploy": "d1" }), &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let before = state(&server, &bed.reader).await;
+    let users = "/v1/deploys/d1/users";
+    let good = user("calc.example", rules_for("calc.example"));
+
+    // Unauthenticated and wrongly authenticated.
+    refused_call(
+        &server,
+        Call {
+            method: "POST",
+            path: "/v1/deploys",
+            body: b"{\"deploy\":\"x\"}".to_vec(),
+            auth: None,
+        },
+        401,
+        "missing Authorization",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call {
+            method: "POST",
+            path: "/v1/deploys",
+            body: vec![],
+            auth: Some("Bearer abc".into()),
+        },
+        401,
+        "scheme",
+    )
+    .await;
+    let stranger = KeyPair::generate(KeyKind::User);
+    refused_call(
+        &server,
+        Call::signed("POST", "/v1/deploys", json!({ "deploy": "x" }), &stranger),
+        401,
+        "unknown key",
+    )
+    .await;
+    let mut tampered = Call::signed("POST", users, good.clone(), &bed.ci);
+    tampered.body = serde_json::to_vec(&user("calc.example", rules_for("calc.example"))).unwrap();
+    refused_call(&server, tampered, 401, "signature does not match").await;
+    let mut other_path = Call::signed("POST", "/v1/deploys/d2/users", good.clone(), &bed.ci);
+    other_path.path = users;
+    refused_call(&server, other_path, 401, "signature does not match").await;
+    let body = serde_json::to_vec(&json!({ "deploy": "x" })).unwrap();
+    let stale = request_auth::sign(
+        &bed.ci,
+        "POST",
+        "/v1/deploys",
+        &body,
+        buswarden_creds::jwt::now() - 3600,
+        &request_auth::new_nonce().unwrap(),
+    )
+    .unwrap();
+    refused_call(
+        &server,
+        Call {
+            method: "POST",
+            path: "/v1/deploys",
+            body,
+            auth: Some(stale),
+        },
+        401,
+        "window",
+    )
+    .await;
+
+    // Replayed: the first copy is refused for its content, the second as a replay.
+    let once = Call::signed(
+        "POST",
+        users,
+        user("calc.example", vec!["PUB {{plane}}.>".into()]),
+        &bed.ci,
+    );
+    let (s, _) = send(&server, &once).await;
+    assert_eq!(s, 422);
+    let (s, v) = send(&server, &once).await;
+    refused(s, &v, 401, "replayed");
+
+    // Oversized, malformed.
+    let big = json!({ "users": [{ "hostname": "calc.example", "user_key": "U", "rules": ["x".repeat(70_000)] }] });
+    refused_call(
+        &server,
+        Call::signed("POST", users, big, &bed.ci),
+        413,
+        "too large",
+    )
+    .await;
+    let mut bad_json = Call::signed("POST", users, Value::Null, &bed.ci);
+    bad_json.body = b"{\"users\": [".to_vec();
+    bad_json.auth = Some(request_auth::sign_now(&bed.ci, "POST", users, &bad_json.body).unwrap());
+    refused_call(&server, bad_json, 400, "invalid JSON").await;
+    refused_call(
+        &server,
+        Call::signed("POST", users, json!({ "users": [], "extra": 1 }), &bed.ci),
+        400,
+        "invalid JSON",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call::signed(
+            "POST",
+            "/v1/deploys",
+            json!({ "deploy": "../etc" }),
+            &bed.ci,
+        ),
+        400,
+        "deploy id",
+    )
+    .await;
+    refused_call(&server, Call::signed("POST", users, json!({ "users": [{ "hostname": "calc.example", "user_key": "UNOTAKEY", "rules": rules_for("calc.example") }] }), &bed.ci), 400, "user public key").await;
+    refused_call(
+        &server,
+        Call::signed(
+            "POST",
+            users,
+            user("Bad_Host", rules_for("calc.example")),
+            &bed.ci,
+        ),
+        400,
+        "hostname",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call::signed(
+            "POST",
+            users,
+            json!({ "users": good["users"], "expires": "400d" }),
+            &bed.ci,
+        ),
+        400,
+        "expires",
+    )
+    .await;
+
+    // Invalid subjects and rule sets.
+    for (rules, why) in [
+        (vec!["PUB {{plane}}.>".to_string()], "wildcard"),
+        (vec!["FOO bar".to_string()], "calc.example"),
+        (
+            vec![
+                "PUB {{plane}}.safe.443.other_example.x.*.GET.a".to_string(),
+                "SUB {{plane}}.reply._.*.calc_example.*".to_string(),
+            ],
+            "publishes as",
+        ),
+        (
+            vec!["PUB {{plane}}.reply._.calc_example.>".to_string()],
+            "at least one PUB and one SUB",
+        ),
+    ] {
+        refused_call(
+            &server,
+            Call::signed("POST", users, user("calc.example", rules), &bed.ci),
+            422,
+            why,
+        )
+        .await;
+    }
+    // The policy: a trust-root grant it does not list.
+    let mut burn = rules_for("calc.example");
+    burn.push("PUB {{plane}}.danger.666.calc_example.token_core.*.POST.burn".into());
+    refused_call(
+        &server,
+        Call::signed("POST", users, user("calc.example", burn), &bed.ci),
+        422,
+        "policy violation",
+    )
+    .await;
+
+    // Roles and hostname limits.
+    refused_call(
+        &server,
+        Call::signed(
+            "POST",
+            users,
+            user("other.example", rules_for("other.example")),
+            &bed.ci,
+        ),
+        403,
+        "may not sign for other.example",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call::signed("POST", "/v1/deploys", json!({ "deploy": "x" }), &bed.reader),
+        403,
+        "needs the ci role",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call::signed(
+            "POST",
+            "/v1/revocations",
+            json!({ "user_key": stranger.public_key() }),
+            &bed.ci,
+        ),
+        403,
+        "needs the operator role",
+    )
+    .await;
+    refused_call(
+        &server,
+        Call::signed("POST", "/v1/deploys/nope/activate", Value::Null, &bed.ci),
+        404,
+        "no deploy",
+    )
+    .await;
+
+    let after = state(&server, &bed.reader).await;
+    assert_eq!(before, after, "nothing stored, nothing signed");
+    assert_eq!(after.1["deploys"][0]["users"], 0);
+}
+
+async fn refused_call(server: &Arc<AccountServer>, c: Call<'_>, status: u16, contains: &str) {
+    let (s, v) = send(server, &c).await;
+    refused(s, &v, status, contains);
+}
+
+#[tokio::test]
+async fn a_new_trust_root_grant_needs_an_operator_approval() {
+    let bed = Bed::new(Options {
+        policy: Some(POLICY),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let mint = "PUB {{plane}}.danger.666.calc_example.token_core.*.POST.mint";
+    let mut rules = rules_for("calc.example");
+    rules.push(mint.into());
+    let (s, _) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys", json!({ "deploy": "d1" }), &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let sign = |d: &'static str| {
+        Call::signed(
+            "POST",
+            if d == "d1" {
+                "/v1/deploys/d1/users"
+            } else {
+                "/v1/deploys/d2/users"
+            },
+            user("calc.example", rules.clone()),
+            &bed.ci,
+        )
+    };
+    let (s, v) = send(&server, &sign("d1")).await;
+    refused(s, &v, 403, "must approve");
+    // Only an operator approves.
+    let approval = json!({ "deploy": "d1", "rule": mint });
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/approvals", approval.clone(), &bed.ci),
+    )
+    .await;
+    refused(s, &v, 403, "operator");
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/approvals", approval, &bed.op),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = send(&server, &sign("d1")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys/d1/activate", Value::Null, &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // The next deploy keeps the grant the active deploy has: no approval needed.
+    let (s, _) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys", json!({ "deploy": "d2" }), &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, v) = send(&server, &sign("d2")).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, audit) = send(
+        &server,
+        &Call::signed("GET", "/v1/audit?since=0", Value::Null, &bed.reader),
+    )
+    .await;
+    let approve = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "approve")
+        .unwrap();
+    assert_eq!(approve["caller"], bed.op.public_key());
+}

@@ -1,0 +1,433 @@
+//! Against a real nats-server 2.15.1 whose URL resolver is the account
+//! server: the server starts and resolves accounts, users signed through the
+//! lifecycle API connect, revoking a user or retiring a deploy (by the
+//! operator, or after the grace period) closes the affected connections and
+//! only those.
+
+mod common;
+
+use std::time::Duration;
+
+use buswarden_creds::keys::{KeyKind, KeyPair};
+use common::*;
+use serde_json::json;
+
+async fn open_and_sign(
+    client: &Http,
+    bed: &Bed,
+    deploy: &str,
+    hosts: &[&str],
+) -> Vec<(KeyPair, String)> {
+    let r = api(
+        client,
+        bed,
+        "POST",
+        "/v1/deploys",
+        json!({ "deploy": deploy }),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["state"], "open");
+    assert!(r.json()["signing_key"].as_str().unwrap().starts_with('A'));
+    let keys: Vec<KeyPair> = hosts
+        .iter()
+        .map(|_| KeyPair::generate(KeyKind::User))
+        .collect();
+    let users: Vec<_> = hosts
+        .iter()
+        .zip(&keys)
+        .map(|(h, k)| json!({ "hostname": h, "user_key": k.public_key(), "rules": rules_for(h) }))
+        .collect();
+    let r = api(
+        client,
+        bed,
+        "POST",
+        &format!("/v1/deploys/{deploy}/users"),
+        json!({ "users": users, "expires": "1h" }),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let signed = r.json()["users"].as_array().unwrap().clone();
+    assert_eq!(signed.len(), hosts.len());
+    assert!(!has_seed(&r.text), "no seed ever in a reply");
+    keys.into_iter()
+        .zip(signed)
+        .map(|(k, s)| {
+            assert_eq!(s["user_key"], k.public_key());
+            (k, s["jwt"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() {
+    let bed = Bed::new(Options::default());
+    let (_server, stop, handle) = serve_in_process(&bed).await;
+    let nats = bed.start_nats();
+    let client = http();
+    let base = bed.base_url();
+
+    // The resolver protocol.
+    let r = call(&client, &base, "GET", "/jwt/v1/accounts/", b"", None, &[]).await;
+    assert_eq!(r.status, 200);
+    let app = bed.app.public_key();
+    let r = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/jwt/v1/accounts/{app}"),
+        b"",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let claims = buswarden_creds::jwt::decode_account(&r.text).unwrap();
+    assert_eq!(claims.data.sub, app);
+    let etag = r.etag.clone().unwrap();
+    let r304 = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/jwt/v1/accounts/{app}"),
+        b"",
+        None,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(r304.status, 304);
+    assert!(r304.text.is_empty());
+    let unknown = KeyPair::generate(KeyKind::Account);
+    let r = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/jwt/v1/accounts/{}", unknown.public_key()),
+        b"",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // Deploy 1: two services, activated.
+    let d1 = open_and_sign(&client, &bed, "d1", &["calc.example", "cart.shop.example"]).await;
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d1/activate",
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["deploy"]["state"], "active");
+
+    let (calc, mut calc_events) = connect_user(nats.url(), &d1[0].1, &d1[0].0)
+        .await
+        .expect("calc connects");
+    let (cart, mut cart_events) = connect_user(nats.url(), &d1[1].1, &d1[1].0)
+        .await
+        .expect("cart connects");
+    // The grants work: calc may subscribe to its own requests and publish replies.
+    let mut sub = calc
+        .subscribe("microbus.safe.443.x.calc_example._.GET.hi")
+        .await
+        .unwrap();
+    calc.flush().await.unwrap();
+    cart.publish(
+        "microbus.reply._.cart_shop_example.calc_example.id-1",
+        "ok".into(),
+    )
+    .await
+    .unwrap();
+    cart.flush().await.unwrap();
+    drop(sub.unsubscribe().await);
+
+    // An ETag changes with the JWT.
+    let r = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/jwt/v1/accounts/{app}"),
+        b"",
+        None,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "the account JWT changed, so the old ETag no longer matches"
+    );
+
+    // Revoking calc closes calc's connection, not cart's.
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": d1[0].0.public_key() }),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["push"]["confirmed"], 1);
+    assert!(
+        disconnected(&mut calc_events, Duration::from_secs(5)).await,
+        "revoked user disconnected"
+    );
+    assert!(
+        !disconnected(&mut cart_events, Duration::from_millis(300)).await,
+        "other user stays"
+    );
+    assert!(
+        connect_user(nats.url(), &d1[0].1, &d1[0].0).await.is_err(),
+        "revoked user cannot reconnect"
+    );
+    let on_broker = broker_account(nats.url(), &bed.sys_creds, app).await;
+    assert!(
+        on_broker
+            .nats
+            .revocations
+            .contains_key(d1[0].0.public_key())
+    );
+
+    // Deploy 2 replaces deploy 1; the operator retires deploy 1 at once:
+    // cart@d1 is dropped, cart@d2 connects and stays.
+    let d2 = open_and_sign(&client, &bed, "d2", &["cart.shop.example"]).await;
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d2/activate",
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_cart2, mut cart2_events) = connect_user(nats.url(), &d2[0].1, &d2[0].0)
+        .await
+        .expect("cart@d2 connects");
+    let r = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/deploys",
+        json!(null),
+        &bed.reader,
+    )
+    .await;
+    let states: Vec<(String, String)> = r.json()["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy"].as_str().unwrap().into(),
+                d["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("d1".into(), "retiring".into()),
+            ("d2".into(), "active".into())
+        ]
+    );
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d1/retire",
+        json!(null),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        disconnected(&mut cart_events, Duration::from_secs(5)).await,
+        "retiring d1 drops its users"
+    );
+    assert!(
+        !disconnected(&mut cart2_events, Duration::from_millis(300)).await,
+        "d2 users stay"
+    );
+    let on_broker = broker_account(nats.url(), &bed.sys_creds, app).await;
+    assert!(
+        !on_broker
+            .nats
+            .signing_keys
+            .contains(r.json()["deploy"]["signing_key"].as_str().unwrap())
+    );
+
+    // Renew gives a fresh JWT with the same grants; a revoked user cannot be renewed.
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        &format!("/v1/users/{}/renew", d2[0].0.public_key()),
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let renewed = buswarden_creds::jwt::decode_user(r.json()["jwt"].as_str().unwrap()).unwrap();
+    let first = buswarden_creds::jwt::decode_user(&d2[0].1).unwrap();
+    assert_eq!(renewed.nats.limits.publish, first.nats.limits.publish);
+    assert_eq!(renewed.nats.limits.subscribe, first.nats.limits.subscribe);
+    connect_user(nats.url(), r.json()["jwt"].as_str().unwrap(), &d2[0].0)
+        .await
+        .expect("renewed JWT connects");
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        &format!("/v1/users/{}/renew", d1[0].0.public_key()),
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+
+    // The audit log has every step with the caller's key.
+    let r = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/audit?since=0",
+        json!(null),
+        &bed.reader,
+    )
+    .await;
+    let actions: Vec<String> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "import",
+            "open",
+            "sign",
+            "activate",
+            "revoke-user",
+            "open",
+            "sign",
+            "activate",
+            "retire",
+            "renew"
+        ]
+    );
+    let entries = r.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries[4]["caller"], bed.op.public_key());
+    assert_eq!(entries[1]["caller"], bed.ci.public_key());
+
+    // Health and metrics.
+    let r = call(&client, &base, "GET", "/healthz", b"", None, &[]).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "ok\n"));
+    let m = call(&client, &base, "GET", "/metrics", b"", None, &[])
+        .await
+        .text;
+    assert!(
+        m.contains("buswarden_account_server_revocations_total 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("buswarden_account_server_resolver_not_modified_total 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("buswarden_account_server_deploys_opened_total 2\n"),
+        "{m}"
+    );
+
+    let _ = stop.send(());
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_retires_the_previous_deploy_and_a_deploy_revoke_drops_its_users() {
+    let bed = Bed::new(Options {
+        grace: "1s",
+        ..Options::default()
+    });
+    let (_server, stop, handle) = serve_in_process(&bed).await;
+    let nats = bed.start_nats();
+    let client = http();
+    let d1 = open_and_sign(&client, &bed, "d1", &["calc.example"]).await;
+    assert_eq!(
+        api(
+            &client,
+            &bed,
+            "POST",
+            "/v1/deploys/d1/activate",
+            json!(null),
+            &bed.ci
+        )
+        .await
+        .status,
+        200
+    );
+    let (_c1, mut ev1) = connect_user(nats.url(), &d1[0].1, &d1[0].0).await.unwrap();
+    let d2 = open_and_sign(&client, &bed, "d2", &["calc.example"]).await;
+    assert_eq!(
+        api(
+            &client,
+            &bed,
+            "POST",
+            "/v1/deploys/d2/activate",
+            json!(null),
+            &bed.ci
+        )
+        .await
+        .status,
+        200
+    );
+    let (_c2, mut ev2) = connect_user(nats.url(), &d2[0].1, &d2[0].0).await.unwrap();
+    assert!(
+        !disconnected(&mut ev1, Duration::from_millis(500)).await,
+        "d1 serves during the grace period"
+    );
+    assert!(
+        disconnected(&mut ev1, Duration::from_secs(5)).await,
+        "d1 dropped after the grace period"
+    );
+    let r = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/deploys",
+        json!(null),
+        &bed.reader,
+    )
+    .await;
+    assert_eq!(r.json()["deploys"][0]["state"], "retired");
+
+    // Revoking the whole of d2 drops its users and revokes their keys.
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d2/revoke",
+        json!(null),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(disconnected(&mut ev2, Duration::from_secs(5)).await);
+    let on_broker = broker_account(nats.url(), &bed.sys_creds, bed.app.public_key()).await;
+    assert!(
+        on_broker
+            .nats
+            .revocations
+            .contains_key(d2[0].0.public_key())
+    );
+    let _ = stop.send(());
+    handle.await.unwrap();
+}

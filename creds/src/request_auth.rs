@@ -1,0 +1,277 @@
+//! Signed HTTP requests to the account server, shared by the server and its
+//! clients (busop, CI scripts), so both sides use one implementation:
+//!
+//! ```text
+//! Authorization: Buswarden-Nkey key=<U-pub>,ts=<unix-seconds>,nonce=<32 hex>,sig=<base64url>
+//! ```
+//!
+//! `sig` is the nkey (ed25519) signature, base64url without padding, over
+//! `"<METHOD>\n<path-and-query>\n<ts>\n<nonce>\n<hex sha256 of body>"`.
+//! This module signs and checks the signature; the timestamp window, the
+//! nonce memory and the key's role are the server's business.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::keys::{self, KeyPair};
+use sha2::{Digest, Sha256};
+
+/// The scheme word of the `Authorization` header.
+pub const SCHEME: &str = "Buswarden-Nkey";
+
+/// Why a header could not be made, parsed or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestAuthError {
+    /// The header does not start with `Buswarden-Nkey `.
+    #[error("authorization scheme must be {SCHEME}")]
+    Scheme,
+    /// A `key=`, `ts=`, `nonce=` or `sig=` field is missing, repeated or unknown.
+    #[error("authorization header field {0:?} is missing, repeated or unknown")]
+    Field(String),
+    /// `key` is not a user public nkey (`U…`).
+    #[error("authorization key is not a user public nkey (U...)")]
+    Key,
+    /// `ts` is not a whole number of seconds.
+    #[error("authorization timestamp is not a number of seconds")]
+    Timestamp,
+    /// `nonce` is not 32 lower-case hex characters.
+    #[error("authorization nonce must be 32 lower-case hex characters")]
+    Nonce,
+    /// `sig` is not base64url of 64 bytes.
+    #[error("authorization signature is not base64url of an ed25519 signature")]
+    SignatureEncoding,
+    /// The signature does not match the request.
+    #[error("authorization signature does not match the request")]
+    BadSignature,
+    /// Signing failed (the key pair has no seed).
+    #[error("cannot sign with this key: {0}")]
+    Sign(String),
+    /// No randomness for a nonce.
+    #[error("no randomness for a nonce")]
+    Random,
+}
+
+/// A parsed `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuth {
+    /// The caller's public user nkey (`U…`).
+    pub key: String,
+    /// Unix seconds when the request was signed.
+    pub ts: i64,
+    /// 32 lower-case hex characters, never reused.
+    pub nonce: String,
+    /// base64url signature.
+    pub sig: String,
+}
+
+/// The bytes that are signed.
+pub fn signed_text(
+    method: &str,
+    path_and_query: &str,
+    ts: i64,
+    nonce: &str,
+    body: &[u8],
+) -> String {
+    let digest = Sha256::digest(body);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!(
+        "{}\n{path_and_query}\n{ts}\n{nonce}\n{hex}",
+        method.to_ascii_uppercase()
+    )
+}
+
+/// A fresh random nonce (16 random bytes as 32 hex characters).
+pub fn new_nonce() -> Result<String, RequestAuthError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| RequestAuthError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `Authorization` header value for a request signed by `key` at `ts`
+/// with `nonce`.
+pub fn sign(
+    key: &KeyPair,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    ts: i64,
+    nonce: &str,
+) -> Result<String, RequestAuthError> {
+    let text = signed_text(method, path_and_query, ts, nonce, body);
+    let sig = key
+        .sign(text.as_bytes())
+        .map_err(|e| RequestAuthError::Sign(e.to_string()))?;
+    Ok(format!(
+        "{SCHEME} key={},ts={ts},nonce={nonce},sig={}",
+        key.public_key(),
+        URL_SAFE_NO_PAD.encode(sig)
+    ))
+}
+
+/// [`sign`] with the current time and a fresh nonce.
+pub fn sign_now(
+    key: &KeyPair,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Result<String, RequestAuthError> {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    sign(key, method, path_and_query, body, ts, &new_nonce()?)
+}
+
+impl RequestAuth {
+    /// Parses a header value. Each field exactly once, nothing else.
+    pub fn parse(header: &str) -> Result<Self, RequestAuthError> {
+        let rest = header
+            .strip_prefix(SCHEME)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or(RequestAuthError::Scheme)?;
+        let (mut key, mut ts, mut nonce, mut sig) = (None, None, None, None);
+        for field in rest.split(',') {
+            let (name, value) = field
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| RequestAuthError::Field(field.trim().to_string()))?;
+            let slot = match name {
+                "key" => &mut key,
+                "ts" => &mut ts,
+                "nonce" => &mut nonce,
+                "sig" => &mut sig,
+                other => return Err(RequestAuthError::Field(other.to_string())),
+            };
+            if slot.replace(value.to_string()).is_some() {
+                return Err(RequestAuthError::Field(name.to_string()));
+            }
+        }
+        let missing = |n: &str| RequestAuthError::Field(n.to_string());
+        let key = key.ok_or_else(|| missing("key"))?;
+        if !keys::is_public_key(keys::KeyKind::User, &key) {
+            return Err(RequestAuthError::Key);
+        }
+        let ts = ts
+            .ok_or_else(|| missing("ts"))?
+            .parse::<i64>()
+            .map_err(|_| RequestAuthError::Timestamp)?;
+        let nonce = nonce.ok_or_else(|| missing("nonce"))?;
+        if nonce.len() != 32
+            || !nonce
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(RequestAuthError::Nonce);
+        }
+        let sig = sig.ok_or_else(|| missing("sig"))?;
+        Ok(Self {
+            key,
+            ts,
+            nonce,
+            sig,
+        })
+    }
+
+    /// Checks the signature against the request it came with.
+    pub fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(), RequestAuthError> {
+        let sig = URL_SAFE_NO_PAD
+            .decode(&self.sig)
+            .map_err(|_| RequestAuthError::SignatureEncoding)?;
+        if sig.len() != 64 {
+            return Err(RequestAuthError::SignatureEncoding);
+        }
+        let text = signed_text(method, path_and_query, self.ts, &self.nonce, body);
+        if keys::verify(&self.key, text.as_bytes(), &sig) {
+            Ok(())
+        } else {
+            Err(RequestAuthError::BadSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_request_verifies_and_any_change_breaks_it() {
+        let kp = KeyPair::generate(keys::KeyKind::User);
+        let nonce = new_nonce().unwrap();
+        let h = sign(&kp, "post", "/v1/deploys?x=1", b"{}", 1_700_000_000, &nonce).unwrap();
+        let auth = RequestAuth::parse(&h).unwrap();
+        assert_eq!(auth.key, kp.public_key());
+        assert_eq!(auth.ts, 1_700_000_000);
+        auth.verify("POST", "/v1/deploys?x=1", b"{}").unwrap();
+        for (m, p, b) in [
+            ("GET", "/v1/deploys?x=1", &b"{}"[..]),
+            ("POST", "/v1/deploys?x=2", b"{}"),
+            ("POST", "/v1/deploys?x=1", b"{ }"),
+        ] {
+            assert_eq!(auth.verify(m, p, b), Err(RequestAuthError::BadSignature));
+        }
+        let other = RequestAuth {
+            ts: auth.ts + 1,
+            ..auth.clone()
+        };
+        assert_eq!(
+            other.verify("POST", "/v1/deploys?x=1", b"{}"),
+            Err(RequestAuthError::BadSignature)
+        );
+        let impostor = RequestAuth {
+            key: KeyPair::generate(keys::KeyKind::User)
+                .public_key()
+                .to_string(),
+            ..auth
+        };
+        assert_eq!(
+            impostor.verify("POST", "/v1/deploys?x=1", b"{}"),
+            Err(RequestAuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_with_a_reason() {
+        let k = KeyPair::generate(keys::KeyKind::User)
+            .public_key()
+            .to_string();
+        let n = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            RequestAuth::parse("Bearer x"),
+            Err(RequestAuthError::Scheme)
+        );
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce={n}")),
+            Err(RequestAuthError::Field("sig".into()))
+        );
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key={k},key={k},ts=1,nonce={n},sig=x")),
+            Err(RequestAuthError::Field("key".into()))
+        );
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key=UNOPE,ts=1,nonce={n},sig=x")),
+            Err(RequestAuthError::Key)
+        );
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key={k},ts=x,nonce={n},sig=x")),
+            Err(RequestAuthError::Timestamp)
+        );
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce=ABC,sig=x")),
+            Err(RequestAuthError::Nonce)
+        );
+        let a = RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce={n},sig=!!")).unwrap();
+        assert_eq!(
+            a.verify("GET", "/", b""),
+            Err(RequestAuthError::SignatureEncoding)
+        );
+    }
+}
