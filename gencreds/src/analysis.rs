@@ -114,9 +114,15 @@ pub enum AnalysisError {
 
 /// Analyses the tree under `root`.
 pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
     let ws = workspace::discover(root)?;
+    timing.mark("discover");
     let pool = source::pool(opts.threads);
-    pool.install(|| analyze_in(&ws, opts, None))
+    let r = pool.install(|| analyze_in(&ws, opts, None));
+    timing.mark("finish");
+    drop(pool);
+    timing.mark("pool drop");
+    r
 }
 
 /// Analyses the tree under `root`, reusing and then refreshing the file
@@ -222,6 +228,11 @@ fn analyze_in(
         );
     }
     timing.mark("cache save");
+    let file_count = files.len();
+    drop(idx);
+    drop(facts);
+    drop(files);
+    timing.mark("drop");
     let mut diags: Vec<Diagnostic> = out
         .diags
         .into_iter()
@@ -234,7 +245,7 @@ fn analyze_in(
         root: ws.root.clone(),
         services,
         diags,
-        files: files.len(),
+        files: file_count,
     })
 }
 

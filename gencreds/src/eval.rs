@@ -307,7 +307,8 @@ impl Eval<'_, '_> {
 
     fn stmt(&mut self, s: &Stmt) -> Ty {
         match s {
-            Stmt::Let { pat, ty, init, els } => {
+            Stmt::Let(l) => {
+                let Let { pat, ty, init, els } = &**l;
                 let mut t = init.as_ref().map_or(Ty::Unknown, |e| self.expr(e));
                 if let Some(decl) = ty {
                     let unit = &self.idx.units[self.unit];

@@ -218,20 +218,25 @@ pub enum Pat {
     Binds(Vec<String>),
 }
 
+/// `let pat: ty = init else { … };`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Let {
+    /// The pattern.
+    pub pat: Pat,
+    /// The annotated type.
+    pub ty: Option<PathRef>,
+    /// The initializer.
+    pub init: Option<Expr>,
+    /// The `else` block.
+    pub els: Option<Block>,
+}
+
 /// A statement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
-    /// `let pat: ty = init else { … };`
-    Let {
-        /// The pattern.
-        pat: Pat,
-        /// The annotated type.
-        ty: Option<PathRef>,
-        /// The initializer.
-        init: Option<Expr>,
-        /// The `else` block.
-        els: Option<Block>,
-    },
+    /// A `let` (boxed: most statements are expressions, and this keeps
+    /// every statement small).
+    Let(Box<Let>),
     /// An expression statement.
     Expr(Expr),
 }

@@ -508,12 +508,12 @@ impl Lowerer<'_> {
                         .as_ref()
                         .and_then(|i| i.diverge.as_ref())
                         .map(|(_, e)| vec![Stmt::Expr(self.expr(e))]);
-                    out.push(Stmt::Let {
+                    out.push(Stmt::Let(Box::new(Let {
                         pat: p,
                         ty,
                         init,
                         els,
-                    });
+                    })));
                 }
                 syn::Stmt::Expr(e, _) if !expr_excluded(e) => out.push(Stmt::Expr(self.expr(e))),
                 syn::Stmt::Macro(m) if !is_excluded(&m.attrs) => {
