@@ -70,6 +70,24 @@ fn cfg_is_test(meta: &syn::Meta) -> bool {
     }
 }
 
+/// Where a path starts. (`Spanned::span` on a whole expression prints its
+/// tokens to find the ends: quadratic on nested code, so never used here.)
+fn path_loc(p: &syn::Path) -> Loc {
+    match (&p.leading_colon, p.segments.first()) {
+        (Some(c), _) => loc(c.spans[0]),
+        (None, Some(s)) => loc(s.ident.span()),
+        (None, None) => Loc::default(),
+    }
+}
+
+/// Where a call starts: its function path, else its opening parenthesis.
+fn call_loc(c: &syn::ExprCall) -> Loc {
+    match &*c.func {
+        syn::Expr::Path(p) => path_loc(&p.path),
+        _ => loc(c.paren_token.span.open()),
+    }
+}
+
 fn path_ref(p: &syn::Path) -> PathRef {
     PathRef {
         global: p.leading_colon.is_some(),
@@ -362,7 +380,7 @@ impl Lowerer<'_> {
                     let name = m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
                     out.push(Item::MacroRules {
                         name,
-                        loc: loc(m.mac.path.span()),
+                        loc: path_loc(&m.mac.path),
                         idents: idents_of(m.mac.tokens.clone()),
                     });
                 } else {
@@ -564,19 +582,19 @@ impl Lowerer<'_> {
     fn expr_inner(&mut self, e: &syn::Expr) -> Expr {
         use syn::Expr as E;
         match e {
-            E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), loc(p.span())),
+            E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), path_loc(&p.path)),
             E::Path(_) => Expr::Other(vec![]),
             E::Lit(l) => Expr::Lit(
                 match &l.lit {
                     syn::Lit::Str(s) => Some(s.value()),
                     _ => None,
                 },
-                loc(l.span()),
+                loc(l.lit.span()),
             ),
             E::Call(c) => Expr::Call(
                 Box::new(self.expr(&c.func)),
                 self.exprs(&c.args),
-                loc(c.span()),
+                call_loc(c),
             ),
             E::MethodCall(m) => Expr::Method(
                 Box::new(self.expr(&m.receiver)),
@@ -680,7 +698,7 @@ impl Lowerer<'_> {
 
     fn macro_call(&mut self, mac: &syn::Macro) -> MacroCall {
         let path = path_ref(&mac.path);
-        let l = loc(mac.path.span());
+        let l = path_loc(&mac.path);
         let name = path.last().unwrap_or_default().to_string();
         let mut call = MacroCall {
             path,
