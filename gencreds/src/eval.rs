@@ -356,7 +356,6 @@ impl Eval<'_, '_> {
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
             },
-            Expr::Through(inner) => self.expr(inner),
             Expr::Block(b) => self.block(b),
             Expr::Closure(params, body) => {
                 self.scoped(|ev| {

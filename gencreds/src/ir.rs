@@ -278,13 +278,11 @@ pub enum Expr {
     /// A literal: `Some(text)` for a string literal.
     Lit(Option<String>, Loc),
     /// `f(args)`.
-    Call(Box<Expr>, Vec<Expr>, Loc),
+    Call(Box<Expr>, Box<[Expr]>, Loc),
     /// `recv.method(args)`.
-    Method(Box<Expr>, String, Vec<Expr>, Loc),
+    Method(Box<Expr>, Box<str>, Box<[Expr]>, Loc),
     /// `base.field`.
     Field(Box<Expr>, String),
-    /// An expression whose value is its operand's (`&e`, `(e)`, `e?`, `e.await`, `*e`).
-    Through(Box<Expr>),
     /// A block (also `async`, `unsafe`, `loop`).
     Block(Block),
     /// `|params| body`.

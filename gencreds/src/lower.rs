@@ -533,7 +533,13 @@ impl Lowerer<'_> {
                         els,
                     })));
                 }
-                syn::Stmt::Expr(e, _) if !expr_excluded(e) => out.push(Stmt::Expr(self.expr(e))),
+                syn::Stmt::Expr(e, semi) if !expr_excluded(e) => {
+                    let x = self.expr(e);
+                    // A discarded inert value (`x;`) can do nothing the analyzer sees.
+                    if semi.is_none() || !inert(&x) {
+                        out.push(Stmt::Expr(x));
+                    }
+                }
                 syn::Stmt::Macro(m) if !is_excluded(&m.attrs) => {
                     out.push(Stmt::Expr(Expr::Macro(Box::new(self.macro_call(&m.mac)))));
                 }
@@ -593,13 +599,13 @@ impl Lowerer<'_> {
             ),
             E::Call(c) => Expr::Call(
                 Box::new(self.expr(&c.func)),
-                self.exprs(&c.args),
+                self.exprs(&c.args).into_boxed_slice(),
                 call_loc(c),
             ),
             E::MethodCall(m) => Expr::Method(
                 Box::new(self.expr(&m.receiver)),
-                m.method.to_string(),
-                self.exprs(&m.args),
+                m.method.to_string().into_boxed_str(),
+                self.exprs(&m.args).into_boxed_slice(),
                 loc(m.method.span()),
             ),
             E::Field(f) => Expr::Field(
@@ -609,14 +615,12 @@ impl Lowerer<'_> {
                     syn::Member::Unnamed(i) => i.index.to_string(),
                 },
             ),
-            E::Reference(r) => Expr::Through(Box::new(self.expr(&r.expr))),
-            E::Paren(p) => Expr::Through(Box::new(self.expr(&p.expr))),
-            E::Group(g) => Expr::Through(Box::new(self.expr(&g.expr))),
-            E::Try(t) => Expr::Through(Box::new(self.expr(&t.expr))),
-            E::Await(a) => Expr::Through(Box::new(self.expr(&a.base))),
-            E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
-                Expr::Through(Box::new(self.expr(&u.expr)))
-            }
+            E::Reference(r) => self.expr(&r.expr),
+            E::Paren(p) => self.expr(&p.expr),
+            E::Group(g) => self.expr(&g.expr),
+            E::Try(t) => self.expr(&t.expr),
+            E::Await(a) => self.expr(&a.base),
+            E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
             E::Unary(u) => Expr::Other(vec![self.expr(&u.expr)]),
             E::Block(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Async(b) => Expr::Block(self.block(&b.block.stmts)),
@@ -819,7 +823,7 @@ fn inert(e: &Expr) -> bool {
     match e {
         Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
         Expr::Other(c) => c.is_empty(),
-        Expr::Field(b, _) | Expr::Through(b) => inert(b),
+        Expr::Field(b, _) => inert(b),
         _ => false,
     }
 }
