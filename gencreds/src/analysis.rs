@@ -230,8 +230,9 @@ fn analyze_in(
     timing.mark("cache save");
     let file_count = files.len();
     drop(idx);
-    drop(facts);
-    drop(files);
+    // The trees are large: free them on every worker thread.
+    facts.into_par_iter().for_each(drop);
+    files.into_par_iter().for_each(drop);
     timing.mark("drop");
     let mut diags: Vec<Diagnostic> = out
         .diags
