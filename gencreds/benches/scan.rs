@@ -138,7 +138,7 @@ fn main() {
         .iter()
         .flat_map(|c| c.files.iter().cloned())
         .collect();
-    let pool = gencreds::source::pool(a.threads);
+    let pool = gencreds::source::pool(a.threads).expect("thread pool");
     let opts = Options {
         threads: a.threads,
         ..Options::default()

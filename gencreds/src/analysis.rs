@@ -110,6 +110,9 @@ pub enum AnalysisError {
     /// The tree could not be walked.
     #[error(transparent)]
     Workspace(#[from] workspace::WorkspaceError),
+    /// The worker threads could not be started.
+    #[error("cannot start the parse threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
 }
 
 /// Analyses the tree under `root`.
@@ -117,7 +120,7 @@ pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
     let mut timing = Timing::new();
     let ws = workspace::discover(root)?;
     timing.mark("discover");
-    let pool = source::pool(opts.threads);
+    let pool = source::pool(opts.threads)?;
     let r = pool.install(|| analyze_in(&ws, opts, None));
     timing.mark("finish");
     drop(pool);
@@ -131,7 +134,7 @@ pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analys
     let mut timing = Timing::new();
     let ws = workspace::discover(root)?;
     timing.mark("discover");
-    let pool = source::pool(opts.threads);
+    let pool = source::pool(opts.threads)?;
     pool.install(|| analyze_in(&ws, opts, Some(cache)))
 }
 

@@ -42,21 +42,12 @@ pub struct SourceFile {
     pub hash: [u8; 32],
 }
 
-/// A thread pool with parse-sized stacks.
-pub fn pool(threads: usize) -> rayon::ThreadPool {
-    let mut b = rayon::ThreadPoolBuilder::new().stack_size(PARSE_STACK_BYTES);
-    if threads > 0 {
-        b = b.num_threads(threads);
-    }
-    // Building a pool only fails when threads cannot be spawned at all;
-    // then fall back to a minimal pool with the same stacks.
-    b.build().unwrap_or_else(|_| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .stack_size(PARSE_STACK_BYTES)
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start even one parse thread: {e}"))
-    })
+/// A thread pool with parse-sized stacks (`threads == 0`: one per core).
+pub fn pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .stack_size(PARSE_STACK_BYTES)
+        .num_threads(threads)
+        .build()
 }
 
 /// Parses every file in parallel (call inside [`pool`]'s `install`).
