@@ -42,3 +42,10 @@ fi
 BUSWARDEN_JWT_ORACLE="$oracle_bin"
 export BUSWARDEN_JWT_ORACLE
 echo "== jwt oracle: $BUSWARDEN_JWT_ORACLE"
+
+# nats-py reads .creds files with its own parser; the creds tests check that
+# the grants block does not confuse it.
+if ! python3 -c "import nats, nkeys" 2>/dev/null; then
+  echo "== installing nats-py (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "nats-py[nkeys]==2.16.0"
+fi

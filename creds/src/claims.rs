@@ -1059,3 +1059,43 @@ impl OperatorClaims {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let text = r#"{"jti":"J","iat":5,"iss":"O","sub":"A","nats":{"limits":{"subs":-1,"conn":7},"authorization":{"auth_users":["U1"]},"trace":{"dest":"t"},"type":"account","version":2}}"#;
+        let claims: AccountClaims = serde_json::from_str(text).unwrap();
+        assert_eq!(claims.nats.limits.conn, 7);
+        assert_eq!(claims.nats.extra.len(), 2);
+        let back = crate::gojson::to_vec(&claims).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&back).unwrap();
+        assert_eq!(v["nats"]["authorization"]["auth_users"][0], "U1");
+        assert_eq!(v["nats"]["trace"]["dest"], "t");
+        // Known fields keep Go's order, unknown ones follow.
+        let s = String::from_utf8(back).unwrap();
+        assert!(s.find("\"limits\"").unwrap() < s.find("\"authorization\"").unwrap());
+    }
+
+    #[test]
+    fn limits_left_out_are_zero_and_constructors_write_minus_one() {
+        let u = UserClaims::new_user("U");
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(
+            json.contains(r#""subs":-1,"data":-1,"payload":-1"#),
+            "{json}"
+        );
+        let scoped = UserClaims::new_scoped_user("U");
+        assert!(scoped.nats.limits.is_empty());
+        let a = AccountClaims::new_account("A");
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(
+            json.contains(r#""limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1}"#),
+            "{json}"
+        );
+        let read: UserClaims = serde_json::from_str(r#"{"sub":"U","nats":{"pub":null}}"#).unwrap();
+        assert_eq!(read.nats.limits.subs, 0);
+    }
+}

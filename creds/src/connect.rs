@@ -2,8 +2,11 @@
 //! `max_control_line` (4,096 bytes by default), and a client's CONNECT line
 //! carries the whole user JWT. This module computes the CONNECT argument the
 //! buswarden runtime sends (async-nats 0.51: its `ConnectInfo` JSON, the
-//! connection named after the service's hostname) for a JWT of a given
-//! length, so signing can refuse a user that could never connect.
+//! connection named `<hostname> id-<instance>`) for a JWT of a given length,
+//! so signing can refuse a user that could never connect. nats-server
+//! compares the length of that argument (the text after `CONNECT `, without
+//! the line end) with `max_control_line`; the broker tests check both the
+//! text and the limit against a real server.
 
 use crate::jwt::SIGNATURE_B64_LEN;
 
@@ -12,6 +15,36 @@ pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
 
 /// The async-nats version whose CONNECT this models.
 pub const CLIENT_VERSION: &str = "0.51.0";
+
+/// Length of the instance id the runtime appends to the hostname in the
+/// connection name: `id-` and 10 characters.
+pub const INSTANCE_ID_LEN: usize = 13;
+
+/// How clients name their connection (CONNECT's `name`), which counts
+/// against the budget too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectName {
+    /// The buswarden runtime: `<hostname> id-<10 characters>`.
+    #[default]
+    Runtime,
+    /// The hostname alone.
+    Hostname,
+    /// No name (`null`).
+    Unnamed,
+}
+
+impl ConnectName {
+    /// A name of the right length for a service with `hostname`.
+    pub fn for_host(self, hostname: &str) -> Option<String> {
+        match self {
+            ConnectName::Runtime => {
+                Some(format!("{hostname} id-{}", "0".repeat(INSTANCE_ID_LEN - 3)))
+            }
+            ConnectName::Hostname => Some(hostname.to_string()),
+            ConnectName::Unnamed => None,
+        }
+    }
+}
 
 /// The CONNECT argument (the JSON after `CONNECT `) async-nats 0.51 sends
 /// with a JWT, a nonce signature and a connection `name`, no TLS, echo on.

@@ -131,6 +131,17 @@ pub enum CredsError {
     /// The seed is invalid or not a user seed.
     #[error("the seed in the credentials file is unusable: {0}")]
     Seed(#[source] KeyError),
+    /// The JWT does not decode or verify.
+    #[error("the JWT in the credentials file is not valid: {0}")]
+    Jwt(#[source] crate::jwt::JwtError),
+    /// The seed belongs to another user than the JWT.
+    #[error("the seed is for user {seed_user} but the JWT is for {jwt_user}")]
+    SeedDoesNotMatch {
+        /// The seed's public key.
+        seed_user: String,
+        /// The JWT's subject.
+        jwt_user: String,
+    },
 }
 
 /// A user JWT and its seed, as read from a `.creds` file.
@@ -140,6 +151,21 @@ pub struct UserCredentials {
     pub jwt: String,
     /// The user key pair.
     pub key: KeyPair,
+}
+
+impl UserCredentials {
+    /// Decodes and verifies the user JWT and checks that the seed is its
+    /// subject's (as nats.go and the Go oracle do before using a file).
+    pub fn claims(&self) -> Result<crate::claims::UserClaims, CredsError> {
+        let claims = crate::jwt::decode_user(&self.jwt).map_err(CredsError::Jwt)?;
+        if claims.data.sub != self.key.public_key() {
+            return Err(CredsError::SeedDoesNotMatch {
+                seed_user: self.key.public_key().to_string(),
+                jwt_user: claims.data.sub,
+            });
+        }
+        Ok(claims)
+    }
 }
 
 impl fmt::Debug for UserCredentials {
@@ -214,7 +240,7 @@ pub fn parse_creds(bytes: &[u8]) -> Result<UserCredentials, CredsError> {
 pub fn parse_grants(text: &str) -> Vec<(Verb, String)> {
     text.lines()
         .filter_map(|l| {
-            let l = l.trim_end();
+            let l = l.trim();
             if let Some(s) = l.strip_prefix("# PUB ") {
                 Some((Verb::Pub, s.to_string()))
             } else {
@@ -250,5 +276,50 @@ mod tests {
         );
         let dbg = format!("{creds:?}");
         assert!(!dbg.contains(seed.expose()));
+    }
+
+    #[test]
+    fn tolerates_what_tools_write() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVIn0.c2ln";
+        let block = GrantsBlock {
+            hostname: "a.example".into(),
+            plane: "microbus".into(),
+            deploy: "d1".into(),
+            expires: 1_800_000_000,
+            grants: vec![
+                (Verb::Pub, "microbus.safe.443.a_example.b.*.GET.x---".into()),
+                (Verb::Sub, "microbus.reply._.*.a_example.*".into()),
+            ],
+        };
+        let base = String::from_utf8(format_creds(jwt, &seed, &block).to_vec()).unwrap();
+        let variants = [
+            base.clone(),
+            base.replace('\n', "\r\n"),
+            format!("\u{feff}{base}"),
+            format!("# written by hand\nnotes: x\n\n{base}"),
+            base.trim_end().to_string(),
+            base.lines()
+                .map(|l| format!("  {l}  "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ];
+        for v in variants {
+            let c = parse_creds(v.as_bytes()).unwrap_or_else(|e| panic!("{e}: {v:?}"));
+            assert_eq!(c.jwt, jwt);
+            assert_eq!(c.key.public_key(), kp.public_key());
+            assert_eq!(parse_grants(&v), block.grants);
+        }
+        assert!(base.contains("\n# buswarden grants of a.example: plane microbus, deploy d1, expires 2027-01-15T08:00:00Z (unix 1800000000); 1 PUB, 1 SUB\n"));
+        // A user seed is required: an account seed is refused without showing it.
+        let acc = KeyPair::generate(KeyKind::Account).seed();
+        let wrong = base.replace(seed.expose(), acc.expose());
+        let err = parse_creds(wrong.as_bytes()).unwrap_err();
+        assert!(matches!(
+            err,
+            CredsError::Seed(KeyError::WrongSeedKind { .. })
+        ));
+        assert!(!err.to_string().contains(acc.expose()));
     }
 }

@@ -46,6 +46,16 @@ impl KeyKind {
         }
     }
 
+    fn from_prefix_byte(b: u8) -> Option<KeyKind> {
+        // nkeys prefix bytes: O = 14 << 3, A = 0, U = 20 << 3.
+        match b {
+            112 => Some(KeyKind::Operator),
+            0 => Some(KeyKind::Account),
+            160 => Some(KeyKind::User),
+            _ => None,
+        }
+    }
+
     fn to_nkeys(self) -> nkeys::KeyPairType {
         match self {
             KeyKind::Operator => nkeys::KeyPairType::Operator,
@@ -99,13 +109,15 @@ fn article(k: KeyKind) -> &'static str {
     }
 }
 
-/// Whether `key` is a valid public key of `kind` (prefix, base32, checksum).
+/// Whether `key` is a valid public key of `kind`: length, prefix, base32
+/// and checksum, as the Go library's `IsValidPublicKey` checks (the curve
+/// point itself is checked when a signature is verified).
 pub fn is_public_key(kind: KeyKind, key: &str) -> bool {
     key.len() == 56
         && key.starts_with(kind.prefix())
-        && nkeys::KeyPair::from_public_key(key)
+        && nkeys::from_public_key(key)
             .ok()
-            .and_then(|kp| KeyKind::from_nkeys(kp.key_pair_type()))
+            .and_then(|(prefix, _)| KeyKind::from_prefix_byte(prefix))
             == Some(kind)
 }
 
@@ -202,7 +214,9 @@ impl KeyPair {
 
     /// The seed, wrapped.
     pub fn seed(&self) -> Seed {
-        // The nkeys String is wiped as soon as it is copied into the secret.
+        // Every KeyPair of this type is built from a seed (`generate`,
+        // `from_seed`), so nkeys always has one; the nkeys String is wiped
+        // as soon as it is copied into the secret.
         let text = Zeroizing::new(self.inner.seed().unwrap_or_default());
         Seed::new(&text)
     }

@@ -15,6 +15,9 @@
 
 #![forbid(unsafe_code)]
 
+// Enables ed25519-dalek's "fast" and "zeroize" features for nkeys (see Cargo.toml).
+use ed25519_dalek as _;
+
 pub mod claims;
 pub mod connect;
 pub mod creds;

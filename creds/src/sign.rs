@@ -53,11 +53,14 @@ pub struct DeployId(String);
 
 impl DeployId {
     /// 1 to 64 characters of `[a-z0-9._-]` (upper case is lower-cased, as
-    /// the Go library does with tags).
+    /// the Go library does with tags), not containing `danger`: the id is
+    /// printed in every `.creds` file, where `grep danger` must list the
+    /// trust-root grants and nothing else.
     pub fn parse(id: &str) -> Result<DeployId, SignError> {
         let lower = id.to_ascii_lowercase();
         let ok = !lower.is_empty()
             && lower.len() <= 64
+            && !lower.contains("danger")
             && lower
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
@@ -89,6 +92,21 @@ impl DeployId {
 impl fmt::Display for DeployId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Parses `--expires`: a humantime duration (`7d`, `12h`, `1w 2d`) or
+/// `never` (no expiry). Zero is refused: a user must live a while.
+pub fn parse_expires(text: &str) -> Result<Option<Duration>, SignError> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+        _ => Err(SignError::BadExpiry {
+            text: text.to_string(),
+        }),
     }
 }
 
@@ -192,6 +210,8 @@ pub struct SignOptions {
     pub deploy: DeployId,
     /// The servers' `max_control_line`.
     pub max_control_line: usize,
+    /// How clients name their connections (counts against the budget).
+    pub connect_name: connect::ConnectName,
     /// Sync each file's data before renaming it into place.
     pub sync: bool,
     /// The signing time, unix seconds.
@@ -200,7 +220,8 @@ pub struct SignOptions {
 
 impl SignOptions {
     /// Defaults: plane `microbus`, 7 days, deploy id from the time, 4,096
-    /// bytes, synced writes, now.
+    /// bytes for connections named as the runtime names them, synced
+    /// writes, now.
     pub fn new() -> SignOptions {
         let now = jwt::now();
         SignOptions {
@@ -208,6 +229,7 @@ impl SignOptions {
             expires: Some(DEFAULT_EXPIRY),
             deploy: DeployId::at(now),
             max_control_line: connect::DEFAULT_MAX_CONTROL_LINE,
+            connect_name: connect::ConnectName::Runtime,
             sync: true,
             now,
         }
@@ -422,8 +444,16 @@ pub enum SignError {
         /// Key.
         key: String,
     },
+    /// An expiry that is not a duration (`7d`, `12h`, `90m`) or `never`.
+    #[error("expiry {text:?} is not a duration such as 7d, 12h or 90m, nor 'never'")]
+    BadExpiry {
+        /// The text.
+        text: String,
+    },
     /// A deploy id with characters other than `[a-z0-9._-]` or over 64 long.
-    #[error("deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-'")]
+    #[error(
+        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', without the word 'danger'"
+    )]
     BadDeployId {
         /// The id.
         id: String,
@@ -433,8 +463,9 @@ pub enum SignError {
     Write(#[from] KeyFileError),
 }
 
-/// What was signed for one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What was signed for one service (serializes as stable JSON for
+/// `--format json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceReport {
     /// Hostname.
     pub hostname: Hostname,
@@ -458,8 +489,8 @@ pub struct ServiceReport {
     pub connect_len: usize,
 }
 
-/// What a signing run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a signing run did (serializes as stable JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SignReport {
     /// The folder written.
     pub out_dir: PathBuf,
@@ -557,6 +588,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SignError> {
     Ok(())
 }
 
+/// `{{plane}}` at the start of a subject replaced by `plane`.
+fn fill_plane(subject: &str, plane: &str) -> String {
+    match subject.strip_prefix(PLANE_PLACEHOLDER) {
+        Some(rest) => format!("{plane}{rest}"),
+        None => subject.to_string(),
+    }
+}
+
 /// Bytes a subject adds to the base64 JWT as one allow-list entry.
 fn contribution(subject: &str) -> usize {
     jwt::b64_len(gojson::string_len(subject) + 1)
@@ -645,6 +684,15 @@ pub fn mint(
         .collect();
     claims.nats.limits.publish.allow = pubs;
     claims.nats.limits.subscribe.allow = subs;
+    // nats-server lets `SUB a.>` through an allow of `a.*`; the guards deny
+    // what such a subscription would receive beyond the rule.
+    claims.nats.limits.subscribe.deny = service
+        .rules
+        .sub_guards()
+        .deny
+        .iter()
+        .map(|g| fill_plane(&g.deny, opts.plane.as_str()))
+        .collect();
     let iat = jwt::issue_time(opts.now, signer.claims.as_ref(), user_key.public_key());
     let token = jwt::encode(&mut claims, &signer.key, iat).map_err(|source| {
         vec![ServiceProblem::Encode {
@@ -652,8 +700,8 @@ pub fn mint(
             source,
         }]
     })?;
-    let name = Some(service.hostname.as_str());
-    let connect_len = connect::connect_len(token.len(), name);
+    let name = opts.connect_name.for_host(service.hostname.as_str());
+    let connect_len = connect::connect_len(token.len(), name.as_deref());
     if connect_len > opts.max_control_line {
         let mut largest: Vec<Contributor> = grants
             .iter()
@@ -707,6 +755,8 @@ pub fn creds_file_name(hostname: &Hostname) -> String {
     format!("{}{CREDS_SUFFIX}", hostname.as_str())
 }
 
+/// Threads: one per core, at least 64 items each. File writes get no more:
+/// creating and renaming files in one folder serializes on its lock.
 fn workers(n: usize) -> usize {
     std::thread::available_parallelism()
         .map(|p| p.get())
@@ -715,9 +765,8 @@ fn workers(n: usize) -> usize {
         .max(1)
 }
 
-/// Runs `f` over `items` on a few threads, keeping the order.
-fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = workers(items.len());
+/// Runs `f` over `items` on `n` threads, keeping the order.
+fn parallel<T: Sync, R: Send>(items: &[T], n: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if n == 1 {
         return items.iter().map(&f).collect();
     }
@@ -743,7 +792,7 @@ pub fn sign_services(
     signer: &AccountSigner,
     opts: &SignOptions,
 ) -> Result<SignReport, SignError> {
-    let results = parallel(services, |s| mint(s, signer, opts));
+    let results = parallel(services, workers(services.len()), |s| mint(s, signer, opts));
     let mut minted = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for r in results {
@@ -756,7 +805,7 @@ pub fn sign_services(
         return Err(SignError::Refused(problems));
     }
     let tightened = keyfile::create_private_dir(out_dir)?;
-    let written = parallel(&minted, |m| {
+    let written = parallel(&minted, workers(minted.len()), |m| {
         let path = out_dir.join(creds_file_name(&m.report.hostname));
         keyfile::write_private_file(&path, &m.creds, opts.sync).map(|()| path)
     });

@@ -6,7 +6,7 @@
 //! # The model
 //!
 //! nats-server reads `CONNECT <json>\r\n` and refuses the connection
-//! (`-ERR 'Maximum Control Line Exceeded'`) when `<json>` (the bytes after
+//! (`-ERR 'maximum control line exceeded…'`) when `<json>` (the bytes after
 //! `CONNECT ` and before `\r\n`) is longer than `max_control_line`. That JSON
 //! is what the client sends; for our runtime (async-nats) it is, in order:
 //!
@@ -28,7 +28,8 @@
 //! ```text
 //! {"exp":<10 digits>,            only when the user expires
 //!  "jti":"<52>","iat":<10 digits>,"iss":"<56>","name":"<hostname>","sub":"<56>",
-//!  "nats":{"pub":{"allow":[<PUB subjects>]},"sub":{"allow":[<SUB subjects>]},
+//!  "nats":{"pub":{"allow":[<PUB subjects>]},
+//!          "sub":{"allow":[<SUB subjects>],"deny":[<guards>]},   deny only when there are guards
 //!          "subs":-1,"data":-1,"payload":-1,
 //!          "issuer_account":"<56>",   only when signed by a signing key
 //!          "type":"user","version":2}}
@@ -40,13 +41,18 @@
 //! Anything else the signer adds goes in [`ConnectModel::extra_claims`].
 //! Every part of the estimate is built from these texts, so it is exact for
 //! a signer and client that write exactly them; the creds crate checks the
-//! model against a real nats-server at the boundary.
+//! model with a real signed JWT; `rules/tests/control_line.rs` already checks
+//! the counting against a real nats-server at exactly the limit.
+//!
+//! The `sub.deny` guards ([`RuleSet::sub_guards`]) are counted when
+//! [`ConnectModel::sub_deny_guards`] is set (the default).
 //!
 //! A rule's contribution is the encoded size of its JSON string (quotes and
-//! separating comma included) after base64url, that is 4/3 of its JSON bytes.
+//! separating comma included) after base64url, that is 4/3 of its JSON bytes,
+//! plus the same for its guard if it has one.
 
 use crate::hostname::Hostname;
-use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleSet, Verb};
+use crate::rule::{Guard, PLANE_PLACEHOLDER, Rule, RuleSet, Verb};
 use crate::subject::DEFAULT_PLANE;
 use std::fmt;
 
@@ -106,6 +112,10 @@ pub struct ConnectModel {
     pub client_version: String,
     /// The signer's JSON escaping.
     pub json: JsonFlavor,
+    /// Whether the signer writes the `sub.deny` guards of
+    /// [`RuleSet::sub_guards`] (buswarden does: they stop nats-server from
+    /// widening SUB rules that end in `*`).
+    pub sub_deny_guards: bool,
     /// Bytes of further claims JSON the signer adds (for example `,"tags":[…]`).
     pub extra_claims: usize,
 }
@@ -120,13 +130,14 @@ impl Default for ConnectModel {
             name: ConnectName::Hostname,
             client_version: CLIENT_VERSION.to_string(),
             json: JsonFlavor::SerdeJson,
+            sub_deny_guards: true,
             extra_claims: 0,
         }
     }
 }
 
 /// One rule's share of the CONNECT line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Contributor {
     /// The rule.
     pub rule: Rule,
@@ -141,7 +152,7 @@ impl fmt::Display for Contributor {
 }
 
 /// The estimated sizes for one rule set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Estimate {
     /// Bytes of the claims JSON.
     pub claims_json: usize,
@@ -217,15 +228,32 @@ fn subject_len(rule: &Rule, plane: &str, flavor: JsonFlavor) -> usize {
     }
 }
 
-/// The bytes of an allow list `[...]` of one verb.
-fn allow_list_len(rules: &RuleSet, verb: Verb, model: &ConnectModel) -> Option<usize> {
+/// The bytes of a JSON list `[...]` of strings of these escaped lengths.
+fn list_len(items: impl Iterator<Item = usize>) -> Option<usize> {
     let mut n = 0;
     let mut count = 0;
-    for r in rules.of(verb) {
-        n += subject_len(r, &model.plane, model.json) + 2;
+    for len in items {
+        n += len + 2;
         count += 1;
     }
     (count > 0).then(|| n + (count - 1) + 2)
+}
+
+/// The escaped length of a guard's deny subject.
+fn guard_len(guard: &Guard, model: &ConnectModel) -> usize {
+    let rule = Rule {
+        verb: Verb::Sub,
+        subject: guard.deny.clone(),
+    };
+    subject_len(&rule, &model.plane, model.json)
+}
+
+fn guards(rules: &RuleSet, model: &ConnectModel) -> Vec<Guard> {
+    if model.sub_deny_guards {
+        rules.sub_guards().deny
+    } else {
+        vec![]
+    }
 }
 
 /// The claims JSON length for `hostname` and `rules`.
@@ -254,11 +282,22 @@ fn claims_len(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> usi
         nats_fields += 1;
         nats += len;
     };
+    let guards = guards(rules, model);
     for (name, verb) in [("pub", Verb::Pub), ("sub", Verb::Sub)] {
-        let inner = match allow_list_len(rules, verb, model) {
-            Some(list) => 2 + key("allow") + list,
-            None => 2,
+        let allow = list_len(
+            rules
+                .of(verb)
+                .map(|r| subject_len(r, &model.plane, model.json)),
+        );
+        let deny = match verb {
+            Verb::Sub => list_len(guards.iter().map(|g| guard_len(g, model))),
+            Verb::Pub => None,
         };
+        let parts: Vec<usize> = [("allow", allow), ("deny", deny)]
+            .into_iter()
+            .filter_map(|(k, list)| Some(key(k) + list?))
+            .collect();
+        let inner = 2 + parts.iter().sum::<usize>() + parts.len().saturating_sub(1);
         nfield(key(name) + inner);
     }
     nfield(key("subs") + 2);
@@ -314,11 +353,18 @@ pub fn estimate(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> E
         + 1
         + base64url_len(SIGNATURE_BYTES);
     let connect = connect_len(hostname, jwt, model);
+    let guards = guards(rules, model);
     let mut contributors: Vec<Contributor> = rules
         .iter()
-        .map(|r| Contributor {
-            rule: r.clone(),
-            bytes: base64url_len(subject_len(r, &model.plane, model.json) + 3),
+        .map(|r| {
+            let guard = guards
+                .iter()
+                .find(|g| &g.rule == r)
+                .map_or(0, |g| guard_len(g, model) + 3);
+            Contributor {
+                rule: r.clone(),
+                bytes: base64url_len(subject_len(r, &model.plane, model.json) + 3 + guard),
+            }
         })
         .collect();
     contributors.sort_by_key(|c| std::cmp::Reverse(c.bytes));
@@ -363,16 +409,30 @@ mod tests {
     /// Builds the texts the model describes, literally, to check the
     /// arithmetic against them.
     fn literal_claims(host: &Hostname, rules: &RuleSet, m: &ConnectModel) -> String {
+        let fill = |s: &str| s.replacen("{{plane}}", &m.plane, 1);
         let list = |verb| {
             let items: Vec<String> = rules
                 .of(verb)
                 .map(|r| format!("\"{}\"", r.subject_for_plane(&m.plane)))
                 .collect();
-            if items.is_empty() {
-                "{}".to_string()
+            let deny: Vec<String> = if verb == Verb::Sub && m.sub_deny_guards {
+                rules
+                    .sub_guards()
+                    .deny
+                    .iter()
+                    .map(|g| format!("\"{}\"", fill(&g.deny)))
+                    .collect()
             } else {
-                format!("{{\"allow\":[{}]}}", items.join(","))
+                vec![]
+            };
+            let mut parts = vec![];
+            if !items.is_empty() {
+                parts.push(format!("\"allow\":[{}]", items.join(",")));
             }
+            if !deny.is_empty() {
+                parts.push(format!("\"deny\":[{}]", deny.join(",")));
+            }
+            format!("{{{}}}", parts.join(","))
         };
         let mut s = String::from("{");
         if m.expires {
@@ -401,10 +461,15 @@ mod tests {
     fn claims_and_connect_sizes_match_the_literal_texts() {
         let host = h("calc.example");
         let rules = derive(&ServiceModel::new(host.clone()));
-        for (expires, issuer_account) in [(true, true), (false, false)] {
+        for (expires, issuer_account, sub_deny_guards) in [
+            (true, true, true),
+            (false, false, false),
+            (true, false, true),
+        ] {
             let m = ConnectModel {
                 expires,
                 issuer_account,
+                sub_deny_guards,
                 ..ConnectModel::default()
             };
             let claims = literal_claims(&host, &rules, &m);

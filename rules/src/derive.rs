@@ -105,7 +105,15 @@ fn port_token(port: u16) -> String {
     }
 }
 
-fn request_pattern(port: u16, src: &str, dest: &str, method: &str, route: &Route) -> String {
+/// `{{plane}}.<trust>.<port>.<src>.<dest>.*.<method>.<path pattern>`: the
+/// shape of every request rule (port 0 is `*`).
+pub(crate) fn request_pattern(
+    port: u16,
+    src: &str,
+    dest: &str,
+    method: &str,
+    route: &Route,
+) -> String {
     let mut s = format!(
         "{PLANE_PLACEHOLDER}.{}.{}.{src}.{dest}.*.{method}.",
         Trust::of_port(port).as_str(),

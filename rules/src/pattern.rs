@@ -40,6 +40,20 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// [`covers`] over patterns already split into tokens.
+pub fn covers_tokens(broad: &[&str], narrow: &[&str]) -> bool {
+    for (i, b) in broad.iter().enumerate() {
+        match (*b, narrow.get(i)) {
+            (">", Some(_)) => return true,
+            (_, Some(&">")) | (_, None) => return false,
+            ("*", Some(_)) => {}
+            (x, Some(y)) if x == *y => {}
+            _ => return false,
+        }
+    }
+    broad.len() == narrow.len()
+}
+
 /// Whether every subject matched by `narrow` is also matched by `broad`.
 pub fn covers(broad: &str, narrow: &str) -> bool {
     let mut b = broad.split('.');
@@ -116,6 +130,30 @@ mod tests {
         assert!(!covers("a.*.c", "a.*"));
         assert!(!covers("a.b.>", "a.b"));
         assert!(covers("*.*", "a.b"));
+        for (b, n) in [
+            ("a.>", "a.b"),
+            ("a.>", "a.*.>"),
+            ("a.>", "a.>"),
+            ("a.*", "a.>"),
+            ("a.*", "a.*"),
+            ("a.*", "a.b"),
+            ("a.b", "a.*"),
+            ("a.*.c", "a.*"),
+            ("a.b.>", "a.b"),
+            ("*.*", "a.b"),
+            ("a", "a.b"),
+            ("a.b", "a"),
+            (">", "a"),
+            ("*", ">"),
+            ("a.b", "a.b"),
+        ] {
+            let split = |s: &'static str| s.split('.').collect::<Vec<_>>();
+            assert_eq!(
+                covers_tokens(&split(b), &split(n)),
+                covers(b, n),
+                "{b} / {n}"
+            );
+        }
     }
 
     #[test]

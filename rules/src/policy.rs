@@ -42,7 +42,8 @@
 //! A grant string is either
 //! - an endpoint: `[METHOD ]HOST[:PORT][/PATH]`, `HOST` a hostname or `*`
 //!   (any host), `PORT` a number (default 443; `0` or `*` is any port),
-//!   `PATH` a route (`{arg}` one segment, a final `{arg...}` the rest),
+//!   `PATH` a route, required (`{arg}` one segment, a final `{arg...}` the
+//!   rest, so `/{path...}` is every path),
 //!   `METHOD` a method, `ANY` or `*` (no method: any method); or
 //! - a rule exactly as in `nats.acl`: `PUB <subject>` / `SUB <subject>`, in
 //!   the caller's own name.
@@ -70,10 +71,10 @@
 //! of the conventions: a static `:666` grant and a wildcard grant are
 //! warnings, a computed host on a `:666` call is an error.
 
+use crate::derive::request_pattern;
 use crate::hostname::{Hostname, HostnameError};
 use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
-use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleError, RuleSet, Verb};
-use crate::subject::{Trust, route_path_tokens};
+use crate::rule::{Rule, RuleError, RuleSet, Verb};
 use crate::validate::{ValidationError, validate_rule};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,7 +90,7 @@ const TOP_KEYS: &[&str] = &["version", "caller"];
 const CALLER_KEYS: &[&str] = &["trust-root", "wildcards", "dynamic-trust-root"];
 
 /// A 1-based line and column (in characters) in the policy file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
 pub struct Location {
     /// Line, from 1.
     pub line: usize,
@@ -141,6 +142,9 @@ pub enum GrantError {
         /// What follows the host.
         found: String,
     },
+    /// An endpoint grant without a path.
+    #[error("the grant names no path; write one (`/{{path...}}` for every path)")]
+    NoPath,
     /// A rule-form grant does not parse.
     #[error(transparent)]
     Rule(RuleError),
@@ -279,8 +283,10 @@ pub struct Policy {
     pub callers: BTreeMap<Hostname, CallerPolicy>,
 }
 
-/// A rule of a caller's rule set the policy does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A rule of a caller's rule set the policy does not allow. Serializes as
+/// `{"code": "<code>", "caller": "<host>", "rule": "PUB <subject>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Violation {
     /// A trust-root grant not listed under the caller's `trust-root`.
@@ -336,7 +342,8 @@ impl Violation {
 }
 
 /// How serious a finding is when no policy file exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Reported; credentials are still produced.
     Warning,
@@ -345,7 +352,7 @@ pub enum Severity {
 }
 
 /// A finding of [`evaluate_without_policy`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     /// Warning or error.
     pub severity: Severity,
@@ -449,28 +456,26 @@ pub fn evaluate_without_policy(caller: &Hostname, rules: &RuleSet) -> Vec<Findin
 }
 
 /// The two grant lists of a caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum List {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantList {
+    /// `trust-root`: every grant on port 666.
     TrustRoot,
+    /// `wildcards`.
     Wildcards,
 }
 
-/// Parses one grant string for `caller`.
-pub fn parse_grant(caller: &Hostname, text: &str, trust_root: bool) -> Result<Rule, GrantError> {
-    let list = if trust_root {
-        List::TrustRoot
-    } else {
-        List::Wildcards
-    };
+/// Parses one grant string of `list` for `caller` into the rule pattern it
+/// allows.
+pub fn parse_grant(caller: &Hostname, text: &str, list: GrantList) -> Result<Rule, GrantError> {
     grant_rule(caller, text, list)
 }
 
-fn grant_rule(caller: &Hostname, text: &str, list: List) -> Result<Rule, GrantError> {
+fn grant_rule(caller: &Hostname, text: &str, list: GrantList) -> Result<Rule, GrantError> {
     let me = caller.flatten();
     if text.starts_with("PUB ") || text.starts_with("SUB ") {
         let rule = Rule::parse(text).map_err(GrantError::Rule)?;
         validate_rule(&me, &rule).map_err(|e| GrantError::Invalid(Box::new(e)))?;
-        if list == List::TrustRoot && !rule.is_danger() {
+        if list == GrantList::TrustRoot && !rule.is_danger() {
             return Err(GrantError::NotTrustRoot);
         }
         return Ok(rule);
@@ -499,24 +504,19 @@ fn grant_rule(caller: &Hostname, text: &str, list: List) -> Result<Rule, GrantEr
             found: rest.to_string(),
         });
     }
+    if !rest.contains('/') {
+        return Err(GrantError::NoPath);
+    }
     let rest = match rest.strip_prefix(":*") {
         Some(path) => format!(":0{path}"),
         None => rest.to_string(),
     };
     let route = Route::parse(&rest).map_err(GrantError::Route)?;
-    if list == List::TrustRoot && route.port != TRUST_ROOT_PORT {
+    if list == GrantList::TrustRoot && route.port != TRUST_ROOT_PORT {
         return Err(GrantError::NotTrustRoot);
     }
-    let port = match route.port {
-        0 => "*".to_string(),
-        p => p.to_string(),
-    };
-    let mut subject = format!(
-        "{PLANE_PLACEHOLDER}.{}.{port}.{me}.{dest}.*.{}.",
-        Trust::of_port(route.port).as_str(),
-        method.as_ref().map_or("*", |m| m.as_str()),
-    );
-    route_path_tokens(&mut subject, &route.segments);
+    let method = method.as_ref().map_or("*", |m| m.as_str());
+    let subject = request_pattern(route.port, &me, &dest, method, &route);
     Rule::new(Verb::Pub, subject).map_err(GrantError::Rule)
 }
 
@@ -590,7 +590,7 @@ impl Walker<'_> {
         caller: &Hostname,
         key: &str,
         v: &Spanned<DeValue<'_>>,
-        list: List,
+        list: GrantList,
     ) -> Vec<Grant> {
         let Some(items) = v.get_ref().as_array() else {
             self.wrong_type(key.to_string(), "an array of strings", v);
@@ -627,10 +627,10 @@ impl Walker<'_> {
         for (k, v) in table.iter() {
             match k.get_ref().as_ref() {
                 "trust-root" => {
-                    policy.trust_root = self.grants(caller, "trust-root", v, List::TrustRoot)
+                    policy.trust_root = self.grants(caller, "trust-root", v, GrantList::TrustRoot)
                 }
                 "wildcards" => {
-                    policy.wildcards = self.grants(caller, "wildcards", v, List::Wildcards)
+                    policy.wildcards = self.grants(caller, "wildcards", v, GrantList::Wildcards)
                 }
                 "dynamic-trust-root" => match v.get_ref().as_bool() {
                     Some(b) => policy.dynamic_trust_root = b,
@@ -836,6 +836,30 @@ mod tests {
     }
 
     #[test]
+    fn violations_serialize_with_their_code() {
+        let v = Violation::UnlistedTrustRootGrant {
+            caller: h("a.example"),
+            rule: Rule::parse("PUB {{plane}}.danger.666.a_example.t.*.POST.mint").unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"code":"unlisted-trust-root-grant","caller":"a.example","rule":"PUB {{plane}}.danger.666.a_example.t.*.POST.mint"}"#
+        );
+        let f = Finding {
+            severity: Severity::Warning,
+            violation: v,
+        };
+        assert!(
+            serde_json::to_string(&f)
+                .unwrap()
+                .starts_with(r#"{"severity":"warning","#)
+        );
+        let rule: Rule = serde_json::from_str(r#""SUB {{plane}}.a""#).unwrap();
+        assert_eq!(rule.verb, Verb::Sub);
+        assert!(serde_json::from_str::<Rule>(r#""GRANT x""#).is_err());
+    }
+
+    #[test]
     fn dynamic_trust_root_needs_the_opt_in() {
         let policy = Policy::parse(&doc_example()).unwrap();
         let ops = h("ops.console.example");
@@ -895,7 +919,14 @@ mod tests {
     #[test]
     fn grant_forms() {
         let c = h("ingress.core");
-        let g = |s: &str, tr| parse_grant(&c, s, tr).map(|r| r.to_string());
+        let g = |s: &str, trust_root: bool| {
+            let list = if trust_root {
+                GrantList::TrustRoot
+            } else {
+                GrantList::Wildcards
+            };
+            parse_grant(&c, s, list).map(|r| r.to_string())
+        };
         assert_eq!(
             g("x.example:0/a/{b}", false).unwrap(),
             "PUB {{plane}}.safe.*.ingress_core.x_example.*.*.a.*"
@@ -909,6 +940,8 @@ mod tests {
             "PUB {{plane}}.safe.443.ingress_core.x_example.*.DELETE.a"
         );
         assert_eq!(g("", false), Err(GrantError::Empty));
+        assert_eq!(g("*:443", false), Err(GrantError::NoPath));
+        assert_eq!(g("x.example", false), Err(GrantError::NoPath));
         assert!(matches!(
             g("G-T x.example/a", false),
             Err(GrantError::Method(_))

@@ -142,6 +142,14 @@ pub enum RouteError {
         /// The offending URL.
         url: String,
     },
+    /// Two path arguments with the same name (`/{id}/x/{id}`).
+    #[error("path argument {name:?} appears twice in {route:?}")]
+    DuplicateArgument {
+        /// The route.
+        route: String,
+        /// The repeated name.
+        name: String,
+    },
     /// A greedy `{name...}` argument that is not the last segment.
     #[error("greedy argument {segment:?} in {route:?} must be the last path segment")]
     GreedyNotLast {
@@ -319,6 +327,7 @@ fn parse_segments(route: &str, path: &str) -> Result<Vec<Segment>, RouteError> {
     let parts: Vec<&str> = path.split('/').collect();
     let last = parts.len() - 1;
     let mut segments = Vec::with_capacity(parts.len());
+    let mut names = std::collections::BTreeSet::new();
     for (i, part) in parts.iter().enumerate() {
         let bad = || RouteError::InvalidArgument {
             route: route.to_string(),
@@ -332,6 +341,12 @@ fn parse_segments(route: &str, path: &str) -> Result<Vec<Segment>, RouteError> {
             };
             if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(bad());
+            }
+            if !name.is_empty() && !names.insert(name) {
+                return Err(RouteError::DuplicateArgument {
+                    route: route.to_string(),
+                    name: name.to_string(),
+                });
             }
             if greedy {
                 if i != last {
@@ -501,6 +516,11 @@ mod tests {
             Route::parse("//a_b:1/x"),
             Err(RouteError::InvalidHost { .. })
         ));
+        assert!(matches!(
+            Route::parse("/{id}/x/{id...}"),
+            Err(RouteError::DuplicateArgument { .. })
+        ));
+        assert!(Route::parse("/{}/x/{...}").is_ok());
         assert!(matches!(
             Route::parse("/a\nb"),
             Err(RouteError::ControlChar { .. })

@@ -2,7 +2,7 @@
 //! `{{plane}}`, and the rule sets built from them, with subsumption.
 
 use crate::pattern;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 /// The placeholder that stands for the plane until signing fills it in.
@@ -119,6 +119,20 @@ impl fmt::Display for Rule {
     }
 }
 
+/// A rule serializes as its `nats.acl` line, `"PUB <subject>"`.
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Rule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A sorted set of rules: PUB before SUB, each bytewise by subject.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSet {
@@ -164,9 +178,44 @@ impl RuleSet {
     /// Drops every rule covered by another rule of the same verb. Of two
     /// rules that cover each other (only possible when equal) one stays.
     pub fn minimize(&mut self) {
-        let all: Vec<Rule> = self.rules.iter().cloned().collect();
-        self.rules
-            .retain(|r| !all.iter().any(|o| o != r && o.covers(r)));
+        // Split every subject once and bucket the rules by verb and
+        // destination token (the fifth): a rule can only be covered by a
+        // rule of its own bucket or by one whose destination (or an earlier
+        // token) is a wildcard, or that is shorter. This keeps a 200-call
+        // service well under a millisecond (see docs/benchmarks.md).
+        const KEY: usize = 4;
+        let split: Vec<(Verb, Vec<&str>)> = self
+            .rules
+            .iter()
+            .map(|r| (r.verb, r.subject.split('.').collect()))
+            .collect();
+        let is_wild = |t: &str| t == "*" || t == ">";
+        let mut buckets: HashMap<(Verb, &str), Vec<usize>> = HashMap::new();
+        let mut wide: Vec<usize> = Vec::new();
+        for (i, (verb, tokens)) in split.iter().enumerate() {
+            match tokens.get(KEY) {
+                Some(t) if !tokens[..=KEY].iter().any(|t| is_wild(t)) => {
+                    buckets.entry((*verb, t)).or_default().push(i)
+                }
+                _ => wide.push(i),
+            }
+        }
+        let covered_by = |i: usize, j: usize| {
+            let ((v, narrow), (w, broad)) = (&split[i], &split[j]);
+            j != i && v == w && pattern::covers_tokens(broad, narrow)
+        };
+        let covered: Vec<bool> = (0..split.len())
+            .map(|i| {
+                let (verb, tokens) = &split[i];
+                let bucket = tokens
+                    .get(KEY)
+                    .and_then(|t| buckets.get(&(*verb, *t)))
+                    .map_or(&[][..], Vec::as_slice);
+                wide.iter().chain(bucket).any(|&j| covered_by(i, j))
+            })
+            .collect();
+        let mut keep = covered.into_iter().map(|c| !c);
+        self.rules.retain(|_| keep.next().unwrap_or(true));
     }
 
     /// The rule of this set that covers `rule`: itself if present, else the
@@ -181,6 +230,54 @@ impl RuleSet {
     pub fn allows(&self, verb: Verb, subject: &str) -> bool {
         self.of(verb).any(|r| pattern::matches(&r.subject, subject))
     }
+
+    /// The `sub.deny` entries that keep nats-server from widening SUB rules
+    /// that end in `*`: see [`SubGuards`].
+    pub fn sub_guards(&self) -> SubGuards {
+        let mut guards = SubGuards::default();
+        for r in self.of(Verb::Sub) {
+            if r.tokens().last() != Some("*") {
+                continue;
+            }
+            let deny = format!("{}.>", r.subject);
+            let clashes = self
+                .of(Verb::Sub)
+                .any(|o| o != r && pattern::overlaps(&o.subject, &deny));
+            if clashes {
+                guards.unguarded.push(r.clone());
+            } else {
+                guards.deny.push(Guard {
+                    rule: r.clone(),
+                    deny,
+                });
+            }
+        }
+        guards
+    }
+}
+
+/// nats-server (checked on 2.15.1) lets a client holding `sub.allow` of
+/// `a.*` subscribe to `a.>`, and then delivers `a.b.c` to it: a SUB rule
+/// whose last token is `*` reaches every deeper subject under it. For such a
+/// rule `R` the deny entry `R.>` restores the meaning of the rule (the
+/// server then filters deeper messages off that subscription), and denies
+/// nothing `R` allows. A deny entry that would also cut into another SUB
+/// rule of the set is not written; that rule is listed as unguarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubGuards {
+    /// The deny entries to sign with the rule set, in rule order.
+    pub deny: Vec<Guard>,
+    /// SUB rules ending in `*` whose guard would clash with another rule.
+    pub unguarded: Vec<Rule>,
+}
+
+/// One `sub.deny` entry and the rule it guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The SUB rule ending in `*`.
+    pub rule: Rule,
+    /// Its deny subject (`{{plane}}` first, like rules).
+    pub deny: String,
 }
 
 impl FromIterator<Rule> for RuleSet {
@@ -243,6 +340,34 @@ mod tests {
         assert_eq!(set.covering(&r("PUB a.x.y")), Some(&r("PUB a.>")));
         assert!(set.allows(Verb::Pub, "a.q"));
         assert!(!set.allows(Verb::Sub, "a.q.r"));
+    }
+
+    #[test]
+    fn sub_rules_ending_in_a_wildcard_get_a_deny_guard() {
+        let set: RuleSet = [
+            "SUB {{plane}}.reply._.*.me.*",
+            "SUB {{plane}}.safe.*.*.me.>",
+            "SUB {{plane}}.safe.417.*.src.*.POST.on-x.*",
+            "SUB {{plane}}.safe.417.*.me.*.POST.on-y.*",
+            "PUB {{plane}}.safe.443.me.x.*.GET.items.*",
+        ]
+        .map(r)
+        .into_iter()
+        .collect();
+        let g = set.sub_guards();
+        let deny: Vec<&str> = g.deny.iter().map(|g| g.deny.as_str()).collect();
+        assert_eq!(
+            deny,
+            [
+                "{{plane}}.reply._.*.me.*.>",
+                "{{plane}}.safe.417.*.src.*.POST.on-x.*.>"
+            ]
+        );
+        // Own subjects under the implicit `me.>` rule must not be denied.
+        assert_eq!(
+            g.unguarded,
+            [r("SUB {{plane}}.safe.417.*.me.*.POST.on-y.*")]
+        );
     }
 
     #[test]

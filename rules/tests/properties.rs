@@ -323,14 +323,52 @@ proptest! {
         prop_assert_eq!(matched, covered, "rule {} subject {}", rule, subject);
     }
 
+    /// The same for the SUB rule of an event hook and of an endpoint served
+    /// under another host: it receives exactly the requests its route
+    /// covers, from any caller.
+    #[test]
+    fn a_hook_receives_exactly_what_its_route_covers(
+        plane in plane(), source in hostname(), method in method(), route in route(),
+        b_src in hostname(), b_dest in hostname(), b_port in port(), b_method in method(),
+        b_pos in position(), b_path in path(), fill in prop::collection::vec(segment_text(), 1..3),
+        related in any::<bool>(),
+    ) {
+        let hook = buswarden_rules::derive::Hook { source: source.clone(), method: method.clone(), route: route.clone() };
+        let rule = buswarden_rules::derive::hook_rule(&hook);
+        let endpoint = buswarden_rules::derive::endpoint_rule(
+            &Hostname::parse("own.example").unwrap(),
+            &buswarden_rules::derive::Endpoint {
+                method: method.clone(),
+                route: Route { host: Some(source.clone()), ..route.clone() },
+            },
+        );
+        prop_assert_eq!(Some(&rule), endpoint.as_ref(), "hooks and foreign endpoints share a shape");
+        let (b_dest, b_port, b_method, b_path) = if related {
+            let port = if route.port == 0 { b_port } else { route.port };
+            let m = if method.is_any() { b_method } else { method.clone() };
+            (source.clone(), port, m, instantiate(&route, &fill))
+        } else {
+            (b_dest, b_port, b_method, b_path)
+        };
+        let subject = request(&plane, b_port, b_src.as_str(), b_dest.as_str(), &b_pos, &b_method, &b_path);
+        let as_call = Call {
+            dest: Dest::Host(source.clone()),
+            method: if method.is_any() { b_method.clone() } else { method.clone() },
+            route: route.clone(),
+        };
+        let covered = call_covers(&b_src, &as_call, &b_src, &b_dest, b_port, &b_method, &b_path);
+        let matched = pattern::matches(&rule.subject_for_plane(plane.as_str()), &subject);
+        prop_assert_eq!(matched, covered, "rule {} subject {}", rule, subject);
+    }
+
     /// Dropping subsumed rules never changes which subjects a set matches.
     #[test]
     fn minimize_keeps_what_a_set_matches(
         rules in prop::collection::vec(
-            (any::<bool>(), prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 0..4), any::<bool>()),
+            (any::<bool>(), prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 0..8), any::<bool>()),
             0..12,
         ),
-        subjects in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..6), 1..24),
+        subjects in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..10), 1..32),
     ) {
         let set: RuleSet = rules.iter().filter_map(|(pub_, toks, tail)| {
             let mut toks: Vec<&str> = toks.clone();
@@ -346,6 +384,17 @@ proptest! {
                 prop_assert_eq!(set.allows(verb, &s), min.allows(verb, &s), "{} {}", verb, s);
             }
         }
+        // The SUB deny guards never deny a subject a SUB rule allows, and
+        // every SUB rule ending in `*` is either guarded or listed.
+        let guards = set.sub_guards();
+        for s in &subjects {
+            let s = s.join(".");
+            if set.allows(Verb::Sub, &s) {
+                prop_assert!(!guards.deny.iter().any(|g| pattern::matches(&g.deny, &s)), "{}", s);
+            }
+        }
+        let ending_in_star = set.of(Verb::Sub).filter(|r| r.subject.ends_with('*') && r.subject.split('.').next_back() == Some("*")).count();
+        prop_assert_eq!(guards.deny.len() + guards.unguarded.len(), ending_in_star);
         // Minimizing is idempotent, and no kept rule covers another.
         let mut again = min.clone();
         again.minimize();

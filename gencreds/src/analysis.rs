@@ -1,0 +1,836 @@
+//! The whole analysis of a tree: discover crates, parse every file in
+//! parallel, index, evaluate every body, then build each service's model
+//! from its own bodies and the bodies of other crates they reach
+//! (transitively, cycles handled), apply the event and trust-root rules, and
+//! derive its rule set with provenance for every rule.
+//!
+//! Grant scope: every body of a service crate grants, reached or not; a body
+//! of another crate grants only when a service body reaches it through calls.
+
+use crate::diagnostic::{Code, Diagnostic, Severity};
+use crate::eval::{CallDest, Fact, FactKind, eval_unit};
+use crate::index::{self, Def, Gen, Index, UnitId};
+use crate::ir::Loc;
+use crate::source::{self, Limits};
+use crate::workspace::{self, Workspace};
+use buswarden_rules::derive::{call_rule, endpoint_rule, event_rule, hook_rule, implicit_rules};
+use buswarden_rules::policy::{self as rules_policy, Policy};
+use buswarden_rules::{
+    Call, Dest, Endpoint, EventOut, Hook, Hostname, Rule, RuleSet, ServiceModel, budget,
+};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+/// How to analyse.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// File limits.
+    pub limits: Limits,
+    /// Worker threads (0: one per core).
+    pub threads: usize,
+}
+
+/// Where a rule comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Site {
+    /// File, relative to the root.
+    pub file: String,
+    /// Location in it.
+    pub loc: Loc,
+    /// What the code says there.
+    pub what: String,
+    /// For code in another crate: the service's own call site that reaches it.
+    pub via: Option<String>,
+}
+
+impl Site {
+    /// `file:line:col`.
+    pub fn location(&self) -> String {
+        format!("{}:{}:{}", self.file, self.loc.line, self.loc.col)
+    }
+}
+
+/// One rule a call site asked for, and the rule of the set that grants it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Provenance {
+    /// The rule in the final set that covers it.
+    pub granted_by: Rule,
+    /// The rule the site itself needs.
+    pub rule: Rule,
+    /// The site.
+    pub site: Site,
+}
+
+/// One service: its model, rules, and where each rule comes from.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The package name.
+    pub package: String,
+    /// The crate folder, relative to the root.
+    pub dir: String,
+    /// The `nats.acl` path, relative to the root.
+    pub acl_path: String,
+    /// Absolute `nats.acl` path.
+    pub acl_abs: PathBuf,
+    /// Its model.
+    pub model: ServiceModel,
+    /// Its minimized rule set.
+    pub rules: RuleSet,
+    /// Provenance of every non-implicit rule.
+    pub provenance: Vec<Provenance>,
+    /// Whether an error in its code, its dependencies or its rules blocks it.
+    pub blocked: bool,
+}
+
+/// The result of analysing a tree.
+#[derive(Debug)]
+pub struct Analysis {
+    /// The scanned root.
+    pub root: PathBuf,
+    /// Services, sorted by hostname then folder.
+    pub services: Vec<Service>,
+    /// Every finding, sorted and deduplicated.
+    pub diags: Vec<Diagnostic>,
+    /// Files parsed.
+    pub files: usize,
+}
+
+impl Analysis {
+    /// Whether any error stands.
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Why the analysis could not run at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    /// The tree could not be walked.
+    #[error(transparent)]
+    Workspace(#[from] workspace::WorkspaceError),
+}
+
+/// Analyses the tree under `root`.
+pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
+    let ws = workspace::discover(root)?;
+    let pool = source::pool(opts.threads);
+    pool.install(|| analyze_in(&ws, opts, None))
+}
+
+/// Analyses the tree under `root`, reusing and then refreshing the file
+/// cache at `cache` (unchanged files are not parsed again).
+pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
+    let ws = workspace::discover(root)?;
+    timing.mark("discover");
+    let pool = source::pool(opts.threads);
+    pool.install(|| analyze_in(&ws, opts, Some(cache)))
+}
+
+/// Prints phase timings to stderr when `GENCREDS_TIMING` is set.
+struct Timing(Option<std::time::Instant>);
+
+impl Timing {
+    fn new() -> Self {
+        Timing(std::env::var_os("GENCREDS_TIMING").map(|_| std::time::Instant::now()))
+    }
+    fn mark(&mut self, phase: &str) {
+        if let Some(t) = self.0 {
+            eprintln!("gencreds timing: {phase}: {:.3?}", t.elapsed());
+            self.0 = Some(std::time::Instant::now());
+        }
+    }
+}
+
+fn analyze_in(
+    ws: &Workspace,
+    opts: Options,
+    cache_path: Option<&Path>,
+) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
+    let paths: Vec<PathBuf> = ws
+        .crates
+        .iter()
+        .filter(|c| !c.is_runtime)
+        .flat_map(|c| c.files.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut cache_stale = false;
+    let mut files = match cache_path {
+        Some(cp) => {
+            let cache = crate::cache::Cache::load(cp, opts.limits);
+            let (files, misses) = source::parse_all_cached(&paths, opts.limits, &cache);
+            cache_stale = misses > 0 || cache.len() != files.len();
+            files
+        }
+        None => source::parse_all(&paths, opts.limits),
+    };
+    timing.mark("parse");
+    // Files named by `#[path]` outside the scanned folders are parsed on
+    // demand; a chain of them takes a round each.
+    let any_path_attr = files.iter().any(|f| has_path_attr(&f.ir.items));
+    for _ in 0..if any_path_attr { 16 } else { 0 } {
+        match index::build(ws, &files, opts.limits, true) {
+            Ok(_) => break,
+            Err(extra) => files.extend(extra),
+        }
+    }
+    let idx = match index::build(ws, &files, opts.limits, false) {
+        Ok(idx) => idx,
+        Err(_) => unreachable_index(),
+    };
+    timing.mark("index");
+    let facts: Vec<Vec<Fact>> = (0..idx.units.len())
+        .into_par_iter()
+        .map(|u| eval_unit(&idx, u))
+        .collect();
+    timing.mark("eval");
+    let mut out = Collector::default();
+    out.ws_diags(ws, &idx);
+    for (u, fs) in facts.iter().enumerate() {
+        for f in fs {
+            if let FactKind::Diag(code, sev, msg) = &f.kind {
+                let file = idx.unit_file(u);
+                out.push(
+                    Diagnostic::new(*code, &file, f.loc, msg.clone()).with_severity(*sev),
+                    Some(idx.unit_crate(u)),
+                );
+            }
+        }
+    }
+    let policy = load_policy(ws, &mut out);
+    let services = services(ws, &idx, &facts, policy.as_ref(), &mut out);
+    timing.mark("services");
+    if let Some(cp) = cache_path
+        && cache_stale
+        && let Err(e) = crate::cache::Cache::save(cp, opts.limits, &files)
+    {
+        out.push(
+            Diagnostic::new(
+                Code::UnreadableFile,
+                &ws.rel(cp),
+                Loc::default(),
+                format!(
+                    "the file cache cannot be written ({e}); the next scan parses everything again"
+                ),
+            )
+            .with_severity(Severity::Warning),
+            None,
+        );
+    }
+    timing.mark("cache save");
+    let mut diags: Vec<Diagnostic> = out
+        .diags
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    attach_source_lines(&ws.root, &mut diags);
+    Ok(Analysis {
+        root: ws.root.clone(),
+        services,
+        diags,
+        files: files.len(),
+    })
+}
+
+/// The policy file at the root of the scanned tree.
+pub const POLICY_FILE: &str = "buswarden.toml";
+
+/// Reads `buswarden.toml` at the root: `None` without one. A file that does
+/// not parse is reported and replaced by an empty policy, so every
+/// trust-root and wildcard grant fails closed.
+fn load_policy(ws: &Workspace, out: &mut Collector) -> Option<Policy> {
+    let path = ws.root.join(POLICY_FILE);
+    if !path.exists() {
+        return None;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidPolicy,
+                    POLICY_FILE,
+                    Loc::default(),
+                    format!("cannot be read: {e}"),
+                ),
+                None,
+            );
+            return Some(Policy::default());
+        }
+    };
+    match Policy::parse_all(&text) {
+        Ok(p) => Some(p),
+        Err(errs) => {
+            for e in errs {
+                let loc = e
+                    .location()
+                    .map(|l| Loc {
+                        line: l.line as u32,
+                        col: l.column as u32,
+                    })
+                    .unwrap_or_default();
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidPolicy,
+                        POLICY_FILE,
+                        loc,
+                        format!(
+                            "{e}; until it parses, every trust-root and wildcard grant is refused"
+                        ),
+                    ),
+                    None,
+                );
+            }
+            Some(Policy::default())
+        }
+    }
+}
+
+/// Whether any `mod` carries `#[path]` (only those can name files outside
+/// the crate folders that were parsed up front).
+fn has_path_attr(items: &[crate::ir::Item]) -> bool {
+    items.iter().any(|i| match i {
+        crate::ir::Item::Mod {
+            path_attr, body, ..
+        } => path_attr.is_some() || body.as_deref().is_some_and(has_path_attr),
+        _ => false,
+    })
+}
+
+/// `index::build` with `load_extra = false` never asks for more files.
+fn unreachable_index() -> ! {
+    unreachable!("index::build without extra loading returned Err")
+}
+
+#[derive(Default)]
+struct Collector {
+    /// Diagnostics with the crate they are in (`None`: workspace-level).
+    diags: Vec<(Diagnostic, Option<usize>)>,
+}
+
+impl Collector {
+    fn push(&mut self, d: Diagnostic, krate: Option<usize>) {
+        self.diags.push((d, krate));
+    }
+
+    fn ws_diags(&mut self, ws: &Workspace, idx: &Index<'_>) {
+        for d in &ws.diags {
+            self.push(d.clone(), None);
+        }
+        let file_crate: BTreeMap<usize, usize> =
+            idx.modules.iter().map(|m| (m.file, m.krate)).collect();
+        for (fi, f) in idx.files.iter().enumerate() {
+            for d in &f.ir.diags {
+                self.push(
+                    Diagnostic::new(d.code, &ws.rel(&f.path), d.loc, d.message.clone()),
+                    file_crate.get(&fi).copied(),
+                );
+            }
+        }
+        for (fi, code, loc, msg) in &idx.diags {
+            let path = ws.rel(&idx.files[*fi].path);
+            self.push(
+                Diagnostic::new(*code, &path, *loc, msg.clone()),
+                file_crate.get(fi).copied(),
+            );
+        }
+        for (m, loc, idents) in &idx.macro_rules {
+            if let Some(c) = idents.iter().find(|i| idx.client_names.contains(*i)) {
+                self.push(
+                    Diagnostic::new(
+                        Code::UnresolvedMacro,
+                        &idx.module_file(*m),
+                        *loc,
+                        format!("this macro_rules! body names `{c}`; the analyzer does not expand macros, so make the client call in a fn and call that fn from the macro"),
+                    ),
+                    Some(idx.modules[*m].krate),
+                );
+            }
+        }
+    }
+}
+
+/// Each service crate's hostname and API traits.
+fn service_crates(
+    ws: &Workspace,
+    idx: &Index<'_>,
+    out: &mut Collector,
+) -> BTreeMap<usize, (Hostname, Vec<usize>)> {
+    let mut found: BTreeMap<usize, Vec<(usize, Loc, usize)>> = BTreeMap::new();
+    for im in &idx.impls {
+        let Some(tp) = &im.def.trait_path else {
+            continue;
+        };
+        if let Some(Def::Api(a, Gen::Trait)) = idx.resolve(im.module, tp) {
+            found
+                .entry(idx.modules[im.module].krate)
+                .or_default()
+                .push((a, im.def.loc, im.module));
+        }
+    }
+    let mut out_map = BTreeMap::new();
+    for (ci, c) in ws.crates.iter().enumerate() {
+        let impls = found.remove(&ci).unwrap_or_default();
+        let mut hosts: BTreeSet<Hostname> = impls
+            .iter()
+            .filter_map(|(a, _, _)| idx.apis[*a].host.clone())
+            .collect();
+        if let Some(h) = &c.hostname_meta {
+            match Hostname::parse(h) {
+                Ok(h) => {
+                    hosts.insert(h);
+                }
+                Err(e) => {
+                    out.push(
+                        Diagnostic::new(
+                            Code::InvalidManifest,
+                            &format!("{}/Cargo.toml", ws.rel(&c.dir)),
+                            Loc::default(),
+                            format!("[package.metadata.buswarden] hostname: {e}"),
+                        ),
+                        Some(ci),
+                    );
+                }
+            }
+        }
+        let Some(host) = hosts.iter().next().cloned() else {
+            continue;
+        };
+        if hosts.len() > 1 {
+            let (_, loc, m) = impls.first().copied().unwrap_or((0, Loc::default(), 0));
+            let list: Vec<&str> = hosts.iter().map(Hostname::as_str).collect();
+            out.push(
+                Diagnostic::new(
+                    Code::HostnameMismatch,
+                    &idx.module_file(m),
+                    loc,
+                    format!("crate `{}` implements API traits of several hostnames ({}); one service crate is one hostname: move each implementation into its own crate", c.package, list.join(", ")),
+                ),
+                Some(ci),
+            );
+        }
+        let apis: Vec<usize> = impls
+            .iter()
+            .map(|(a, _, _)| *a)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        out_map.insert(ci, (host, apis));
+    }
+    out_map
+}
+
+/// Crates a crate depends on, transitively (path dependencies), itself included.
+fn dep_closure(ws: &Workspace, ci: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::from([ci]);
+    let mut q = vec![ci];
+    while let Some(c) = q.pop() {
+        for d in ws.crates[c].deps.values().flatten() {
+            if seen.insert(*d) {
+                q.push(*d);
+            }
+        }
+    }
+    seen
+}
+
+/// Methods in non-service crates whose bodies reach a bus fact: an
+/// unknown receiver calling one of these names is ambiguous.
+fn bus_methods(
+    idx: &Index<'_>,
+    facts: &[Vec<Fact>],
+    services: &BTreeSet<usize>,
+) -> BTreeSet<String> {
+    let n = idx.units.len();
+    let mut callers: Vec<Vec<UnitId>> = vec![vec![]; n];
+    let mut busy = vec![false; n];
+    let mut q = VecDeque::new();
+    for (u, fs) in facts.iter().enumerate() {
+        for f in fs {
+            match &f.kind {
+                FactKind::Edge(v) => callers[*v].push(u),
+                FactKind::Call { .. } | FactKind::Event { .. } | FactKind::Hook { .. }
+                    if !busy[u] =>
+                {
+                    busy[u] = true;
+                    q.push_back(u);
+                }
+                _ => {}
+            }
+        }
+    }
+    while let Some(u) = q.pop_front() {
+        for &c in &callers[u] {
+            if !busy[c] {
+                busy[c] = true;
+                q.push_back(c);
+            }
+        }
+    }
+    (0..n)
+        .filter(|&u| busy[u] && idx.units[u].def.has_self && !services.contains(&idx.unit_crate(u)))
+        .map(|u| idx.units[u].def.name.clone())
+        .collect()
+}
+
+fn services(
+    ws: &Workspace,
+    idx: &Index<'_>,
+    facts: &[Vec<Fact>],
+    policy: Option<&Policy>,
+    out: &mut Collector,
+) -> Vec<Service> {
+    let svc_crates = service_crates(ws, idx, out);
+    let svc_set: BTreeSet<usize> = svc_crates.keys().copied().collect();
+    let bus_methods = bus_methods(idx, facts, &svc_set);
+    let mut units_of: BTreeMap<usize, Vec<UnitId>> = BTreeMap::new();
+    for u in 0..idx.units.len() {
+        units_of.entry(idx.unit_crate(u)).or_default().push(u);
+    }
+    let mut result = vec![];
+    for (&ci, (host, apis)) in &svc_crates {
+        let c = &ws.crates[ci];
+        let mut sdiags: Vec<Diagnostic> = vec![];
+        // Reach other crates' bodies from this crate's own.
+        let own: Vec<UnitId> = units_of.get(&ci).cloned().unwrap_or_default();
+        let mut via: BTreeMap<UnitId, Option<String>> = own.iter().map(|&u| (u, None)).collect();
+        let mut q: VecDeque<UnitId> = own.iter().copied().collect();
+        while let Some(u) = q.pop_front() {
+            for f in &facts[u] {
+                if let FactKind::Edge(v) = f.kind
+                    && !via.contains_key(&v)
+                {
+                    let from = match via.get(&u).cloned().flatten() {
+                        Some(v) => Some(v),
+                        None => Some(format!("{}:{}:{}", idx.unit_file(u), f.loc.line, f.loc.col)),
+                    };
+                    via.insert(v, from);
+                    q.push_back(v);
+                }
+            }
+        }
+        let mut model = ServiceModel::new(host.clone());
+        for &a in apis {
+            for ep in idx.apis[a].endpoints.values().flatten() {
+                if ep.kind != crate::ir::EndpointKind::Event {
+                    model.endpoints.push(Endpoint {
+                        method: ep.method.clone(),
+                        route: ep.route.clone(),
+                    });
+                }
+            }
+        }
+        let mut wanted: Vec<(Rule, Site)> = vec![];
+        for (&u, v) in &via {
+            let file = idx.unit_file(u);
+            let is_own = idx.unit_crate(u) == ci;
+            for f in &facts[u] {
+                let site = |what: &str| Site {
+                    file: file.clone(),
+                    loc: f.loc,
+                    what: what.to_string(),
+                    via: v.clone(),
+                };
+                let diag = |code: Code, msg: String| Diagnostic::new(code, &file, f.loc, msg);
+                match &f.kind {
+                    FactKind::Call {
+                        dest,
+                        method,
+                        route,
+                        dynamic,
+                        grant,
+                        what,
+                    } => {
+                        let dest = match dest {
+                            CallDest::Host(h) => Dest::Host(h.clone()),
+                            CallDest::Any => Dest::Any,
+                        };
+                        let port = route.port;
+                        if port == buswarden_rules::route::EVENT_PORT
+                            && dest != Dest::Host(host.clone())
+                        {
+                            sdiags.push(diag(
+                                Code::ForeignEvent,
+                                format!("{what} publishes on a :417 event route of another host; only the source fires its own events (service {host}): hook the event with XHook instead"),
+                            ));
+                            continue;
+                        }
+                        // With a policy file, trust-root and wildcard grants
+                        // are judged on the rule set below.
+                        if *dynamic && policy.is_none() {
+                            if port == buswarden_rules::route::TRUST_ROOT_PORT {
+                                sdiags.push(diag(
+                                    Code::DynamicHostTrustRoot,
+                                    format!("{what} is a :666 trust-root endpoint called with a computed host (for_host(expr)); call it with a literal host: for_host(\"x.example\")"),
+                                ));
+                                continue;
+                            }
+                            sdiags.push(diag(
+                                Code::DynamicHost,
+                                format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),
+                            ));
+                        }
+                        if *grant && dest == Dest::Any && policy.is_none() {
+                            sdiags.push(diag(
+                                Code::WildcardGrant,
+                                format!("{what} grants {host} a call to every host; allowed without a buswarden.toml, list it there to keep it reviewed"),
+                            ));
+                        }
+                        if port == buswarden_rules::route::TRUST_ROOT_PORT
+                            && !*dynamic
+                            && policy.is_none()
+                        {
+                            sdiags.push(diag(
+                                Code::TrustRootGrant,
+                                format!("{what} grants {host} a :666 trust-root call; allowed without a buswarden.toml, list it there to keep it reviewed"),
+                            ));
+                        }
+                        let call = Call {
+                            dest,
+                            method: method.clone(),
+                            route: route.clone(),
+                        };
+                        wanted.push((call_rule(host, &call), site(what)));
+                        model.calls.push(call);
+                    }
+                    FactKind::Event {
+                        source,
+                        method,
+                        route,
+                        what,
+                    } => {
+                        if source != host {
+                            sdiags.push(diag(
+                                Code::ForeignEvent,
+                                format!("{what} fires an event of {source} from {host}; only {source} fires its own events: hook it with the Hook type instead"),
+                            ));
+                            continue;
+                        }
+                        let ev = EventOut {
+                            method: method.clone(),
+                            route: route.clone(),
+                        };
+                        wanted.push((event_rule(host, &ev), site(what)));
+                        model.events_out.push(ev);
+                    }
+                    FactKind::Hook {
+                        source,
+                        method,
+                        route,
+                        what,
+                    } => {
+                        let hk = Hook {
+                            source: source.clone(),
+                            method: method.clone(),
+                            route: route.clone(),
+                        };
+                        wanted.push((hook_rule(&hk), site(what)));
+                        model.hooks.push(hk);
+                    }
+                    FactKind::ConnectorNew(Some(h))
+                        if is_own && Hostname::parse(h).ok().as_ref() != Some(host) =>
+                    {
+                        sdiags.push(diag(
+                            Code::HostnameMismatch,
+                            format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use \"{host}\" (or the API's generated _HOST constant)", c.package),
+                        ));
+                    }
+                    FactKind::UnknownMethod(name) if bus_methods.contains(name) => {
+                        sdiags.push(diag(
+                            Code::AmbiguousReceiver,
+                            format!("`.{name}(…)` is called on a value whose type the analyzer cannot determine, and a method `{name}` in a library makes bus calls; give the value a type (`let x: Type = …;` or a typed parameter)"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let rules = buswarden_rules::derive(&model);
+        let mut provenance: Vec<Provenance> = vec![];
+        for ep in &model.endpoints {
+            if let Some(r) = endpoint_rule(host, ep) {
+                let loc = apis
+                    .iter()
+                    .flat_map(|a| idx.apis[*a].endpoints.values().flatten())
+                    .find(|e| e.route == ep.route)
+                    .map(|e| e.loc)
+                    .unwrap_or_default();
+                let file = apis
+                    .first()
+                    .map(|a| idx.module_file(idx.apis[*a].module))
+                    .unwrap_or_default();
+                wanted.push((
+                    r,
+                    Site {
+                        file,
+                        loc,
+                        what: format!(
+                            "endpoint {} {} served under another host",
+                            ep.method, ep.route
+                        ),
+                        via: None,
+                    },
+                ));
+            }
+        }
+        for (r, site) in wanted {
+            if let Some(g) = rules.covering(&r) {
+                provenance.push(Provenance {
+                    granted_by: g.clone(),
+                    rule: r,
+                    site,
+                });
+            }
+        }
+        provenance.sort();
+        provenance.dedup();
+        let acl_rel = format!("{}/nats.acl", ws.rel(&c.dir));
+        if let Err(errs) = buswarden_rules::validate::validate(host, &rules) {
+            for e in errs {
+                sdiags.push(Diagnostic::new(
+                    Code::InvalidRules,
+                    &acl_rel,
+                    Loc::default(),
+                    e.to_string(),
+                ));
+            }
+        }
+        if let Err(e) = budget::check(host, &rules, &budget::ConnectModel::default()) {
+            sdiags.push(Diagnostic::new(
+                Code::BudgetExceeded,
+                &acl_rel,
+                Loc::default(),
+                format!(
+                    "{e}; narrow the calls (fewer distinct endpoints or hosts) or split the service"
+                ),
+            ));
+        }
+        if let Some(p) = policy {
+            for v in rules_policy::evaluate(p, host, &rules) {
+                let hint = match &v {
+                    rules_policy::Violation::UnlistedTrustRootGrant { .. } => {
+                        "list it under trust-root, e.g. \"POST host.example:666/path\""
+                    }
+                    rules_policy::Violation::UnlistedWildcardGrant { .. } => {
+                        "list it under wildcards, e.g. \"GET *:443/{path...}\""
+                    }
+                    rules_policy::Violation::DynamicTrustRoot { .. } => {
+                        "set dynamic-trust-root = true for this caller"
+                    }
+                    _ => "list it in buswarden.toml",
+                };
+                let msg = format!("{v}; {hint} (buswarden.toml is reviewed like code)");
+                let mut sites: Vec<&Site> = provenance
+                    .iter()
+                    .filter(|p| &p.granted_by == v.rule())
+                    .map(|p| &p.site)
+                    .collect();
+                sites.dedup();
+                if sites.is_empty() {
+                    sdiags.push(Diagnostic::new(
+                        Code::PolicyViolation,
+                        &acl_rel,
+                        Loc::default(),
+                        msg,
+                    ));
+                } else {
+                    for site in sites {
+                        sdiags.push(Diagnostic::new(
+                            Code::PolicyViolation,
+                            &site.file,
+                            site.loc,
+                            msg.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        let deps = dep_closure(ws, ci);
+        let blocked = sdiags.iter().any(Diagnostic::is_error)
+            || out
+                .diags
+                .iter()
+                .any(|(d, k)| d.is_error() && k.is_some_and(|k| deps.contains(&k)));
+        for d in sdiags {
+            out.push(d, Some(ci));
+        }
+        let dir = ws.rel(&c.dir);
+        result.push(Service {
+            package: c.package.clone(),
+            acl_path: if dir.is_empty() {
+                "nats.acl".into()
+            } else {
+                format!("{dir}/nats.acl")
+            },
+            acl_abs: c.dir.join("nats.acl"),
+            dir,
+            model,
+            rules,
+            provenance,
+            blocked,
+        });
+    }
+    result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
+    result
+}
+
+/// The implicit rules of a service, for `explain`.
+pub fn implicit(service: &Service) -> Vec<Rule> {
+    let own = &service.model.hostname;
+    let trust_root = service.model.endpoints.iter().any(|e| {
+        e.route.port == buswarden_rules::route::TRUST_ROOT_PORT
+            && e.route.host.as_ref().is_none_or(|h| h == own)
+    });
+    implicit_rules(own, trust_root)
+}
+
+fn attach_source_lines(root: &Path, diags: &mut [Diagnostic]) {
+    let mut cache: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    for d in diags.iter_mut() {
+        if d.line == 0 || d.file.is_empty() {
+            continue;
+        }
+        let lines = cache.entry(d.file.clone()).or_insert_with(|| {
+            let p = root.join(&d.file);
+            let md = std::fs::metadata(&p).ok()?;
+            if md.len() > 64 * 1024 * 1024 {
+                return None;
+            }
+            let bytes = std::fs::read(&p).ok()?;
+            Some(
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            )
+        });
+        if let Some(lines) = lines
+            && let Some(l) = lines.get(d.line as usize - 1)
+        {
+            let mut l = l.clone();
+            if l.len() > 400 {
+                let cut = (0..=400)
+                    .rev()
+                    .find(|i| l.is_char_boundary(*i))
+                    .unwrap_or(0);
+                l.truncate(cut);
+            }
+            d.source_line = Some(l);
+        }
+    }
+}
+
+/// Severity counts: (errors, warnings).
+pub fn counts(diags: &[Diagnostic]) -> (usize, usize) {
+    let e = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    (e, diags.len() - e)
+}

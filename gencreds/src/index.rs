@@ -1,0 +1,733 @@
+//! The symbol index of a whole tree: module trees per crate target (`mod x;`
+//! files, `#[path]`, inline modules), the items the analyzer cares about, and
+//! name resolution through `use` (renames, globs, groups, `crate::`,
+//! `self::`, `super::`, `pub use` re-exports across crates, extern names
+//! from `Cargo.toml`).
+//!
+//! Visibility is not checked (rustc does that); resolution follows Rust 2018
+//! paths: a name is an item or import of the current module, or an extern
+//! crate name. Glob and re-export cycles are cut by a visited set.
+
+use crate::diagnostic::Code;
+use crate::ir::*;
+use crate::source::{Limits, SourceFile, parse_one};
+use crate::workspace::{CrateInfo, Workspace};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Index of a module.
+pub type ModId = usize;
+/// Index of a body owner (fn, method, const initializer, item macro).
+pub type UnitId = usize;
+/// Index of an API trait.
+pub type ApiId = usize;
+/// Index of a struct.
+pub type StructId = usize;
+
+/// What the `#[buswarden::api]` attribute generates next to a trait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Gen {
+    /// The trait itself.
+    Trait,
+    /// `XClient`.
+    Client,
+    /// `XMulticastClient`.
+    Multicast,
+    /// `XTrigger`.
+    Trigger,
+    /// `XHook`.
+    Hook,
+    /// `X_HOST`.
+    HostConst,
+}
+
+/// What a name resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Def {
+    /// A module.
+    Mod(ModId),
+    /// A function.
+    Fn(UnitId),
+    /// A struct.
+    Struct(StructId),
+    /// A trait that is not an API trait.
+    Trait,
+    /// An API trait or one of its generated items.
+    Api(ApiId, Gen),
+    /// A const or static: its string value, if a literal.
+    Const(Option<String>),
+    /// An item of the runtime crate, by path inside it.
+    Runtime(Vec<String>),
+    /// An item of a crate that is not in the tree, by path.
+    External(Vec<String>),
+    /// `Type::name`: an associated item of `Def`.
+    Assoc(Box<Def>, String),
+}
+
+/// One module.
+#[derive(Debug, Default)]
+pub struct Module {
+    /// Its crate.
+    pub krate: usize,
+    /// Its target's root module (`crate::`).
+    pub root: ModId,
+    /// Its parent module.
+    pub parent: Option<ModId>,
+    /// The file it is in.
+    pub file: usize,
+    /// Items defined in it.
+    pub names: BTreeMap<String, Vec<Def>>,
+    /// Named imports: alias -> path.
+    pub uses: Vec<(String, PathRef)>,
+    /// Glob imports.
+    pub globs: Vec<PathRef>,
+}
+
+/// A body owner: where it is and what it is.
+#[derive(Debug)]
+pub struct Unit<'a> {
+    /// Its module.
+    pub module: ModId,
+    /// The definition.
+    pub def: &'a FnDef,
+    /// For methods: the implementing type (as written in the impl).
+    pub self_ty: Option<&'a PathRef>,
+    /// Display name (`Type::method`, `function`).
+    pub name: String,
+}
+
+/// A validated endpoint of an API trait.
+#[derive(Debug, Clone)]
+pub struct ApiEndpoint {
+    /// Function, web or event.
+    pub kind: EndpointKind,
+    /// The method.
+    pub method: buswarden_rules::Method,
+    /// The route.
+    pub route: buswarden_rules::Route,
+    /// Where it is declared.
+    pub loc: Loc,
+}
+
+/// An API trait.
+#[derive(Debug)]
+pub struct Api {
+    /// Trait name.
+    pub name: String,
+    /// Its module.
+    pub module: ModId,
+    /// Where it is declared.
+    pub loc: Loc,
+    /// Its hostname (`None` when invalid: reported once).
+    pub host: Option<buswarden_rules::Hostname>,
+    /// Endpoints by method name (`None`: declared but invalid, reported once).
+    pub endpoints: BTreeMap<String, Option<ApiEndpoint>>,
+}
+
+/// A struct.
+#[derive(Debug)]
+pub struct Struct<'a> {
+    /// Its module.
+    pub module: ModId,
+    /// Its definition.
+    pub def: &'a StructDef,
+}
+
+/// An impl block.
+#[derive(Debug)]
+pub struct Impl<'a> {
+    /// Its module.
+    pub module: ModId,
+    /// The impl.
+    pub def: &'a ImplDef,
+    /// Its methods' units.
+    pub units: Vec<UnitId>,
+}
+
+/// A file-level diagnostic: (file index, code, loc, message).
+pub type FileDiag = (usize, Code, Loc, String);
+
+/// The index of a tree.
+#[derive(Debug)]
+pub struct Index<'a> {
+    /// The workspace.
+    pub ws: &'a Workspace,
+    /// Files, by index (parsed up front or loaded on demand for `#[path]`).
+    pub files: Vec<&'a SourceFile>,
+    /// Modules.
+    pub modules: Vec<Module>,
+    /// Units.
+    pub units: Vec<Unit<'a>>,
+    /// API traits.
+    pub apis: Vec<Api>,
+    /// Structs.
+    pub structs: Vec<Struct<'a>>,
+    /// Impl blocks.
+    pub impls: Vec<Impl<'a>>,
+    /// Target roots per crate (lib first).
+    pub roots: Vec<Vec<ModId>>,
+    /// `macro_rules!` definitions: (module, def).
+    pub macro_rules: Vec<(ModId, Loc, &'a [String])>,
+    /// Findings about module files and API declarations.
+    pub diags: Vec<FileDiag>,
+    /// Methods of each struct, by name.
+    pub methods: BTreeMap<(StructId, String), Vec<UnitId>>,
+    /// Every generated client type name (`XClient`, `XTrigger`…).
+    pub client_names: BTreeSet<String>,
+    /// Every endpoint method name of every API.
+    pub endpoint_names: BTreeSet<String>,
+}
+
+/// `CalculatorTrait` -> `CALCULATOR_TRAIT`.
+pub fn screaming_snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+                out.push('_');
+            }
+        }
+        out.extend(c.to_uppercase());
+    }
+    out
+}
+
+struct Builder<'a> {
+    idx: Index<'a>,
+    by_path: HashMap<&'a Path, usize>,
+    file_of: Vec<Option<usize>>,
+    all: &'a [SourceFile],
+    limits: Limits,
+    load_extra: bool,
+    extra: Vec<SourceFile>,
+}
+
+/// Builds the index over parsed `files`. With `load_extra`, files named by
+/// `#[path]` that were not parsed are parsed here and returned as `Err` so
+/// the caller can append them and build again; without it they are skipped.
+pub fn build<'a>(
+    ws: &'a Workspace,
+    files: &'a [SourceFile],
+    limits: Limits,
+    load_extra: bool,
+) -> Result<Index<'a>, Vec<SourceFile>> {
+    let mut b = Builder {
+        idx: Index {
+            ws,
+            files: vec![],
+            modules: vec![],
+            units: vec![],
+            apis: vec![],
+            structs: vec![],
+            impls: vec![],
+            roots: vec![vec![]; ws.crates.len()],
+            macro_rules: vec![],
+            diags: vec![],
+            methods: BTreeMap::new(),
+            client_names: BTreeSet::new(),
+            endpoint_names: BTreeSet::new(),
+        },
+        by_path: files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.as_path(), i))
+            .collect(),
+        file_of: vec![None; files.len()],
+        all: files,
+        limits,
+        load_extra,
+        extra: vec![],
+    };
+    for (ci, c) in ws.crates.iter().enumerate() {
+        if c.is_runtime {
+            continue;
+        }
+        for root in c.lib_root.iter().chain(c.bin_roots.iter()) {
+            if let Some(m) = b.load_root(ci, c, root) {
+                b.idx.roots[ci].push(m);
+            }
+        }
+    }
+    if !b.extra.is_empty() {
+        return Err(b.extra);
+    }
+    b.finish();
+    Ok(b.idx)
+}
+
+impl<'a> Builder<'a> {
+    fn file_index(&mut self, path: &Path) -> Option<usize> {
+        if let Some(&i) = self.by_path.get(path) {
+            if let Some(fi) = self.file_of[i] {
+                return Some(fi);
+            }
+            self.idx.files.push(&self.all[i]);
+            let fi = self.idx.files.len() - 1;
+            self.file_of[i] = Some(fi);
+            return Some(fi);
+        }
+        if self.load_extra && path.is_file() {
+            // Outside the crate's scanned files: parse it on the next round.
+            self.extra.push(parse_one(path, self.limits));
+        }
+        None
+    }
+
+    fn load_root(&mut self, ci: usize, c: &CrateInfo, root: &Path) -> Option<ModId> {
+        let fi = self.file_index(root)?;
+        let m = self.idx.modules.len();
+        self.idx.modules.push(Module {
+            krate: ci,
+            root: m,
+            parent: None,
+            file: fi,
+            ..Module::default()
+        });
+        let dir = root.parent().unwrap_or(&c.dir).to_path_buf();
+        let file = self.idx.files[fi];
+        let mut seen = BTreeSet::new();
+        seen.insert(root.to_path_buf());
+        self.load_items(m, &file.ir.items, &dir, &dir, &mut seen);
+        Some(m)
+    }
+
+    /// `mod_dir`: where `mod x;` files of this module live; `file_dir`: the
+    /// directory of the file the items are in (for `#[path]`).
+    fn load_items(
+        &mut self,
+        m: ModId,
+        items: &'a [Item],
+        mod_dir: &Path,
+        file_dir: &Path,
+        seen: &mut BTreeSet<PathBuf>,
+    ) {
+        for item in items {
+            self.load_item(m, item, mod_dir, file_dir, seen);
+        }
+    }
+
+    fn add_name(&mut self, m: ModId, name: &str, def: Def) {
+        self.idx.modules[m]
+            .names
+            .entry(name.to_string())
+            .or_default()
+            .push(def);
+    }
+
+    fn add_unit(
+        &mut self,
+        m: ModId,
+        def: &'a FnDef,
+        self_ty: Option<&'a PathRef>,
+        name: String,
+    ) -> UnitId {
+        self.idx.units.push(Unit {
+            module: m,
+            def,
+            self_ty,
+            name,
+        });
+        self.idx.units.len() - 1
+    }
+
+    fn new_child(&mut self, parent: ModId, file: usize) -> ModId {
+        let p = &self.idx.modules[parent];
+        let child = Module {
+            krate: p.krate,
+            root: p.root,
+            parent: Some(parent),
+            file,
+            ..Module::default()
+        };
+        self.idx.modules.push(child);
+        self.idx.modules.len() - 1
+    }
+
+    fn load_item(
+        &mut self,
+        m: ModId,
+        item: &'a Item,
+        mod_dir: &Path,
+        file_dir: &Path,
+        seen: &mut BTreeSet<PathBuf>,
+    ) {
+        let file = self.idx.modules[m].file;
+        match item {
+            Item::Mod {
+                name,
+                loc,
+                body: Some(items),
+                path_attr,
+            } => {
+                let child = self.new_child(m, file);
+                self.add_name(m, name, Def::Mod(child));
+                let child_dir = match path_attr {
+                    Some(p) => mod_dir.join(p),
+                    None => mod_dir.join(name),
+                };
+                let _ = loc;
+                self.load_items(child, items, &child_dir, file_dir, seen);
+            }
+            Item::Mod {
+                name,
+                loc,
+                body: None,
+                path_attr,
+            } => {
+                let candidates: Vec<PathBuf> = match path_attr {
+                    Some(p) => vec![file_dir.join(p)],
+                    None => vec![
+                        mod_dir.join(format!("{name}.rs")),
+                        mod_dir.join(name).join("mod.rs"),
+                    ],
+                };
+                let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
+                    self.idx.diags.push((
+                        file,
+                        Code::MissingModule,
+                        *loc,
+                        format!(
+                            "`mod {name};` has no file ({}); create it or remove the declaration",
+                            candidates
+                                .iter()
+                                .map(|p| self.idx.ws.rel(p))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ),
+                    ));
+                    return;
+                };
+                if !seen.insert(path.clone()) {
+                    return;
+                }
+                let Some(fi) = self.file_index(&path) else {
+                    return;
+                };
+                let child = self.new_child(m, fi);
+                self.add_name(m, name, Def::Mod(child));
+                let fdir = path.parent().unwrap_or(mod_dir).to_path_buf();
+                let is_mod_rs = path.file_name().is_some_and(|n| n == "mod.rs");
+                let child_dir = if is_mod_rs {
+                    fdir.clone()
+                } else {
+                    let stem = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    fdir.join(if path_attr.is_some() {
+                        stem
+                    } else {
+                        name.clone()
+                    })
+                };
+                let f = self.idx.files[fi];
+                self.load_items(child, &f.ir.items, &child_dir, &fdir, seen);
+                seen.remove(&path);
+            }
+            Item::Use(entries) => {
+                for e in entries {
+                    if e.glob {
+                        self.idx.modules[m].globs.push(e.path.clone());
+                    } else if let Some(a) = &e.alias {
+                        self.idx.modules[m].uses.push((a.clone(), e.path.clone()));
+                    }
+                }
+            }
+            Item::Fn(f) => {
+                let u = self.add_unit(m, f, None, f.name.clone());
+                self.add_name(m, &f.name, Def::Fn(u));
+            }
+            Item::Code(f) => {
+                self.add_unit(m, f, None, f.name.clone());
+            }
+            Item::Const(c) => {
+                self.add_unit(m, &c.body, None, c.name.clone());
+                self.add_name(m, &c.name, Def::Const(c.lit.clone()));
+            }
+            Item::Struct(s) => {
+                self.idx.structs.push(Struct { module: m, def: s });
+                let id = self.idx.structs.len() - 1;
+                self.add_name(m, &s.name, Def::Struct(id));
+            }
+            Item::Trait(t) => {
+                for f in &t.methods {
+                    self.add_unit(m, f, None, format!("{}::{}", t.name, f.name));
+                }
+                match &t.api {
+                    Some(api) => self.add_api(m, t, api),
+                    None => self.add_name(m, &t.name, Def::Trait),
+                }
+            }
+            Item::Impl(i) => {
+                let ty_name = i
+                    .self_ty
+                    .as_ref()
+                    .and_then(|p| p.last())
+                    .unwrap_or("_")
+                    .to_string();
+                let units = i
+                    .methods
+                    .iter()
+                    .map(|f| {
+                        self.add_unit(m, f, i.self_ty.as_ref(), format!("{ty_name}::{}", f.name))
+                    })
+                    .collect();
+                self.idx.impls.push(Impl {
+                    module: m,
+                    def: i,
+                    units,
+                });
+            }
+            Item::MacroRules { loc, idents, .. } => {
+                self.idx.macro_rules.push((m, *loc, idents));
+            }
+        }
+    }
+
+    fn add_api(&mut self, m: ModId, t: &TraitDef, api: &ApiAttr) {
+        let file = self.idx.modules[m].file;
+        let id = self.idx.apis.len();
+        let host = match &api.host {
+            Ok(h) => match buswarden_rules::Hostname::parse(h) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.idx.diags.push((
+                        file,
+                        Code::InvalidApi,
+                        api.loc,
+                        format!("API `{}`: {e}", t.name),
+                    ));
+                    None
+                }
+            },
+            Err(e) => {
+                self.idx.diags.push((
+                    file,
+                    Code::InvalidApi,
+                    api.loc,
+                    format!("#[buswarden::api] on `{}`: {e}; write #[buswarden::api(host = \"name.example\")]", t.name),
+                ));
+                None
+            }
+        };
+        for (l, msg) in &api.malformed {
+            self.idx.diags.push((
+                file,
+                Code::InvalidApi,
+                *l,
+                format!("{msg}; write e.g. #[function(GET, \"/path\")]"),
+            ));
+        }
+        let mut endpoints = BTreeMap::new();
+        for am in &api.methods {
+            let method = buswarden_rules::Method::parse(&am.method);
+            let route = buswarden_rules::Route::parse(&am.route);
+            let ep = match (method, route) {
+                (Ok(method), Ok(route)) => Some(ApiEndpoint {
+                    kind: am.kind,
+                    method,
+                    route,
+                    loc: am.loc,
+                }),
+                (Err(e), _) | (_, Err(e)) => {
+                    self.idx.diags.push((
+                        file,
+                        Code::InvalidRoute,
+                        am.loc,
+                        format!("endpoint `{}`: {e}", am.name),
+                    ));
+                    None
+                }
+            };
+            self.idx.endpoint_names.insert(am.name.clone());
+            endpoints.insert(am.name.clone(), ep);
+        }
+        self.idx.apis.push(Api {
+            name: t.name.clone(),
+            module: m,
+            loc: t.loc,
+            host,
+            endpoints,
+        });
+        let n = &t.name;
+        let gens = [
+            (n.clone(), Gen::Trait),
+            (format!("{n}Client"), Gen::Client),
+            (format!("{n}MulticastClient"), Gen::Multicast),
+            (format!("{n}Trigger"), Gen::Trigger),
+            (format!("{n}Hook"), Gen::Hook),
+            (format!("{}_HOST", screaming_snake(n)), Gen::HostConst),
+        ];
+        for (name, g) in gens {
+            if !matches!(g, Gen::Trait | Gen::HostConst) {
+                self.idx.client_names.insert(name.clone());
+            }
+            self.add_name(m, &name, Def::Api(id, g));
+        }
+    }
+
+    fn finish(&mut self) {
+        let mut methods: BTreeMap<(StructId, String), Vec<UnitId>> = BTreeMap::new();
+        for im in &self.idx.impls {
+            let Some(ty) = &im.def.self_ty else { continue };
+            if let Some(Def::Struct(s)) = self.idx.resolve(im.module, ty) {
+                for &u in &im.units {
+                    methods
+                        .entry((s, self.idx.units[u].def.name.clone()))
+                        .or_default()
+                        .push(u);
+                }
+            }
+        }
+        self.idx.methods = methods;
+    }
+}
+
+/// Names the runtime exports that a glob import of it brings in.
+const RUNTIME_NAMES: &[&str] = &[
+    "Connector",
+    "Method",
+    "api",
+    "grant",
+    "Request",
+    "Response",
+    "Error",
+];
+
+impl<'a> Index<'a> {
+    /// The crate of a module.
+    pub fn crate_of(&self, m: ModId) -> &CrateInfo {
+        &self.ws.crates[self.modules[m].krate]
+    }
+
+    /// Resolves a path written in module `m`.
+    pub fn resolve(&self, m: ModId, path: &PathRef) -> Option<Def> {
+        let mut visited = BTreeSet::new();
+        self.resolve_in(m, path, &mut visited)
+    }
+
+    fn resolve_in(
+        &self,
+        m: ModId,
+        path: &PathRef,
+        visited: &mut BTreeSet<(ModId, String)>,
+    ) -> Option<Def> {
+        let (first, rest) = path.segs.split_first()?;
+        let mut def = if path.global {
+            self.extern_crate(m, first)?
+        } else {
+            match first.as_str() {
+                "crate" => Def::Mod(self.modules[m].root),
+                "self" => Def::Mod(m),
+                "super" => Def::Mod(self.modules[m].parent?),
+                _ => self
+                    .lookup(m, first, visited)
+                    .or_else(|| self.extern_crate(m, first))?,
+            }
+        };
+        for seg in rest {
+            def = self.step(def, seg, visited)?;
+        }
+        Some(def)
+    }
+
+    fn step(&self, def: Def, seg: &str, visited: &mut BTreeSet<(ModId, String)>) -> Option<Def> {
+        Some(match def {
+            Def::Mod(mm) => match seg {
+                "super" => Def::Mod(self.modules[mm].parent?),
+                "self" => Def::Mod(mm),
+                _ => self.lookup(mm, seg, visited)?,
+            },
+            Def::Runtime(mut p) => {
+                p.push(seg.to_string());
+                Def::Runtime(p)
+            }
+            Def::External(mut p) => {
+                p.push(seg.to_string());
+                Def::External(p)
+            }
+            d @ (Def::Api(..) | Def::Struct(_) | Def::Trait) => {
+                Def::Assoc(Box::new(d), seg.to_string())
+            }
+            Def::Fn(_) | Def::Const(_) | Def::Assoc(..) => return None,
+        })
+    }
+
+    /// A crate name visible from module `m`: a dependency or the crate's own library.
+    fn extern_crate(&self, m: ModId, name: &str) -> Option<Def> {
+        let ci = self.modules[m].krate;
+        let c = &self.ws.crates[ci];
+        if let Some(dep) = c.deps.get(name) {
+            return Some(match dep {
+                Some(t) if self.ws.crates[*t].is_runtime => Def::Runtime(vec![]),
+                Some(t) => Def::Mod(*self.roots[*t].first()?),
+                None if name == crate::workspace::RUNTIME_PACKAGE => Def::Runtime(vec![]),
+                None => Def::External(vec![name.to_string()]),
+            });
+        }
+        if name == c.lib_name && c.lib_root.is_some() {
+            return self.roots[ci].first().map(|r| Def::Mod(*r));
+        }
+        None
+    }
+
+    /// A name defined or imported in module `m` (not the extern prelude).
+    fn lookup(&self, m: ModId, name: &str, visited: &mut BTreeSet<(ModId, String)>) -> Option<Def> {
+        if !visited.insert((m, name.to_string())) {
+            return None;
+        }
+        let module = &self.modules[m];
+        if let Some(defs) = module.names.get(name) {
+            return defs.first().cloned();
+        }
+        for (alias, path) in &module.uses {
+            if alias == name
+                && let Some(d) = self.resolve_in(m, path, visited)
+            {
+                return Some(d);
+            }
+        }
+        for g in &module.globs {
+            match self.resolve_in(m, g, visited) {
+                Some(Def::Mod(gm)) => {
+                    if let Some(d) = self.lookup(gm, name, visited) {
+                        return Some(d);
+                    }
+                }
+                Some(Def::Runtime(mut p)) if RUNTIME_NAMES.contains(&name) => {
+                    p.push(name.to_string());
+                    return Some(Def::Runtime(p));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Whether module `m` has a glob import from a crate outside the tree
+    /// (a name that does not resolve may come from it).
+    pub fn has_external_glob(&self, m: ModId) -> bool {
+        self.modules[m]
+            .globs
+            .iter()
+            .any(|g| matches!(self.resolve(m, g), Some(Def::External(_)) | None))
+    }
+
+    /// The crate index of a unit.
+    pub fn unit_crate(&self, u: UnitId) -> usize {
+        self.modules[self.units[u].module].krate
+    }
+
+    /// The file path of a unit, relative to the root.
+    pub fn unit_file(&self, u: UnitId) -> String {
+        self.module_file(self.units[u].module)
+    }
+
+    /// The file path of a module, relative to the root.
+    pub fn module_file(&self, m: ModId) -> String {
+        self.ws.rel(&self.files[self.modules[m].file].path)
+    }
+}

@@ -1,0 +1,326 @@
+//! The compact intermediate form of one source file: the items and the
+//! expression skeleton the analyzer needs, lowered from syn's tree in the
+//! parallel parse phase so the (large) syn tree can be dropped right away.
+//!
+//! Nothing here is resolved: paths are still written as in the source, and
+//! types are the paths the source names (with `&`, `Arc<…>`, `Option<…>`
+//! and similar wrappers stripped). Excluded code (`#[cfg(test)]`, `#[test]`)
+//! never reaches this form.
+
+use serde::{Deserialize, Serialize};
+
+/// A 1-based line and column in a file.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Loc {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column (in characters).
+    pub col: u32,
+}
+
+/// A path as written: `crate::a::B`, `::x::y`, `Self::new`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PathRef {
+    /// A leading `::`.
+    pub global: bool,
+    /// The segments, without generic arguments.
+    pub segs: Vec<String>,
+}
+
+impl PathRef {
+    /// A one-segment path.
+    pub fn single(name: &str) -> Self {
+        PathRef {
+            global: false,
+            segs: vec![name.to_string()],
+        }
+    }
+
+    /// The last segment, if any.
+    pub fn last(&self) -> Option<&str> {
+        self.segs.last().map(String::as_str)
+    }
+}
+
+/// One `use` import, flattened from a use tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UseEntry {
+    /// The imported path (for a glob: the path the glob is on).
+    pub path: PathRef,
+    /// The name it is bound to (`None` for a glob; `_` imports are dropped).
+    pub alias: Option<String>,
+    /// `use a::*`.
+    pub glob: bool,
+}
+
+/// What an API trait method declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EndpointKind {
+    /// `#[function(METHOD, "route")]`.
+    Function,
+    /// `#[web(METHOD, "route")]`.
+    Web,
+    /// `#[event(METHOD, "route")]`.
+    Event,
+}
+
+/// One endpoint declared in an API trait, unvalidated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiMethod {
+    /// The trait method's name.
+    pub name: String,
+    /// Function, web or event.
+    pub kind: EndpointKind,
+    /// The method token as written.
+    pub method: String,
+    /// The route string as written.
+    pub route: String,
+    /// Where the attribute is.
+    pub loc: Loc,
+}
+
+/// `#[buswarden::api(host = "…")]` on a trait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiAttr {
+    /// The host literal, or why it could not be read.
+    pub host: Result<String, String>,
+    /// Where the attribute is.
+    pub loc: Loc,
+    /// The endpoints declared by the trait's methods.
+    pub methods: Vec<ApiMethod>,
+    /// Trait methods carrying no endpoint attribute (or a malformed one).
+    pub malformed: Vec<(Loc, String)>,
+}
+
+/// `#[buswarden::grant(METHOD, "URL")]` on a fn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantAttr {
+    /// The method token, or why it could not be read.
+    pub method: Result<String, String>,
+    /// The URL pattern literal.
+    pub url: Result<String, String>,
+    /// Where the attribute is.
+    pub loc: Loc,
+}
+
+/// A function, method or other body owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FnDef {
+    /// Its name (`const X`, `static Y` bodies use the item name).
+    pub name: String,
+    /// Where its name is.
+    pub loc: Loc,
+    /// Explicit grants on it.
+    pub grants: Vec<GrantAttr>,
+    /// Whether it takes `self`.
+    pub has_self: bool,
+    /// Parameters: bound names and declared type.
+    pub params: Vec<(Pat, Option<PathRef>)>,
+    /// The declared return type.
+    pub ret: Option<PathRef>,
+    /// The body (`None` for a declaration without one).
+    pub body: Option<Block>,
+}
+
+/// A struct and the declared types of its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StructDef {
+    /// Its name.
+    pub name: String,
+    /// Field name (`0`, `1`… for tuple structs) and type.
+    pub fields: Vec<(String, Option<PathRef>)>,
+}
+
+/// A trait (API or not) and its default method bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraitDef {
+    /// Its name.
+    pub name: String,
+    /// Where its name is.
+    pub loc: Loc,
+    /// The API attribute, when it is an API trait.
+    pub api: Option<ApiAttr>,
+    /// Methods with default bodies.
+    pub methods: Vec<FnDef>,
+}
+
+/// An `impl` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImplDef {
+    /// The implementing type.
+    pub self_ty: Option<PathRef>,
+    /// The implemented trait.
+    pub trait_path: Option<PathRef>,
+    /// Where the impl starts.
+    pub loc: Loc,
+    /// Its methods.
+    pub methods: Vec<FnDef>,
+}
+
+/// A `const` or `static`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConstDef {
+    /// Its name.
+    pub name: String,
+    /// The value when it is a string literal.
+    pub lit: Option<String>,
+    /// The initializer as a body (calls in it grant like any code).
+    pub body: FnDef,
+}
+
+/// A module item the analyzer keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Item {
+    /// `mod x;` (`body: None`) or `mod x { … }`.
+    Mod {
+        /// The module name.
+        name: String,
+        /// Where it is declared.
+        loc: Loc,
+        /// Inline items.
+        body: Option<Vec<Item>>,
+        /// `#[path = "…"]`.
+        path_attr: Option<String>,
+    },
+    /// `use …;` entries.
+    Use(Vec<UseEntry>),
+    /// A free function.
+    Fn(FnDef),
+    /// A struct.
+    Struct(StructDef),
+    /// A trait.
+    Trait(TraitDef),
+    /// An impl block.
+    Impl(ImplDef),
+    /// A const or static.
+    Const(ConstDef),
+    /// `macro_rules! name { … }`: the identifiers its body mentions.
+    MacroRules {
+        /// The macro's name.
+        name: String,
+        /// Where it is.
+        loc: Loc,
+        /// Identifiers in its body.
+        idents: Vec<String>,
+    },
+    /// Code outside any fn (an item-position macro call): a body of its own.
+    Code(FnDef),
+}
+
+/// A pattern, reduced to the names it binds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pat {
+    /// `x`, `mut x`, `ref x`.
+    Ident(String),
+    /// Any other pattern: the names it binds.
+    Binds(Vec<String>),
+}
+
+/// A statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Stmt {
+    /// `let pat: ty = init else { … };`
+    Let {
+        /// The pattern.
+        pat: Pat,
+        /// The annotated type.
+        ty: Option<PathRef>,
+        /// The initializer.
+        init: Option<Expr>,
+        /// The `else` block.
+        els: Option<Block>,
+    },
+    /// An expression statement.
+    Expr(Expr),
+}
+
+/// A block: a sequence of statements, its own scope.
+pub type Block = Vec<Stmt>;
+
+/// A match arm or an `if let`/`while let`/`for` binding scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arm {
+    /// The names the pattern binds.
+    pub pat: Pat,
+    /// The guard.
+    pub guard: Option<Expr>,
+    /// The arm's body.
+    pub body: Expr,
+}
+
+/// A macro invocation in expression, statement or item position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MacroCall {
+    /// The macro's path.
+    pub path: PathRef,
+    /// Where it is.
+    pub loc: Loc,
+    /// The arguments that parsed as expressions or statements.
+    pub body: Block,
+    /// Identifiers in token runs that did not parse (checked for client names).
+    pub unparsed_idents: Vec<String>,
+    /// For `include!`: the included file's identifiers, or why it could not be read.
+    pub include: Option<Result<Vec<String>, String>>,
+}
+
+/// The expression skeleton.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    /// A path used as a value.
+    Path(PathRef, Loc),
+    /// A literal: `Some(text)` for a string literal.
+    Lit(Option<String>, Loc),
+    /// `f(args)`.
+    Call(Box<Expr>, Vec<Expr>, Loc),
+    /// `recv.method(args)`.
+    Method(Box<Expr>, String, Vec<Expr>, Loc),
+    /// `base.field`.
+    Field(Box<Expr>, String),
+    /// An expression whose value is its operand's (`&e`, `(e)`, `e?`, `e.await`, `*e`).
+    Through(Box<Expr>),
+    /// A block (also `async`, `unsafe`, `loop`).
+    Block(Block),
+    /// `|params| body`.
+    Closure(Vec<(Pat, Option<PathRef>)>, Box<Expr>),
+    /// `match e { arms }`.
+    Match(Box<Expr>, Vec<Arm>),
+    /// `if cond { then } else { els }` (an `if let` binds into `then`).
+    If(Box<Expr>, Block, Option<Box<Expr>>),
+    /// `let pat = e` inside a condition.
+    Let(Pat, Box<Expr>),
+    /// `for pat in iter { body }` / `while cond { body }` (pattern binds into body).
+    Loop(Box<Arm>, Box<Expr>),
+    /// `S { field: e, .. }`.
+    StructLit(PathRef, Vec<Expr>),
+    /// A macro call.
+    Macro(Box<MacroCall>),
+    /// Any other expression: its operands; its value's type is known but
+    /// not bus-related (an arithmetic result, a tuple, a literal array…).
+    Other(Vec<Expr>),
+    /// Lowering stopped here (nesting too deep).
+    Unknown,
+}
+
+/// A diagnostic found while lowering one file, before any resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalDiag {
+    /// Its code.
+    pub code: crate::diagnostic::Code,
+    /// Where.
+    pub loc: Loc,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// One lowered file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FileIr {
+    /// Its top-level items.
+    pub items: Vec<Item>,
+    /// Diagnostics found while lowering it.
+    pub diags: Vec<LocalDiag>,
+    /// Whether its meaning depends on other files (`include!`): never cached.
+    pub volatile: bool,
+}

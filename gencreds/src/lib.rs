@@ -1,0 +1,29 @@
+//! `gencreds`: the buswarden analyzer. It reads a tree of Rust crates (never
+//! running cargo), resolves every bus call each service's code makes, and
+//! derives the exact NATS allow-list of each service (`nats.acl`), with the
+//! call sites behind every rule.
+//!
+//! - [`workspace`]: crates, targets and dependency names from `Cargo.toml`;
+//! - [`source`]: guarded, parallel parsing; [`lower`]: syn to [`ir`];
+//! - [`index`]: modules and name resolution; [`eval`]: facts per body;
+//! - [`analysis`]: services, grant scope, rules and provenance;
+//! - [`diagnostic`], [`report`]: findings and their formats; [`cli`]: commands;
+//! - [`synth`]: the synthetic workspace generator used by the benchmark.
+
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod cache;
+pub mod cli;
+pub mod diagnostic;
+pub mod eval;
+pub mod index;
+pub mod ir;
+pub mod lower;
+pub mod report;
+pub mod source;
+pub mod synth;
+pub mod workspace;
+
+pub use analysis::{Analysis, Options, analyze};
+pub use diagnostic::{Code, Diagnostic, Severity};

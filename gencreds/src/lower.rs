@@ -1,0 +1,901 @@
+//! Lowering of one parsed file (syn's tree) into the analyzer's compact
+//! form ([`crate::ir`]), applying the exclusions on the way: items and
+//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` and `#[test]`
+//! functions (any attribute whose last segment is `test`) never reach the IR,
+//! so they can never grant.
+//!
+//! Macro arguments are lowered too: as comma-separated expressions, else as
+//! statements, else chunk by chunk (split at top-level `,` `;` `=>`, a
+//! `pat = expr` chunk keeps `expr`), which covers `join!`, `try_join!`,
+//! `select!` branches, `vec!` and `format!`. Identifiers of token runs that
+//! parse in no way are kept so that a client named there is reported.
+
+use crate::diagnostic::Code;
+use crate::ir::*;
+use proc_macro2::{Delimiter, Spacing, Span, TokenStream, TokenTree};
+use std::path::Path;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+
+/// Deepest expression nesting lowered; deeper code is reported, not analysed.
+pub const MAX_EXPR_DEPTH: usize = 1_000;
+
+/// Lowers a parsed file. `file_dir` is the directory of the file (for `include!`).
+pub fn lower_file(file: &syn::File, file_dir: &Path) -> FileIr {
+    let mut cx = Lowerer {
+        depth: 0,
+        too_deep: false,
+        volatile: false,
+        diags: vec![],
+        file_dir,
+    };
+    let items = cx.items(&file.items);
+    FileIr {
+        items,
+        diags: cx.diags,
+        volatile: cx.volatile,
+    }
+}
+
+/// A span's start as a 1-based line and column.
+pub fn loc(span: Span) -> Loc {
+    let lc = span.start();
+    Loc {
+        line: lc.line as u32,
+        col: lc.column as u32 + 1,
+    }
+}
+
+/// Whether the attributes exclude an item from granting.
+pub fn is_excluded(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        let p = a.path();
+        if p.is_ident("cfg") {
+            return a.parse_args::<syn::Meta>().is_ok_and(|m| cfg_is_test(&m));
+        }
+        p.segments
+            .last()
+            .is_some_and(|s| s.ident == "test" || s.ident == "bench")
+    })
+}
+
+fn cfg_is_test(meta: &syn::Meta) -> bool {
+    match meta {
+        syn::Meta::Path(p) => p.is_ident("test"),
+        syn::Meta::List(l) if l.path.is_ident("all") => l
+            .parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+            .is_ok_and(|v| v.iter().any(cfg_is_test)),
+        _ => false,
+    }
+}
+
+fn path_ref(p: &syn::Path) -> PathRef {
+    PathRef {
+        global: p.leading_colon.is_some(),
+        segs: p.segments.iter().map(|s| s.ident.to_string()).collect(),
+    }
+}
+
+/// Wrapper types whose value is, for the analyzer, the wrapped value.
+pub const WRAPPERS: &[&str] = &[
+    "Arc", "Rc", "Box", "Option", "Mutex", "RwLock", "RefCell", "Cow", "Pin", "OnceCell",
+    "OnceLock", "LazyLock", "Lazy",
+];
+
+/// The path a type names, wrappers and references stripped.
+pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
+    match ty {
+        syn::Type::Reference(r) => type_ref(&r.elem),
+        syn::Type::Paren(p) => type_ref(&p.elem),
+        syn::Type::Group(g) => type_ref(&g.elem),
+        syn::Type::Path(tp) if tp.qself.is_none() => {
+            let last = tp.path.segments.last()?;
+            if WRAPPERS.iter().any(|w| last.ident == w)
+                && let syn::PathArguments::AngleBracketed(args) = &last.arguments
+            {
+                for a in &args.args {
+                    if let syn::GenericArgument::Type(t) = a {
+                        return type_ref(t);
+                    }
+                }
+            }
+            Some(path_ref(&tp.path))
+        }
+        _ => None,
+    }
+}
+
+fn pat(p: &syn::Pat) -> Pat {
+    match p {
+        syn::Pat::Ident(i) if i.subpat.is_none() => Pat::Ident(i.ident.to_string()),
+        syn::Pat::Type(t) => pat(&t.pat),
+        syn::Pat::Paren(pp) => pat(&pp.pat),
+        other => {
+            let mut names = vec![];
+            binds(other, &mut names);
+            Pat::Binds(names)
+        }
+    }
+}
+
+fn binds(p: &syn::Pat, out: &mut Vec<String>) {
+    match p {
+        syn::Pat::Ident(i) => {
+            out.push(i.ident.to_string());
+            if let Some((_, sp)) = &i.subpat {
+                binds(sp, out);
+            }
+        }
+        syn::Pat::Or(o) => o.cases.iter().for_each(|c| binds(c, out)),
+        syn::Pat::Paren(pp) => binds(&pp.pat, out),
+        syn::Pat::Reference(r) => binds(&r.pat, out),
+        syn::Pat::Slice(s) => s.elems.iter().for_each(|c| binds(c, out)),
+        syn::Pat::Struct(s) => s.fields.iter().for_each(|f| binds(&f.pat, out)),
+        syn::Pat::Tuple(t) => t.elems.iter().for_each(|c| binds(c, out)),
+        syn::Pat::TupleStruct(t) => t.elems.iter().for_each(|c| binds(c, out)),
+        syn::Pat::Type(t) => binds(&t.pat, out),
+        _ => {}
+    }
+}
+
+/// The idents of a token stream, deduplicated and sorted.
+pub fn idents_of(tokens: TokenStream) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![tokens];
+    while let Some(ts) = stack.pop() {
+        for tt in ts {
+            match tt {
+                TokenTree::Ident(i) => {
+                    out.insert(i.to_string());
+                }
+                TokenTree::Group(g) => stack.push(g.stream()),
+                _ => {}
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn lit_str(e: &syn::Expr) -> Option<String> {
+    match e {
+        syn::Expr::Lit(l) => match &l.lit {
+            syn::Lit::Str(s) => Some(s.value()),
+            _ => None,
+        },
+        syn::Expr::Group(g) => lit_str(&g.expr),
+        syn::Expr::Paren(p) => lit_str(&p.expr),
+        _ => None,
+    }
+}
+
+/// Parses `(METHOD, "literal")` attribute arguments: the method as an
+/// identifier or string literal.
+fn method_and_literal(attr: &syn::Attribute) -> (Result<String, String>, Result<String, String>) {
+    let args = match attr.parse_args_with(Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated)
+    {
+        Ok(a) => a,
+        Err(e) => {
+            let msg = format!("cannot read the arguments: {e}");
+            return (Err(msg.clone()), Err(msg));
+        }
+    };
+    let mut it = args.iter();
+    let method = match it.next() {
+        Some(syn::Expr::Path(p)) => p
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .ok_or_else(|| "the method must be one identifier such as GET".to_string()),
+        Some(e) => lit_str(e).ok_or_else(|| "the method must be an identifier such as GET".into()),
+        None => Err("missing the method, as in (GET, \"…\")".into()),
+    };
+    let lit = match it.next() {
+        Some(e) => lit_str(e).ok_or_else(|| "the second argument must be a string literal".into()),
+        None => Err("missing the string literal, as in (GET, \"…\")".into()),
+    };
+    let lit = if it.next().is_some() {
+        Err("takes exactly two arguments: (METHOD, \"…\")".into())
+    } else {
+        lit
+    };
+    (method, lit)
+}
+
+fn attr_is(attr: &syn::Attribute, name: &str) -> bool {
+    let segs: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    match segs.as_slice() {
+        [one] => one == name,
+        [krate, one] => krate == "buswarden" && one == name,
+        _ => false,
+    }
+}
+
+fn grants(attrs: &[syn::Attribute]) -> Vec<GrantAttr> {
+    attrs
+        .iter()
+        .filter(|a| attr_is(a, "grant"))
+        .map(|a| {
+            let (method, url) = method_and_literal(a);
+            GrantAttr {
+                method,
+                url,
+                loc: loc(a.span()),
+            }
+        })
+        .collect()
+}
+
+fn api_attr(attrs: &[syn::Attribute]) -> Option<(Result<String, String>, Loc)> {
+    let a = attrs.iter().find(|a| attr_is(a, "api"))?;
+    let host = a
+        .parse_args_with(Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated)
+        .map_err(|e| format!("cannot read the arguments: {e}"))
+        .and_then(|args| {
+            let hv = args
+                .iter()
+                .find(|nv| nv.path.is_ident("host"))
+                .ok_or_else(|| "missing `host = \"…\"`".to_string())?;
+            lit_str(&hv.value).ok_or_else(|| "`host` must be a string literal".to_string())
+        });
+    Some((host, loc(a.span())))
+}
+
+struct Lowerer<'a> {
+    depth: usize,
+    too_deep: bool,
+    volatile: bool,
+    diags: Vec<LocalDiag>,
+    file_dir: &'a Path,
+}
+
+impl Lowerer<'_> {
+    fn items(&mut self, items: &[syn::Item]) -> Vec<Item> {
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            self.item(it, &mut out);
+        }
+        out
+    }
+
+    fn item(&mut self, it: &syn::Item, out: &mut Vec<Item>) {
+        match it {
+            syn::Item::Fn(f) if !is_excluded(&f.attrs) => {
+                let def = self.fn_def(&f.attrs, &f.sig, Some(&f.block));
+                out.push(Item::Fn(def));
+            }
+            syn::Item::Mod(m) if !is_excluded(&m.attrs) => {
+                let path_attr = m.attrs.iter().find_map(|a| match &a.meta {
+                    syn::Meta::NameValue(nv) if nv.path.is_ident("path") => lit_str(&nv.value),
+                    _ => None,
+                });
+                out.push(Item::Mod {
+                    name: m.ident.to_string(),
+                    loc: loc(m.ident.span()),
+                    body: m.content.as_ref().map(|(_, items)| self.items(items)),
+                    path_attr,
+                });
+            }
+            syn::Item::Use(u) if !is_excluded(&u.attrs) => {
+                let mut entries = vec![];
+                use_tree(
+                    &u.tree,
+                    PathRef {
+                        global: u.leading_colon.is_some(),
+                        segs: vec![],
+                    },
+                    &mut entries,
+                );
+                out.push(Item::Use(entries));
+            }
+            syn::Item::ExternCrate(e) if !is_excluded(&e.attrs) => {
+                let alias = e.rename.as_ref().map_or(&e.ident, |(_, i)| i).to_string();
+                out.push(Item::Use(vec![UseEntry {
+                    path: PathRef {
+                        global: true,
+                        segs: vec![e.ident.to_string()],
+                    },
+                    alias: Some(alias),
+                    glob: false,
+                }]));
+            }
+            syn::Item::Struct(s) if !is_excluded(&s.attrs) => {
+                let fields = s
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let name = f
+                            .ident
+                            .as_ref()
+                            .map_or_else(|| i.to_string(), |id| id.to_string());
+                        (name, type_ref(&f.ty))
+                    })
+                    .collect();
+                out.push(Item::Struct(StructDef {
+                    name: s.ident.to_string(),
+                    fields,
+                }));
+            }
+            syn::Item::Trait(t) if !is_excluded(&t.attrs) => {
+                out.push(Item::Trait(self.trait_def(t)))
+            }
+            syn::Item::Impl(i) if !is_excluded(&i.attrs) => {
+                let methods: Vec<FnDef> = i
+                    .items
+                    .iter()
+                    .filter_map(|ii| match ii {
+                        syn::ImplItem::Fn(f) if !is_excluded(&f.attrs) => {
+                            Some(self.fn_def(&f.attrs, &f.sig, Some(&f.block)))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut consts = vec![];
+                for ii in &i.items {
+                    if let syn::ImplItem::Const(c) = ii
+                        && !is_excluded(&c.attrs)
+                    {
+                        consts.push(self.const_body(&c.ident, &c.expr));
+                    }
+                }
+                out.push(Item::Impl(ImplDef {
+                    self_ty: type_ref(&i.self_ty),
+                    trait_path: i.trait_.as_ref().map(|(_, p, _)| path_ref(p)),
+                    loc: loc(i.impl_token.span),
+                    methods: consts.into_iter().map(|c| c.body).chain(methods).collect(),
+                }));
+            }
+            syn::Item::Const(c) if !is_excluded(&c.attrs) => {
+                out.push(Item::Const(self.const_body(&c.ident, &c.expr)));
+            }
+            syn::Item::Static(s) if !is_excluded(&s.attrs) => {
+                out.push(Item::Const(self.const_body(&s.ident, &s.expr)));
+            }
+            syn::Item::Macro(m) if !is_excluded(&m.attrs) => {
+                if m.mac.path.is_ident("macro_rules") {
+                    let name = m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
+                    out.push(Item::MacroRules {
+                        name,
+                        loc: loc(m.mac.path.span()),
+                        idents: idents_of(m.mac.tokens.clone()),
+                    });
+                } else {
+                    let call = self.macro_call(&m.mac);
+                    let l = call.loc;
+                    out.push(Item::Code(FnDef {
+                        name: format!("{}!", call.path.last().unwrap_or_default()),
+                        loc: l,
+                        grants: vec![],
+                        has_self: false,
+                        params: vec![],
+                        ret: None,
+                        body: Some(vec![Stmt::Expr(Expr::Macro(Box::new(call)))]),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn const_body(&mut self, ident: &syn::Ident, expr: &syn::Expr) -> ConstDef {
+        let body = self.expr(expr);
+        ConstDef {
+            name: ident.to_string(),
+            lit: lit_str(expr),
+            body: FnDef {
+                name: ident.to_string(),
+                loc: loc(ident.span()),
+                grants: vec![],
+                has_self: false,
+                params: vec![],
+                ret: None,
+                body: Some(vec![Stmt::Expr(body)]),
+            },
+        }
+    }
+
+    fn trait_def(&mut self, t: &syn::ItemTrait) -> TraitDef {
+        let api = api_attr(&t.attrs).map(|(host, l)| {
+            let mut methods = vec![];
+            let mut malformed = vec![];
+            for ti in &t.items {
+                let syn::TraitItem::Fn(f) = ti else { continue };
+                let mut found = false;
+                for a in &f.attrs {
+                    let kind = match a.path().get_ident().map(|i| i.to_string()).as_deref() {
+                        Some("function") => EndpointKind::Function,
+                        Some("web") => EndpointKind::Web,
+                        Some("event") => EndpointKind::Event,
+                        _ => continue,
+                    };
+                    found = true;
+                    match method_and_literal(a) {
+                        (Ok(method), Ok(route)) => methods.push(ApiMethod {
+                            name: f.sig.ident.to_string(),
+                            kind,
+                            method,
+                            route,
+                            loc: loc(a.span()),
+                        }),
+                        (Err(e), _) | (_, Err(e)) => malformed.push((
+                            loc(a.span()),
+                            format!("endpoint attribute on `{}`: {e}", f.sig.ident),
+                        )),
+                    }
+                }
+                if !found {
+                    malformed.push((
+                        loc(f.sig.ident.span()),
+                        format!(
+                            "trait method `{}` has no #[function], #[web] or #[event] attribute",
+                            f.sig.ident
+                        ),
+                    ));
+                }
+            }
+            ApiAttr {
+                host,
+                loc: l,
+                methods,
+                malformed,
+            }
+        });
+        let methods = t
+            .items
+            .iter()
+            .filter_map(|ti| match ti {
+                syn::TraitItem::Fn(f) if !is_excluded(&f.attrs) && f.default.is_some() => {
+                    Some(self.fn_def(&f.attrs, &f.sig, f.default.as_ref()))
+                }
+                _ => None,
+            })
+            .collect();
+        TraitDef {
+            name: t.ident.to_string(),
+            loc: loc(t.ident.span()),
+            api,
+            methods,
+        }
+    }
+
+    fn fn_def(
+        &mut self,
+        attrs: &[syn::Attribute],
+        sig: &syn::Signature,
+        body: Option<&syn::Block>,
+    ) -> FnDef {
+        let mut has_self = false;
+        let mut params = vec![];
+        for a in &sig.inputs {
+            match a {
+                syn::FnArg::Receiver(_) => has_self = true,
+                syn::FnArg::Typed(pt) => params.push((pat(&pt.pat), type_ref(&pt.ty))),
+            }
+        }
+        let ret = match &sig.output {
+            syn::ReturnType::Type(_, t) => type_ref(t),
+            syn::ReturnType::Default => None,
+        };
+        FnDef {
+            name: sig.ident.to_string(),
+            loc: loc(sig.ident.span()),
+            grants: grants(attrs),
+            has_self,
+            params,
+            ret,
+            body: body.map(|b| self.block(&b.stmts)),
+        }
+    }
+
+    fn block(&mut self, stmts: &[syn::Stmt]) -> Block {
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            match s {
+                syn::Stmt::Local(l) if !is_excluded(&l.attrs) => {
+                    let (p, ty) = match &l.pat {
+                        syn::Pat::Type(pt) => (pat(&pt.pat), type_ref(&pt.ty)),
+                        other => (pat(other), None),
+                    };
+                    let init = l.init.as_ref().map(|i| self.expr(&i.expr));
+                    let els = l
+                        .init
+                        .as_ref()
+                        .and_then(|i| i.diverge.as_ref())
+                        .map(|(_, e)| vec![Stmt::Expr(self.expr(e))]);
+                    out.push(Stmt::Let {
+                        pat: p,
+                        ty,
+                        init,
+                        els,
+                    });
+                }
+                syn::Stmt::Expr(e, _) if !expr_excluded(e) => out.push(Stmt::Expr(self.expr(e))),
+                syn::Stmt::Macro(m) if !is_excluded(&m.attrs) => {
+                    out.push(Stmt::Expr(Expr::Macro(Box::new(self.macro_call(&m.mac)))));
+                }
+                // Items inside a body (nested fns, structs, impls) are
+                // lowered in place as a block of their own code so their
+                // calls still count; name resolution treats them as local.
+                syn::Stmt::Item(it) => {
+                    let mut items = vec![];
+                    self.item(it, &mut items);
+                    for item in items {
+                        for body in item_bodies(item) {
+                            out.push(Stmt::Expr(Expr::Block(body)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn exprs<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Vec<Expr> {
+        es.into_iter().map(|e| self.expr(e)).collect()
+    }
+
+    fn expr(&mut self, e: &syn::Expr) -> Expr {
+        if self.depth >= MAX_EXPR_DEPTH {
+            if !self.too_deep {
+                self.too_deep = true;
+                self.diags.push(LocalDiag {
+                    code: Code::NestingTooDeep,
+                    loc: loc(e.span()),
+                    message: format!(
+                        "expressions nest deeper than {MAX_EXPR_DEPTH} levels here; the rest of this expression is not analysed. Split it into smaller expressions or functions"
+                    ),
+                });
+            }
+            return Expr::Unknown;
+        }
+        self.depth += 1;
+        let out = prune(self.expr_inner(e));
+        self.depth -= 1;
+        out
+    }
+
+    fn expr_inner(&mut self, e: &syn::Expr) -> Expr {
+        use syn::Expr as E;
+        match e {
+            E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), loc(p.span())),
+            E::Path(_) => Expr::Other(vec![]),
+            E::Lit(l) => Expr::Lit(
+                match &l.lit {
+                    syn::Lit::Str(s) => Some(s.value()),
+                    _ => None,
+                },
+                loc(l.span()),
+            ),
+            E::Call(c) => Expr::Call(
+                Box::new(self.expr(&c.func)),
+                self.exprs(&c.args),
+                loc(c.span()),
+            ),
+            E::MethodCall(m) => Expr::Method(
+                Box::new(self.expr(&m.receiver)),
+                m.method.to_string(),
+                self.exprs(&m.args),
+                loc(m.method.span()),
+            ),
+            E::Field(f) => Expr::Field(
+                Box::new(self.expr(&f.base)),
+                match &f.member {
+                    syn::Member::Named(i) => i.to_string(),
+                    syn::Member::Unnamed(i) => i.index.to_string(),
+                },
+            ),
+            E::Reference(r) => Expr::Through(Box::new(self.expr(&r.expr))),
+            E::Paren(p) => Expr::Through(Box::new(self.expr(&p.expr))),
+            E::Group(g) => Expr::Through(Box::new(self.expr(&g.expr))),
+            E::Try(t) => Expr::Through(Box::new(self.expr(&t.expr))),
+            E::Await(a) => Expr::Through(Box::new(self.expr(&a.base))),
+            E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
+                Expr::Through(Box::new(self.expr(&u.expr)))
+            }
+            E::Unary(u) => Expr::Other(vec![self.expr(&u.expr)]),
+            E::Block(b) => Expr::Block(self.block(&b.block.stmts)),
+            E::Async(b) => Expr::Block(self.block(&b.block.stmts)),
+            E::Unsafe(b) => Expr::Block(self.block(&b.block.stmts)),
+            E::Const(b) => Expr::Block(self.block(&b.block.stmts)),
+            E::TryBlock(b) => Expr::Block(self.block(&b.block.stmts)),
+            E::Loop(l) => Expr::Block(self.block(&l.body.stmts)),
+            E::Closure(c) => {
+                let params = c
+                    .inputs
+                    .iter()
+                    .map(|p| match p {
+                        syn::Pat::Type(pt) => (pat(&pt.pat), type_ref(&pt.ty)),
+                        other => (pat(other), None),
+                    })
+                    .collect();
+                Expr::Closure(params, Box::new(self.expr(&c.body)))
+            }
+            E::Match(m) => Expr::Match(
+                Box::new(self.expr(&m.expr)),
+                m.arms
+                    .iter()
+                    .filter(|a| !is_excluded(&a.attrs))
+                    .map(|a| Arm {
+                        pat: pat(&a.pat),
+                        guard: a.guard.as_ref().map(|(_, g)| self.expr(g)),
+                        body: self.expr(&a.body),
+                    })
+                    .collect(),
+            ),
+            E::If(i) => Expr::If(
+                Box::new(self.expr(&i.cond)),
+                self.block(&i.then_branch.stmts),
+                i.else_branch.as_ref().map(|(_, e)| Box::new(self.expr(e))),
+            ),
+            E::Let(l) => Expr::Let(pat(&l.pat), Box::new(self.expr(&l.expr))),
+            E::ForLoop(f) => Expr::Loop(
+                Box::new(Arm {
+                    pat: pat(&f.pat),
+                    guard: None,
+                    body: Expr::Block(self.block(&f.body.stmts)),
+                }),
+                Box::new(self.expr(&f.expr)),
+            ),
+            E::While(w) => {
+                let cond = self.expr(&w.cond);
+                Expr::If(Box::new(cond), self.block(&w.body.stmts), None)
+            }
+            E::Struct(s) => {
+                let mut fields: Vec<Expr> = s.fields.iter().map(|f| self.expr(&f.expr)).collect();
+                if let Some(r) = s.rest.as_deref() {
+                    fields.push(self.expr(r));
+                }
+                Expr::StructLit(path_ref(&s.path), fields)
+            }
+            E::Macro(m) if !is_excluded(&m.attrs) => Expr::Macro(Box::new(self.macro_call(&m.mac))),
+            E::Macro(_) => Expr::Other(vec![]),
+            E::Array(a) => Expr::Other(self.exprs(&a.elems)),
+            E::Tuple(t) => Expr::Other(self.exprs(&t.elems)),
+            E::Assign(a) => Expr::Other(vec![self.expr(&a.left), self.expr(&a.right)]),
+            E::Binary(b) => Expr::Other(vec![self.expr(&b.left), self.expr(&b.right)]),
+            E::Cast(c) => Expr::Other(vec![self.expr(&c.expr)]),
+            E::Index(i) => Expr::Other(vec![self.expr(&i.expr), self.expr(&i.index)]),
+            E::Range(r) => Expr::Other(
+                r.start
+                    .iter()
+                    .chain(r.end.iter())
+                    .map(|x| self.expr(x))
+                    .collect(),
+            ),
+            E::Repeat(r) => Expr::Other(vec![self.expr(&r.expr), self.expr(&r.len)]),
+            E::Return(r) => Expr::Other(r.expr.iter().map(|x| self.expr(x)).collect()),
+            E::Break(b) => Expr::Other(b.expr.iter().map(|x| self.expr(x)).collect()),
+            E::Yield(y) => Expr::Other(y.expr.iter().map(|x| self.expr(x)).collect()),
+            E::RawAddr(r) => Expr::Other(vec![self.expr(&r.expr)]),
+            _ => Expr::Other(vec![]),
+        }
+    }
+
+    fn macro_call(&mut self, mac: &syn::Macro) -> MacroCall {
+        let path = path_ref(&mac.path);
+        let l = loc(mac.path.span());
+        let name = path.last().unwrap_or_default().to_string();
+        let mut call = MacroCall {
+            path,
+            loc: l,
+            body: vec![],
+            unparsed_idents: vec![],
+            include: None,
+        };
+        if name == "include" {
+            self.volatile = true;
+            call.include = Some(self.include(mac));
+            return call;
+        }
+        let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+        if let Ok(args) = parser.parse2(mac.tokens.clone()) {
+            call.body = args.iter().map(|e| Stmt::Expr(self.expr(e))).collect();
+            return call;
+        }
+        if let Ok(stmts) = syn::Block::parse_within.parse2(mac.tokens.clone()) {
+            call.body = self.block(&stmts);
+            return call;
+        }
+        let mut unparsed = vec![];
+        self.chunks(mac.tokens.clone(), &mut call.body, &mut unparsed);
+        call.unparsed_idents = idents_of(unparsed.into_iter().collect());
+        call
+    }
+
+    /// Splits a token stream at top-level `,`, `;` and `=>`, keeps the
+    /// expression after a lone `=` (`pat = expr`), and lowers each chunk
+    /// that parses; a chunk that does not is searched group by group, and
+    /// the tokens that parse in no way go to `unparsed`.
+    fn chunks(&mut self, tokens: TokenStream, out: &mut Block, unparsed: &mut Vec<TokenTree>) {
+        let tts: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut chunk: Vec<TokenTree> = vec![];
+        let mut i = 0;
+        while i <= tts.len() {
+            let sep = match tts.get(i) {
+                None => 1,
+                Some(TokenTree::Punct(p)) if (p.as_char() == ',' || p.as_char() == ';') => 1,
+                Some(TokenTree::Punct(p))
+                    if p.as_char() == '='
+                        && p.spacing() == Spacing::Joint
+                        && matches!(tts.get(i + 1), Some(TokenTree::Punct(q)) if q.as_char() == '>') =>
+                {
+                    2
+                }
+                _ => 0,
+            };
+            if sep == 0 {
+                if let Some(t) = tts.get(i) {
+                    chunk.push(t.clone());
+                }
+                i += 1;
+                continue;
+            }
+            self.chunk(std::mem::take(&mut chunk), out, unparsed);
+            i += sep;
+        }
+    }
+
+    fn chunk(&mut self, chunk: Vec<TokenTree>, out: &mut Block, unparsed: &mut Vec<TokenTree>) {
+        if chunk.is_empty() {
+            return;
+        }
+        // `pat = expr`: a lone `=` not preceded by a joint punctuation.
+        let assign = chunk.iter().enumerate().position(|(k, t)| {
+            matches!(t, TokenTree::Punct(p) if p.as_char() == '=' && p.spacing() == Spacing::Alone)
+                && !matches!(k.checked_sub(1).and_then(|j| chunk.get(j)), Some(TokenTree::Punct(q)) if q.spacing() == Spacing::Joint)
+        });
+        let body: Vec<TokenTree> = match assign {
+            Some(k) => chunk[k + 1..].to_vec(),
+            None => chunk.clone(),
+        };
+        let ts: TokenStream = body.iter().cloned().collect();
+        if let Ok(e) = syn::parse2::<syn::Expr>(ts) {
+            out.push(Stmt::Expr(self.expr(&e)));
+            return;
+        }
+        for t in chunk {
+            match t {
+                TokenTree::Group(g)
+                    if g.delimiter() != Delimiter::None || !g.stream().is_empty() =>
+                {
+                    let stream = g.stream();
+                    let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+                    if let Ok(args) = parser.parse2(stream.clone()) {
+                        out.extend(args.iter().map(|e| Stmt::Expr(self.expr(e))));
+                    } else if let Ok(stmts) = syn::Block::parse_within.parse2(stream.clone()) {
+                        let b = self.block(&stmts);
+                        out.push(Stmt::Expr(Expr::Block(b)));
+                    } else {
+                        self.chunks(stream, out, unparsed);
+                    }
+                }
+                other => unparsed.push(other),
+            }
+        }
+    }
+
+    fn include(&mut self, mac: &syn::Macro) -> Result<Vec<String>, String> {
+        let lit: syn::LitStr = mac.parse_body().map_err(|_| {
+            "include! of a computed path cannot be read by the analyzer".to_string()
+        })?;
+        let path = self.file_dir.join(lit.value());
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("include!({:?}) cannot be read: {e}", lit.value()))?;
+        let ts: TokenStream = text
+            .parse()
+            .map_err(|_| format!("include!({:?}) does not tokenize", lit.value()))?;
+        Ok(idents_of(ts))
+    }
+}
+
+/// Whether evaluating an expression can have no effect the analyzer sees
+/// when its value is dropped (a path, a literal, a field of one).
+fn inert(e: &Expr) -> bool {
+    match e {
+        Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
+        Expr::Other(c) => c.is_empty(),
+        Expr::Field(b, _) | Expr::Through(b) => inert(b),
+        _ => false,
+    }
+}
+
+/// Drops the operands of `Other` whose values are discarded and inert, so
+/// ordinary arithmetic and comparisons cost nothing later (and in the cache).
+fn prune(e: Expr) -> Expr {
+    match e {
+        Expr::Other(children) => Expr::Other(children.into_iter().filter(|c| !inert(c)).collect()),
+        other => other,
+    }
+}
+
+fn expr_excluded(e: &syn::Expr) -> bool {
+    let attrs: &[syn::Attribute] = match e {
+        syn::Expr::Block(b) => &b.attrs,
+        syn::Expr::Call(c) => &c.attrs,
+        syn::Expr::MethodCall(m) => &m.attrs,
+        syn::Expr::Macro(m) => &m.attrs,
+        syn::Expr::Async(a) => &a.attrs,
+        syn::Expr::Unsafe(u) => &u.attrs,
+        syn::Expr::If(i) => &i.attrs,
+        syn::Expr::Match(m) => &m.attrs,
+        _ => return false,
+    };
+    is_excluded(attrs)
+}
+
+/// The bodies an item nested in a fn contributes to that fn.
+fn item_bodies(item: Item) -> Vec<Block> {
+    let fn_body = |f: FnDef| f.body.unwrap_or_default();
+    match item {
+        Item::Fn(f) | Item::Code(f) => vec![fn_body(f)],
+        Item::Const(c) => vec![fn_body(c.body)],
+        Item::Impl(i) => i.methods.into_iter().map(fn_body).collect(),
+        Item::Trait(t) => t.methods.into_iter().map(fn_body).collect(),
+        Item::Mod {
+            body: Some(items), ..
+        } => items.into_iter().flat_map(item_bodies).collect(),
+        _ => vec![],
+    }
+}
+
+fn use_tree(t: &syn::UseTree, prefix: PathRef, out: &mut Vec<UseEntry>) {
+    match t {
+        syn::UseTree::Path(p) => {
+            let mut next = prefix;
+            next.segs.push(p.ident.to_string());
+            use_tree(&p.tree, next, out);
+        }
+        syn::UseTree::Name(n) => {
+            let name = n.ident.to_string();
+            let mut path = prefix;
+            // `use a::b::{self}` imports the module `b` itself.
+            if name == "self" {
+                let alias = path.last().map(str::to_string);
+                out.push(UseEntry {
+                    path,
+                    alias,
+                    glob: false,
+                });
+                return;
+            }
+            path.segs.push(name.clone());
+            out.push(UseEntry {
+                path,
+                alias: Some(name),
+                glob: false,
+            });
+        }
+        syn::UseTree::Rename(r) => {
+            let alias = r.rename.to_string();
+            if alias == "_" {
+                return;
+            }
+            let mut path = prefix;
+            if r.ident != "self" {
+                path.segs.push(r.ident.to_string());
+            }
+            out.push(UseEntry {
+                path,
+                alias: Some(alias),
+                glob: false,
+            });
+        }
+        syn::UseTree::Glob(_) => out.push(UseEntry {
+            path: prefix,
+            alias: None,
+            glob: true,
+        }),
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                use_tree(t, prefix.clone(), out);
+            }
+        }
+    }
+}

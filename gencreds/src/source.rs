@@ -1,0 +1,319 @@
+//! Reading and parsing source files, in parallel and defensively: a size
+//! limit checked before reading, UTF-8 checked, a cheap bracket-depth scan
+//! before syn sees the text (syn's parser and the drop of its tree recurse),
+//! parsing on threads with large stacks, and span bookkeeping released after
+//! every file so memory does not grow with the tree.
+
+use crate::diagnostic::Code;
+use crate::ir::{FileIr, Loc, LocalDiag};
+use crate::lower;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Limits that keep a hostile or generated file from taking the scan down.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest file parsed, in bytes.
+    pub max_file_bytes: u64,
+    /// Deepest bracket nesting parsed.
+    pub max_bracket_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 8 * 1024 * 1024,
+            max_bracket_depth: 256,
+        }
+    }
+}
+
+/// Stack size of the parse threads: deep but legal code must not overflow.
+pub const PARSE_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// One file, lowered or refused.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its lowered form (empty when it could not be parsed).
+    pub ir: FileIr,
+    /// The BLAKE3 hash of its bytes (all zero when it could not be read).
+    pub hash: [u8; 32],
+}
+
+/// A thread pool with parse-sized stacks.
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    let mut b = rayon::ThreadPoolBuilder::new().stack_size(PARSE_STACK_BYTES);
+    if threads > 0 {
+        b = b.num_threads(threads);
+    }
+    // Building a pool only fails when threads cannot be spawned at all;
+    // then fall back to a minimal pool with the same stacks.
+    b.build().unwrap_or_else(|_| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .stack_size(PARSE_STACK_BYTES)
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start even one parse thread: {e}"))
+    })
+}
+
+/// Parses every file in parallel (call inside [`pool`]'s `install`).
+pub fn parse_all(paths: &[PathBuf], limits: Limits) -> Vec<SourceFile> {
+    paths.par_iter().map(|p| parse_one(p, limits)).collect()
+}
+
+fn refused(path: &Path, hash: [u8; 32], code: Code, loc: Loc, message: String) -> SourceFile {
+    SourceFile {
+        path: path.to_path_buf(),
+        ir: FileIr {
+            items: vec![],
+            diags: vec![LocalDiag { code, loc, message }],
+            volatile: false,
+        },
+        hash,
+    }
+}
+
+/// Reads one file within the size limit: its bytes, or the refusal.
+fn read_limited(path: &Path, limits: Limits) -> Result<Vec<u8>, SourceFile> {
+    let none = Loc::default();
+    match std::fs::metadata(path) {
+        Ok(md) if md.len() > limits.max_file_bytes => {
+            return Err(refused(
+                path,
+                [0; 32],
+                Code::FileTooLarge,
+                none,
+                format!(
+                    "{} bytes, larger than the {} bytes the analyzer parses; split the file, or move generated code into a crate that makes no bus calls",
+                    md.len(),
+                    limits.max_file_bytes
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(refused(
+                path,
+                [0; 32],
+                Code::UnreadableFile,
+                none,
+                format!("cannot be read: {e}"),
+            ));
+        }
+    }
+    std::fs::read(path).map_err(|e| {
+        refused(
+            path,
+            [0; 32],
+            Code::UnreadableFile,
+            none,
+            format!("cannot be read: {e}"),
+        )
+    })
+}
+
+/// Parses every file in parallel, reusing the lowered form of files whose
+/// bytes are unchanged since `cache` was filled (call inside [`pool`]).
+/// Returns the files and how many were parsed (cache misses).
+pub fn parse_all_cached(
+    paths: &[PathBuf],
+    limits: Limits,
+    cache: &crate::cache::Cache,
+) -> (Vec<SourceFile>, usize) {
+    let misses = std::sync::atomic::AtomicUsize::new(0);
+    let files = paths
+        .par_iter()
+        .map(|p| {
+            let bytes = match read_limited(p, limits) {
+                Ok(b) => b,
+                Err(refusal) => return refusal,
+            };
+            let hash = *blake3::hash(&bytes).as_bytes();
+            match cache.get(p, &hash) {
+                Some(ir) => SourceFile {
+                    path: p.clone(),
+                    ir,
+                    hash,
+                },
+                None => {
+                    misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    parse_bytes(p, bytes, hash, limits)
+                }
+            }
+        })
+        .collect();
+    (files, misses.into_inner())
+}
+
+/// Reads, guards, parses and lowers one file.
+pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
+    match read_limited(path, limits) {
+        Ok(bytes) => {
+            let hash = *blake3::hash(&bytes).as_bytes();
+            parse_bytes(path, bytes, hash, limits)
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+fn parse_bytes(path: &Path, bytes: Vec<u8>, hash: [u8; 32], limits: Limits) -> SourceFile {
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let loc = loc_of_offset(e.as_bytes(), at);
+            return refused(
+                path,
+                hash,
+                Code::UnreadableFile,
+                loc,
+                "is not valid UTF-8 here; Rust sources must be UTF-8".to_string(),
+            );
+        }
+    };
+    parse_text(path, &text, hash, limits)
+}
+
+/// Parses and lowers text already read.
+pub fn parse_text(path: &Path, text: &str, hash: [u8; 32], limits: Limits) -> SourceFile {
+    if let Some((depth_at, depth)) = too_deep(text.as_bytes(), limits.max_bracket_depth) {
+        return refused(
+            path,
+            hash,
+            Code::NestingTooDeep,
+            loc_of_offset(text.as_bytes(), depth_at),
+            format!(
+                "brackets nest {depth} deep here, deeper than the {} the analyzer parses; split the expression",
+                limits.max_bracket_depth
+            ),
+        );
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let ir = match syn::parse_file(text) {
+        Ok(file) => {
+            let ir = lower::lower_file(&file, dir);
+            drop(file);
+            ir
+        }
+        Err(e) => FileIr {
+            volatile: false,
+            items: vec![],
+            diags: vec![LocalDiag {
+                code: Code::ParseError,
+                loc: lower::loc(e.span()),
+                message: format!(
+                    "does not parse as Rust ({e}); fix the syntax: nothing in this file is analysed until it parses"
+                ),
+            }],
+        },
+    };
+    proc_macro2::extra::invalidate_current_thread_spans();
+    SourceFile {
+        path: path.to_path_buf(),
+        ir,
+        hash,
+    }
+}
+
+fn loc_of_offset(bytes: &[u8], at: usize) -> Loc {
+    let before = &bytes[..at.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count() as u32
+        + 1;
+    Loc { line, col }
+}
+
+/// The offset and depth where bracket nesting first exceeds `max`, skipping
+/// comments, string and char literals. A cheap, linear pre-parse guard.
+pub fn too_deep(b: &[u8], max: usize) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut nest = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        nest += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        nest -= 1;
+                        i += 2;
+                        if nest == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'r' if matches!(b.get(i + 1), Some(b'#' | b'"'))
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                let mut hashes = 0;
+                let mut j = i + 1;
+                while b.get(j) == Some(&b'#') {
+                    hashes += 1;
+                    j += 1;
+                }
+                if b.get(j) == Some(&b'"') {
+                    j += 1;
+                    'raw: while j < b.len() {
+                        if b[j] == b'"' && (1..=hashes).all(|k| b.get(j + k) == Some(&b'#')) {
+                            j += hashes;
+                            break 'raw;
+                        }
+                        j += 1;
+                    }
+                    i = j;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'\'' => {
+                // A char literal ('x', '\n', '\u{..}') or a lifetime ('a).
+                if b.get(i + 1) == Some(&b'\\') {
+                    let mut j = i + 2;
+                    while j < b.len() && b[j] != b'\'' && j < i + 12 {
+                        j += 1;
+                    }
+                    i = j;
+                } else if b.get(i + 2) == Some(&b'\'') {
+                    i += 2;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some((i, depth));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}

@@ -1,0 +1,225 @@
+//! `buswarden.toml` policy, the 4 KiB budget, and how they surface: a
+//! `policy-violation` at each call site behind an unlisted trust-root or
+//! wildcard grant, `invalid-policy` at the place in the file, and
+//! `budget-exceeded` naming the largest rules.
+
+use gencreds::analysis::{Analysis, Options, analyze};
+use gencreds::diagnostic::{Code, Diagnostic, Severity};
+use std::path::Path;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// An API with a :666 endpoint and a caller that calls it statically, on a
+/// computed host, and holds a `*` grant.
+fn tree(policy: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "api/Cargo.toml",
+        "[package]\nname = \"vault-api\"\nversion = \"0.1.0\"\n",
+    );
+    write(
+        r,
+        "api/src/lib.rs",
+        r#"#[buswarden::api(host = "vault.example")]
+pub trait Vault {
+    #[function(POST, ":666/unseal")]
+    async fn unseal(&self) -> Result<(), buswarden::Error>;
+}
+"#,
+    );
+    write(
+        r,
+        "ops/Cargo.toml",
+        "[package]\nname = \"ops\"\nversion = \"0.1.0\"\n[package.metadata.buswarden]\nhostname = \"ops.example\"\n[dependencies]\nvault-api = { path = \"../api\" }\n",
+    );
+    write(
+        r,
+        "ops/src/main.rs",
+        r#"use vault_api::VaultClient;
+
+async fn run(svc: &buswarden::Connector, host: String) {
+    VaultClient::new(svc).unseal().await.ok();
+    VaultClient::new(svc).for_host(&host).unseal().await.ok();
+}
+
+#[buswarden::grant(POST, "https://*:444/webhook")]
+async fn hook(svc: &buswarden::Connector, url: String) {
+    svc.post(&url, vec![]).await.ok();
+}
+
+fn main() {}
+"#,
+    );
+    if let Some(p) = policy {
+        write(r, "buswarden.toml", p);
+    }
+    dir
+}
+
+fn codes(an: &Analysis) -> Vec<(Code, Severity, String, u32, u32)> {
+    an.diags
+        .iter()
+        .map(|d| (d.code, d.severity, d.file.clone(), d.line, d.column))
+        .collect()
+}
+
+#[test]
+fn without_policy_static_trust_root_and_wildcards_warn_and_computed_trust_root_errs() {
+    let t = tree(None);
+    let an = analyze(t.path(), Options::default()).unwrap();
+    assert_eq!(
+        codes(&an),
+        [
+            (
+                Code::TrustRootGrant,
+                Severity::Warning,
+                "ops/src/main.rs".into(),
+                4,
+                27
+            ),
+            (
+                Code::DynamicHostTrustRoot,
+                Severity::Error,
+                "ops/src/main.rs".into(),
+                5,
+                43
+            ),
+            (
+                Code::WildcardGrant,
+                Severity::Warning,
+                "ops/src/main.rs".into(),
+                8,
+                1
+            ),
+        ]
+    );
+    assert!(an.services[0].blocked);
+}
+
+#[test]
+fn a_policy_that_lists_every_grant_passes() {
+    let t = tree(Some(
+        r#"version = 1
+[caller."ops.example"]
+trust-root = ["POST vault.example:666/unseal", "POST *:666/unseal"]
+dynamic-trust-root = true
+wildcards = ["POST *:444/webhook"]
+"#,
+    ));
+    let an = analyze(t.path(), Options::default()).unwrap();
+    assert_eq!(codes(&an), []);
+    let s = &an.services[0];
+    assert!(!s.blocked);
+    let acl = gencreds::cli::acl_text(s);
+    assert!(
+        acl.contains("PUB {{plane}}.danger.666.ops_example.*.*.POST.unseal\n"),
+        "{acl}"
+    );
+    assert!(
+        acl.contains("PUB {{plane}}.safe.444.ops_example.*.*.POST.webhook\n"),
+        "{acl}"
+    );
+}
+
+#[test]
+fn unlisted_grants_are_policy_violations_at_their_call_sites() {
+    let t = tree(Some(
+        "version = 1\n[caller.\"ops.example\"]\ntrust-root = [\"POST vault.example:666/unseal\"]\n",
+    ));
+    let an = analyze(t.path(), Options::default()).unwrap();
+    let v: Vec<&Diagnostic> = an
+        .diags
+        .iter()
+        .filter(|d| d.code == Code::PolicyViolation)
+        .collect();
+    let at: Vec<(u32, u32)> = v.iter().map(|d| (d.line, d.column)).collect();
+    // The computed-host :666 rule is unlisted and dynamic: reported at both
+    // call sites it grants (the static call is subsumed by it), then the
+    // `*` grant once.
+    assert_eq!(
+        at,
+        [(4, 27), (4, 27), (5, 43), (5, 43), (8, 1)],
+        "{:#?}",
+        an.diags
+    );
+    assert!(
+        v.iter()
+            .any(|d| d.message.contains("set dynamic-trust-root = true"))
+    );
+    assert!(v.iter().any(|d| {
+        d.message
+            .contains("wildcard grant `PUB {{plane}}.safe.444.ops_example.*.*.POST.webhook`")
+    }));
+    assert_eq!(an.diags.len(), 5, "no warnings besides: {:#?}", an.diags);
+    assert!(an.services[0].blocked);
+
+    let mut out = vec![];
+    let mut err = vec![];
+    let root = t.path().to_string_lossy().into_owned();
+    assert_eq!(
+        gencreds::cli::run(["gencreds", "check", &root], &mut out, &mut err),
+        1
+    );
+    assert!(
+        String::from_utf8_lossy(&err).contains("error[policy-violation] ops/src/main.rs:8:1: ")
+    );
+}
+
+#[test]
+fn an_invalid_policy_is_reported_where_it_is_wrong_and_fails_closed() {
+    let t = tree(Some(
+        "version = 1\n[caller.\"ops.example\"]\ntrust-rot = []\n",
+    ));
+    let an = analyze(t.path(), Options::default()).unwrap();
+    let bad: Vec<&Diagnostic> = an
+        .diags
+        .iter()
+        .filter(|d| d.code == Code::InvalidPolicy)
+        .collect();
+    assert_eq!(bad.len(), 1, "{:#?}", an.diags);
+    assert_eq!(
+        (bad[0].file.as_str(), bad[0].line, bad[0].column),
+        ("buswarden.toml", 3, 1)
+    );
+    assert!(an.diags.iter().any(|d| d.code == Code::PolicyViolation));
+    assert!(an.services[0].blocked);
+}
+
+#[test]
+fn over_budget_names_the_largest_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "big/Cargo.toml",
+        "[package]\nname = \"big\"\nversion = \"0.1.0\"\n[package.metadata.buswarden]\nhostname = \"big.example\"\n",
+    );
+    let mut src = String::from("async fn run(svc: &buswarden::Connector) {\n");
+    for i in 0..120 {
+        src.push_str(&format!(
+            "    svc.get(\"https://host{i}.example/a/fairly/long/path/number/{i}\").await.ok();\n"
+        ));
+    }
+    src.push_str("}\nfn main() {}\n");
+    write(r, "big/src/main.rs", &src);
+    let an = analyze(r, Options::default()).unwrap();
+    let d: Vec<&Diagnostic> = an
+        .diags
+        .iter()
+        .filter(|d| d.code == Code::BudgetExceeded)
+        .collect();
+    assert_eq!(d.len(), 1, "{:#?}", an.diags);
+    assert_eq!(d[0].file, "big/nats.acl");
+    assert!(
+        d[0].message.contains("max_control_line of 4096"),
+        "{}",
+        d[0].message
+    );
+    assert!(an.services[0].blocked);
+}

@@ -1,0 +1,231 @@
+//! Hostile and broken inputs: each yields a diagnostic at an exact place,
+//! never a panic or a stack overflow, and the rest of the tree is still
+//! analysed. Large inputs are generated here, never committed.
+
+use gencreds::analysis::{Analysis, Options, analyze};
+use gencreds::diagnostic::{Code, Diagnostic};
+use std::path::Path;
+
+const MANIFEST: &str = r#"[package]
+name = "svc"
+version = "0.1.0"
+edition = "2024"
+
+[package.metadata.buswarden]
+hostname = "svc.example"
+"#;
+
+/// A service whose main.rs declares `mod bad;` and makes one good call.
+fn tree(bad: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("svc/src")).unwrap();
+    std::fs::write(root.join("svc/Cargo.toml"), MANIFEST).unwrap();
+    std::fs::write(
+        root.join("svc/src/main.rs"),
+        "mod bad;\nasync fn run(svc: &buswarden::Connector) {\n    svc.get(\"https://good.example/still\").await.ok();\n}\nfn main() {}\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("svc/src/bad.rs"), bad).unwrap();
+    dir
+}
+
+fn run(root: &Path) -> Analysis {
+    analyze(root, Options::default()).unwrap()
+}
+
+fn only(an: &Analysis, code: Code) -> &Diagnostic {
+    let found: Vec<&Diagnostic> = an.diags.iter().filter(|d| d.code == code).collect();
+    assert_eq!(found.len(), 1, "{:#?}", an.diags);
+    found[0]
+}
+
+fn still_analysed(an: &Analysis) {
+    let s = &an.services[0];
+    assert!(
+        s.rules
+            .iter()
+            .any(|r| r.subject.ends_with("good_example.*.GET.still")),
+        "{:?}",
+        s.rules
+    );
+    assert!(
+        s.blocked,
+        "an error in its own files must block the service"
+    );
+}
+
+#[test]
+fn non_utf8_file() {
+    let mut bad = b"fn ok() {}\n// caf".to_vec();
+    bad.extend([0xff, 0xfe, b'\n']);
+    let t = tree(&bad);
+    let an = run(t.path());
+    let d = only(&an, Code::UnreadableFile);
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("svc/src/bad.rs", 2, 7)
+    );
+    still_analysed(&an);
+}
+
+#[test]
+fn syntax_error() {
+    let t = tree(b"fn ok() {}\nfn broken( -> {}\n");
+    let an = run(t.path());
+    let d = only(&an, Code::ParseError);
+    assert_eq!((d.file.as_str(), d.line), ("svc/src/bad.rs", 2));
+    still_analysed(&an);
+}
+
+#[test]
+fn fifty_megabyte_file() {
+    let line = "pub fn generated_function_with_a_long_name() -> u64 { 1 + 2 + 3 }\n";
+    let big = line.repeat(50 * 1024 * 1024 / line.len() + 1);
+    let t = tree(big.as_bytes());
+    let an = run(t.path());
+    let d = only(&an, Code::FileTooLarge);
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("svc/src/bad.rs", 0, 0)
+    );
+    assert!(
+        d.message.contains("larger than the 8388608 bytes"),
+        "{}",
+        d.message
+    );
+    still_analysed(&an);
+}
+
+#[test]
+fn ten_thousand_deep_brackets() {
+    let deep = format!(
+        "fn f() -> u8 {{\n    {}1{}\n}}\n",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    let t = tree(deep.as_bytes());
+    let an = run(t.path());
+    let d = only(&an, Code::NestingTooDeep);
+    // The fn body's `{` is depth 1, so the 256th `(` (the first is at
+    // column 5) reaches depth 257, one over the limit.
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("svc/src/bad.rs", 2, 5 + 255)
+    );
+    still_analysed(&an);
+}
+
+#[test]
+fn ten_thousand_deep_unbracketed_expressions() {
+    // No brackets: the guard lets it through to syn (on a large stack) and
+    // lowering stops at its own depth limit with a finding.
+    let unary = format!("fn f() -> bool {{\n    {}true\n}}\n", "!".repeat(10_000));
+    let t = tree(unary.as_bytes());
+    let an = run(t.path());
+    let d = only(&an, Code::NestingTooDeep);
+    assert_eq!((d.file.as_str(), d.line), ("svc/src/bad.rs", 2));
+    still_analysed(&an);
+
+    let chain = format!(
+        "fn f(x: u8) -> u8 {{\n    x{}\n}}\n",
+        ".max(1)".repeat(10_000)
+    );
+    let t = tree(chain.as_bytes());
+    let an = run(t.path());
+    assert_eq!(only(&an, Code::NestingTooDeep).line, 2);
+    still_analysed(&an);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loop() {
+    let t = tree(b"fn ok() {}\n");
+    std::os::unix::fs::symlink("..", t.path().join("svc/src/loop")).unwrap();
+    let an = run(t.path());
+    let d = only(&an, Code::SymlinkLoop);
+    assert_eq!(d.file, "svc/src/loop");
+    let s = &an.services[0];
+    assert!(!s.blocked, "a skipped symlink loop is a warning");
+}
+
+#[test]
+fn crate_without_manifest_is_reported_and_the_rest_analysed() {
+    let t = tree(b"fn ok() {}\n");
+    std::fs::create_dir_all(t.path().join("loose/src")).unwrap();
+    std::fs::write(
+        t.path().join("loose/src/lib.rs"),
+        "fn f(svc: &buswarden::Connector) { svc.get(\"https://loose.example/x\"); }\n",
+    )
+    .unwrap();
+    let an = run(t.path());
+    assert_eq!(only(&an, Code::NoManifest).file, "loose/src");
+    assert_eq!(an.services.len(), 1);
+    assert!(!an.services[0].blocked);
+}
+
+#[test]
+fn macro_heavy_code() {
+    let mut src = String::from("use calc_api::CalculatorClient;\n");
+    for i in 0..2_000 {
+        src.push_str(&format!(
+            "fn m{i}() {{ html! {{ <div class=\"x\">{{ format!(\"{{}}\", {i}) }}</div> }}; quote::quote! {{ #(#xs),* }}; sql!(SELECT * FROM t WHERE a = {i}); }}\n"
+        ));
+    }
+    src.push_str("fn client_in_dsl() { html! { <p>{ CalculatorClient::new(svc) }</p> } }\n");
+    let t = tree(src.as_bytes());
+    let an = run(t.path());
+    // The DSL mentions a name that is not a client of this tree (no API
+    // crate here): nothing to report, and nothing panics.
+    assert!(
+        an.diags.iter().all(|d| d.code != Code::ParseError),
+        "{:#?}",
+        an.diags
+    );
+    let s = &an.services[0];
+    assert!(!s.blocked);
+}
+
+#[test]
+fn missing_root_is_a_tool_failure() {
+    let mut out = vec![];
+    let mut err = vec![];
+    let code = gencreds::cli::run(
+        ["gencreds", "scan", "/nonexistent/buswarden/root"],
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, 2);
+    assert!(String::from_utf8_lossy(&err).contains("not a directory"));
+}
+
+#[test]
+fn file_cache_reuses_unchanged_files_and_reparses_changed_ones() {
+    let t = tree(b"async fn more(svc: &buswarden::Connector) { svc.get(\"https://v1.example/x\").await.ok(); }\n");
+    let cache = t.path().join("target/gencreds.cache");
+    let cold = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    assert!(cache.is_file());
+    let warm = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    let plain = run(t.path());
+    let texts =
+        |a: &Analysis| -> Vec<String> { a.services.iter().map(gencreds::cli::acl_text).collect() };
+    assert_eq!(texts(&cold), texts(&plain));
+    assert_eq!(texts(&warm), texts(&plain));
+    assert_eq!(warm.diags, plain.diags);
+    // A changed file is parsed again: its new call shows.
+    std::fs::write(
+        t.path().join("svc/src/bad.rs"),
+        "async fn more(svc: &buswarden::Connector) { svc.get(\"https://v2.example/x\").await.ok(); }\n",
+    )
+    .unwrap();
+    let changed = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    let acl = texts(&changed).join("");
+    assert!(
+        acl.contains("v2_example") && !acl.contains("v1_example"),
+        "{acl}"
+    );
+    // A corrupt cache is an empty cache.
+    std::fs::write(&cache, b"not a cache").unwrap();
+    let again = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
+    assert_eq!(texts(&again), texts(&changed));
+}
