@@ -190,10 +190,6 @@ async fn audit(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(READERS)?;
-    let store = s.store.clone();
-    let limit = q.limit.min(10_000);
-    let entries = tokio::task::spawn_blocking(move || store.audit_since(q.since, limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entries = s.audit(q.since, q.limit.min(10_000)).await?;
     Ok(Json(serde_json::json!({ "entries": entries })).into_response())
 }

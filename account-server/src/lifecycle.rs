@@ -810,6 +810,16 @@ impl AccountServer {
         })
     }
 
+    /// Audit entries at or after unix second `since`, oldest first.
+    pub async fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, ApiError> {
+        let store = self.store.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || store.audit_since(since, limit))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??,
+        )
+    }
+
     /// The janitor's work at `now`: retire deploys whose grace ended, prune
     /// revocations whose revoked JWTs have all expired.
     pub async fn tidy(&self, now: i64) -> Result<(), ApiError> {
