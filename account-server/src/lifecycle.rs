@@ -28,8 +28,6 @@ use crate::store::{
     Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, UserRecord,
 };
 
-/// The NATS default `max_control_line`; a user JWT must fit the CONNECT line.
-pub const MAX_CONTROL_LINE: usize = 4096;
 /// Rules per user at most (the JWT budget ends well before).
 const MAX_RULES: usize = 512;
 /// Users per sign request at most.
@@ -262,7 +260,7 @@ impl AccountServer {
     fn sign_user(
         &self,
         l: &Ledger,
-        signer: &KeyPair,
+        (signer, deploy): (&KeyPair, &str),
         (user_key, hostname, rules): (&str, &Hostname, &RuleSet),
         (now, exp): (i64, i64),
     ) -> Result<(String, i64), ApiError> {
@@ -270,6 +268,8 @@ impl AccountServer {
         let mut claims = UserClaims::new_user(user_key);
         claims.data.name = hostname.as_str().to_string();
         claims.data.exp = exp;
+        // The same tag gencreds writes, so a user JWT names its deploy.
+        claims.nats.generic.tags = vec![format!("deploy:{deploy}")];
         claims.nats.issuer_account = l.account.account.clone();
         claims.nats.limits.publish.allow = rules
             .of(Verb::Pub)
@@ -282,12 +282,14 @@ impl AccountServer {
         let iat = jwt::issue_time(now, Some(&l.live), user_key);
         let token = jwt::encode(&mut claims, signer, iat)
             .map_err(|e| ApiError::Internal(format!("signing user {user_key}: {e}")))?;
-        let budget = connect::jwt_budget(MAX_CONTROL_LINE, Some(hostname.as_str()));
+        let budget =
+            connect::jwt_budget(connect::DEFAULT_MAX_CONTROL_LINE, Some(hostname.as_str()));
         if token.len() > budget {
             return Err(ApiError::InvalidRules(format!(
-                "{}: the user JWT would be {} bytes, over the {budget} that fit nats-server's {MAX_CONTROL_LINE}-byte CONNECT line; narrow the rules",
+                "{}: the user JWT would be {} bytes, over the {budget} that fit nats-server's {}-byte CONNECT line; narrow the rules",
                 hostname.as_str(),
-                token.len()
+                token.len(),
+                connect::DEFAULT_MAX_CONTROL_LINE
             )));
         }
         Ok((token, iat))
@@ -441,8 +443,12 @@ impl AccountServer {
         let mut out = Vec::with_capacity(parsed.len());
         let mut records = Vec::with_capacity(parsed.len());
         for (hostname, rules, u) in &parsed {
-            let (token, iat) =
-                self.sign_user(&l, &signer, (&u.user_key, hostname, rules), (now, exp))?;
+            let (token, iat) = self.sign_user(
+                &l,
+                (&signer, id),
+                (&u.user_key, hostname, rules),
+                (now, exp),
+            )?;
             let max_exp = l
                 .users
                 .get(&u.user_key)
@@ -710,8 +716,12 @@ impl AccountServer {
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
         let exp = now + (u.expires_at - u.issued_at).max(1);
-        let (token, iat) =
-            self.sign_user(&l, &signer, (user_key, &hostname, &rules), (now, exp))?;
+        let (token, iat) = self.sign_user(
+            &l,
+            (&signer, &d.id),
+            (user_key, &hostname, &rules),
+            (now, exp),
+        )?;
         let record = UserRecord {
             jwt: token.clone(),
             issued_at: iat,

@@ -286,6 +286,16 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
         )
         .await;
     }
+    // A rule set whose JWT would not fit the CONNECT line.
+    let mut huge = rules_for("calc.example");
+    huge.extend((0..80).map(|i| format!("PUB {{{{plane}}}}.safe.443.calc_example.other_example.*.GET.a-rather-long-path-segment-{i}")));
+    refused_call(
+        &server,
+        Call::signed("POST", users, user("calc.example", huge), &bed.ci),
+        422,
+        "CONNECT line",
+    )
+    .await;
     // The policy: a trust-root grant it does not list.
     let mut burn = rules_for("calc.example");
     burn.push("PUB {{plane}}.danger.666.calc_example.token_core.*.POST.burn".into());

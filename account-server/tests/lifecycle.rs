@@ -278,6 +278,8 @@ async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() 
     let renewed = buswarden_creds::jwt::decode_user(r.json()["jwt"].as_str().unwrap()).unwrap();
     let first = buswarden_creds::jwt::decode_user(&d2[0].1).unwrap();
     assert_eq!(renewed.nats.limits.publish, first.nats.limits.publish);
+    assert_eq!(renewed.nats.generic.tags, ["deploy:d2"]);
+    assert_eq!(renewed.nats.issuer_account, app);
     assert_eq!(renewed.nats.limits.subscribe, first.nats.limits.subscribe);
     connect_user(nats.url(), r.json()["jwt"].as_str().unwrap(), &d2[0].0)
         .await
