@@ -18,14 +18,14 @@ use buswarden_rules::{Hostname, Rule, RuleSet, Verb};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::config::ApiKey;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::push::PushStatus;
 use crate::seal::deploy_context;
 use crate::server::AccountServer;
 use crate::store::{
-    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, UserRecord,
+    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, StoreError, UserRecord,
 };
 
 /// Rules per user at most (the JWT budget ends well before).
@@ -241,6 +241,27 @@ fn parse_expiry(server: &AccountServer, text: Option<&str>) -> Result<i64, ApiEr
 }
 
 impl AccountServer {
+    /// Commits a caller's change together with its request's nonce.
+    async fn commit_as(
+        &self,
+        caller: &Caller,
+        l: &mut Ledger,
+        mut change: Change,
+    ) -> Result<(), ApiError> {
+        let nonce = caller.take_nonce();
+        change.nonce = nonce.clone();
+        match self.commit(l, change).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NonceReused) => Err(ApiError::Replayed),
+            Err(e) => {
+                if let Some(n) = nonce {
+                    caller.put_back(n);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     fn unseal(&self, d: &DeployRecord) -> Result<KeyPair, ApiError> {
         let sealed = hex::decode(&d.sealed_seed)
             .map_err(|e| ApiError::Internal(format!("deploy {}: sealed seed: {e}", d.id)))?;
@@ -311,7 +332,7 @@ impl AccountServer {
     /// Opens a deploy with a fresh signing key.
     pub async fn open_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         req: OpenDeploy,
     ) -> Result<(DeployView, Pushed), ApiError> {
         check_deploy_id(&req.deploy)?;
@@ -362,7 +383,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.deploys_opened.inc();
         tracing::info!(deploy = %record.id, signing_key = %record.signing_key, caller = %caller.key, "deploy opened");
         let v = view(&l, &record);
@@ -373,7 +394,7 @@ impl AccountServer {
     /// Signs users for an open or active deploy.
     pub async fn sign_users(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
         req: SignUsers,
     ) -> Result<Vec<SignedUser>, ApiError> {
@@ -480,7 +501,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, "sign", Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.users_signed.add(out.len() as u64);
         tracing::info!(deploy = %id, users = out.len(), caller = %caller.key, "users signed");
         Ok(out)
@@ -527,7 +548,7 @@ impl AccountServer {
     /// Activates a deploy; the previous active one retires after the grace period.
     pub async fn activate(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         let mut l = self.ledger.lock().await;
@@ -572,7 +593,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, "activate", Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         tracing::info!(deploy = %id, caller = %caller.key, "deploy activated");
         let v = view(&l, &l.deploys[id]);
         drop(l);
@@ -583,7 +604,7 @@ impl AccountServer {
     /// closes the connections of its users.
     pub async fn retire(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Retired).await
@@ -592,7 +613,7 @@ impl AccountServer {
     /// Revokes every user of a deploy and removes its signing key.
     pub async fn revoke_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Revoked).await
@@ -600,7 +621,7 @@ impl AccountServer {
 
     async fn end_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
         to: DeployState,
     ) -> Result<(DeployView, Pushed), ApiError> {
@@ -637,7 +658,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, action, Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.revocations.add(revoked as u64);
         tracing::info!(deploy = %id, action, caller = %caller.key, "deploy ended");
         let v = view(&l, &l.deploys[id]);
@@ -646,7 +667,7 @@ impl AccountServer {
     }
 
     /// Revokes one user key (ours or not).
-    pub async fn revoke_user(&self, caller: &ApiKey, req: RevokeUser) -> Result<Pushed, ApiError> {
+    pub async fn revoke_user(&self, caller: &Caller, req: RevokeUser) -> Result<Pushed, ApiError> {
         check_user_key(&req.user_key)?;
         let mut l = self.ledger.lock().await;
         let now = crate::server::now();
@@ -677,7 +698,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.revocations.inc();
         tracing::info!(user = %req.user_key, caller = %caller.key, "user revoked");
         drop(l);
@@ -685,7 +706,7 @@ impl AccountServer {
     }
 
     /// Re-issues a user's JWT with the same rules and lifetime.
-    pub async fn renew(&self, caller: &ApiKey, user_key: &str) -> Result<SignedUser, ApiError> {
+    pub async fn renew(&self, caller: &Caller, user_key: &str) -> Result<SignedUser, ApiError> {
         check_user_key(user_key)?;
         let mut l = self.ledger.lock().await;
         let u = l
@@ -741,7 +762,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.users_signed.inc();
         Ok(SignedUser {
             hostname: record.hostname,
@@ -752,7 +773,7 @@ impl AccountServer {
     }
 
     /// Records an operator's approval of a `:666` rule for a deploy.
-    pub async fn approve(&self, caller: &ApiKey, req: Approve) -> Result<Approval, ApiError> {
+    pub async fn approve(&self, caller: &Caller, req: Approve) -> Result<Approval, ApiError> {
         let rule = Rule::parse(&req.rule).map_err(|e| ApiError::InvalidRules(e.to_string()))?;
         if rule.verb != Verb::Pub || !rule.is_danger() {
             return Err(ApiError::BadRequest(
@@ -786,7 +807,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         Ok(approval)
     }
 

@@ -432,3 +432,55 @@ async fn a_new_trust_root_grant_needs_an_operator_approval() {
         .unwrap();
     assert_eq!(approve["caller"], bed.op.public_key());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let victim = KeyPair::generate(KeyKind::User);
+    let revoke = Call::signed(
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": victim.public_key() }),
+        &bed.op,
+    );
+    let (s, v) = send(&server, &revoke).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(&server, &revoke).await;
+    refused(s, &v, 401, "replayed");
+
+    // Two copies at once: exactly one goes through.
+    let other = KeyPair::generate(KeyKind::User);
+    let twice = Call::signed(
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": other.public_key() }),
+        &bed.op,
+    );
+    let (a, b) = tokio::join!(send(&server, &twice), send(&server, &twice));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+    let (_, audit) = send(
+        &server,
+        &Call::signed("GET", "/v1/audit?since=0", Value::Null, &bed.reader),
+    )
+    .await;
+    let revokes = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "revoke-user")
+        .count();
+    assert_eq!(revokes, 2);
+    // And after a restart the nonces are still known.
+    drop(server);
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let (s, v) = send(&server, &revoke).await;
+    refused(s, &v, 401, "replayed");
+    let (s, v) = send(&server, &twice).await;
+    refused(s, &v, 401, "replayed");
+}
