@@ -1,0 +1,304 @@
+//! Request/reply round trip through the runtime (a typed call on a
+//! `#[buswarden::api]` client, served by a generated server) against raw
+//! async-nats request/reply (`Client::request`, a subscriber answering on the
+//! `_INBOX` reply subject) on the same nats-server, in the same process and
+//! run. Prints p50/p99 latency of sequential calls, throughput with many
+//! calls in flight, and the runtime/raw ratios (medians of several rounds).
+//!
+//!     source ci/deps.sh && cargo bench -p buswarden --bench roundtrip
+//!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 3
+
+use buswarden::{Connector, Error};
+use buswarden_testkit::NatsServer;
+use futures_util::StreamExt as _;
+use std::time::{Duration, Instant};
+
+#[buswarden::api(host = "echo.bench")]
+pub trait Echo {
+    #[function(POST, "/echo")]
+    async fn echo(&self, data: String) -> Result<String, Error>;
+}
+
+struct EchoService;
+impl Echo for EchoService {
+    async fn echo(&self, data: String) -> Result<String, Error> {
+        Ok(data)
+    }
+}
+
+struct Settings {
+    sequential: usize,
+    concurrent: usize,
+    in_flight: usize,
+    rounds: usize,
+}
+
+fn settings() -> Settings {
+    let mut s = Settings {
+        sequential: 3000,
+        concurrent: 20000,
+        in_flight: 32,
+        rounds: 3,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let value = args.get(i + 1).and_then(|v| v.parse().ok());
+        match (args[i].as_str(), value) {
+            ("--sequential", Some(v)) => s.sequential = v,
+            ("--concurrent", Some(v)) => s.concurrent = v,
+            ("--in-flight", Some(v)) => s.in_flight = v,
+            ("--rounds", Some(v)) => s.rounds = v,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    s
+}
+
+#[derive(Clone, Copy)]
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    throughput: f64,
+    /// CPU µs per call in this process and in nats-server (concurrent phase).
+    cpu_client: f64,
+    cpu_server: f64,
+}
+
+/// CPU time (user + system) of a process, from /proc, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn measure<F, Fut>(s: &Settings, server_pid: u32, call: F) -> Figures
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    for _ in 0..200 {
+        call().await;
+    }
+    let mut lat = Vec::with_capacity(s.sequential);
+    for _ in 0..s.sequential {
+        let t = Instant::now();
+        call().await;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let per_task = s.concurrent / s.in_flight;
+    let (own0, srv0) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..s.in_flight)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    call().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("bench task");
+    }
+    let calls = (per_task * s.in_flight) as f64;
+    let throughput = calls / start.elapsed().as_secs_f64();
+    let (own1, srv1) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        throughput,
+        cpu_client: (own1 - own0) * 1e6 / calls,
+        cpu_server: (srv1 - srv0) * 1e6 / calls,
+    }
+}
+
+fn main() {
+    let s = settings();
+    // `--current-thread` runs everything on one thread (no cross-thread
+    // wake-ups); the default is a 2-worker multi-thread runtime.
+    let rt = if std::env::args().any(|a| a == "--current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    rt.block_on(run(s));
+}
+
+async fn run(s: Settings) {
+    let server = NatsServer::start("").expect("nats-server (source ci/deps.sh)");
+    let payload = "x".repeat(100);
+
+    // Raw async-nats: a responder on its own connection, a requester on another.
+    let responder = async_nats::connect(server.url()).await.expect("connect");
+    let mut sub = responder.subscribe("bench.echo").await.expect("subscribe");
+    let r2 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = r2.publish(reply, msg.payload).await;
+            }
+        }
+    });
+    // The same raw request/reply, carrying the runtime's envelope (two
+    // request headers, one response header) on layout-shaped subjects: what
+    // the wire format alone costs, without the runtime's code.
+    let mut hsub = responder
+        .subscribe("microbus.safe.443.caller_bench.echo_bench._.POST.echo")
+        .await
+        .expect("subscribe");
+    let r3 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = hsub.next().await {
+            if let (Some(reply), Some(h)) = (msg.reply, msg.headers) {
+                let mut out = async_nats::HeaderMap::new();
+                if let Some(id) = h.get("Microbus-Msg-Id") {
+                    out.insert("Microbus-Msg-Id", id.clone());
+                }
+                let _ = r3.publish_with_headers(reply, out, msg.payload).await;
+            }
+        }
+    });
+    responder.flush().await.expect("flush");
+    let requester = async_nats::connect(server.url()).await.expect("connect");
+
+    // The runtime: a served echo API and a caller, each with its own connection.
+    let echo =
+        Connector::with_config("echo.bench", buswarden::Config::default()).with_url(server.url());
+    echo.connect().await.expect("connect");
+    echo.serve(EchoServer::new(EchoService))
+        .await
+        .expect("serve");
+    let caller =
+        Connector::with_config("caller.bench", buswarden::Config::default()).with_url(server.url());
+    caller.connect().await.expect("connect");
+
+    println!(
+        "request/reply, 100-byte payload: {} sequential calls, {} calls with {} in flight, median of {} rounds",
+        s.sequential, s.concurrent, s.in_flight, s.rounds
+    );
+    let mut raw = Vec::new();
+    let mut ours = Vec::new();
+    let mut wire = Vec::new();
+    for round in 0..s.rounds {
+        let (rq, p) = (requester.clone(), payload.clone());
+        let r = measure(&s, server.pid(), move || {
+            let (rq, p) = (rq.clone(), p.clone());
+            async move {
+                rq.request("bench.echo", p.into())
+                    .await
+                    .expect("raw request");
+            }
+        })
+        .await;
+        let (rq, p) = (requester.clone(), payload.clone());
+        let w = measure(&s, server.pid(), move || {
+            let (rq, p) = (rq.clone(), p.clone());
+            async move {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdef");
+                h.insert("Microbus-From-Id", "id-abcdefghij");
+                rq.request_with_headers(
+                    "microbus.safe.443.caller_bench.echo_bench._.POST.echo",
+                    h,
+                    p.into(),
+                )
+                .await
+                .expect("raw request with headers");
+            }
+        })
+        .await;
+        wire.push(w);
+        let (c, p) = (caller.clone(), payload.clone());
+        let o = measure(&s, server.pid(), move || {
+            let (c, p) = (c.clone(), p.clone());
+            async move {
+                EchoClient::new(&c).echo(p).await.expect("runtime call");
+            }
+        })
+        .await;
+        println!(
+            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server)",
+            r.p50,
+            r.p99,
+            r.throughput,
+            r.cpu_client,
+            r.cpu_server,
+            o.p50,
+            o.p99,
+            o.throughput,
+            o.cpu_client,
+            o.cpu_server
+        );
+        raw.push(r);
+        ours.push(o);
+    }
+    let us = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
+    let p50 = |f: &Figures| f.p50.as_secs_f64() * 1e6;
+    let p99 = |f: &Figures| f.p99.as_secs_f64() * 1e6;
+    let tput = |f: &Figures| f.throughput;
+    let (rp50, rp99, rt) = (us(&raw, p50), us(&raw, p99), us(&raw, tput));
+    let (op50, op99, ot) = (us(&ours, p50), us(&ours, p99), us(&ours, tput));
+    println!("| figure | raw async-nats | buswarden runtime | ratio (runtime/raw) | goal |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| p50 latency | {rp50:.0} µs | {op50:.0} µs | {:.2}x | <= 1.2x |",
+        op50 / rp50
+    );
+    println!(
+        "| p99 latency | {rp99:.0} µs | {op99:.0} µs | {:.2}x | <= 1.2x |",
+        op99 / rp99
+    );
+    println!(
+        "| throughput ({} in flight) | {rt:.0} req/s | {ot:.0} req/s | {:.2}x | >= 0.85x |",
+        s.in_flight,
+        ot / rt
+    );
+    let cpu = |v: &[Figures]| (us(v, |f| f.cpu_client), us(v, |f| f.cpu_server));
+    let ((rc, rs), (oc, os), (wc, ws)) = (cpu(&raw), cpu(&ours), cpu(&wire));
+    println!(
+        "| CPU per call, this process | {rc:.1} µs | {oc:.1} µs | {:.2}x | |",
+        oc / rc
+    );
+    println!(
+        "| CPU per call, nats-server | {rs:.1} µs | {os:.1} µs | {:.2}x | |",
+        os / rs
+    );
+    let (wp50, wt) = (us(&wire, p50), us(&wire, tput));
+    println!(
+        "reference, raw async-nats carrying the runtime's envelope (2 request headers, 1 response header, layout subject): \
+         p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server",
+        wp50 / rp50,
+        wt / rt
+    );
+}

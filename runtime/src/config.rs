@@ -1,0 +1,145 @@
+//! Connector settings, by code and by environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `BUSWARDEN_NATS_URL` | the NATS server URL(s), comma-separated | `nats://127.0.0.1:4222` |
+//! | `BUSWARDEN_PLANE` | the deployment plane (first subject token) | `microbus` |
+//! | `BUSWARDEN_CREDS_DIR` | folder holding `<hostname>_nats.creds` | none: no credentials |
+//!
+//! Code wins over the environment: [`crate::Connector::with_url`] and its
+//! siblings override what the environment said.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable: NATS URL.
+pub const ENV_NATS_URL: &str = "BUSWARDEN_NATS_URL";
+/// Environment variable: plane.
+pub const ENV_PLANE: &str = "BUSWARDEN_PLANE";
+/// Environment variable: folder of `.creds` files.
+pub const ENV_CREDS_DIR: &str = "BUSWARDEN_CREDS_DIR";
+/// Default NATS URL.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Default time a call waits for its response.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default time a multicast waits for acknowledgements before it stops
+/// expecting new responders.
+pub const DEFAULT_ACK_WINDOW: Duration = Duration::from_millis(250);
+
+/// How the connector authenticates to NATS.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Credentials {
+    /// No authentication (a development server).
+    #[default]
+    None,
+    /// A `.creds` file (user JWT and seed), read at every connect.
+    CredsFile(PathBuf),
+    /// A user and password (plain `authorization` blocks).
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password (never shown by `Debug`).
+        password: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::CredsFile(p) => f.debug_tuple("CredsFile").field(p).finish(),
+            Credentials::UserPassword { user, .. } => f
+                .debug_struct("UserPassword")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// The settings of one connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// NATS URL(s), comma-separated.
+    pub nats_url: String,
+    /// The plane, validated at connect.
+    pub plane: String,
+    /// Authentication.
+    pub credentials: Credentials,
+    /// How long a call waits for its response.
+    pub timeout: Duration,
+    /// How long a multicast waits for acknowledgements.
+    pub ack_window: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats_url: DEFAULT_NATS_URL.to_string(),
+            plane: buswarden_rules::subject::DEFAULT_PLANE.to_string(),
+            credentials: Credentials::None,
+            timeout: DEFAULT_TIMEOUT,
+            ack_window: DEFAULT_ACK_WINDOW,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults overridden by the environment, for `hostname`.
+    pub fn from_env(hostname: &str) -> Self {
+        Self::from_lookup(hostname, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_env`] with an explicit variable lookup (for tests).
+    pub fn from_lookup(hostname: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut c = Config::default();
+        if let Some(url) = lookup(ENV_NATS_URL).filter(|v| !v.is_empty()) {
+            c.nats_url = url;
+        }
+        if let Some(plane) = lookup(ENV_PLANE).filter(|v| !v.is_empty()) {
+            c.plane = plane;
+        }
+        if let Some(dir) = lookup(ENV_CREDS_DIR).filter(|v| !v.is_empty()) {
+            c.credentials = Credentials::CredsFile(creds_path(Path::new(&dir), hostname));
+        }
+        c
+    }
+}
+
+/// Where a service's `.creds` file is looked up: `<dir>/<hostname>_nats.creds`.
+pub fn creds_path(dir: &Path, hostname: &str) -> PathBuf {
+    dir.join(format!("{}_nats.creds", hostname.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let c = Config::from_lookup("calc.example", |k| match k {
+            ENV_NATS_URL => Some("nats://10.0.0.1:4222".into()),
+            ENV_PLANE => Some("prod".into()),
+            ENV_CREDS_DIR => Some("/etc/creds".into()),
+            _ => None,
+        });
+        assert_eq!(c.nats_url, "nats://10.0.0.1:4222");
+        assert_eq!(c.plane, "prod");
+        assert_eq!(
+            c.credentials,
+            Credentials::CredsFile(PathBuf::from("/etc/creds/calc.example_nats.creds"))
+        );
+        let d = Config::from_lookup("calc.example", |_| None);
+        assert_eq!(d, Config::default());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = Credentials::UserPassword {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

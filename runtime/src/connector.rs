@@ -1,0 +1,617 @@
+//! The [`Connector`]: one service's identity (hostname, instance id), its own
+//! NATS connection, the table of calls waiting for a response, and the
+//! mapping of broker refusals (which async-nats reports as asynchronous
+//! events) back onto the calls that caused them.
+
+use crate::config::{Config, Credentials};
+use crate::creds::{UserCreds, auth_callback};
+use crate::error::Error;
+use crate::id;
+use crate::pump::ReplyPump;
+use crate::wire::{self, MSG_ID};
+use async_nats::{Event, ServerError};
+use buswarden_rules::subject::{self, Subject};
+use buswarden_rules::{Hostname, Plane, Position};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A service's connection to the bus. Cheap to clone (clones share one
+/// connection); `Connector::new` does no I/O, [`Connector::connect`] does.
+#[derive(Clone)]
+pub struct Connector {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    host: String,
+    config: Mutex<Config>,
+    live: OnceLock<Arc<Live>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The live side of a connected connector.
+pub(crate) struct Live {
+    pub(crate) client: async_nats::Client,
+    pub(crate) plane: Plane,
+    pub(crate) host: Hostname,
+    pub(crate) id: Position,
+    pub(crate) config: Config,
+    pub(crate) shared: Arc<Shared>,
+    /// The reply subscription and its readers (see [`crate::pump`]).
+    pump: Arc<ReplyPump>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Message ids are 128 random bits: their low 64 bits are already a
+/// uniform hash, so the table of waiting calls skips SipHash.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MessageIdHasher(u64);
+
+impl std::hash::Hasher for MessageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type PendingMap = HashMap<u128, Pending, std::hash::BuildHasherDefault<MessageIdHasher>>;
+
+/// State reachable from the NATS event callback (which exists before the
+/// connection does).
+#[derive(Default)]
+pub(crate) struct Shared {
+    pending: Mutex<PendingMap>,
+    denied_subscriptions: Mutex<HashSet<String>>,
+    subscription_denied: Notify,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    spoofed_replies: AtomicU64,
+    unmatched_replies: AtomicU64,
+    foreign_events: AtomicU64,
+    anonymous_requests: AtomicU64,
+    malformed: AtomicU64,
+    denied_publishes: AtomicU64,
+    handled_requests: AtomicU64,
+}
+
+/// Counters of what the connector dropped or refused, for operators and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Replies dropped because their responder segment was not the host called.
+    pub spoofed_replies: u64,
+    /// Replies for no waiting call (late, duplicate or guessed ids).
+    pub unmatched_replies: u64,
+    /// `:417` events dropped because their source segment was not their destination.
+    pub foreign_events: u64,
+    /// Requests dropped because their subject had no source segment (`_`).
+    pub anonymous_requests: u64,
+    /// Messages dropped because their subject or envelope was malformed.
+    pub malformed: u64,
+    /// Publishes the broker refused (permissions violations).
+    pub denied_publishes: u64,
+    /// Requests handed to a handler.
+    pub handled_requests: u64,
+    /// Calls waiting for a response now.
+    pub waiting_calls: u64,
+}
+
+/// A call waiting for its response(s).
+pub(crate) struct Pending {
+    pub(crate) subject: String,
+    /// The responder the reply must come from; `None` accepts any (events).
+    pub(crate) expect: Option<String>,
+    pub(crate) sink: Sink,
+}
+
+pub(crate) enum Sink {
+    Once(Option<oneshot::Sender<Incoming>>),
+    Many(mpsc::UnboundedSender<Incoming>),
+}
+
+/// What reaches a waiting call.
+pub(crate) enum Incoming {
+    /// A response or ack from `responder`.
+    Message {
+        responder: String,
+        msg: Box<async_nats::Message>,
+    },
+    /// The broker refused the request's publish.
+    Denied,
+}
+
+impl Shared {
+    pub(crate) fn pending(&self) -> MutexGuard<'_, PendingMap> {
+        // A poisoned lock only means a panic elsewhere while holding it; the
+        // map itself is always consistent (single inserts and removes).
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn count_spoofed_reply(&self) {
+        self.counters
+            .spoofed_replies
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_foreign_event(&self) {
+        self.counters.foreign_events.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_anonymous(&self) {
+        self.counters
+            .anonymous_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_malformed(&self) {
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_handled(&self) {
+        self.counters
+            .handled_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_event(&self, event: Event) {
+        let Event::ServerError(ServerError::Other(text)) = event else {
+            return;
+        };
+        if let Some(subject) = violation_subject(&text, "publish") {
+            self.deny_publish(&subject);
+        } else if let Some(subject) = violation_subject(&text, "subscription") {
+            self.denied_subscriptions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(subject);
+            self.subscription_denied.notify_waiters();
+        }
+    }
+
+    /// Fails every call waiting on `subject`: the broker refused it.
+    fn deny_publish(&self, subject: &str) {
+        self.counters
+            .denied_publishes
+            .fetch_add(1, Ordering::Relaxed);
+        let mut pending = self.pending();
+        let ids: Vec<u128> = pending
+            .iter()
+            .filter(|(_, p)| p.subject == subject)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let once = match pending.get_mut(&id) {
+                Some(Pending {
+                    sink: Sink::Many(tx),
+                    ..
+                }) => {
+                    let _ = tx.send(Incoming::Denied);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            };
+            if once
+                && let Some(Pending {
+                    sink: Sink::Once(Some(tx)),
+                    ..
+                }) = pending.remove(&id)
+            {
+                let _ = tx.send(Incoming::Denied);
+            }
+        }
+    }
+
+    /// Hands a message received on the reply subscription to its call.
+    pub(crate) fn dispatch_reply(&self, msg: async_nats::Message) {
+        let responder = match subject::decode(msg.subject.as_str()) {
+            Ok(Subject::Reply(r)) => r.responder,
+            _ => return self.count_malformed(),
+        };
+        let Some(msg_id) =
+            wire::nats_header(msg.headers.as_ref(), MSG_ID).and_then(id::parse_message_id)
+        else {
+            return self.count_malformed();
+        };
+        let mut pending = self.pending();
+        let Some(p) = pending.get_mut(&msg_id) else {
+            drop(pending);
+            self.counters
+                .unmatched_replies
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if p.expect.as_ref().is_some_and(|e| *e != responder) {
+            drop(pending);
+            return self.count_spoofed_reply();
+        }
+        match &mut p.sink {
+            Sink::Many(tx) => {
+                let _ = tx.send(Incoming::Message {
+                    responder,
+                    msg: Box::new(msg),
+                });
+            }
+            Sink::Once(_) => {
+                if wire::nats_header(msg.headers.as_ref(), wire::OP_CODE) == Some(wire::OP_ACK) {
+                    return;
+                }
+                if let Some(Pending {
+                    sink: Sink::Once(Some(tx)),
+                    ..
+                }) = pending.remove(&msg_id)
+                {
+                    let _ = tx.send(Incoming::Message {
+                        responder,
+                        msg: Box::new(msg),
+                    });
+                }
+            }
+        }
+    }
+
+    fn take_denied_subscription(&self, subjects: &[String]) -> Option<String> {
+        let denied = self
+            .denied_subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        subjects.iter().find(|s| denied.contains(*s)).cloned()
+    }
+
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            spoofed_replies: c.spoofed_replies.load(Ordering::Relaxed),
+            unmatched_replies: c.unmatched_replies.load(Ordering::Relaxed),
+            foreign_events: c.foreign_events.load(Ordering::Relaxed),
+            anonymous_requests: c.anonymous_requests.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
+            handled_requests: c.handled_requests.load(Ordering::Relaxed),
+            waiting_calls: self.pending().len() as u64,
+        }
+    }
+}
+
+/// The subject of `Permissions Violation for <kind> to "<subject>"`.
+fn violation_subject(text: &str, kind: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let marker = format!("permissions violation for {kind} to ");
+    let at = lower.find(&marker)? + marker.len();
+    let rest = text.get(at..)?.trim_start();
+    // `"subject"`, possibly followed by ` using queue "q"`.
+    let subject = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+        None => rest.split_whitespace().next().unwrap_or_default(),
+    };
+    let subject = subject.trim_matches('\'');
+    (!subject.is_empty()).then(|| subject.to_string())
+}
+
+impl Connector {
+    /// A connector for `hostname`, configured from the environment
+    /// (`BUSWARDEN_NATS_URL`, `BUSWARDEN_PLANE`, `BUSWARDEN_CREDS_DIR`). No I/O;
+    /// the hostname is validated by [`Connector::connect`].
+    pub fn new(hostname: &str) -> Self {
+        Self::with_config(hostname, Config::from_env(hostname))
+    }
+
+    /// A connector with explicit settings (the environment is not read).
+    pub fn with_config(hostname: &str, config: Config) -> Self {
+        Connector {
+            inner: Arc::new(Inner {
+                host: hostname.to_ascii_lowercase(),
+                config: Mutex::new(config),
+                live: OnceLock::new(),
+                shared: Arc::new(Shared::default()),
+            }),
+        }
+    }
+
+    fn configure(self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.inner.config.lock().unwrap_or_else(|e| e.into_inner()));
+        self
+    }
+
+    /// Sets the NATS URL (before connecting).
+    pub fn with_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.configure(|c| c.nats_url = url)
+    }
+
+    /// Sets the plane (before connecting).
+    pub fn with_plane(self, plane: impl Into<String>) -> Self {
+        let plane = plane.into();
+        self.configure(|c| c.plane = plane)
+    }
+
+    /// Uses this `.creds` file (read at every connect).
+    pub fn with_creds_file(self, path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        self.configure(|c| c.credentials = Credentials::CredsFile(path))
+    }
+
+    /// Uses `<dir>/<hostname>_nats.creds`.
+    pub fn with_creds_dir(self, dir: impl Into<PathBuf>) -> Self {
+        let path = crate::config::creds_path(&dir.into(), &self.inner.host);
+        self.configure(|c| c.credentials = Credentials::CredsFile(path))
+    }
+
+    /// Authenticates with a user and password (plain `authorization` blocks).
+    pub fn with_user_password(self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        let (user, password) = (user.into(), password.into());
+        self.configure(|c| c.credentials = Credentials::UserPassword { user, password })
+    }
+
+    /// Sets how long calls wait for a response.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.timeout = timeout)
+    }
+
+    /// Sets how long a multicast waits for acknowledgements.
+    pub fn with_ack_window(self, window: Duration) -> Self {
+        self.configure(|c| c.ack_window = window)
+    }
+
+    /// The hostname as given (lower-cased).
+    pub fn hostname(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> Config {
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The instance id (`id-…`) once connected.
+    pub fn instance_id(&self) -> Option<String> {
+        self.inner.live.get().map(|l| l.id.token().to_string())
+    }
+
+    /// Whether [`Connector::connect`] succeeded.
+    pub fn is_connected(&self) -> bool {
+        self.inner.live.get().is_some()
+    }
+
+    /// What the connector has dropped or refused so far.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.stats()
+    }
+
+    pub(crate) fn live(&self) -> Result<&Arc<Live>, Error> {
+        self.inner.live.get().ok_or_else(|| Error::NotConnected {
+            host: self.inner.host.clone(),
+        })
+    }
+
+    /// Opens the NATS connection and subscribes to this instance's reply
+    /// subject. Credentials are checked now and re-read at every reconnect.
+    pub async fn connect(&self) -> Result<(), Error> {
+        if self.inner.live.get().is_some() {
+            return Err(Error::AlreadyConnected {
+                host: self.inner.host.clone(),
+            });
+        }
+        let config = self.config();
+        let host = Hostname::parse(&self.inner.host).map_err(|e| Error::InvalidHostname {
+            host: self.inner.host.clone(),
+            reason: e.to_string(),
+        })?;
+        let plane = Plane::parse(&config.plane).map_err(|e| Error::InvalidPlane {
+            plane: config.plane.clone(),
+            reason: e.to_string(),
+        })?;
+        let instance = id::instance_id();
+        let id = Position::parse(&instance).map_err(|e| Error::InvalidHostname {
+            host: instance.clone(),
+            reason: e.to_string(),
+        })?;
+        let options = match &config.credentials {
+            Credentials::None => async_nats::ConnectOptions::new(),
+            Credentials::UserPassword { user, password } => {
+                async_nats::ConnectOptions::new().user_and_password(user.clone(), password.clone())
+            }
+            Credentials::CredsFile(path) => {
+                // Fail early with a clear error; the callback re-reads it.
+                UserCreds::read(path).await?;
+                async_nats::ConnectOptions::with_auth_callback(auth_callback(path.clone()))
+            }
+        };
+        let shared = Arc::downgrade(&self.inner.shared);
+        let options = options
+            .name(format!("{host} {instance}"))
+            .event_callback(move |event| {
+                if let Some(shared) = shared.upgrade() {
+                    shared.on_event(event);
+                }
+                std::future::ready(())
+            });
+        let client = options
+            .connect(config.nats_url.as_str())
+            .await
+            .map_err(|e| Error::Connect {
+                host: host.to_string(),
+                url: config.nats_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let reply = subject::reply_subscription(&plane, host.as_str(), &id);
+        let replies = client
+            .subscribe(reply.clone())
+            .await
+            .map_err(|e| Error::Subscribe {
+                subject: reply.clone(),
+                reason: e.to_string(),
+            })?;
+        let live = Arc::new(Live {
+            client,
+            plane,
+            host,
+            id,
+            config,
+            shared: self.inner.shared.clone(),
+            pump: Arc::new(ReplyPump::new(replies)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        live.add_task(tokio::spawn(
+            live.pump.clone().background(live.shared.clone()),
+        ));
+        live.confirm_subscriptions(std::slice::from_ref(&reply))
+            .await?;
+        self.inner
+            .live
+            .set(live)
+            .map_err(|_| Error::AlreadyConnected {
+                host: self.inner.host.clone(),
+            })
+    }
+
+    /// Stops every subscription of this connector and closes its connection
+    /// (after flushing what was published).
+    pub async fn close(&self) {
+        if let Some(live) = self.inner.live.get() {
+            for task in live
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                task.abort();
+            }
+            let _ = live.client.flush().await;
+            let _ = live.client.drain().await;
+        }
+    }
+
+    /// The underlying NATS client, for tests and tools that need the raw
+    /// wire (a service never needs it).
+    pub fn nats_client(&self) -> Result<async_nats::Client, Error> {
+        Ok(self.live()?.client.clone())
+    }
+}
+
+impl AsRef<Connector> for Connector {
+    fn as_ref(&self) -> &Connector {
+        self
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.inner.host)
+            .field("instance", &self.instance_id())
+            .finish()
+    }
+}
+
+/// How long to wait for the broker to refuse a new subscription: the refusal
+/// arrives as an asynchronous event shortly after the flush that follows it.
+const SUBSCRIPTION_CHECK: Duration = Duration::from_millis(30);
+
+impl Live {
+    /// Waits for `fut` (a call's own reply channel), reading the reply
+    /// subscription meanwhile (see [`crate::pump`]).
+    pub(crate) fn pump_until<'a, F: std::future::Future + Unpin + 'a>(
+        &'a self,
+        fut: F,
+    ) -> impl std::future::Future<Output = F::Output> + 'a {
+        self.pump.wait(&self.shared, fut)
+    }
+
+    pub(crate) fn add_task(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        subject: &str,
+        queue: Option<&str>,
+    ) -> Result<async_nats::Subscriber, Error> {
+        let result = match queue {
+            Some(q) => {
+                self.client
+                    .queue_subscribe(subject.to_string(), q.to_string())
+                    .await
+            }
+            None => self.client.subscribe(subject.to_string()).await,
+        };
+        result.map_err(|e| Error::Subscribe {
+            subject: subject.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Flushes, then waits briefly for the broker to refuse any of `subjects`.
+    pub(crate) async fn confirm_subscriptions(&self, subjects: &[String]) -> Result<(), Error> {
+        self.client.flush().await.map_err(|e| Error::Subscribe {
+            subject: subjects.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let deadline = tokio::time::Instant::now() + SUBSCRIPTION_CHECK;
+        loop {
+            let notified = self.shared.subscription_denied.notified();
+            if let Some(subject) = self.shared.take_denied_subscription(subjects) {
+                return Err(Error::SubscribeDenied { subject });
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return match self.shared.take_denied_subscription(subjects) {
+                    Some(subject) => Err(Error::SubscribeDenied { subject }),
+                    None => Ok(()),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violation_subjects_are_read_from_server_errors() {
+        assert_eq!(
+            violation_subject(r#"Permissions Violation for Publish to "a.b.c""#, "publish"),
+            Some("a.b.c".to_string())
+        );
+        assert_eq!(
+            violation_subject(
+                "'Permissions Violation for Subscription to \"x.>\"'",
+                "subscription"
+            ),
+            Some("x.>".to_string())
+        );
+        assert_eq!(
+            violation_subject(
+                r#"Permissions Violation for Subscription to "a.*.b" using queue "q.example""#,
+                "subscription"
+            ),
+            Some("a.*.b".to_string())
+        );
+        assert_eq!(violation_subject("something else", "publish"), None);
+    }
+
+    #[test]
+    fn new_does_no_io_and_reports_not_connected() {
+        let c = Connector::with_config("Calc.Example", Config::default());
+        assert_eq!(c.hostname(), "calc.example");
+        assert!(!c.is_connected());
+        assert!(matches!(c.live(), Err(Error::NotConnected { .. })));
+    }
+}

@@ -1,0 +1,84 @@
+//! The request context: the certified caller of the request being handled,
+//! and the actor and baggage headers that flow from it to every outbound call
+//! made while handling it.
+//!
+//! The runtime runs each handler inside [`Frame::scope`] (a tokio task-local),
+//! so calls made by the handler, directly or through `join!`/`select!`, carry
+//! `Microbus-Actor` and `Microbus-Baggage-*` on. A `tokio::spawn`ed task does
+//! not inherit task-locals: wrap its future in `context::current().scope(…)`.
+//! An edge service (a gateway) starts a frame itself with [`with_actor`].
+
+use std::future::Future;
+
+tokio::task_local! {
+    static FRAME: Frame;
+}
+
+/// What a request carries from its caller to the calls it causes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// The broker-verified hostname of the caller (from the subject).
+    pub caller: Option<String>,
+    /// The `Microbus-Actor` token.
+    pub actor: Option<String>,
+    /// `Microbus-Baggage-*` headers, full names.
+    pub baggage: Vec<(String, String)>,
+}
+
+impl Frame {
+    /// Runs `fut` with this frame as the current context.
+    pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        FRAME.scope(self, fut)
+    }
+
+    /// Adds a baggage entry (`name` without the `Microbus-Baggage-` prefix).
+    pub fn with_baggage(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.baggage.push((
+            format!("{}{name}", crate::wire::BAGGAGE_PREFIX),
+            value.into(),
+        ));
+        self
+    }
+}
+
+/// The current frame (empty outside a handler).
+pub fn current() -> Frame {
+    FRAME.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The broker-verified caller of the request being handled.
+pub fn caller() -> Option<String> {
+    FRAME.try_with(|f| f.caller.clone()).ok().flatten()
+}
+
+/// The actor token of the request being handled.
+pub fn actor() -> Option<String> {
+    FRAME.try_with(|f| f.actor.clone()).ok().flatten()
+}
+
+/// A baggage value of the request being handled (`name` without prefix,
+/// case-insensitive).
+pub fn baggage(name: &str) -> Option<String> {
+    FRAME
+        .try_with(|f| {
+            f.baggage.iter().find_map(|(n, v)| {
+                let short = &n[crate::wire::BAGGAGE_PREFIX.len().min(n.len())..];
+                short.eq_ignore_ascii_case(name).then(|| v.clone())
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `fut` with `actor` as the actor token of every call it makes (the
+/// rest of the current frame is kept).
+pub async fn with_actor<F: Future>(actor: impl Into<String>, fut: F) -> F::Output {
+    let mut frame = current();
+    frame.actor = Some(actor.into());
+    frame.scope(fut).await
+}
+
+/// Reads the current frame, if any, without cloning it.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
+    FRAME.try_with(f).ok()
+}

@@ -1,0 +1,52 @@
+//! `buswarden`: the minimal runtime a service depends on.
+//!
+//! One [`Connector`] per service: its own NATS connection, its own `.creds`
+//! (re-read at every connect), requests, replies and events on the subjects
+//! of `buswarden_rules::subject`, so the traffic is exactly what the analyzer
+//! grants. The user-facing surface:
+//!
+//! - [`api`]: `#[buswarden::api(host = "…")]` on a trait generates its typed
+//!   clients, trigger, hook and serving glue (see the `buswarden-macros` crate);
+//! - [`grant`]: `#[buswarden::grant(METHOD, "URL")]`, the reviewable escape
+//!   hatch for a genuinely dynamic raw call (validated, otherwise a no-op);
+//! - [`Connector`]: configuration, `connect`, `serve`, raw calls;
+//! - [`context`]: the certified caller and the actor/baggage headers that
+//!   flow from an inbound request to the calls made while handling it;
+//! - [`wire`]: how requests and responses are encoded on NATS.
+//!
+//! Modules: [`config`] (code and environment settings), [`creds`] (the
+//! `.creds` file and the per-connect auth callback), [`connector`] (the live
+//! connection, pending calls, reply dispatch), [`call`] (unicast, multicast,
+//! raw calls), `pump` (who reads the reply subscription), [`serve`]
+//! (endpoints and certified caller identity), [`event`]
+//! (triggers and hooks), [`error`], [`method`], [`id`].
+
+#![forbid(unsafe_code)]
+
+pub mod call;
+pub mod config;
+pub mod connector;
+pub mod context;
+pub mod creds;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod method;
+mod pump;
+pub mod serve;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use buswarden_macros::{api, grant};
+pub use call::{RawCall, RawMulticast};
+pub use config::{Config, Credentials};
+pub use connector::{Connector, Stats};
+pub use error::Error;
+pub use method::Method;
+pub use serve::{Endpoint, Serve};
+pub use wire::{Request, Response};
+
+/// `Result` with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,123 @@
+//! The reply pump: who reads the connector's one reply subscription.
+//!
+//! A background task always reads it, so no reply ever waits for a reader.
+//! A call waiting for its reply also reads it when it is polled (a short,
+//! non-blocking drain under a lock that is never held across an await) and
+//! registers a waker that wakes both itself and the background task: a lone
+//! call is then woken by its own reply and handles it in its own task, with
+//! no task hop, and a call that stops being polled (a future kept but no
+//! longer awaited) can never stall the others, because the background task
+//! is woken by every reply too.
+
+use crate::connector::Shared;
+use futures_util::StreamExt as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// The reply subscription and the background reader's waker.
+pub(crate) struct ReplyPump {
+    subscription: Mutex<async_nats::Subscriber>,
+    background: OnceLock<Waker>,
+}
+
+/// Wakes a waiting call and the background reader.
+struct Both {
+    call: Waker,
+    background: Waker,
+}
+
+impl Wake for Both {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.call.wake_by_ref();
+        self.background.wake_by_ref();
+    }
+}
+
+impl ReplyPump {
+    pub(crate) fn new(subscription: async_nats::Subscriber) -> Self {
+        ReplyPump {
+            subscription: Mutex::new(subscription),
+            background: OnceLock::new(),
+        }
+    }
+
+    /// Dispatches every reply already received; registers `waker` for the
+    /// next. Returns `true` when the subscription has ended. When another
+    /// reader is draining at this instant, returns at once (that reader
+    /// dispatches, and its waker includes the background reader).
+    fn drain(&self, shared: &Shared, waker: &Waker) -> bool {
+        let Ok(mut subscription) = self.subscription.try_lock() else {
+            return false;
+        };
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match subscription.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(msg)) => shared.dispatch_reply(msg),
+                Poll::Ready(None) => return true,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// The background reader: runs until the subscription ends.
+    pub(crate) fn background(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+    ) -> impl Future<Output = ()> + Send {
+        std::future::poll_fn(move |cx| {
+            let _ = self.background.set(cx.waker().clone());
+            if self.drain(&shared, cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Waits for `fut` (a call's own reply channel), reading replies itself
+    /// while it waits.
+    pub(crate) fn wait<'a, F: Future + Unpin + 'a>(
+        &'a self,
+        shared: &'a Shared,
+        fut: F,
+    ) -> impl Future<Output = F::Output> + 'a {
+        Wait {
+            pump: self,
+            shared,
+            fut,
+        }
+    }
+}
+
+struct Wait<'a, F> {
+    pump: &'a ReplyPump,
+    shared: &'a Shared,
+    fut: F,
+}
+
+impl<F: Future + Unpin> Future for Wait<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
+            return Poll::Ready(out);
+        }
+        let waker = match self.pump.background.get() {
+            Some(background) => Waker::from(Arc::new(Both {
+                call: cx.waker().clone(),
+                background: background.clone(),
+            })),
+            // Not started yet: the background reader registers itself on
+            // its first poll, which is already scheduled.
+            None => return Poll::Pending,
+        };
+        self.pump.drain(self.shared, &waker);
+        Pin::new(&mut self.fut).poll(cx)
+    }
+}
