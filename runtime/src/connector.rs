@@ -147,6 +147,11 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many calls are waiting for a response.
+    pub(crate) fn waiting_calls(&self) -> usize {
+        self.pending().len()
+    }
+
     pub(crate) fn count_spoofed_reply(&self) {
         self.counters
             .spoofed_replies
