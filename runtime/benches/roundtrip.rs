@@ -3,12 +3,16 @@
 //! async-nats request/reply (`Client::request`, a subscriber answering on the
 //! `_INBOX` reply subject) on the same nats-server, in the same process and
 //! run. Prints p50/p99 latency of sequential calls, throughput with many
-//! calls in flight, and the runtime/raw ratios (medians of several rounds).
+//! calls in flight, and the runtime/raw ratios (medians of several rounds,
+//! and the median of per-round ratios), then two references: raw async-nats
+//! carrying the runtime's payload envelope on a layout-shaped subject and
+//! on a short one (what the subject layout costs vs what the envelope costs).
 //!
 //!     source ci/deps.sh && cargo bench -p buswarden --bench roundtrip
 //!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 3
 
-use buswarden::{Connector, Error};
+use buswarden::wire::{Envelope, Kind};
+use buswarden::{Connector, Error, id};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
@@ -170,25 +174,28 @@ async fn run(s: Settings) {
             }
         }
     });
-    // The same raw request/reply, carrying the runtime's envelope (two
-    // request headers, one response header) on layout-shaped subjects: what
-    // the wire format alone costs, without the runtime's code.
-    let mut hsub = responder
-        .subscribe("microbus.safe.443.caller_bench.echo_bench._.POST.echo")
-        .await
-        .expect("subscribe");
-    let r3 = responder.clone();
-    tokio::spawn(async move {
-        while let Some(msg) = hsub.next().await {
-            if let (Some(reply), Some(h)) = (msg.reply, msg.headers) {
-                let mut out = async_nats::HeaderMap::new();
-                if let Some(id) = h.get("Microbus-Msg-Id") {
-                    out.insert("Microbus-Msg-Id", id.clone());
+    // The same raw request/reply, carrying the runtime's payload envelope
+    // (`runtime/src/wire.rs`) on layout-shaped subjects, decoded and answered
+    // with a response envelope: what the wire format alone costs, without
+    // the runtime's code.
+    for subject in [LAYOUT_SUBJECT, SHORT_SUBJECT] {
+        let mut hsub = responder.subscribe(subject).await.expect("subscribe");
+        let r3 = responder.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = hsub.next().await {
+                if let (Some(reply), Ok((mut env, body))) =
+                    (msg.reply, Envelope::decode(&msg.payload))
+                {
+                    env.kind = Kind::Response;
+                    env.status = 200;
+                    env.from_id.clear();
+                    if let Ok(out) = env.encode(&body) {
+                        let _ = r3.publish(reply, out).await;
+                    }
                 }
-                let _ = r3.publish_with_headers(reply, out, msg.payload).await;
             }
-        }
-    });
+        });
+    }
     responder.flush().await.expect("flush");
     let requester = async_nats::connect(server.url()).await.expect("connect");
 
@@ -210,6 +217,7 @@ async fn run(s: Settings) {
     let mut raw = Vec::new();
     let mut ours = Vec::new();
     let mut wire = Vec::new();
+    let mut short = Vec::new();
     for round in 0..s.rounds {
         let (rq, p) = (requester.clone(), payload.clone());
         let r = measure(&s, server.pid(), move || {
@@ -221,24 +229,6 @@ async fn run(s: Settings) {
             }
         })
         .await;
-        let (rq, p) = (requester.clone(), payload.clone());
-        let w = measure(&s, server.pid(), move || {
-            let (rq, p) = (rq.clone(), p.clone());
-            async move {
-                let mut h = async_nats::HeaderMap::new();
-                h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdef");
-                h.insert("Microbus-From-Id", "id-abcdefghij");
-                rq.request_with_headers(
-                    "microbus.safe.443.caller_bench.echo_bench._.POST.echo",
-                    h,
-                    p.into(),
-                )
-                .await
-                .expect("raw request with headers");
-            }
-        })
-        .await;
-        wire.push(w);
         let (c, p) = (caller.clone(), payload.clone());
         let o = measure(&s, server.pid(), move || {
             let (c, p) = (c.clone(), p.clone());
@@ -247,6 +237,9 @@ async fn run(s: Settings) {
             }
         })
         .await;
+        // The references after the pair they explain.
+        wire.push(enveloped(&s, server.pid(), &requester, &payload, LAYOUT_SUBJECT).await);
+        short.push(enveloped(&s, server.pid(), &requester, &payload, SHORT_SUBJECT).await);
         println!(
             "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server)",
             r.p50,
@@ -284,8 +277,19 @@ async fn run(s: Settings) {
         s.in_flight,
         ot / rt
     );
+    // Each round measures both sides back to back, so a ratio within a round
+    // cancels the slow drift of a shared machine; their median is the
+    // steadier figure.
+    let paired =
+        |f: fn(&Figures) -> f64| median(raw.iter().zip(&ours).map(|(r, o)| f(o) / f(r)).collect());
+    println!(
+        "median of per-round ratios: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+        paired(p50),
+        paired(p99),
+        paired(tput)
+    );
     let cpu = |v: &[Figures]| (us(v, |f| f.cpu_client), us(v, |f| f.cpu_server));
-    let ((rc, rs), (oc, os), (wc, ws)) = (cpu(&raw), cpu(&ours), cpu(&wire));
+    let ((rc, rs), (oc, os)) = (cpu(&raw), cpu(&ours));
     println!(
         "| CPU per call, this process | {rc:.1} µs | {oc:.1} µs | {:.2}x | |",
         oc / rc
@@ -294,11 +298,45 @@ async fn run(s: Settings) {
         "| CPU per call, nats-server | {rs:.1} µs | {os:.1} µs | {:.2}x | |",
         os / rs
     );
-    let (wp50, wt) = (us(&wire, p50), us(&wire, tput));
-    println!(
-        "reference, raw async-nats carrying the runtime's envelope (2 request headers, 1 response header, layout subject): \
-         p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server",
-        wp50 / rp50,
-        wt / rt
-    );
+    for (what, v) in [
+        ("on a layout subject (what the runtime sends)", &wire),
+        ("on a short subject (`bench.env`)", &short),
+    ] {
+        let (wp50, wt) = (us(v, p50), us(v, tput));
+        let (wc, ws) = cpu(v);
+        println!(
+            "reference, raw async-nats carrying the runtime's payload envelope {what}: \
+             p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server",
+            wp50 / rp50,
+            wt / rt
+        );
+    }
+}
+
+/// The request subject of the reference runs, shaped like the runtime's.
+const LAYOUT_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_bench._.POST.echo";
+/// The same envelope on a short subject: splits the subject's cost from the envelope's.
+const SHORT_SUBJECT: &str = "bench.env";
+
+/// Raw async-nats request/reply carrying a runtime envelope on `subject`.
+async fn enveloped(
+    s: &Settings,
+    server_pid: u32,
+    requester: &async_nats::Client,
+    payload: &str,
+    subject: &'static str,
+) -> Figures {
+    let (rq, p) = (requester.clone(), payload.to_string());
+    measure(s, server_pid, move || {
+        let (rq, p) = (rq.clone(), p.clone());
+        async move {
+            let env = Envelope::request(id::message_id(), "id-abcdefghij");
+            let reply = rq
+                .request(subject, env.encode(p.as_bytes()).expect("envelope"))
+                .await
+                .expect("raw request with envelope");
+            Envelope::decode(&reply.payload).expect("response envelope");
+        }
+    })
+    .await
 }

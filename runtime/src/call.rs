@@ -7,12 +7,11 @@
 //! is accepted only from the responder host that was called. A publish the
 //! broker refuses fails the call at once with [`Error::PublishDenied`].
 
-use crate::connector::{Connector, Incoming, Live, Pending, Sink};
+use crate::connector::{Connector, Incoming, Live, Pending, Reply, Sink};
 use crate::error::Error;
 use crate::id;
 use crate::method::Method;
-use crate::wire::{self, FROM_ID, MSG_ID, MULTICAST, OP_CODE, QUERY, Response};
-use async_nats::HeaderMap;
+use crate::wire::{self, EnvelopeWriter, Kind, Response};
 use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Position, Url};
 use std::collections::HashSet;
@@ -112,44 +111,45 @@ pub(crate) fn parse_url(url: &str) -> Result<(Target, String), Error> {
 }
 
 impl Live {
-    /// The envelope of a request from this connector.
-    fn request_headers(
+    /// A request message from this connector: envelope, then body.
+    fn request_payload(
         &self,
         msg_id: u128,
         multicast: bool,
         out: &Outgoing,
-    ) -> Result<HeaderMap, Error> {
-        let mut h = HeaderMap::new();
-        h.insert(MSG_ID, id::format_message_id(msg_id).as_str());
-        h.insert(FROM_ID, self.id.token());
-        if multicast {
-            h.insert(MULTICAST, "1");
-        }
-        if !out.query.is_empty() {
-            put_header(&mut h, QUERY, &out.query)?;
-        }
+    ) -> Result<bytes::Bytes, Error> {
+        let encode = |e: wire::EnvelopeError| Error::Encode {
+            what: "request envelope".into(),
+            reason: e.to_string(),
+        };
+        let mut w = EnvelopeWriter::new(
+            Kind::Request,
+            multicast,
+            0,
+            msg_id,
+            self.id.token(),
+            &out.query,
+            out.body.len(),
+        )
+        .map_err(encode)?;
         crate::context::with_current(|frame| {
             if let Some(actor) = &frame.actor {
-                put_header(&mut h, wire::ACTOR, actor)?;
+                w.header(wire::ACTOR, actor)?;
             }
             for (name, value) in &frame.baggage {
-                put_header(&mut h, name, value)?;
+                w.header(name, value)?;
             }
-            Ok::<(), Error>(())
+            Ok::<(), wire::EnvelopeError>(())
         })
-        .transpose()?;
+        .transpose()
+        .map_err(encode)?;
         for (name, value) in &out.headers {
-            if wire::is_envelope(name)
-                && !name.eq_ignore_ascii_case(wire::ACTOR)
-                && !name
-                    .to_ascii_lowercase()
-                    .starts_with(&wire::BAGGAGE_PREFIX.to_ascii_lowercase())
-            {
+            if wire::is_envelope(name) && !wire::is_propagated(name) {
                 continue;
             }
-            put_header(&mut h, name, value)?;
+            w.header(name, value).map_err(encode)?;
         }
-        Ok(h)
+        Ok(w.finish(&out.body))
     }
 
     fn subject_for(&self, target: &Target, method: &buswarden_rules::Method) -> String {
@@ -181,7 +181,7 @@ impl Live {
     ) -> Result<(String, u128), Error> {
         let subject = self.subject_for(target, method);
         let msg_id = id::message_id();
-        let headers = self.request_headers(msg_id, multicast, &out)?;
+        let payload = self.request_payload(msg_id, multicast, &out)?;
         self.shared.pending().insert(
             msg_id,
             Pending {
@@ -190,11 +190,7 @@ impl Live {
                 sink,
             },
         );
-        if let Err(e) = self
-            .client
-            .publish_with_headers(subject.clone(), headers, out.body.into())
-            .await
-        {
+        if let Err(e) = self.client.publish(subject.clone(), payload).await {
             self.shared.pending().remove(&msg_id);
             return Err(Error::Publish {
                 subject,
@@ -224,10 +220,10 @@ impl Live {
         };
         let mut rx = rx;
         match tokio::time::timeout(timeout, self.pump_until(&mut rx)).await {
-            Ok(Ok(Incoming::Message { responder, msg })) => {
+            Ok(Ok(Incoming::Message { responder, reply })) => {
                 // The dispatcher removed the entry when it delivered.
                 guard.armed = false;
-                into_response(&responder, &msg)
+                into_response(&responder, *reply)
             }
             Ok(Ok(Incoming::Denied)) => {
                 guard.armed = false;
@@ -286,16 +282,13 @@ impl Live {
                 break Ok(());
             };
             match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
-                Ok(Some(Incoming::Message { responder, msg })) => {
-                    let instance = wire::nats_header(msg.headers.as_ref(), FROM_ID)
-                        .unwrap_or_default()
-                        .to_string();
-                    let key = (responder.clone(), instance);
-                    if wire::nats_header(msg.headers.as_ref(), OP_CODE) == Some(wire::OP_ACK) {
+                Ok(Some(Incoming::Message { responder, reply })) => {
+                    let key = (responder.clone(), reply.envelope.from_id.clone());
+                    if reply.envelope.kind == Kind::Ack {
                         acked.insert(key);
                     } else if done.insert(key.clone()) {
                         acked.insert(key);
-                        results.push(into_response(&responder, &msg));
+                        results.push(into_response(&responder, *reply));
                     }
                 }
                 Ok(Some(Incoming::Denied)) => {
@@ -336,36 +329,23 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-fn put_header(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), Error> {
-    let n: async_nats::HeaderName = name.parse().map_err(|_| Error::Encode {
-        what: format!("header {name:?}"),
-        reason: "not a valid header name".into(),
-    })?;
-    let v: async_nats::HeaderValue = value.parse().map_err(|_| Error::Encode {
-        what: format!("header {name:?}"),
-        reason: "value contains CR or LF".into(),
-    })?;
-    h.append(n, v);
-    Ok(())
-}
-
-/// Turns a response message into a [`Response`], or an error for a status of
-/// 400 and above.
-pub(crate) fn into_response(responder: &str, msg: &async_nats::Message) -> Result<Response, Error> {
-    let status = wire::nats_header(msg.headers.as_ref(), wire::STATUS)
-        .and_then(|s| s.parse::<u16>().ok())
-        .unwrap_or(200);
-    if status >= 400 {
+/// Turns a response into a [`Response`], or an error for a status of 400
+/// and above.
+pub(crate) fn into_response(responder: &str, reply: Reply) -> Result<Response, Error> {
+    let Reply { envelope, body } = reply;
+    if envelope.status >= 400 {
         return Err(Error::Remote {
             host: responder.to_string(),
-            status,
-            message: String::from_utf8_lossy(&msg.payload).into_owned(),
+            status: envelope.status,
+            message: String::from_utf8_lossy(&body).into_owned(),
         });
     }
+    let mut headers = envelope.headers;
+    headers.retain(|(n, _)| !wire::is_envelope(n));
     Ok(Response {
-        status,
-        headers: wire::header_pairs(msg.headers.as_ref(), false),
-        body: msg.payload.to_vec(),
+        status: envelope.status,
+        headers,
+        body: body.to_vec(),
     })
 }
 

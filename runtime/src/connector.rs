@@ -8,7 +8,7 @@ use crate::creds::{UserCreds, auth_callback};
 use crate::error::Error;
 use crate::id;
 use crate::pump::ReplyPump;
-use crate::wire::{self, MSG_ID};
+use crate::wire;
 use async_nats::{Event, ServerError};
 use buswarden_rules::subject::{self, Subject};
 use buswarden_rules::{Hostname, Plane, Position};
@@ -123,12 +123,18 @@ pub(crate) enum Sink {
     Many(mpsc::UnboundedSender<Incoming>),
 }
 
+/// A decoded response or acknowledgement.
+pub(crate) struct Reply {
+    pub(crate) envelope: wire::Envelope,
+    pub(crate) body: bytes::Bytes,
+}
+
 /// What reaches a waiting call.
 pub(crate) enum Incoming {
     /// A response or ack from `responder`.
     Message {
         responder: String,
-        msg: Box<async_nats::Message>,
+        reply: Box<Reply>,
     },
     /// The broker refused the request's publish.
     Denied,
@@ -139,6 +145,11 @@ impl Shared {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // map itself is always consistent (single inserts and removes).
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many calls are waiting for a response.
+    pub(crate) fn waiting_calls(&self) -> usize {
+        self.pending().len()
     }
 
     pub(crate) fn count_spoofed_reply(&self) {
@@ -218,11 +229,11 @@ impl Shared {
             Ok(Subject::Reply(r)) => r.responder,
             _ => return self.count_malformed(),
         };
-        let Some(msg_id) =
-            wire::nats_header(msg.headers.as_ref(), MSG_ID).and_then(id::parse_message_id)
-        else {
-            return self.count_malformed();
+        let (envelope, body) = match wire::Envelope::decode(&msg.payload) {
+            Ok((e, body)) if e.kind != wire::Kind::Request => (e, body),
+            _ => return self.count_malformed(),
         };
+        let msg_id = envelope.msg_id;
         let mut pending = self.pending();
         let Some(p) = pending.get_mut(&msg_id) else {
             drop(pending);
@@ -239,11 +250,11 @@ impl Shared {
             Sink::Many(tx) => {
                 let _ = tx.send(Incoming::Message {
                     responder,
-                    msg: Box::new(msg),
+                    reply: Box::new(Reply { envelope, body }),
                 });
             }
             Sink::Once(_) => {
-                if wire::nats_header(msg.headers.as_ref(), wire::OP_CODE) == Some(wire::OP_ACK) {
+                if envelope.kind == wire::Kind::Ack {
                     return;
                 }
                 if let Some(Pending {
@@ -253,7 +264,7 @@ impl Shared {
                 {
                     let _ = tx.send(Incoming::Message {
                         responder,
-                        msg: Box::new(msg),
+                        reply: Box::new(Reply { envelope, body }),
                     });
                 }
             }

@@ -7,7 +7,9 @@
 //! call is then woken by its own reply and handles it in its own task, with
 //! no task hop, and a call that stops being polled (a future kept but no
 //! longer awaited) can never stall the others, because the background task
-//! is woken by every reply too.
+//! is woken by every reply too. A call that is the only one waiting wakes
+//! only itself (nothing else can be stalled by it), which saves a wasted
+//! wake-up of the background reader, and a race for the lock, per reply.
 
 use crate::connector::Shared;
 use futures_util::StreamExt as _;
@@ -91,6 +93,7 @@ impl ReplyPump {
             pump: self,
             shared,
             fut,
+            lone: false,
         }
     }
 }
@@ -99,6 +102,21 @@ struct Wait<'a, F> {
     pump: &'a ReplyPump,
     shared: &'a Shared,
     fut: F,
+    /// Whether the subscription's registered waker is this call's alone.
+    lone: bool,
+}
+
+impl<F> Drop for Wait<'_, F> {
+    /// Hands the subscription back to the background reader when this call
+    /// was its lone reader, so replies that arrive later (late or
+    /// unmatched ones) are still read.
+    fn drop(&mut self) {
+        if self.lone
+            && let Some(background) = self.pump.background.get()
+        {
+            self.pump.drain(self.shared, background);
+        }
+    }
 }
 
 impl<F: Future + Unpin> Future for Wait<'_, F> {
@@ -108,6 +126,21 @@ impl<F: Future + Unpin> Future for Wait<'_, F> {
         if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
             return Poll::Ready(out);
         }
+        // A lone waiting call reads for itself and wakes only itself: no
+        // other call can be stalled by it, and a call that starts later
+        // inserts itself first and then registers its own waker. With other
+        // calls waiting, the background reader is woken by every reply too.
+        if self.shared.waiting_calls() <= 1 {
+            self.pump.drain(self.shared, cx.waker());
+            // A call that started meanwhile may have found the lock taken
+            // and left the registration to this drain: include the
+            // background reader then.
+            if self.shared.waiting_calls() <= 1 {
+                self.lone = true;
+                return Pin::new(&mut self.fut).poll(cx);
+            }
+        }
+        self.lone = false;
         let waker = match self.pump.background.get() {
             Some(background) => Waker::from(Arc::new(Both {
                 call: cx.waker().clone(),

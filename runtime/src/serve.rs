@@ -17,10 +17,7 @@
 use crate::connector::{Connector, Live};
 use crate::context::Frame;
 use crate::error::Error;
-use crate::wire::{
-    self, FROM_HOST, FROM_ID, MSG_ID, MULTICAST, OP_ACK, OP_CODE, Request, Response, STATUS,
-};
-use async_nats::HeaderMap;
+use crate::wire::{self, Envelope, EnvelopeWriter, FROM_HOST, Kind, Request, Response};
 use buswarden_rules::route::{CONTROL_PORT, EVENT_PORT};
 use buswarden_rules::subject::{self, Subject};
 use buswarden_rules::{Hostname, Method, Position, Route};
@@ -197,122 +194,118 @@ impl Live {
         if inbound == Inbound::Event && (req.src != req.dest || req.port != EVENT_PORT) {
             return self.shared.count_foreign_event();
         }
-        let headers = msg.headers.as_ref();
-        let Some(msg_id) = wire::nats_header(headers, MSG_ID).map(str::to_string) else {
+        let Ok((envelope, body)) = Envelope::decode(&msg.payload) else {
             return self.shared.count_malformed();
         };
-        let caller_id = match wire::nats_header(headers, FROM_ID).map(Position::parse) {
-            Some(Ok(p @ Position::Id(_))) => p,
+        if envelope.kind != Kind::Request {
+            return self.shared.count_malformed();
+        }
+        let caller_id = match Position::parse(&envelope.from_id) {
+            Ok(p @ Position::Id(_)) => p,
             _ => return self.shared.count_malformed(),
         };
         let reply = subject::reply(&self.plane, self.host.as_str(), &req.src, &caller_id);
-        let multicast = wire::nats_header(headers, MULTICAST) == Some("1");
-        if multicast {
-            let mut ack = HeaderMap::new();
-            ack.insert(MSG_ID, msg_id.as_str());
-            ack.insert(OP_CODE, OP_ACK);
-            ack.insert(FROM_ID, self.id.token());
-            let _ = self
-                .client
-                .publish_with_headers(reply.clone(), ack, Default::default())
-                .await;
+        let Envelope {
+            msg_id,
+            multicast,
+            query,
+            mut headers,
+            ..
+        } = envelope;
+        if multicast
+            && let Ok(ack) = EnvelopeWriter::new(Kind::Ack, true, 0, msg_id, self.id.token(), "", 0)
+        {
+            let _ = self.client.publish(reply.clone(), ack.finish(&[])).await;
         }
-        // Transport headers stay out of the request; any From-Host the
-        // publisher wrote, in any spelling, is dropped for the certified one.
-        let mut pairs: Vec<(String, String)> = wire::header_pairs(headers, true)
-            .into_iter()
-            .filter(|(n, _)| {
-                ![FROM_HOST, MSG_ID, FROM_ID, MULTICAST, wire::QUERY]
-                    .iter()
-                    .any(|t| n.eq_ignore_ascii_case(t))
-            })
-            .collect();
-        pairs.push((FROM_HOST.to_string(), req.src.clone()));
+        // Any From-Host the publisher wrote, in any spelling, is dropped for
+        // the certified one: the subject's source segment, pinned by the broker.
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(FROM_HOST));
+        headers.push((FROM_HOST.to_string(), req.src.clone()));
+        let mut actor = None;
+        let mut baggage = Vec::new();
+        for (n, v) in &headers {
+            if actor.is_none() && n.eq_ignore_ascii_case(wire::ACTOR) {
+                actor = Some(v.clone());
+            } else if wire::has_prefix(n, wire::BAGGAGE_PREFIX) {
+                baggage.push((n.clone(), v.clone()));
+            }
+        }
         let frame = Frame {
             caller: Some(req.src.clone()),
-            actor: wire::nats_header(headers, wire::ACTOR).map(str::to_string),
-            baggage: pairs
-                .iter()
-                .filter(|(n, _)| {
-                    n.len() > wire::BAGGAGE_PREFIX.len()
-                        && n[..wire::BAGGAGE_PREFIX.len()]
-                            .eq_ignore_ascii_case(wire::BAGGAGE_PREFIX)
-                })
-                .cloned()
-                .collect(),
+            actor,
+            baggage,
         };
         let request = Request {
             method: req.method.as_str().to_string(),
             path: req.path,
-            query: wire::nats_header(headers, wire::QUERY)
-                .unwrap_or_default()
-                .to_string(),
-            headers: pairs,
-            body: msg.payload.to_vec(),
+            query,
+            headers,
+            body: body.to_vec(),
         };
         self.shared.count_handled();
         let outcome = frame.scope(handler(request)).await;
-        let (h, body) = self.response_message(&msg_id, multicast, outcome);
-        let _ = self
-            .client
-            .publish_with_headers(reply, h, body.into())
-            .await;
+        let payload = self.response_message(msg_id, multicast, outcome);
+        let _ = self.client.publish(reply, payload).await;
     }
 
+    /// The response message: envelope and body. A response whose headers
+    /// cannot be encoded becomes a 500 with the reason.
     fn response_message(
         &self,
-        msg_id: &str,
+        msg_id: u128,
         multicast: bool,
         outcome: Result<Response, Error>,
-    ) -> (HeaderMap, Vec<u8>) {
-        let mut h = HeaderMap::new();
-        h.insert(MSG_ID, msg_id);
-        if multicast {
-            // Tells the replicas of one host apart.
-            h.insert(FROM_ID, self.id.token());
-        }
-        let response = match outcome {
-            Ok(resp) => {
-                let mut user = HeaderMap::new();
-                let mut valid = true;
+    ) -> bytes::Bytes {
+        // Multicast responses name the responder instance (tells the
+        // replicas of one host apart).
+        let from_id = if multicast { self.id.token() } else { "" };
+        let encoded = outcome.and_then(|resp| {
+            let status = if (100..=999).contains(&resp.status) {
+                resp.status
+            } else {
+                500
+            };
+            let w = EnvelopeWriter::new(
+                Kind::Response,
+                multicast,
+                status,
+                msg_id,
+                from_id,
+                "",
+                resp.body.len(),
+            )
+            .and_then(|mut w| {
                 for (n, v) in &resp.headers {
-                    if wire::is_envelope(n) {
-                        continue;
-                    }
-                    match (
-                        n.parse::<async_nats::HeaderName>(),
-                        v.parse::<async_nats::HeaderValue>(),
-                    ) {
-                        (Ok(n), Ok(v)) => user.append(n, v),
-                        _ => valid = false,
+                    if !wire::is_envelope(n) {
+                        w.header(n, v)?;
                     }
                 }
-                if valid {
-                    for (n, values) in user.iter() {
-                        for v in values {
-                            h.append(n.clone(), v.clone());
-                        }
-                    }
-                    Ok(resp)
-                } else {
-                    Err(Error::Encode {
-                        what: "response headers".into(),
-                        reason: "a header name or value is invalid".into(),
-                    })
-                }
-            }
-            Err(e) => Err(e),
-        };
-        match response {
-            Ok(resp) => {
-                if resp.status != 200 {
-                    h.insert(STATUS, resp.status.to_string().as_str());
-                }
-                (h, resp.body)
-            }
+                Ok(w)
+            })
+            .map_err(|e| Error::Encode {
+                what: "response headers".into(),
+                reason: e.to_string(),
+            })?;
+            Ok(w.finish(&resp.body))
+        });
+        match encoded {
+            Ok(payload) => payload,
             Err(e) => {
-                h.insert(STATUS, e.status_code().to_string().as_str());
-                (h, e.message().into_bytes())
+                let message = e.message();
+                match EnvelopeWriter::new(
+                    Kind::Response,
+                    multicast,
+                    e.status_code(),
+                    msg_id,
+                    from_id,
+                    "",
+                    message.len(),
+                ) {
+                    Ok(w) => w.finish(message.as_bytes()),
+                    // Only a sender id over 64 bytes fails here, and ours is
+                    // an `id-…` of 13: an empty payload is never sent.
+                    Err(_) => bytes::Bytes::new(),
+                }
             }
         }
     }

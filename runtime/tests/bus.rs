@@ -1,6 +1,7 @@
 //! The runtime against a real nats-server (plain mode): every call form,
 //! certified caller identity, reply and event spoofing, broker refusals.
 
+use buswarden::wire::{Envelope, Kind};
 use buswarden::{Connector, Error, Method, Request, Response, context};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -319,13 +320,10 @@ async fn events_reach_hooks_and_foreign_events_are_dropped() {
     // A forged event published under another source segment is dropped.
     let raw = caller.nats_client().unwrap();
     let before = sink1.stats().foreign_events + sink2.stats().foreign_events;
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdef");
-    h.insert("Microbus-From-Id", caller.instance_id().unwrap().as_str());
-    raw.publish_with_headers(
+    let forged = Envelope::request(0x0123, &caller.instance_id().unwrap());
+    raw.publish(
         "microbus.safe.417.caller_example.calc_example._.POST.on-overflow",
-        h,
-        r#"{"x":5}"#.into(),
+        forged.encode(br#"{"x":5}"#).unwrap(),
     )
     .await
     .unwrap();
@@ -367,14 +365,13 @@ async fn certified_identity_overwrites_forged_from_host() {
 
     // The runtime never sends a user-set From-Host; a raw publisher forges it.
     for forged in ["Microbus-From-Host", "microbus-from-host"] {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdef");
-        h.insert("Microbus-From-Id", caller.instance_id().unwrap().as_str());
-        h.insert(forged, "admin.example");
-        raw.publish_with_headers(
+        let mut envelope = Envelope::request(0x0123, &caller.instance_id().unwrap());
+        envelope
+            .headers
+            .push((forged.to_string(), "admin.example".to_string()));
+        raw.publish(
             "microbus.safe.444.caller_example.calc_example._.GET.files.who",
-            h,
-            Default::default(),
+            envelope.encode(b"").unwrap(),
         )
         .await
         .unwrap();
@@ -382,26 +379,20 @@ async fn certified_identity_overwrites_forged_from_host() {
             .await
             .unwrap()
             .unwrap();
+        let (response, _) = Envelope::decode(&msg.payload).unwrap();
+        assert_eq!(response.kind, Kind::Response);
         assert_eq!(
-            msg.headers
-                .as_ref()
-                .unwrap()
-                .get("X-From")
-                .unwrap()
-                .as_str(),
-            "caller.example",
+            response.header("X-From"),
+            Some("caller.example"),
             "the handler saw a forged caller"
         );
     }
     // A request without a source segment is rejected.
     let before = calc_svc.stats().anonymous_requests;
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("Microbus-Msg-Id", "0123456789abcdef0123456789abcdee");
-    h.insert("Microbus-From-Id", caller.instance_id().unwrap().as_str());
-    raw.publish_with_headers(
+    let envelope = Envelope::request(0x0124, &caller.instance_id().unwrap());
+    raw.publish(
         "microbus.safe.443.__.calc_example._.POST.square".replace("__", "_"),
-        h,
-        r#"{"x":2}"#.into(),
+        envelope.encode(br#"{"x":2}"#).unwrap(),
     )
     .await
     .unwrap();
@@ -430,18 +421,17 @@ async fn spoofed_replies_are_dropped() {
     let evil2 = evil.clone();
     let forger = tokio::spawn(async move {
         let msg = requests.next().await.unwrap();
-        let h = msg.headers.unwrap();
-        let id = h.get("Microbus-Msg-Id").unwrap().as_str().to_string();
-        let from = h.get("Microbus-From-Id").unwrap().as_str().to_string();
-        let mut r = async_nats::HeaderMap::new();
-        r.insert("Microbus-Msg-Id", id.as_str());
-        r.insert("Microbus-Op-Code", "Res");
-        r.insert("Microbus-Status", "200");
+        let (request, _) = Envelope::decode(&msg.payload).unwrap();
+        let mut response = Envelope::request(request.msg_id, "");
+        response.kind = Kind::Response;
+        response.status = 200;
         evil2
-            .publish_with_headers(
-                format!("microbus.reply._.evil_example.caller_example.{from}"),
-                r,
-                "\"forged\"".into(),
+            .publish(
+                format!(
+                    "microbus.reply._.evil_example.caller_example.{}",
+                    request.from_id
+                ),
+                response.encode(b"\"forged\"").unwrap(),
             )
             .await
             .unwrap();
