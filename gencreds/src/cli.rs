@@ -1,4 +1,4 @@
-//! The command line: `scan`, `check` and `explain`, each with the same life
+//! The command line: `scan`, `check`, `explain` and `sign`, each with the same life
 //! (load, analyse, report) and the same exit codes: 0 clean, 1 error
 //! findings, 2 the tool itself failed.
 
@@ -39,6 +39,8 @@ pub enum Command {
     Check(CommonArgs),
     /// Show every rule of a service with the call sites that produced it.
     Explain(ExplainArgs),
+    /// Check the tree, then sign per-deploy user credentials for every service.
+    Sign(crate::sign::SignArgs),
 }
 
 /// Options every command takes.
@@ -114,6 +116,8 @@ where
         Command::Scan(a) => scan(&a, out, err),
         Command::Check(a) => check(&a, out, err),
         Command::Explain(a) => explain(&a, out),
+        Command::Sign(a) => load(&a.root, Options::default(), None)
+            .and_then(|an| crate::sign::run(&a, &an, out, err)),
     };
     match result {
         Ok(code) => code,
@@ -250,8 +254,26 @@ pub fn rule_diff(committed: &RuleSet, derived: &RuleSet) -> Vec<String> {
         .collect()
 }
 
-fn check(a: &CommonArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
-    let an = load(&a.root, options(a), a.cache.as_deref())?;
+/// What `check` finds: every diagnostic (the analysis's and the drift of
+/// committed files), the rule diffs as text, and a JSON entry per service.
+pub struct Comparison {
+    /// Diagnostics, sorted.
+    pub diags: Vec<Diagnostic>,
+    /// Unified-style rule diffs of drifted files.
+    pub diffs: String,
+    /// One JSON object per service.
+    pub services: Vec<serde_json::Value>,
+}
+
+impl Comparison {
+    /// Whether an error stands (drift, a missing file, an error diagnostic).
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compares each service's committed `nats.acl` with what its code says.
+pub fn compare(an: &Analysis) -> Comparison {
     let mut diags = an.diags.clone();
     let mut diffs = String::new();
     let mut json_services = vec![];
@@ -327,6 +349,20 @@ fn check(a: &CommonArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Re
         }));
     }
     diags.sort();
+    Comparison {
+        diags,
+        diffs,
+        services: json_services,
+    }
+}
+
+fn check(a: &CommonArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
+    let an = load(&a.root, options(a), a.cache.as_deref())?;
+    let Comparison {
+        diags,
+        diffs,
+        services: json_services,
+    } = compare(&an);
     match a.format {
         Format::Human => {
             out.write_all(diffs.as_bytes())?;

@@ -8,6 +8,7 @@
 //! - [`index`]: modules and name resolution; [`eval`]: facts per body;
 //! - [`analysis`]: services, grant scope, rules and provenance;
 //! - [`diagnostic`], [`report`]: findings and their formats; [`cli`]: commands;
+//! - [`sign`]: `gencreds sign`, credentials only from a tree that passes `check`;
 //! - [`synth`]: the synthetic workspace generator used by the benchmark.
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod index;
 pub mod ir;
 pub mod lower;
 pub mod report;
+pub mod sign;
 pub mod source;
 pub mod synth;
 pub mod workspace;

@@ -291,6 +291,7 @@ fn help_texts() {
         vec!["scan", "--help"],
         vec!["check", "--help"],
         vec!["explain", "--help"],
+        vec!["sign", "--help"],
     ] {
         let o = gencreds(&cmd);
         assert_eq!(o.code, 0);
