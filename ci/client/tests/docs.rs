@@ -80,7 +80,9 @@ fn script(doc: &str, markdown: &str) -> (String, usize) {
             }
             "sh setup" => {}
             other => assert!(
-                !other.starts_with("sh") && !other.starts_with("bash") && !other.starts_with("shell"),
+                !other.starts_with("sh")
+                    && !other.starts_with("bash")
+                    && !other.starts_with("shell"),
                 "{doc}:{}: a shell block must be `sh` (run by this test) or `sh setup`",
                 b.line
             ),
@@ -93,7 +95,13 @@ fn script(doc: &str, markdown: &str) -> (String, usize) {
 fn copy_repo(to: &Path) {
     let root = repo_root();
     let out = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(&root)
         .output()
         .expect("git ls-files");
@@ -115,8 +123,8 @@ fn every_shell_block_of_the_docs_runs() {
     let path = path_env();
     let mut ran = 0;
     for doc in RUN {
-        let markdown = std::fs::read_to_string(repo_root().join(doc))
-            .unwrap_or_else(|e| panic!("{doc}: {e}"));
+        let markdown =
+            std::fs::read_to_string(repo_root().join(doc)).unwrap_or_else(|e| panic!("{doc}: {e}"));
         let (text, n) = script(doc, &markdown);
         if n == 0 {
             continue;
@@ -150,8 +158,16 @@ fn reference(out: &mut String, cmd: &clap::Command, path: &str, depth: usize) {
     if let Some(about) = cmd.get_long_about().or(cmd.get_about()) {
         let _ = writeln!(out, "{about}\n");
     }
-    let usage = cmd.clone().bin_name(path.to_string()).render_usage().to_string();
-    let _ = writeln!(out, "```text\n{}\n```\n", usage.trim_start_matches("Usage: "));
+    let usage = cmd
+        .clone()
+        .bin_name(path.to_string())
+        .render_usage()
+        .to_string();
+    let _ = writeln!(
+        out,
+        "```text\n{}\n```\n",
+        usage.trim_start_matches("Usage: ")
+    );
     let mut rows = String::new();
     for a in cmd.get_arguments() {
         let id = a.get_id().as_str();
@@ -181,7 +197,10 @@ fn reference(out: &mut String, cmd: &clap::Command, path: &str, depth: usize) {
         );
     }
     if !rows.is_empty() {
-        let _ = writeln!(out, "| argument | meaning | default |\n|---|---|---|\n{rows}");
+        let _ = writeln!(
+            out,
+            "| argument | meaning | default |\n|---|---|---|\n{rows}"
+        );
     }
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         reference(out, sub, &format!("{path} {}", sub.get_name()), depth + 1);
@@ -194,8 +213,18 @@ const END: &str = "<!-- GENERATED REFERENCE END -->";
 #[test]
 fn the_cli_reference_is_what_the_clap_definitions_say() {
     let mut generated = String::new();
-    reference(&mut generated, &gencreds::cli::Cli::command(), "gencreds", 1);
-    reference(&mut generated, &buswarden_ci::cli::Cli::command(), "buswarden-ci", 1);
+    reference(
+        &mut generated,
+        &gencreds::cli::Cli::command(),
+        "gencreds",
+        1,
+    );
+    reference(
+        &mut generated,
+        &buswarden_ci::cli::Cli::command(),
+        "buswarden-ci",
+        1,
+    );
     let file = repo_root().join("docs/cli.md");
     let text = std::fs::read_to_string(&file).unwrap();
     let (a, b) = (
