@@ -260,3 +260,31 @@ fn every_test_the_threat_model_cites_exists() {
     }
     assert!(cited >= 14, "only {cited} tests cited");
 }
+
+/// The README's first command, `ci/demo`, on the binaries already built.
+#[test]
+fn ci_demo_runs_the_main_job() {
+    let out = run_limited(
+        Command::new(repo_root().join("ci/demo"))
+            .env("PATH", path_env())
+            .env("BUSWARDEN_BIN_DIR", bin_dir())
+            .env("BUSWARDEN_NATS_SERVER", nats_server()),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ci/demo failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "# nats.acl for gateway.example",
+        "every nats.acl is true to code",
+        "2 trust-root grant(s), 0 wildcard grant(s)",
+        "# PUB microbus.danger.666.gateway_example.access_token_core.*.POST.mint",
+        "ready catalog.example ",
+        "ready orders.example ",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+}

@@ -432,3 +432,42 @@ role = "operator"
     assert_eq!(danger, expected, "{json}");
     assert_eq!(json["summary"]["violations"], 0, "{json}");
 }
+
+/// The YAML templates only call the plain shell versions (so the logic is
+/// tested once, above), and every script they name exists, is executable and
+/// parses.
+#[test]
+fn yaml_templates_call_the_tested_shell_scripts() {
+    let dir = repo_root().join("ci/templates");
+    let mut yamls = 0;
+    for sub in ["github", "gitlab"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scripts: Vec<&str> = text
+                .split("ci/templates/")
+                .skip(1)
+                .filter_map(|rest| rest.split_once(".sh").map(|(name, _)| name))
+                .filter(|name| !name.contains(char::is_whitespace) && !name.contains('*'))
+                .collect();
+            assert!(!scripts.is_empty(), "{} calls no template script", path.display());
+            for name in scripts {
+                let script = dir.join(format!("{name}.sh"));
+                let mode = std::fs::metadata(&script)
+                    .unwrap_or_else(|e| panic!("{}: {name}.sh: {e}", path.display()))
+                    .permissions()
+                    .mode();
+                assert!(mode & 0o111 != 0, "{} is not executable", script.display());
+            }
+            yamls += 1;
+        }
+    }
+    assert_eq!(yamls, 4);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sh") {
+            let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+        }
+    }
+}
