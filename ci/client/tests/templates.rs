@@ -450,7 +450,11 @@ fn yaml_templates_call_the_tested_shell_scripts() {
                 .filter_map(|rest| rest.split_once(".sh").map(|(name, _)| name))
                 .filter(|name| !name.contains(char::is_whitespace) && !name.contains('*'))
                 .collect();
-            assert!(!scripts.is_empty(), "{} calls no template script", path.display());
+            assert!(
+                !scripts.is_empty(),
+                "{} calls no template script",
+                path.display()
+            );
             for name in scripts {
                 let script = dir.join(format!("{name}.sh"));
                 let mode = std::fs::metadata(&script)
@@ -467,7 +471,12 @@ fn yaml_templates_call_the_tested_shell_scripts() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "sh") {
             let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
-            assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
         }
     }
 }
