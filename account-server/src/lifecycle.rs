@@ -10,11 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use buswarden_creds::claims::UserClaims;
 use buswarden_creds::connect;
 use buswarden_creds::jwt;
 use buswarden_creds::keys::{self, KeyKind, KeyPair, Seed};
-use buswarden_rules::{Hostname, Rule, RuleSet, Verb};
+use buswarden_creds::sign;
+use buswarden_rules::{Hostname, Plane, Rule, RuleSet, Verb};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -285,26 +285,25 @@ impl AccountServer {
         (user_key, hostname, rules): (&str, &Hostname, &RuleSet),
         (now, exp): (i64, i64),
     ) -> Result<(String, i64), ApiError> {
-        let plane = &self.config.plane;
-        let mut claims = UserClaims::new_user(user_key);
-        claims.data.name = hostname.as_str().to_string();
-        claims.data.exp = exp;
-        // The same tag gencreds writes, so a user JWT names its deploy.
-        claims.nats.generic.tags = vec![format!("deploy:{deploy}")];
-        claims.nats.issuer_account = l.account.account.clone();
-        claims.nats.limits.publish.allow = rules
-            .of(Verb::Pub)
-            .map(|r| r.subject_for_plane(plane))
-            .collect();
-        claims.nats.limits.subscribe.allow = rules
-            .of(Verb::Sub)
-            .map(|r| r.subject_for_plane(plane))
-            .collect();
+        let plane = Plane::parse(&self.config.plane)
+            .map_err(|e| ApiError::Internal(format!("configured plane: {e}")))?;
+        let mut claims = sign::user_claims(
+            user_key,
+            hostname,
+            rules,
+            &sign::UserGrant {
+                plane: &plane,
+                deploy,
+                exp,
+                issuer_account: Some(&l.account.account),
+            },
+        );
         let iat = jwt::issue_time(now, Some(&l.live), user_key);
         let token = jwt::encode(&mut claims, signer, iat)
             .map_err(|e| ApiError::Internal(format!("signing user {user_key}: {e}")))?;
-        let budget =
-            connect::jwt_budget(connect::DEFAULT_MAX_CONTROL_LINE, Some(hostname.as_str()));
+        // Counted as the runtime names its connections, as `gencreds sign` does.
+        let name = connect::ConnectName::Runtime.for_host(hostname.as_str());
+        let budget = connect::jwt_budget(connect::DEFAULT_MAX_CONTROL_LINE, name.as_deref());
         if token.len() > budget {
             return Err(ApiError::InvalidRules(format!(
                 "{}: the user JWT would be {} bytes, over the {budget} that fit nats-server's {}-byte CONNECT line; narrow the rules",

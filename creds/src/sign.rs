@@ -650,6 +650,54 @@ fn check_rules(
     }
 }
 
+/// What a service user's JWT carries besides its rules.
+#[derive(Debug, Clone, Copy)]
+pub struct UserGrant<'a> {
+    /// The plane filled in for `{{plane}}`.
+    pub plane: &'a Plane,
+    /// The deploy id, carried as the tag `deploy:<id>`.
+    pub deploy: &'a str,
+    /// Expiry, unix seconds; 0 = never.
+    pub exp: i64,
+    /// The account, when a signing key (not the account's identity key) signs.
+    pub issuer_account: Option<&'a str>,
+}
+
+/// The claims of one service's user, the single definition shared by
+/// `gencreds sign` and the account server: name = hostname, expiry, the
+/// `deploy:<id>` tag, `issuer_account`, the PUB and SUB allow lists with the
+/// plane filled in, and the `sub.deny` guards that stop nats-server from
+/// widening a SUB rule ending in `*` to `>`. Rules are not validated here:
+/// callers validate them for the hostname first.
+pub fn user_claims(
+    user_key: &str,
+    hostname: &Hostname,
+    rules: &RuleSet,
+    grant: &UserGrant<'_>,
+) -> UserClaims {
+    let plane = grant.plane.as_str();
+    let mut claims = UserClaims::new_user(user_key);
+    claims.data.name = hostname.as_str().to_string();
+    claims.data.exp = grant.exp;
+    claims.nats.generic.tags = vec![format!("deploy:{}", grant.deploy)];
+    if let Some(ia) = grant.issuer_account {
+        claims.nats.issuer_account = ia.to_string();
+    }
+    let fill =
+        |verb| -> Vec<String> { rules.of(verb).map(|r| r.subject_for_plane(plane)).collect() };
+    claims.nats.limits.publish.allow = fill(Verb::Pub);
+    claims.nats.limits.subscribe.allow = fill(Verb::Sub);
+    // nats-server lets `SUB a.>` through an allow of `a.*`; the guards deny
+    // what such a subscription would receive beyond the rule.
+    claims.nats.limits.subscribe.deny = rules
+        .sub_guards()
+        .deny
+        .iter()
+        .map(|g| fill_plane(&g.deny, plane))
+        .collect();
+    claims
+}
+
 /// Mints one service's user in memory: a fresh user key, the JWT signed by
 /// `signer`, the `.creds` bytes with the grants block. Refuses rules that do
 /// not validate, empty allow lists and a CONNECT line over budget.
@@ -660,17 +708,23 @@ pub fn mint(
 ) -> Result<MintedUser, Vec<ServiceProblem>> {
     let (pubs, subs) = check_rules(service, &opts.plane)?;
     let user_key = KeyPair::generate(KeyKind::User);
-    let mut claims = UserClaims::new_user(user_key.public_key());
-    claims.data.name = service.hostname.as_str().to_string();
-    if let Some(d) = opts.expires {
-        claims.data.exp = opts
+    let exp = match opts.expires {
+        Some(d) => opts
             .now
-            .saturating_add(d.as_secs().min(i64::MAX as u64) as i64);
-    }
-    claims.nats.generic.tags = vec![format!("deploy:{}", opts.deploy)];
-    if let Some(ia) = signer.issuer_account() {
-        claims.nats.issuer_account = ia.to_string();
-    }
+            .saturating_add(d.as_secs().min(i64::MAX as u64) as i64),
+        None => 0,
+    };
+    let mut claims = user_claims(
+        user_key.public_key(),
+        &service.hostname,
+        &service.rules,
+        &UserGrant {
+            plane: &opts.plane,
+            deploy: opts.deploy.as_str(),
+            exp,
+            issuer_account: signer.issuer_account(),
+        },
+    );
     let danger_grants: Vec<String> = service
         .rules
         .iter()
@@ -678,20 +732,9 @@ pub fn mint(
         .map(|r| format!("{} {}", r.verb, r.subject_for_plane(opts.plane.as_str())))
         .collect();
     let grants: Vec<(Verb, String)> = pubs
-        .iter()
-        .map(|s| (Verb::Pub, s.clone()))
-        .chain(subs.iter().map(|s| (Verb::Sub, s.clone())))
-        .collect();
-    claims.nats.limits.publish.allow = pubs;
-    claims.nats.limits.subscribe.allow = subs;
-    // nats-server lets `SUB a.>` through an allow of `a.*`; the guards deny
-    // what such a subscription would receive beyond the rule.
-    claims.nats.limits.subscribe.deny = service
-        .rules
-        .sub_guards()
-        .deny
-        .iter()
-        .map(|g| fill_plane(&g.deny, opts.plane.as_str()))
+        .into_iter()
+        .map(|s| (Verb::Pub, s))
+        .chain(subs.into_iter().map(|s| (Verb::Sub, s)))
         .collect();
     let iat = jwt::issue_time(opts.now, signer.claims.as_ref(), user_key.public_key());
     let token = jwt::encode(&mut claims, &signer.key, iat).map_err(|source| {

@@ -948,3 +948,79 @@ fn audit_catches_a_grants_block_that_hides_a_danger_grant_from_grep() {
         "PUB microbus.danger.666.calc_example.shell_core.*.POST.execute"
     );
 }
+
+/// The fixture application's committed grants, before and after a pull
+/// request in which the orders service starts calling the access token
+/// service's trust-root Mint and stops calling one catalog endpoint: the
+/// comment a reviewer sees.
+#[test]
+fn diff_of_the_fixture_applications_grants_reads_well_as_a_pull_request_comment() {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/app");
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let mut acls = vec![];
+    for entry in walkdir_acls(&app) {
+        let rel = entry.strip_prefix(&app).unwrap().to_path_buf();
+        let dest = r.join("app").join(&rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dest).unwrap();
+        acls.push(rel);
+    }
+    assert_eq!(acls.len(), 6, "the fixture application has six services");
+    git(r, &["add", "."]);
+    git(r, &["commit", "-qm", "base"]);
+
+    let orders = r.join("app/orders/service/nats.acl");
+    let text = std::fs::read_to_string(&orders).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let dropped = lines
+        .iter()
+        .position(|l| l.starts_with("PUB {{plane}}.safe.") && l.contains(".catalog_example."))
+        .expect("orders calls the catalog");
+    lines.remove(dropped);
+    lines.insert(
+        2,
+        "PUB {{plane}}.danger.666.orders_example.access_token_core.*.POST.mint".to_string(),
+    );
+    std::fs::write(&orders, lines.join("\n") + "\n").unwrap();
+    git(r, &["commit", "-qam", "orders mints tokens"]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_busop"))
+        .args([
+            "diff",
+            "--format",
+            "markdown",
+            "git:HEAD~1:app",
+            "git:HEAD:app",
+        ])
+        .current_dir(r)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!("diff_markdown_fixture_application", md);
+}
+
+/// Every `nats.acl` under `root`, sorted.
+fn walkdir_acls(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if p.is_dir() && e.file_name() != "target" {
+                stack.push(p);
+            } else if e.file_name() == "nats.acl" {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
