@@ -10,7 +10,7 @@ use buswarden_creds::creds::{self, GrantsBlock};
 use buswarden_creds::keyfile;
 use buswarden_creds::keys::KeyKind;
 use buswarden_creds::{jwt, sign};
-use buswarden_rules::Verb;
+use buswarden_rules::{Hostname, Verb};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,10 @@ pub fn write_creds(
     };
     let mut ready = Vec::with_capacity(answer.users.len());
     for user in &answer.users {
+        // The hostname becomes part of two file names: only a valid one.
+        if Hostname::parse_exact(&user.hostname).is_err() {
+            return Err(mismatch(format!("not a hostname: {:?}", user.hostname)));
+        }
         let seed_file = seed_path(keys, &user.hostname);
         if !seed_file.is_file() {
             return Err(mismatch(format!("no key was made for {}", user.hostname)));
@@ -125,4 +129,76 @@ pub fn write_creds(
         report.push(written);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buswarden_creds::claims::UserClaims;
+    use buswarden_creds::keys::KeyPair;
+
+    fn answer(dir: &Path, hostname: &str, user_key: &str, jwt: &str) -> PathBuf {
+        let path = dir.join("answer.json");
+        let body = serde_json::json!({"users": [{"hostname": hostname, "user_key": user_key, "jwt": jwt, "expires_at": 0}]});
+        std::fs::write(&path, body.to_string()).unwrap();
+        path
+    }
+
+    fn signed_for(user: &str) -> String {
+        let account = KeyPair::generate(KeyKind::Account);
+        let mut claims = UserClaims::new_user(user);
+        claims.nats.limits.publish.allow =
+            vec!["microbus.danger.666.a_example.b_example.*.POST.mint".into()];
+        claims.nats.limits.subscribe.allow = vec!["microbus.reply._.*.a_example.*".into()];
+        claims.nats.generic.tags = vec!["deploy:d1".into()];
+        jwt::encode(&mut claims, &account, 1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn writes_the_creds_with_the_grants_of_the_signed_jwt() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        keyfile::create_private_dir(&keys).unwrap();
+        let user =
+            keyfile::generate_key_file(KeyKind::User, &seed_path(&keys, "a.example")).unwrap();
+        let response = answer(
+            dir.path(),
+            "a.example",
+            user.public_key(),
+            &signed_for(user.public_key()),
+        );
+        let out = dir.path().join("out");
+        let written = write_creds(&response, &keys, &out, "microbus").unwrap();
+        assert_eq!(
+            written[0].danger_grants,
+            ["PUB microbus.danger.666.a_example.b_example.*.POST.mint"]
+        );
+        let text = std::fs::read_to_string(out.join("a.example_nats.creds")).unwrap();
+        assert!(text.contains("# buswarden grants of a.example: plane microbus, deploy d1"));
+        assert!(text.contains("\n# PUB microbus.danger.666.a_example.b_example.*.POST.mint\n"));
+        let parsed = creds::parse_creds(text.as_bytes()).unwrap();
+        assert_eq!(parsed.claims().unwrap().data.sub, user.public_key());
+    }
+
+    #[test]
+    fn refuses_an_answer_for_another_key_or_a_path_as_hostname() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        keyfile::create_private_dir(&keys).unwrap();
+        let user =
+            keyfile::generate_key_file(KeyKind::User, &seed_path(&keys, "a.example")).unwrap();
+        let other = KeyPair::generate(KeyKind::User);
+        let out = dir.path().join("out");
+        for (host, key, jwt_for) in [
+            ("a.example", user.public_key(), other.public_key()),
+            ("a.example", other.public_key(), other.public_key()),
+            ("../a.example", user.public_key(), user.public_key()),
+            ("b.example", user.public_key(), user.public_key()),
+        ] {
+            let response = answer(dir.path(), host, key, &signed_for(jwt_for));
+            let err = write_creds(&response, &keys, &out, "microbus").unwrap_err();
+            assert!(matches!(err, CiError::Mismatch { .. }), "{host}: {err}");
+        }
+        assert!(!out.exists(), "nothing is written on a refusal");
+    }
 }
