@@ -288,3 +288,30 @@ fn ci_demo_runs_the_main_job() {
         assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
     }
 }
+
+/// `account-server` has no clap definition; its usage line is the source of
+/// truth, and every command in it must have its row in `docs/cli.md`.
+#[test]
+fn every_account_server_command_is_in_the_reference() {
+    let out = run_limited(
+        &mut Command::new(bin_dir().join("account-server")),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let usage = stderr
+        .split_once("usage: ")
+        .unwrap_or_else(|| panic!("no usage line: {stderr}"))
+        .1
+        .trim();
+    let doc = std::fs::read_to_string(repo_root().join("docs/cli.md")).unwrap();
+    let mut n = 0;
+    for command in usage.split(" | ") {
+        assert!(
+            doc.contains(&format!("| `{command}` |")),
+            "docs/cli.md has no row for `{command}`"
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "{usage}");
+}
