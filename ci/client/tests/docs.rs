@@ -315,3 +315,28 @@ fn every_account_server_command_is_in_the_reference() {
     }
     assert!(n >= 2, "{usage}");
 }
+
+/// Every relative link of the docs this crate owns points at a file.
+#[test]
+fn every_relative_link_resolves() {
+    let mut checked = 0;
+    for doc in RUN
+        .iter()
+        .chain(&["ci/templates/README.md", "docs/gencreds.md"])
+    {
+        let path = repo_root().join(doc);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for link in text.split("](").skip(1) {
+            let target = link.split([')', '#']).next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            assert!(
+                path.parent().unwrap().join(target).exists(),
+                "{doc}: broken link {target}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} links");
+}
