@@ -477,7 +477,7 @@ async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
         .count();
     assert_eq!(revokes, 2);
     // And after a restart the nonces are still known.
-    drop(server);
+    common::stop_server(server).await;
     let server = AccountServer::start(bed.config()).await.unwrap();
     let (s, v) = send(&server, &revoke).await;
     refused(s, &v, 401, "replayed");

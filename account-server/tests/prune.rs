@@ -99,7 +99,7 @@ async fn revocations_are_pruned_only_after_their_jwts_expired() {
     assert_eq!(prune["subjects"], json!([short.public_key()]));
     let _ = stop.send(());
     handle.await.unwrap();
-    drop(server);
+    common::stop_server(server).await;
 
     // After a restart the state is the same.
     let server = AccountServer::start(bed.config()).await.unwrap();
@@ -128,7 +128,7 @@ async fn a_later_account_jwt_from_busop_is_taken_as_the_base_and_revocations_are
     assert_eq!(r.status, 200, "{}", r.text);
     let _ = stop.send(());
     handle.await.unwrap();
-    drop(server);
+    common::stop_server(server).await;
 
     // busop re-signs the account (a new name, one revocation of its own)
     // with a later iat, as `busop` does with the operator signing key.

@@ -436,3 +436,20 @@ pub fn has_seed(text: &str) -> bool {
             && w.iter().all(|&c| is_b32(c))
     })
 }
+
+/// Drops the last handle of a server and waits (bounded) until its
+/// background work has let go of it too, so its store can be opened again:
+/// the janitor holds the server for the length of one tidy-up, which on a
+/// loaded machine can outlast the test's own `drop`.
+pub async fn stop_server(server: std::sync::Arc<account_server::AccountServer>) {
+    let weak = std::sync::Arc::downgrade(&server);
+    drop(server);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while weak.strong_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the account server was still held 10 s after its last handle was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
