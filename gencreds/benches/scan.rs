@@ -213,7 +213,9 @@ fn main() {
         a.threads,
         a.runs
     );
-    println!("(times: median [min]; ratio: median of the per-round ratios to that round's floor [range])");
+    println!(
+        "(times: median [min]; ratio: median of the per-round ratios to that round's floor [range])"
+    );
     let (f, fmin) = (median(floors.clone()), min(&floors));
     println!(
         "floor  read + syn::parse_file : {:>7.3} s [{:>6.3}]",

@@ -30,7 +30,8 @@ pub fn rerun_with_settings(args: &[OsString]) -> Option<i32> {
     }
     let exe = std::env::current_exe().ok()?;
     let mut cmd = Command::new(exe);
-    cmd.args(args.iter().skip(1)).env(PURGE_DELAY.0, PURGE_DELAY.1);
+    cmd.args(args.iter().skip(1))
+        .env(PURGE_DELAY.0, PURGE_DELAY.1);
     #[cfg(unix)]
     if let Some(argv0) = args.first() {
         std::os::unix::process::CommandExt::arg0(&mut cmd, argv0);

@@ -12,10 +12,6 @@ fn main() {
         std::process::exit(code);
     }
     // Unlocked handles: worker threads may write to stderr too.
-    let code = gencreds::cli::run(
-        args,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    );
+    let code = gencreds::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr());
     std::process::exit(code);
 }
