@@ -31,7 +31,7 @@ fn args() -> Args {
     let mut a = Args {
         services: 1000,
         threads: 2,
-        runs: 3,
+        runs: 5,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -72,6 +72,20 @@ fn vm_hwm() -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// CPU time of the whole process so far (user + system, all threads),
+/// from `/proc/self/stat` (clock ticks, 100 per second on Linux).
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 fn floor(paths: &[PathBuf], pool: &rayon::ThreadPool) -> Duration {
     let t = Instant::now();
     let items: usize = pool.install(|| {
@@ -107,6 +121,12 @@ fn parse_lower(paths: &[PathBuf], pool: &rayon::ThreadPool) -> Duration {
 }
 
 fn main() {
+    // The analyzer's binary runs with these allocator settings; floor and
+    // scan both run under them here (same process).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = gencreds::allocator::rerun_with_settings(&argv) {
+        std::process::exit(code);
+    }
     let a = args();
     let tmp;
     let root: PathBuf = match &a.dir {
@@ -147,22 +167,30 @@ fn main() {
     let _ = std::fs::remove_file(&cache);
     let (mut floors, mut scans, mut rescans, mut lowers) = (vec![], vec![], vec![], vec![]);
     let mut rules = 0;
+    // Floor and scan run back to back, pair after pair, so both see the
+    // same machine load; the ratio reported is the median of the per-pair
+    // ratios. The lowering and rescan probes run after each pair.
+    let (mut floor_cpu, mut scan_cpu) = (vec![], vec![]);
     for _ in 0..a.runs {
+        let c = cpu_time();
         floors.push(floor(&paths, &pool));
-        lowers.push(parse_lower(&paths, &pool));
-        let t = Instant::now();
+        floor_cpu.push(cpu_time() - c);
+        let (t, c) = (Instant::now(), cpu_time());
         let an = analyze(&root, opts).expect("analyze");
         scans.push(t.elapsed());
+        scan_cpu.push(cpu_time() - c);
         rules = an.services.iter().map(|s| s.rules.len()).sum::<usize>();
         assert!(
             !an.has_errors(),
             "synthetic tree must be clean: {:?}",
             an.diags.first()
         );
+        drop(an);
+        lowers.push(parse_lower(&paths, &pool));
         let t = Instant::now();
         let an2 = gencreds::analysis::analyze_cached(&root, opts, &cache).expect("rescan");
         rescans.push(t.elapsed());
-        assert_eq!(an2.services.len(), an.services.len());
+        std::hint::black_box(an2.services.len());
     }
     // The first cached run fills the cache; report the warm ones.
     let warm: Vec<Duration> = if rescans.len() > 1 {
@@ -170,32 +198,64 @@ fn main() {
     } else {
         rescans.clone()
     };
+    // A lowering or rescan probe is paired with the floor of its own round
+    // (a warm rescan of round i with the floor of round i).
+    let warm_floors: Vec<Duration> = if floors.len() > 1 {
+        floors[1..].to_vec()
+    } else {
+        floors.clone()
+    };
     println!(
-        "files {}  services {}  rules {}  threads {}  runs {}  (median; min in brackets: the machine is shared)",
+        "files {}  services {}  rules {}  threads {}  runs {}",
         paths.len(),
         a.services,
         rules,
         a.threads,
         a.runs
     );
+    println!(
+        "(times: median [min]; ratio: median of the per-round ratios to that round's floor [range])"
+    );
     let (f, fmin) = (median(floors.clone()), min(&floors));
-    let row = |name: &str, v: &[Duration]| {
-        let (m, lo) = (median(v.to_vec()), min(v));
-        println!(
-            "{name} : {:>7.3} s [{:>6.3}]  ratio {:.2}x [{:.2}x] floor",
-            m.as_secs_f64(),
-            lo.as_secs_f64(),
-            m.as_secs_f64() / f.as_secs_f64(),
-            lo.as_secs_f64() / fmin.as_secs_f64()
-        );
-    };
     println!(
         "floor  read + syn::parse_file : {:>7.3} s [{:>6.3}]",
         f.as_secs_f64(),
         fmin.as_secs_f64()
     );
-    row("lower  floor + IR, IR dropped ", &lowers);
-    row("scan   gencreds full analysis ", &scans);
-    row("rescan unchanged, file cache  ", &warm);
+    let row = |name: &str, v: &[Duration], fl: &[Duration]| {
+        let (m, lo) = (median(v.to_vec()), min(v));
+        let mut r: Vec<f64> = v
+            .iter()
+            .zip(fl)
+            .map(|(x, f)| x.as_secs_f64() / f.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        println!(
+            "{name} : {:>7.3} s [{:>6.3}]  ratio {:.2}x [{:.2}x-{:.2}x] floor",
+            m.as_secs_f64(),
+            lo.as_secs_f64(),
+            r[r.len() / 2],
+            r[0],
+            r[r.len() - 1]
+        );
+    };
+    row("scan   gencreds full analysis ", &scans, &floors);
+    row("lower  floor + IR, IR dropped ", &lowers, &floors);
+    // CPU time moves less with load than wall time (but counts a
+    // sequential phase once where wall time counts it for both cores).
+    let mut cr: Vec<f64> = scan_cpu
+        .iter()
+        .zip(&floor_cpu)
+        .map(|(s, f)| s.as_secs_f64() / f.as_secs_f64().max(0.01))
+        .collect();
+    cr.sort_by(f64::total_cmp);
+    println!(
+        "scan CPU time / floor CPU time : median {:.2}x [{:.2}x-{:.2}x]  (floor {:.2} s CPU)",
+        cr[cr.len() / 2],
+        cr[0],
+        cr[cr.len() - 1],
+        median(floor_cpu.clone()).as_secs_f64()
+    );
+    row("rescan unchanged, file cache  ", &warm, &warm_floors);
     println!("peak memory (VmHWM)           : {}", vm_hwm());
 }

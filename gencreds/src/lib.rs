@@ -9,10 +9,12 @@
 //! - [`analysis`]: services, grant scope, rules and provenance;
 //! - [`diagnostic`], [`report`]: findings and their formats; [`cli`]: commands;
 //! - [`sign`]: `gencreds sign`, credentials only from a tree that passes `check`;
-//! - [`synth`]: the synthetic workspace generator used by the benchmark.
+//! - [`synth`]: the synthetic workspace generator used by the benchmark;
+//! - [`allocator`]: the allocator settings the binary and the benchmark run with.
 
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod analysis;
 pub mod cache;
 pub mod cli;
