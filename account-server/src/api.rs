@@ -9,11 +9,12 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::auth::Signed;
+use crate::auth::{self, Signed};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::lifecycle::{Approve, OpenDeploy, RevokeUser, SignUsers};
@@ -23,12 +24,7 @@ type AppState = State<Arc<AccountServer>>;
 
 /// The router of the whole service.
 pub fn app(state: Arc<AccountServer>) -> Router {
-    Router::new()
-        .route("/jwt/v1/accounts", get(resolver_probe))
-        .route("/jwt/v1/accounts/", get(resolver_probe))
-        .route("/jwt/v1/accounts/{account}", get(resolve))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+    let v1 = Router::new()
         .route("/v1/deploys", post(open_deploy).get(list_deploys))
         .route("/v1/deploys/{id}/users", post(sign_users))
         .route("/v1/deploys/{id}/activate", post(activate))
@@ -39,6 +35,17 @@ pub fn app(state: Arc<AccountServer>) -> Router {
         .route("/v1/approvals", post(approve))
         .route("/v1/account", get(account))
         .route("/v1/audit", get(audit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::remember_unused_nonce,
+        ));
+    Router::new()
+        .route("/jwt/v1/accounts", get(resolver_probe))
+        .route("/jwt/v1/accounts/", get(resolver_probe))
+        .route("/jwt/v1/accounts/{account}", get(resolve))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(v1)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -190,10 +197,6 @@ async fn audit(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(READERS)?;
-    let store = s.store.clone();
-    let limit = q.limit.min(10_000);
-    let entries = tokio::task::spawn_blocking(move || store.audit_since(q.since, limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entries = s.audit(q.since, q.limit.min(10_000)).await?;
     Ok(Json(serde_json::json!({ "entries": entries })).into_response())
 }

@@ -5,25 +5,129 @@
 //! store, so a restart does not reopen a replay window). The signature is
 //! checked before the nonce is stored, so unauthenticated traffic cannot
 //! fill the nonce table.
+//!
+//! The nonce of a request that changes something is written in the same
+//! store transaction as the change (one fsync, not two): the extractor
+//! checks it is unseen, reserves it in memory against a concurrent replay,
+//! and leaves it in the request's [`NonceSlot`]; the change takes it from
+//! there, and [`remember_unused_nonce`] writes it durably for every request
+//! that ended without a change, before the answer leaves.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use buswarden_creds::request_auth::RequestAuth;
 
 use crate::config::{ApiKey, Role};
 use crate::error::ApiError;
 use crate::server::{AccountServer, now};
+use crate::store::NonceUse;
 
-/// An authenticated request: the caller's key entry and the raw body.
+/// The nonce of one request, until it is stored.
+#[derive(Debug, Default)]
+pub struct NonceState {
+    /// The reservation in [`Nonces`], released when the request ends.
+    reserved: Option<String>,
+    /// Not yet stored.
+    unused: Option<NonceUse>,
+}
+
+/// Shared between the request's extractor, its change and the middleware.
+pub type NonceSlot = Arc<Mutex<NonceState>>;
+
+/// Nonces of requests in flight (a replay racing its original is refused).
+#[derive(Debug, Default)]
+pub struct Nonces(Mutex<HashSet<String>>);
+
+impl Nonces {
+    fn reserve(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string())
+    }
+
+    fn release(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+/// The authenticated caller: its key entry and its request's nonce.
+#[derive(Debug)]
+pub struct Caller {
+    key: ApiKey,
+    slot: Option<NonceSlot>,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = ApiKey;
+    fn deref(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl Caller {
+    /// Takes the request's unstored nonce, to store it with a change.
+    pub fn take_nonce(&self) -> Option<NonceUse> {
+        let slot = self.slot.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).unused.take()
+    }
+
+    /// Gives a nonce back after its change failed to commit.
+    pub fn put_back(&self, nonce: NonceUse) {
+        if let Some(slot) = &self.slot {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).unused = Some(nonce);
+        }
+    }
+}
+
+/// An authenticated request: the caller and the raw body.
 #[derive(Debug)]
 pub struct Signed {
     /// The caller.
-    pub caller: ApiKey,
+    pub caller: Caller,
     /// The body, already covered by the signature.
     pub body: Bytes,
+}
+
+/// Middleware around the `/v1/` routes: gives each request a [`NonceSlot`]
+/// and, once the handler is done, stores a nonce no change took (a read or
+/// a refusal), then releases the in-memory reservation.
+pub async fn remember_unused_nonce(
+    State(state): State<Arc<AccountServer>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = NonceSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let response = next.run(req).await;
+    let (reserved, unused) = {
+        let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+        (s.reserved.take(), s.unused.take())
+    };
+    let stored = match unused {
+        Some(n) => {
+            let store = state.store.clone();
+            match tokio::task::spawn_blocking(move || store.remember_nonce(&n)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(ApiError::Store(e)),
+                Err(e) => Err(ApiError::Internal(e.to_string())),
+            }
+        }
+        None => Ok(()),
+    };
+    if let Some(id) = reserved {
+        state.nonces.release(&id);
+    }
+    match stored {
+        Ok(()) => response,
+        Err(e) => e.into_response(),
+    }
 }
 
 impl Signed {
@@ -101,15 +205,56 @@ async fn authenticate(
         .unwrap_or("/");
     auth.verify(parts.method.as_str(), path, &body)
         .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    let nonce = NonceUse {
+        caller: auth.key.clone(),
+        nonce: auth.nonce.clone(),
+        ts: auth.ts,
+        forget_before: now - 2 * window,
+    };
     let store = state.store.clone();
-    let (key, nonce, ts) = (auth.key.clone(), auth.nonce.clone(), auth.ts);
-    let forget_before = now - 2 * window;
-    let fresh =
-        tokio::task::spawn_blocking(move || store.remember_nonce(&key, &nonce, ts, forget_before))
+    let Some(slot) = parts.extensions.get::<NonceSlot>().cloned() else {
+        // Outside the middleware: store the nonce now.
+        let fresh = tokio::task::spawn_blocking(move || store.remember_nonce(&nonce))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-    if !fresh {
+        if !fresh {
+            return Err(ApiError::Replayed);
+        }
+        return Ok(Signed {
+            caller: Caller {
+                key: caller,
+                slot: None,
+            },
+            body,
+        });
+    };
+    let id = format!("{}:{}", nonce.caller, nonce.nonce);
+    if !state.nonces.reserve(&id) {
         return Err(ApiError::Replayed);
     }
-    Ok(Signed { caller, body })
+    let (c, n) = (nonce.caller.clone(), nonce.nonce.clone());
+    let seen = tokio::task::spawn_blocking(move || store.nonce_seen(&c, &n)).await;
+    match seen {
+        Ok(Ok(false)) => {}
+        other => {
+            state.nonces.release(&id);
+            return Err(match other {
+                Ok(Ok(_)) => ApiError::Replayed,
+                Ok(Err(e)) => ApiError::Store(e),
+                Err(e) => ApiError::Internal(e.to_string()),
+            });
+        }
+    }
+    {
+        let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+        s.reserved = Some(id);
+        s.unused = Some(nonce);
+    }
+    Ok(Signed {
+        caller: Caller {
+            key: caller,
+            slot: Some(slot),
+        },
+        body,
+    })
 }

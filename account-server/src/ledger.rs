@@ -56,7 +56,7 @@ impl Ledger {
 }
 
 /// Builds and signs the account JWT for `deploys` and `revocations` on top
-/// of `base`, with an `iat` later than `live`'s. Returns the new record and
+/// of `base`, with an `iat` later than `live`'s and `base`'s. Returns the new record and
 /// its decoded claims.
 pub fn sign_account(
     previous: &AccountRecord,
@@ -79,7 +79,9 @@ pub fn sign_account(
         let at = claims.nats.revocations.entry(key.clone()).or_insert(r.at);
         *at = (*at).max(r.at);
     }
-    let iat = jwt::account_issue_time(now, live);
+    // Later than the live JWT and than busop's base (which busop may have
+    // pushed itself): a full resolver keeps the newer `iat`.
+    let iat = jwt::account_issue_time(now, live).max(jwt::account_issue_time(now, Some(base)));
     let token = jwt::encode(&mut claims, operator, iat)?;
     let record = AccountRecord {
         account: previous.account.clone(),

@@ -34,6 +34,8 @@ pub use server::AccountServer;
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
+
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,9 +73,15 @@ pub async fn serve(
                 .await
                 .map_err(listen)
         }
-        None => axum::serve(tcp, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(listen),
+        None => axum::serve(
+            // Small answers go out at once, without waiting on Nagle.
+            tcp.tap_io(|s| {
+                let _ = s.set_nodelay(true);
+            }),
+            router,
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(listen),
     }
 }

@@ -18,18 +18,16 @@ use buswarden_rules::{Hostname, Rule, RuleSet, Verb};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::config::ApiKey;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::push::PushStatus;
 use crate::seal::deploy_context;
 use crate::server::AccountServer;
 use crate::store::{
-    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, UserRecord,
+    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, StoreError, UserRecord,
 };
 
-/// The NATS default `max_control_line`; a user JWT must fit the CONNECT line.
-pub const MAX_CONTROL_LINE: usize = 4096;
 /// Rules per user at most (the JWT budget ends well before).
 const MAX_RULES: usize = 512;
 /// Users per sign request at most.
@@ -243,6 +241,27 @@ fn parse_expiry(server: &AccountServer, text: Option<&str>) -> Result<i64, ApiEr
 }
 
 impl AccountServer {
+    /// Commits a caller's change together with its request's nonce.
+    async fn commit_as(
+        &self,
+        caller: &Caller,
+        l: &mut Ledger,
+        mut change: Change,
+    ) -> Result<(), ApiError> {
+        let nonce = caller.take_nonce();
+        change.nonce = nonce.clone();
+        match self.commit(l, change).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NonceReused) => Err(ApiError::Replayed),
+            Err(e) => {
+                if let Some(n) = nonce {
+                    caller.put_back(n);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     fn unseal(&self, d: &DeployRecord) -> Result<KeyPair, ApiError> {
         let sealed = hex::decode(&d.sealed_seed)
             .map_err(|e| ApiError::Internal(format!("deploy {}: sealed seed: {e}", d.id)))?;
@@ -262,7 +281,7 @@ impl AccountServer {
     fn sign_user(
         &self,
         l: &Ledger,
-        signer: &KeyPair,
+        (signer, deploy): (&KeyPair, &str),
         (user_key, hostname, rules): (&str, &Hostname, &RuleSet),
         (now, exp): (i64, i64),
     ) -> Result<(String, i64), ApiError> {
@@ -270,6 +289,8 @@ impl AccountServer {
         let mut claims = UserClaims::new_user(user_key);
         claims.data.name = hostname.as_str().to_string();
         claims.data.exp = exp;
+        // The same tag gencreds writes, so a user JWT names its deploy.
+        claims.nats.generic.tags = vec![format!("deploy:{deploy}")];
         claims.nats.issuer_account = l.account.account.clone();
         claims.nats.limits.publish.allow = rules
             .of(Verb::Pub)
@@ -282,12 +303,14 @@ impl AccountServer {
         let iat = jwt::issue_time(now, Some(&l.live), user_key);
         let token = jwt::encode(&mut claims, signer, iat)
             .map_err(|e| ApiError::Internal(format!("signing user {user_key}: {e}")))?;
-        let budget = connect::jwt_budget(MAX_CONTROL_LINE, Some(hostname.as_str()));
+        let budget =
+            connect::jwt_budget(connect::DEFAULT_MAX_CONTROL_LINE, Some(hostname.as_str()));
         if token.len() > budget {
             return Err(ApiError::InvalidRules(format!(
-                "{}: the user JWT would be {} bytes, over the {budget} that fit nats-server's {MAX_CONTROL_LINE}-byte CONNECT line; narrow the rules",
+                "{}: the user JWT would be {} bytes, over the {budget} that fit nats-server's {}-byte CONNECT line; narrow the rules",
                 hostname.as_str(),
-                token.len()
+                token.len(),
+                connect::DEFAULT_MAX_CONTROL_LINE
             )));
         }
         Ok((token, iat))
@@ -309,7 +332,7 @@ impl AccountServer {
     /// Opens a deploy with a fresh signing key.
     pub async fn open_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         req: OpenDeploy,
     ) -> Result<(DeployView, Pushed), ApiError> {
         check_deploy_id(&req.deploy)?;
@@ -360,7 +383,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.deploys_opened.inc();
         tracing::info!(deploy = %record.id, signing_key = %record.signing_key, caller = %caller.key, "deploy opened");
         let v = view(&l, &record);
@@ -371,7 +394,7 @@ impl AccountServer {
     /// Signs users for an open or active deploy.
     pub async fn sign_users(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
         req: SignUsers,
     ) -> Result<Vec<SignedUser>, ApiError> {
@@ -441,8 +464,12 @@ impl AccountServer {
         let mut out = Vec::with_capacity(parsed.len());
         let mut records = Vec::with_capacity(parsed.len());
         for (hostname, rules, u) in &parsed {
-            let (token, iat) =
-                self.sign_user(&l, &signer, (&u.user_key, hostname, rules), (now, exp))?;
+            let (token, iat) = self.sign_user(
+                &l,
+                (&signer, id),
+                (&u.user_key, hostname, rules),
+                (now, exp),
+            )?;
             let max_exp = l
                 .users
                 .get(&u.user_key)
@@ -474,7 +501,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, "sign", Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.users_signed.add(out.len() as u64);
         tracing::info!(deploy = %id, users = out.len(), caller = %caller.key, "users signed");
         Ok(out)
@@ -521,7 +548,7 @@ impl AccountServer {
     /// Activates a deploy; the previous active one retires after the grace period.
     pub async fn activate(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         let mut l = self.ledger.lock().await;
@@ -566,7 +593,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, "activate", Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         tracing::info!(deploy = %id, caller = %caller.key, "deploy activated");
         let v = view(&l, &l.deploys[id]);
         drop(l);
@@ -577,7 +604,7 @@ impl AccountServer {
     /// closes the connections of its users.
     pub async fn retire(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Retired).await
@@ -586,7 +613,7 @@ impl AccountServer {
     /// Revokes every user of a deploy and removes its signing key.
     pub async fn revoke_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
     ) -> Result<(DeployView, Pushed), ApiError> {
         self.end_deploy(caller, id, DeployState::Revoked).await
@@ -594,7 +621,7 @@ impl AccountServer {
 
     async fn end_deploy(
         &self,
-        caller: &ApiKey,
+        caller: &Caller,
         id: &str,
         to: DeployState,
     ) -> Result<(DeployView, Pushed), ApiError> {
@@ -631,7 +658,7 @@ impl AccountServer {
             audit: vec![audit(now, &caller.key, action, Some(id), subjects)],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.revocations.add(revoked as u64);
         tracing::info!(deploy = %id, action, caller = %caller.key, "deploy ended");
         let v = view(&l, &l.deploys[id]);
@@ -640,7 +667,7 @@ impl AccountServer {
     }
 
     /// Revokes one user key (ours or not).
-    pub async fn revoke_user(&self, caller: &ApiKey, req: RevokeUser) -> Result<Pushed, ApiError> {
+    pub async fn revoke_user(&self, caller: &Caller, req: RevokeUser) -> Result<Pushed, ApiError> {
         check_user_key(&req.user_key)?;
         let mut l = self.ledger.lock().await;
         let now = crate::server::now();
@@ -671,7 +698,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.revocations.inc();
         tracing::info!(user = %req.user_key, caller = %caller.key, "user revoked");
         drop(l);
@@ -679,7 +706,7 @@ impl AccountServer {
     }
 
     /// Re-issues a user's JWT with the same rules and lifetime.
-    pub async fn renew(&self, caller: &ApiKey, user_key: &str) -> Result<SignedUser, ApiError> {
+    pub async fn renew(&self, caller: &Caller, user_key: &str) -> Result<SignedUser, ApiError> {
         check_user_key(user_key)?;
         let mut l = self.ledger.lock().await;
         let u = l
@@ -710,8 +737,12 @@ impl AccountServer {
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
         let exp = now + (u.expires_at - u.issued_at).max(1);
-        let (token, iat) =
-            self.sign_user(&l, &signer, (user_key, &hostname, &rules), (now, exp))?;
+        let (token, iat) = self.sign_user(
+            &l,
+            (&signer, &d.id),
+            (user_key, &hostname, &rules),
+            (now, exp),
+        )?;
         let record = UserRecord {
             jwt: token.clone(),
             issued_at: iat,
@@ -731,7 +762,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         self.metrics.users_signed.inc();
         Ok(SignedUser {
             hostname: record.hostname,
@@ -742,7 +773,7 @@ impl AccountServer {
     }
 
     /// Records an operator's approval of a `:666` rule for a deploy.
-    pub async fn approve(&self, caller: &ApiKey, req: Approve) -> Result<Approval, ApiError> {
+    pub async fn approve(&self, caller: &Caller, req: Approve) -> Result<Approval, ApiError> {
         let rule = Rule::parse(&req.rule).map_err(|e| ApiError::InvalidRules(e.to_string()))?;
         if rule.verb != Verb::Pub || !rule.is_danger() {
             return Err(ApiError::BadRequest(
@@ -776,7 +807,7 @@ impl AccountServer {
             )],
             ..Default::default()
         };
-        self.commit(&mut l, change).await?;
+        self.commit_as(caller, &mut l, change).await?;
         Ok(approval)
     }
 
@@ -808,6 +839,16 @@ impl AccountServer {
             "confirmed_servers": self.pusher.status(l.account.version),
             "servers": self.config.nats.servers.len(),
         })
+    }
+
+    /// Audit entries at or after unix second `since`, oldest first.
+    pub async fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, ApiError> {
+        let store = self.store.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || store.audit_since(since, limit))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??,
+        )
     }
 
     /// The janitor's work at `now`: retire deploys whose grace ended, prune

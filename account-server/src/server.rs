@@ -95,6 +95,7 @@ pub struct AccountServer {
     pub(crate) jwts: RwLock<HashMap<String, Served>>,
     pub(crate) pusher: Pusher,
     pub(crate) policy: ServerPolicy,
+    pub(crate) nonces: crate::auth::Nonces,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -200,6 +201,7 @@ impl AccountServer {
             jwts: RwLock::new(jwts),
             pusher,
             policy,
+            nonces: Default::default(),
             metrics,
         });
         spawn_janitor(Arc::downgrade(&server));

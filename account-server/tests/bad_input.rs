@@ -286,6 +286,16 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
         )
         .await;
     }
+    // A rule set whose JWT would not fit the CONNECT line.
+    let mut huge = rules_for("calc.example");
+    huge.extend((0..80).map(|i| format!("PUB {{{{plane}}}}.safe.443.calc_example.other_example.*.GET.a-rather-long-path-segment-{i}")));
+    refused_call(
+        &server,
+        Call::signed("POST", users, user("calc.example", huge), &bed.ci),
+        422,
+        "CONNECT line",
+    )
+    .await;
     // The policy: a trust-root grant it does not list.
     let mut burn = rules_for("calc.example");
     burn.push("PUB {{plane}}.danger.666.calc_example.token_core.*.POST.burn".into());
@@ -421,4 +431,56 @@ async fn a_new_trust_root_grant_needs_an_operator_approval() {
         .find(|e| e["action"] == "approve")
         .unwrap();
     assert_eq!(approve["caller"], bed.op.public_key());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let victim = KeyPair::generate(KeyKind::User);
+    let revoke = Call::signed(
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": victim.public_key() }),
+        &bed.op,
+    );
+    let (s, v) = send(&server, &revoke).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(&server, &revoke).await;
+    refused(s, &v, 401, "replayed");
+
+    // Two copies at once: exactly one goes through.
+    let other = KeyPair::generate(KeyKind::User);
+    let twice = Call::signed(
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": other.public_key() }),
+        &bed.op,
+    );
+    let (a, b) = tokio::join!(send(&server, &twice), send(&server, &twice));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+    let (_, audit) = send(
+        &server,
+        &Call::signed("GET", "/v1/audit?since=0", Value::Null, &bed.reader),
+    )
+    .await;
+    let revokes = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "revoke-user")
+        .count();
+    assert_eq!(revokes, 2);
+    // And after a restart the nonces are still known.
+    drop(server);
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let (s, v) = send(&server, &revoke).await;
+    refused(s, &v, 401, "replayed");
+    let (s, v) = send(&server, &twice).await;
+    refused(s, &v, 401, "replayed");
 }

@@ -278,6 +278,8 @@ async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() 
     let renewed = buswarden_creds::jwt::decode_user(r.json()["jwt"].as_str().unwrap()).unwrap();
     let first = buswarden_creds::jwt::decode_user(&d2[0].1).unwrap();
     assert_eq!(renewed.nats.limits.publish, first.nats.limits.publish);
+    assert_eq!(renewed.nats.generic.tags, ["deploy:d2"]);
+    assert_eq!(renewed.nats.issuer_account, app);
     assert_eq!(renewed.nats.limits.subscribe, first.nats.limits.subscribe);
     connect_user(nats.url(), r.json()["jwt"].as_str().unwrap(), &d2[0].0)
         .await
@@ -428,6 +430,49 @@ async fn the_grace_period_retires_the_previous_deploy_and_a_deploy_revoke_drops_
             .revocations
             .contains_key(d2[0].0.public_key())
     );
+    let _ = stop.send(());
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_gets_the_update_and_confirms_it() {
+    let bed = Bed::new(Options {
+        more_nats: 1,
+        ..Options::default()
+    });
+    let (_server, stop, handle) = serve_in_process(&bed).await;
+    let a = bed.start_nats();
+    let b =
+        buswarden_testkit::NatsServer::start(&bed.nats_config_on(bed.more_nats_ports[0])).unwrap();
+    let client = http();
+    let users = open_and_sign(&client, &bed, "d1", &["calc.example", "cart.shop.example"]).await;
+    let (_ca, mut on_a) = connect_user(a.url(), &users[0].1, &users[0].0)
+        .await
+        .unwrap();
+    let (_cb, mut on_b) = connect_user(b.url(), &users[1].1, &users[1].0)
+        .await
+        .unwrap();
+    for ((key, _), events) in users.iter().zip([&mut on_a, &mut on_b]) {
+        let r = api(
+            &client,
+            &bed,
+            "POST",
+            "/v1/revocations",
+            json!({ "user_key": key.public_key() }),
+            &bed.op,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["push"]["servers"], 2);
+        assert_eq!(r.json()["push"]["confirmed"], 2, "both servers confirmed");
+        assert!(disconnected(events, Duration::from_secs(5)).await);
+    }
+    for server in [&a, &b] {
+        let on_broker = broker_account(server.url(), &bed.sys_creds, bed.app.public_key()).await;
+        for (key, _) in &users {
+            assert!(on_broker.nats.revocations.contains_key(key.public_key()));
+        }
+    }
     let _ = stop.send(());
     handle.await.unwrap();
 }

@@ -106,3 +106,67 @@ async fn revocations_are_pruned_only_after_their_jwts_expired() {
     let again = server.account().await;
     assert_eq!(again["revocations"], account["revocations"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_account_jwt_from_busop_is_taken_as_the_base_and_revocations_are_kept() {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let (server, stop, handle) = serve_in_process(&bed).await;
+    let client = http();
+    let ours = KeyPair::generate(KeyKind::User);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": ours.public_key() }),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let _ = stop.send(());
+    handle.await.unwrap();
+    drop(server);
+
+    // busop re-signs the account (a new name, one revocation of its own)
+    // with a later iat, as `busop` does with the operator signing key.
+    let path = bed.dir.path().join("jwt/app.jwt");
+    let mut claims =
+        buswarden_creds::jwt::decode_account(std::fs::read_to_string(&path).unwrap().trim())
+            .unwrap();
+    let theirs = KeyPair::generate(KeyKind::User);
+    claims.data.name = "APP-v2".into();
+    claims
+        .nats
+        .revocations
+        .insert(theirs.public_key().to_string(), buswarden_creds::jwt::now());
+    let signer = buswarden_creds::keyfile::load_key_file(
+        &bed.dir.path().join("keys/operator-signing.nk"),
+        Some(KeyKind::Operator),
+    )
+    .unwrap();
+    let token = buswarden_creds::jwt::encode(&mut claims, &signer, buswarden_creds::jwt::now() + 5)
+        .unwrap();
+    std::fs::write(&path, token).unwrap();
+
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let account = server.account().await;
+    let served = buswarden_creds::jwt::decode_account(account["jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(served.data.name, "APP-v2", "the new base is served");
+    assert!(
+        served.nats.revocations.contains_key(ours.public_key()),
+        "the server's revocation is kept"
+    );
+    assert!(
+        served.nats.revocations.contains_key(theirs.public_key()),
+        "busop's revocation is merged"
+    );
+    assert!(
+        served.data.iat > claims.data.iat,
+        "served iat is later than the file's"
+    );
+    let audit = server.audit(0, 100).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "rebase"));
+}

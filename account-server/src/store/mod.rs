@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption, lock).
     #[error("store backend: {0}")]
     Backend(String),
+    /// A change carried a nonce that was already recorded (a replay that
+    /// raced its original); nothing was written.
+    #[error("nonce already used")]
+    NonceReused,
     /// A record could not be encoded or decoded.
     #[error("store record {key}: {source}")]
     Record {
@@ -207,9 +211,25 @@ pub struct Snapshot {
     pub approvals: BTreeMap<(String, String), Approval>,
 }
 
+/// A request nonce to remember (see [`Store::remember_nonce`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceUse {
+    /// The caller's key.
+    pub caller: String,
+    /// The nonce.
+    pub nonce: String,
+    /// The request's timestamp.
+    pub ts: i64,
+    /// Nonces recorded before this are forgotten.
+    pub forget_before: i64,
+}
+
 /// One atomic change: every record written or removed by one API call.
 #[derive(Debug, Clone, Default)]
 pub struct Change {
+    /// The nonce of the request that made the change, remembered in the
+    /// same transaction (one fsync for both).
+    pub nonce: Option<NonceUse>,
     /// The account record, when it changed.
     pub account: Option<AccountRecord>,
     /// Deploys written.
@@ -230,16 +250,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `change` in one transaction; returns once it is durable.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
 
-    /// Records `nonce` for `caller` at `ts`; `false` when it was seen before.
-    /// Forgets nonces recorded before `forget_before` (they are outside the
+    /// Records a nonce durably; `false` when it was seen before. Forgets
+    /// nonces recorded before `forget_before` (they are outside the
     /// timestamp window, so a replay of them is refused by the window).
-    fn remember_nonce(
-        &self,
-        caller: &str,
-        nonce: &str,
-        ts: i64,
-        forget_before: i64,
-    ) -> Result<bool, StoreError>;
+    fn remember_nonce(&self, nonce: &NonceUse) -> Result<bool, StoreError>;
+
+    /// Whether a nonce was recorded (and not yet forgotten).
+    fn nonce_seen(&self, caller: &str, nonce: &str) -> Result<bool, StoreError>;
 
     /// Audit entries at or after unix second `since`, oldest first, at most
     /// `limit`.

@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AccountRecord, Approval, AuditEntry, Change, DeployRecord, Snapshot, Store, StoreError,
-    UserRecord,
+    AccountRecord, Approval, AuditEntry, Change, DeployRecord, NonceUse, Snapshot, Store,
+    StoreError, UserRecord,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -52,6 +52,31 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
 
 fn approval_key(deploy: &str, rule: &str) -> String {
     format!("{deploy}\0{rule}")
+}
+
+/// Records a nonce in `txn`, forgetting a batch of old ones; `false` when
+/// it is already there.
+fn record_nonce(txn: &redb::WriteTransaction, n: &NonceUse) -> Result<bool, StoreError> {
+    let key = format!("{}:{}", n.caller, n.nonce);
+    let mut by_key = txn.open_table(NONCES).map_err(backend)?;
+    let mut by_time = txn.open_table(NONCES_BY_TIME).map_err(backend)?;
+    let old: Vec<(i64, String)> = by_time
+        .range(..(n.forget_before, ""))
+        .map_err(backend)?
+        .take(PRUNE_BATCH)
+        .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (t, k) in &old {
+        by_time.remove((*t, k.as_str())).map_err(backend)?;
+        by_key.remove(k.as_str()).map_err(backend)?;
+    }
+    if by_key.get(key.as_str()).map_err(backend)?.is_some() {
+        return Ok(false);
+    }
+    by_key.insert(key.as_str(), n.ts).map_err(backend)?;
+    by_time.insert((n.ts, key.as_str()), ()).map_err(backend)?;
+    Ok(true)
 }
 
 /// A redb database file.
@@ -121,6 +146,12 @@ impl Store for RedbStore {
 
     fn commit(&self, change: &Change) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
+        if let Some(n) = &change.nonce
+            && !record_nonce(&txn, n)?
+        {
+            txn.abort().map_err(backend)?;
+            return Err(StoreError::NonceReused);
+        }
         {
             if let Some(account) = &change.account {
                 let mut t = txn.open_table(META).map_err(backend)?;
@@ -162,43 +193,23 @@ impl Store for RedbStore {
         txn.commit().map_err(backend)
     }
 
-    fn remember_nonce(
-        &self,
-        caller: &str,
-        nonce: &str,
-        ts: i64,
-        forget_before: i64,
-    ) -> Result<bool, StoreError> {
-        let key = format!("{caller}:{nonce}");
+    fn remember_nonce(&self, n: &NonceUse) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
-        let fresh = {
-            let mut by_key = txn.open_table(NONCES).map_err(backend)?;
-            let mut by_time = txn.open_table(NONCES_BY_TIME).map_err(backend)?;
-            let old: Vec<(i64, String)> = by_time
-                .range(..(forget_before, ""))
-                .map_err(backend)?
-                .take(PRUNE_BATCH)
-                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            for (t, k) in &old {
-                by_time.remove((*t, k.as_str())).map_err(backend)?;
-                by_key.remove(k.as_str()).map_err(backend)?;
-            }
-            if by_key.get(key.as_str()).map_err(backend)?.is_some() {
-                false
-            } else {
-                by_key.insert(key.as_str(), ts).map_err(backend)?;
-                by_time.insert((ts, key.as_str()), ()).map_err(backend)?;
-                true
-            }
-        };
+        let fresh = record_nonce(&txn, n)?;
         if fresh {
             txn.commit().map_err(backend)?;
         } else {
             txn.abort().map_err(backend)?;
         }
         Ok(fresh)
+    }
+
+    fn nonce_seen(&self, caller: &str, nonce: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(NONCES).map_err(backend)?;
+        Ok(t.get(format!("{caller}:{nonce}").as_str())
+            .map_err(backend)?
+            .is_some())
     }
 
     fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -288,19 +299,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = RedbStore::open(&path).unwrap();
-        assert!(store.remember_nonce("U1", "n1", 100, 0).unwrap());
-        assert!(!store.remember_nonce("U1", "n1", 100, 0).unwrap());
-        assert!(store.remember_nonce("U2", "n1", 100, 0).unwrap());
+        let n = |caller: &str, nonce: &str, ts, forget_before| NonceUse {
+            caller: caller.into(),
+            nonce: nonce.into(),
+            ts,
+            forget_before,
+        };
+        assert!(store.remember_nonce(&n("U1", "n1", 100, 0)).unwrap());
+        assert!(!store.remember_nonce(&n("U1", "n1", 100, 0)).unwrap());
+        assert!(store.remember_nonce(&n("U2", "n1", 100, 0)).unwrap());
+        // A nonce committed with a change counts as seen, and a change
+        // carrying a used nonce is refused whole.
+        let change = Change {
+            nonce: Some(n("U3", "n1", 100, 0)),
+            deploys: vec![deploy("d9")],
+            ..Default::default()
+        };
+        store.commit(&change).unwrap();
+        assert!(store.nonce_seen("U3", "n1").unwrap());
+        assert!(matches!(
+            store.commit(&change),
+            Err(StoreError::NonceReused)
+        ));
         drop(store);
         let store = RedbStore::open(&path).unwrap();
         assert!(
-            !store.remember_nonce("U1", "n1", 101, 0).unwrap(),
+            !store.remember_nonce(&n("U1", "n1", 101, 0)).unwrap(),
             "survives a restart"
         );
-        assert!(store.remember_nonce("U1", "n2", 300, 200).unwrap());
+        assert!(store.nonce_seen("U3", "n1").unwrap());
+        assert!(store.remember_nonce(&n("U1", "n2", 300, 200)).unwrap());
         assert!(
-            store.remember_nonce("U1", "n1", 301, 200).unwrap(),
+            store.remember_nonce(&n("U1", "n1", 301, 200)).unwrap(),
             "forgotten once outside the window"
         );
+        assert!(!store.nonce_seen("U3", "n1").unwrap());
     }
 }

@@ -46,6 +46,8 @@ pub struct Bed {
     pub reader: KeyPair,
     pub http_port: u16,
     pub nats_port: u16,
+    /// Ports of further nats-servers the account server pushes to.
+    pub more_nats_ports: Vec<u16>,
     pub config_path: PathBuf,
     pub sys_creds: PathBuf,
 }
@@ -56,6 +58,8 @@ pub struct Options {
     pub policy: Option<&'static str>,
     pub with_nats: bool,
     pub max_body: usize,
+    /// nats-servers besides the first.
+    pub more_nats: usize,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             policy: None,
             with_nats: true,
             max_body: 65536,
+            more_nats: 0,
         }
     }
 }
@@ -121,8 +126,13 @@ impl Bed {
         let reader = KeyPair::generate(KeyKind::User);
         let http_port = free_port();
         let nats_port = free_port();
+        let more_nats_ports: Vec<u16> = (0..opts.more_nats).map(|_| free_port()).collect();
         let servers = if opts.with_nats {
-            format!("[\"nats://127.0.0.1:{nats_port}\"]")
+            let urls: Vec<String> = std::iter::once(nats_port)
+                .chain(more_nats_ports.iter().copied())
+                .map(|p| format!("\"nats://127.0.0.1:{p}\""))
+                .collect();
+            format!("[{}]", urls.join(", "))
         } else {
             "[]".into()
         };
@@ -180,6 +190,7 @@ role = "read-only"
             reader,
             http_port,
             nats_port,
+            more_nats_ports,
             config_path,
             sys_creds,
         }
@@ -195,9 +206,14 @@ role = "read-only"
 
     /// The nats-server config: operator mode, URL resolver at the account server.
     pub fn nats_config(&self) -> String {
+        self.nats_config_on(self.nats_port)
+    }
+
+    /// The same config listening on `port`.
+    pub fn nats_config_on(&self, port: u16) -> String {
         format!(
             "listen: 127.0.0.1:{}\noperator: {}\nsystem_account: {}\nresolver: URL(\"http://127.0.0.1:{}/jwt/v1/accounts/\")\n",
-            self.nats_port,
+            port,
             self.operator_jwt,
             self.sys.public_key(),
             self.http_port
