@@ -12,6 +12,7 @@
 //! - [`store`]: the durable [`store::Store`], its redb and JetStream KV backends;
 //! - [`replica`]: several replicas on one KV store (catch-up, retries);
 //! - [`seal`]: deploy seeds sealed at rest; [`push`]: updates to every broker;
+//! - [`migrate`]: embedded store to KV;
 //! - [`policy`]: the server's `buswarden.toml`; [`metrics`]; [`tls`].
 
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod error;
 pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
+pub mod migrate;
 pub mod policy;
 pub mod push;
 pub mod replica;

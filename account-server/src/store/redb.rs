@@ -103,6 +103,27 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Every remembered nonce (for a migration to another store).
+    pub fn nonces(&self) -> Result<Vec<NonceUse>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(NONCES).map_err(backend)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(backend)? {
+            let (k, ts) = row.map_err(backend)?;
+            if let Some((caller, nonce)) = k.value().split_once(':') {
+                out.push(NonceUse {
+                    caller: caller.to_string(),
+                    nonce: nonce.to_string(),
+                    ts: ts.value(),
+                    forget_before: 0,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Store for RedbStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;

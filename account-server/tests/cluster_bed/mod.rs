@@ -203,6 +203,11 @@ impl Cluster {
     pub async fn spawn_replica(&self, name: &str, embedded: bool) -> Replica {
         let port = free_port();
         let config = self.replica_config(name, port, embedded);
+        self.spawn_on(name, config, port).await
+    }
+
+    /// Starts `account-server serve` on an existing config listening on `port`.
+    pub async fn spawn_on(&self, name: &str, config: PathBuf, port: u16) -> Replica {
         let log = std::fs::File::create(self.bed.dir.path().join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_account-server"))
             .args(["serve", "--config"])
@@ -227,6 +232,7 @@ impl Cluster {
                 return replica;
             }
             if let Ok(Some(status)) = replica.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
                 let log = std::fs::read_to_string(self.bed.dir.path().join(format!("{name}.log")))
                     .unwrap_or_default();
                 panic!("replica {name} exited with {status}:\n{log}");
