@@ -109,7 +109,10 @@ async fn sign_users(
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
     let users = s
-        .retrying(|| async { s.sign_users(&req.caller, &id, req.json::<SignUsers>()?).await })
+        .retrying(|| async {
+            s.sign_users(&req.caller, &id, req.json::<SignUsers>()?)
+                .await
+        })
         .await?;
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }

@@ -19,7 +19,9 @@ use crate::store::{KvStore, RedbStore, Store, StoreError};
 #[non_exhaustive]
 pub enum MigrateError {
     /// The config has no `[kv]` table.
-    #[error("the config has no [kv] table: add one naming the NATS cluster and the KV account's creds")]
+    #[error(
+        "the config has no [kv] table: add one naming the NATS cluster and the KV account's creds"
+    )]
     NoKv,
     /// The embedded store has never been written (nothing to move).
     #[error("the embedded store {0} holds no account yet: nothing to migrate")]

@@ -77,13 +77,24 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
     let mut a = cluster.spawn_replica("a", false).await;
     let b = cluster.spawn_replica("b", false).await;
     let client = http();
-    let (ci, op, reader) = (cluster.bed.ci.clone(), cluster.bed.op.clone(), cluster.bed.reader.clone());
+    let (ci, op, reader) = (
+        cluster.bed.ci.clone(),
+        cluster.bed.op.clone(),
+        cluster.bed.reader.clone(),
+    );
     let app = cluster.bed.app.public_key().to_string();
 
     // The base deploy and its users, signed through replica A.
-    let r = signed(&client, &a.base, "POST", "/v1/deploys", json!({"deploy": "base"}), &ci)
-        .await
-        .unwrap();
+    let r = signed(
+        &client,
+        &a.base,
+        "POST",
+        "/v1/deploys",
+        json!({"deploy": "base"}),
+        &ci,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
     let victims: Vec<KeyPair> = (0..VICTIMS)
         .map(|_| KeyPair::generate(KeyKind::User))
@@ -113,9 +124,16 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
         .iter()
         .map(|u| u["jwt"].as_str().unwrap().to_string())
         .collect();
-    let r = signed(&client, &a.base, "POST", "/v1/deploys/base/activate", json!({}), &ci)
-        .await
-        .unwrap();
+    let r = signed(
+        &client,
+        &a.base,
+        "POST",
+        "/v1/deploys/base/activate",
+        json!({}),
+        &ci,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Victims on the two nodes that stay up (node 2 dies).
@@ -202,24 +220,44 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
     a_dead.store(true, Ordering::SeqCst);
     a.kill();
     cluster.kill_node(2);
-    println!("killed replica A and node n2 after {} acknowledged calls", acked.load(Ordering::SeqCst));
+    println!(
+        "killed replica A and node n2 after {} acknowledged calls",
+        acked.load(Ordering::SeqCst)
+    );
 
     let mut outcomes = Vec::new();
     for w in workers {
-        outcomes.extend(tokio::time::timeout(Duration::from_secs(60), w).await.unwrap().unwrap());
+        outcomes.extend(
+            tokio::time::timeout(Duration::from_secs(60), w)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let n_acked = outcomes.iter().filter(|o| o.acked).count();
     println!("{} calls, {n_acked} acknowledged", outcomes.len());
-    assert!(n_acked >= 20, "the stream went on after the kills: {outcomes:?}");
     assert!(
-        outcomes.iter().any(|o| o.acked && o.action == "revoke-user"),
+        n_acked >= 20,
+        "the stream went on after the kills: {outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.acked && o.action == "revoke-user"),
         "some revocation acknowledged"
     );
 
     // Every acknowledged change exactly once (audit log and state, as B sees it).
-    let r = signed(&client, &b.base, "GET", "/v1/audit?limit=10000", json!(null), &reader)
-        .await
-        .unwrap();
+    let r = signed(
+        &client,
+        &b.base,
+        "GET",
+        "/v1/audit?limit=10000",
+        json!(null),
+        &reader,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     let entries = r.json()["entries"].as_array().unwrap().clone();
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -233,23 +271,38 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
         *counts.entry((action, subject)).or_default() += 1;
     }
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "audit in commit order");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "audit in commit order"
+    );
     for o in &outcomes {
         let n = counts
             .get(&(o.action.to_string(), o.subject.clone()))
             .copied()
             .unwrap_or(0);
         if o.acked {
-            assert_eq!(n, 1, "acknowledged {} {} recorded {n} times", o.action, o.subject);
+            assert_eq!(
+                n, 1,
+                "acknowledged {} {} recorded {n} times",
+                o.action, o.subject
+            );
         } else {
-            assert!(n <= 1, "unacknowledged {} {} recorded {n} times", o.action, o.subject);
+            assert!(
+                n <= 1,
+                "unacknowledged {} {} recorded {n} times",
+                o.action,
+                o.subject
+            );
         }
     }
     let r = signed(&client, &b.base, "GET", "/v1/deploys", json!(null), &reader)
         .await
         .unwrap();
     let deploys = r.json()["deploys"].as_array().unwrap().clone();
-    for o in outcomes.iter().filter(|o| o.acked && o.action != "revoke-user") {
+    for o in outcomes
+        .iter()
+        .filter(|o| o.acked && o.action != "revoke-user")
+    {
         let d = deploys
             .iter()
             .find(|d| d["deploy"] == o.subject.as_str())
@@ -276,9 +329,16 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
         );
     }
     for o in outcomes.iter().filter(|o| o.acked && o.action == "open") {
-        let d = deploys.iter().find(|d| d["deploy"] == o.subject.as_str()).unwrap();
+        let d = deploys
+            .iter()
+            .find(|d| d["deploy"] == o.subject.as_str())
+            .unwrap();
         let key = d["signing_key"].as_str().unwrap();
-        assert!(claims.nats.signing_keys.0.contains_key(key), "{} signing key live", o.subject);
+        assert!(
+            claims.nats.signing_keys.0.contains_key(key),
+            "{} signing key live",
+            o.subject
+        );
     }
 
     // The account JWT on every live node is the current one.
@@ -291,7 +351,11 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(seen.as_deref(), Some(live_jwt.as_str()), "node n{node} holds the current account JWT");
+        assert_eq!(
+            seen.as_deref(),
+            Some(live_jwt.as_str()),
+            "node n{node} holds the current account JWT"
+        );
     }
 
     // Revoked users were disconnected; the others stay connected.
@@ -299,12 +363,43 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
     for (i, (conn, rx)) in conns.iter_mut().enumerate() {
         let key = victims[i].public_key().to_string();
         if revoked_keys.contains(&key) {
-            assert!(disconnected(rx, Duration::from_secs(5)).await, "revoked victim {i} disconnected");
+            assert!(
+                disconnected(rx, Duration::from_secs(5)).await,
+                "revoked victim {i} disconnected"
+            );
         } else {
-            assert!(!disconnected(rx, Duration::from_millis(50)).await, "victim {i} untouched");
-            assert_eq!(conn.connection_state(), async_nats::connection::State::Connected);
+            assert!(
+                !disconnected(rx, Duration::from_millis(50)).await,
+                "victim {i} untouched"
+            );
+            assert_eq!(
+                conn.connection_state(),
+                async_nats::connection::State::Connected
+            );
         }
     }
+    // The buckets live in the KV account, three copies each; the
+    // application account has no JetStream at all.
+    let kv_client = async_nats::ConnectOptions::with_credentials_file(&cluster.kv_creds)
+        .await
+        .unwrap()
+        .connect(cluster.url(0))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(kv_client);
+    for stream in ["KV_bw_state", "KV_bw_state_nonces"] {
+        let mut s = js.get_stream(stream).await.unwrap();
+        let info = s.info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{stream} has 3 replicas");
+    }
+    assert_eq!(
+        claims.nats.limits.jetstream.disk_storage, 0,
+        "APP has no JetStream"
+    );
+    assert_eq!(
+        claims.nats.limits.jetstream.mem_storage, 0,
+        "APP has no JetStream"
+    );
     let took = started.elapsed();
     println!("cluster test took {took:?}");
     assert!(took < Duration::from_secs(110), "fits in CI: {took:?}");

@@ -449,7 +449,10 @@ impl KvStore {
             let subject = format!("{}{}", self.state.prefix, p.key);
             if n == last {
                 h.insert("Nats-Batch-Commit", "1");
-                h.insert("Nats-Expected-Last-Subject-Sequence", base.to_string().as_str());
+                h.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    base.to_string().as_str(),
+                );
             }
             if n == 1 || n == last {
                 let reply = self

@@ -29,6 +29,8 @@ pub struct Cluster {
     pub client_ports: Vec<u16>,
     pub kv_account: KeyPair,
     pub kv_creds: PathBuf,
+    /// `[nats] push_wait` of the replicas' configs.
+    pub push_wait: &'static str,
 }
 
 /// An account-server child process; killed (SIGKILL) when dropped.
@@ -96,11 +98,9 @@ impl Cluster {
         });
         let d = bed.dir.path();
         // The KV account: JetStream on, apart from the application account.
-        let op_signing = keyfile::load_key_file(
-            &d.join("keys/operator-signing.nk"),
-            Some(KeyKind::Operator),
-        )
-        .unwrap();
+        let op_signing =
+            keyfile::load_key_file(&d.join("keys/operator-signing.nk"), Some(KeyKind::Operator))
+                .unwrap();
         let kv_account = KeyPair::generate(KeyKind::Account);
         let mut kc = AccountClaims::new_account(kv_account.public_key());
         kc.data.name = "KV".into();
@@ -131,13 +131,15 @@ impl Cluster {
             client_ports,
             kv_account,
             kv_creds,
+            push_wait: "300ms",
         };
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         for i in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let config = node_config(&c, i, &routes, dir.path());
-            c.nodes
-                .push(Some(NatsServer::start_in(dir, &config).expect("cluster node")));
+            c.nodes.push(Some(
+                NatsServer::start_in(dir, &config).expect("cluster node"),
+            ));
         }
         c
     }
@@ -182,7 +184,10 @@ impl Cluster {
                 &format!("listen = \"127.0.0.1:{}\"", self.bed.http_port),
                 &format!("listen = \"127.0.0.1:{http_port}\""),
             )
-            .replace("push_wait = \"3s\"", "push_wait = \"300ms\"")
+            .replace(
+                "push_wait = \"3s\"",
+                &format!("push_wait = \"{}\"", self.push_wait),
+            )
             .replace(
                 "store = \"state/store.redb\"",
                 &format!("store = \"state/{name}.redb\""),
