@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use super::{
     AccountRecord, Approval, AuditEntry, Change, DeployRecord, NonceUse, Snapshot, Store,
-    StoreError, UserRecord,
+    StoreError, UserRecord, decode, encode,
 };
 
 /// The `[kv]` table of the config: selects this backend.
@@ -75,20 +75,6 @@ const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Record {
-        key: key.to_string(),
-        source,
-    })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Record {
-        key: key.to_string(),
-        source,
-    })
 }
 
 /// A key token from free text: `[A-Za-z0-9_-]` kept, anything else `=XX`.

@@ -45,6 +45,22 @@ pub enum StoreError {
     },
 }
 
+/// A record as stored by every backend: JSON.
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Record {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// A stored record read back.
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Record {
+        key: key.to_string(),
+        source,
+    })
+}
+
 /// The lifecycle state of a deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
