@@ -69,7 +69,10 @@ const MAX_BATCH: usize = 1000;
 /// How long one request to JetStream may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long reading a bucket's keys may take.
-const READ_TIMEOUT: Duration = Duration::from_secs(20);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a change is retried while the cluster does not answer (a node
+/// died, a stream leader is being elected).
+const UNAVAILABLE_FOR: Duration = Duration::from_secs(12);
 /// The JetStream error code of a failed expected-sequence check.
 const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 
@@ -125,6 +128,8 @@ struct PubAck {
 
 #[derive(Debug, Deserialize)]
 struct ApiErrorBody {
+    #[serde(default)]
+    code: u64,
     #[serde(default)]
     err_code: u64,
     #[serde(default)]
@@ -266,6 +271,14 @@ impl KvStore {
         filters: Vec<String>,
         policy: consumer::DeliverPolicy,
     ) -> Result<Vec<(String, u64, axum::body::Bytes)>, StoreError> {
+        again(|| self.read_once(filters.clone(), policy)).await
+    }
+
+    async fn read_once(
+        &self,
+        filters: Vec<String>,
+        policy: consumer::DeliverPolicy,
+    ) -> Result<Vec<(String, u64, axum::body::Bytes)>, StoreError> {
         let consumer = self
             .state
             .stream
@@ -392,16 +405,10 @@ impl KvStore {
             )));
         }
         let nonce = match &change.nonce {
-            Some(n) => {
-                let key = nonce_key(&n.caller, &n.nonce);
-                match self.nonces.create(&key, n.ts.to_string().into()).await {
-                    Ok(rev) => Some((key, rev)),
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        return Err(StoreError::NonceReused);
-                    }
-                    Err(e) => return Err(backend(e)),
-                }
-            }
+            Some(n) => match self.create_nonce(n).await? {
+                Some(rev) => Some((nonce_key(&n.caller, &n.nonce), rev)),
+                None => return Err(StoreError::NonceReused),
+            },
             None => None,
         };
         let head = Head {
@@ -412,22 +419,91 @@ impl KvStore {
             key: HEAD.into(),
             value: encode(HEAD, &head)?,
         });
-        let result = self.publish_batch(puts, change.base).await;
+        // The change's first audit entry is keyed by its base, which only
+        // one change can commit: it tells whether a batch whose answer was
+        // lost (a node died, a leader moved) was stored.
+        let marker = puts
+            .iter()
+            .find(|p| p.key.starts_with("audit."))
+            .map(|p| (p.key.clone(), p.value.clone()));
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_FOR;
+        let mut unsure = false;
+        let result = loop {
+            match self.publish_batch(&puts, change.base).await {
+                Err(StoreError::Unavailable(e)) => {
+                    unsure = true;
+                    if self.stored(marker.as_ref()).await {
+                        break Ok(change.base);
+                    }
+                    if marker.is_none() || tokio::time::Instant::now() > deadline {
+                        break Err(StoreError::Backend(e));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(StoreError::Conflict) if unsure && self.stored(marker.as_ref()).await => {
+                    break Ok(change.base);
+                }
+                other => break other,
+            }
+        };
         if let (Err(StoreError::Conflict), Some((key, rev))) = (&result, nonce) {
             // Nothing of the change was stored: free its nonce for the retry.
             let _ = self.nonces.purge_expect_revision(&key, Some(rev)).await;
         }
+        // After an unsure commit the position stays at the base: the next
+        // change conflicts and catches up, our own records included.
         result
+    }
+
+    /// Records a nonce: its revision when fresh, `None` when seen before.
+    /// Retried while the cluster does not answer; a value unique to this
+    /// call tells our own earlier (unanswered) write from a replay.
+    async fn create_nonce(&self, n: &NonceUse) -> Result<Option<u64>, StoreError> {
+        let key = nonce_key(&n.caller, &n.nonce);
+        let mut mark = [0u8; 16];
+        getrandom::fill(&mut mark).map_err(backend)?;
+        let value = format!("{} {}", n.ts, hex::encode(mark));
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_FOR;
+        let mut unsure = false;
+        loop {
+            match self.nonces.create(&key, value.clone().into()).await {
+                Ok(rev) => return Ok(Some(rev)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    if unsure
+                        && let Ok(Some(entry)) = self.nonces.entry(&key).await
+                        && entry.value.as_ref() == value.as_bytes()
+                    {
+                        return Ok(Some(entry.revision));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    unsure = true;
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(backend(e));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    /// Whether the audit marker of a change is stored with our bytes.
+    async fn stored(&self, marker: Option<&(String, Vec<u8>)>) -> bool {
+        let Some((key, value)) = marker else {
+            return false;
+        };
+        matches!(self.state.get(key).await, Ok(Some(v)) if v.as_ref() == value.as_slice())
     }
 
     /// Publishes `puts` as one atomic batch; the last one is `head`,
     /// checked against `base`.
-    async fn publish_batch(&self, puts: Vec<Put>, base: u64) -> Result<u64, StoreError> {
+    async fn publish_batch(&self, puts: &[Put], base: u64) -> Result<u64, StoreError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(backend)?;
         let id = hex::encode(id);
         let last = puts.len();
-        for (i, p) in puts.into_iter().enumerate() {
+        for (i, p) in puts.iter().enumerate() {
             let n = i + 1;
             let mut h = HeaderMap::new();
             h.insert("Nats-Batch-Id", id.as_str());
@@ -443,9 +519,9 @@ impl KvStore {
             if n == 1 || n == last {
                 let reply = self
                     .client
-                    .request_with_headers(subject, h, p.value.into())
+                    .request_with_headers(subject, h, p.value.clone().into())
                     .await
-                    .map_err(|e| backend(format!("atomic batch: {e}")))?;
+                    .map_err(|e| StoreError::Unavailable(format!("atomic batch: {e}")))?;
                 if reply.payload.is_empty() {
                     continue;
                 }
@@ -454,6 +530,9 @@ impl KvStore {
                 if let Some(err) = ack.error {
                     if WRONG_LAST_SEQUENCE.contains(&err.err_code) {
                         return Err(StoreError::Conflict);
+                    }
+                    if err.code == 503 {
+                        return Err(StoreError::Unavailable(err.description));
                     }
                     return Err(backend(format!(
                         "atomic batch refused: {} ({})",
@@ -465,9 +544,9 @@ impl KvStore {
                 }
             } else {
                 self.client
-                    .publish_with_headers(subject, h, p.value.into())
+                    .publish_with_headers(subject, h, p.value.clone().into())
                     .await
-                    .map_err(backend)?;
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             }
         }
         Err(backend("empty atomic batch"))
@@ -532,6 +611,25 @@ fn records(change: &Change) -> Result<Vec<Put>, StoreError> {
         });
     }
     Ok(puts)
+}
+
+/// Runs an idempotent read again while the cluster does not answer (a node
+/// died, a stream leader is being elected), for [`UNAVAILABLE_FOR`].
+async fn again<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + UNAVAILABLE_FOR;
+    loop {
+        match f().await {
+            Err(StoreError::Backend(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "KV read failed; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn open_bucket(
@@ -606,28 +704,19 @@ impl Store for KvStore {
     }
 
     fn remember_nonce(&self, n: &NonceUse) -> Result<bool, StoreError> {
-        self.block(async {
-            match self
-                .nonces
-                .create(nonce_key(&n.caller, &n.nonce), n.ts.to_string().into())
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(backend(e)),
-            }
-        })
+        self.block(async { Ok(self.create_nonce(n).await?.is_some()) })
     }
 
     fn nonce_seen(&self, caller: &str, nonce: &str) -> Result<bool, StoreError> {
-        self.block(async {
+        let key = nonce_key(caller, nonce);
+        self.block(again(|| async {
             Ok(self
                 .nonces
-                .get(nonce_key(caller, nonce))
+                .get(key.as_str())
                 .await
                 .map_err(backend)?
                 .is_some())
-        })
+        }))
     }
 
     fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -636,7 +725,7 @@ impl Store for KvStore {
 
     fn changes_after(&self, position: u64) -> Result<Option<(Change, u64)>, StoreError> {
         self.block(async {
-            let head = self.state.entry(HEAD).await.map_err(backend)?;
+            let head = again(|| async { self.state.entry(HEAD).await.map_err(backend) }).await?;
             if head.is_none_or(|h| h.revision <= position) {
                 return Ok(None);
             }

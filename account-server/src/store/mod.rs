@@ -35,6 +35,11 @@ pub enum StoreError {
     /// computed; nothing was written. Catch up and compute it again.
     #[error("another replica changed the state first")]
     Conflict,
+    /// A shared store did not answer (a node died, a leader election);
+    /// whether the change was stored is not known yet. Only seen inside a
+    /// backend, which resolves it before it answers.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A record could not be encoded or decoded.
     #[error("store record {key}: {source}")]
     Record {
