@@ -133,6 +133,8 @@ async fn resolver(toy: bool) {
         .args(["serve", "--config"])
         .arg(&bed.config_path)
         .env("RUST_LOG", "warn")
+        // Experiments: TOKIO_WORKER_THREADS passes through when set.
+        .envs(std::env::var("TOKIO_WORKER_THREADS").map(|v| ("TOKIO_WORKER_THREADS", v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -326,11 +328,15 @@ async fn sign_deploy(bed: &Bed, services: usize, rounds: usize) {
         api_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(r.status, 200, "{}", &r.text[..r.text.len().min(300)]);
 
-        // Baseline: the same number of user JWTs signed in-process.
+        // Baseline: the same number of user JWTs signed in-process (user
+        // keys made beforehand, as the API's callers make theirs).
         let signer = KeyPair::generate(KeyKind::Account);
+        let user_keys: Vec<KeyPair> = rules
+            .iter()
+            .map(|_| KeyPair::generate(KeyKind::User))
+            .collect();
         let t = Instant::now();
-        for (i, rs) in rules.iter().enumerate() {
-            let user = KeyPair::generate(KeyKind::User);
+        for (i, (rs, user)) in rules.iter().zip(&user_keys).enumerate() {
             let mut c = UserClaims::new_user(user.public_key());
             c.data.name = format!("svc{i}.shop.example");
             c.data.exp = jwt::now() + 3600;

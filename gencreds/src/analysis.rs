@@ -110,13 +110,22 @@ pub enum AnalysisError {
     /// The tree could not be walked.
     #[error(transparent)]
     Workspace(#[from] workspace::WorkspaceError),
+    /// The worker threads could not be started.
+    #[error("cannot start the parse threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
 }
 
 /// Analyses the tree under `root`.
 pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
+    let mut timing = Timing::new();
     let ws = workspace::discover(root)?;
-    let pool = source::pool(opts.threads);
-    pool.install(|| analyze_in(&ws, opts, None))
+    timing.mark("discover");
+    let pool = source::pool(opts.threads)?;
+    let r = pool.install(|| analyze_in(&ws, opts, None));
+    timing.mark("finish");
+    drop(pool);
+    timing.mark("pool drop");
+    r
 }
 
 /// Analyses the tree under `root`, reusing and then refreshing the file
@@ -125,7 +134,7 @@ pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analys
     let mut timing = Timing::new();
     let ws = workspace::discover(root)?;
     timing.mark("discover");
-    let pool = source::pool(opts.threads);
+    let pool = source::pool(opts.threads)?;
     pool.install(|| analyze_in(&ws, opts, Some(cache)))
 }
 
@@ -222,6 +231,12 @@ fn analyze_in(
         );
     }
     timing.mark("cache save");
+    let file_count = files.len();
+    drop(idx);
+    // The trees are large: free them on every worker thread.
+    facts.into_par_iter().for_each(drop);
+    files.into_par_iter().for_each(drop);
+    timing.mark("drop");
     let mut diags: Vec<Diagnostic> = out
         .diags
         .into_iter()
@@ -234,7 +249,7 @@ fn analyze_in(
         root: ws.root.clone(),
         services,
         diags,
-        files: files.len(),
+        files: file_count,
     })
 }
 

@@ -307,7 +307,8 @@ impl Eval<'_, '_> {
 
     fn stmt(&mut self, s: &Stmt) -> Ty {
         match s {
-            Stmt::Let { pat, ty, init, els } => {
+            Stmt::Let(l) => {
+                let Let { pat, ty, init, els } = &**l;
                 let mut t = init.as_ref().map_or(Ty::Unknown, |e| self.expr(e));
                 if let Some(decl) = ty {
                     let unit = &self.idx.units[self.unit];
@@ -355,7 +356,6 @@ impl Eval<'_, '_> {
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
             },
-            Expr::Through(inner) => self.expr(inner),
             Expr::Block(b) => self.block(b),
             Expr::Closure(params, body) => {
                 self.scoped(|ev| {

@@ -605,15 +605,17 @@ impl<'a> Index<'a> {
 
     /// Resolves a path written in module `m`.
     pub fn resolve(&self, m: ModId, path: &PathRef) -> Option<Def> {
-        let mut visited = BTreeSet::new();
+        let mut visited = Vec::new();
         self.resolve_in(m, path, &mut visited)
     }
 
-    fn resolve_in(
-        &self,
+    /// `visited` holds the (module, name) lookups in progress: a re-export
+    /// or glob cycle ends there.
+    fn resolve_in<'s>(
+        &'s self,
         m: ModId,
-        path: &PathRef,
-        visited: &mut BTreeSet<(ModId, String)>,
+        path: &'s PathRef,
+        visited: &mut Vec<(ModId, &'s str)>,
     ) -> Option<Def> {
         let (first, rest) = path.segs.split_first()?;
         let mut def = if path.global {
@@ -634,7 +636,12 @@ impl<'a> Index<'a> {
         Some(def)
     }
 
-    fn step(&self, def: Def, seg: &str, visited: &mut BTreeSet<(ModId, String)>) -> Option<Def> {
+    fn step<'s>(
+        &'s self,
+        def: Def,
+        seg: &'s str,
+        visited: &mut Vec<(ModId, &'s str)>,
+    ) -> Option<Def> {
         Some(match def {
             Def::Mod(mm) => match seg {
                 "super" => Def::Mod(self.modules[mm].parent?),
@@ -675,10 +682,16 @@ impl<'a> Index<'a> {
     }
 
     /// A name defined or imported in module `m` (not the extern prelude).
-    fn lookup(&self, m: ModId, name: &str, visited: &mut BTreeSet<(ModId, String)>) -> Option<Def> {
-        if !visited.insert((m, name.to_string())) {
+    fn lookup<'s>(
+        &'s self,
+        m: ModId,
+        name: &'s str,
+        visited: &mut Vec<(ModId, &'s str)>,
+    ) -> Option<Def> {
+        if visited.contains(&(m, name)) {
             return None;
         }
+        visited.push((m, name));
         let module = &self.modules[m];
         if let Some(defs) = module.names.get(name) {
             return defs.first().cloned();

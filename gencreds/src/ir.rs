@@ -218,20 +218,25 @@ pub enum Pat {
     Binds(Vec<String>),
 }
 
+/// `let pat: ty = init else { … };`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Let {
+    /// The pattern.
+    pub pat: Pat,
+    /// The annotated type.
+    pub ty: Option<PathRef>,
+    /// The initializer.
+    pub init: Option<Expr>,
+    /// The `else` block.
+    pub els: Option<Block>,
+}
+
 /// A statement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
-    /// `let pat: ty = init else { … };`
-    Let {
-        /// The pattern.
-        pat: Pat,
-        /// The annotated type.
-        ty: Option<PathRef>,
-        /// The initializer.
-        init: Option<Expr>,
-        /// The `else` block.
-        els: Option<Block>,
-    },
+    /// A `let` (boxed: most statements are expressions, and this keeps
+    /// every statement small).
+    Let(Box<Let>),
     /// An expression statement.
     Expr(Expr),
 }
@@ -273,13 +278,11 @@ pub enum Expr {
     /// A literal: `Some(text)` for a string literal.
     Lit(Option<String>, Loc),
     /// `f(args)`.
-    Call(Box<Expr>, Vec<Expr>, Loc),
+    Call(Box<Expr>, Box<[Expr]>, Loc),
     /// `recv.method(args)`.
-    Method(Box<Expr>, String, Vec<Expr>, Loc),
+    Method(Box<Expr>, Box<str>, Box<[Expr]>, Loc),
     /// `base.field`.
     Field(Box<Expr>, String),
-    /// An expression whose value is its operand's (`&e`, `(e)`, `e?`, `e.await`, `*e`).
-    Through(Box<Expr>),
     /// A block (also `async`, `unsafe`, `loop`).
     Block(Block),
     /// `|params| body`.

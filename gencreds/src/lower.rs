@@ -70,6 +70,24 @@ fn cfg_is_test(meta: &syn::Meta) -> bool {
     }
 }
 
+/// Where a path starts. (`Spanned::span` on a whole expression prints its
+/// tokens to find the ends: quadratic on nested code, so never used here.)
+fn path_loc(p: &syn::Path) -> Loc {
+    match (&p.leading_colon, p.segments.first()) {
+        (Some(c), _) => loc(c.spans[0]),
+        (None, Some(s)) => loc(s.ident.span()),
+        (None, None) => Loc::default(),
+    }
+}
+
+/// Where a call starts: its function path, else its opening parenthesis.
+fn call_loc(c: &syn::ExprCall) -> Loc {
+    match &*c.func {
+        syn::Expr::Path(p) => path_loc(&p.path),
+        _ => loc(c.paren_token.span.open()),
+    }
+}
+
 fn path_ref(p: &syn::Path) -> PathRef {
     PathRef {
         global: p.leading_colon.is_some(),
@@ -362,7 +380,7 @@ impl Lowerer<'_> {
                     let name = m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
                     out.push(Item::MacroRules {
                         name,
-                        loc: loc(m.mac.path.span()),
+                        loc: path_loc(&m.mac.path),
                         idents: idents_of(m.mac.tokens.clone()),
                     });
                 } else {
@@ -508,14 +526,20 @@ impl Lowerer<'_> {
                         .as_ref()
                         .and_then(|i| i.diverge.as_ref())
                         .map(|(_, e)| vec![Stmt::Expr(self.expr(e))]);
-                    out.push(Stmt::Let {
+                    out.push(Stmt::Let(Box::new(Let {
                         pat: p,
                         ty,
                         init,
                         els,
-                    });
+                    })));
                 }
-                syn::Stmt::Expr(e, _) if !expr_excluded(e) => out.push(Stmt::Expr(self.expr(e))),
+                syn::Stmt::Expr(e, semi) if !expr_excluded(e) => {
+                    let x = self.expr(e);
+                    // A discarded inert value (`x;`) can do nothing the analyzer sees.
+                    if semi.is_none() || !inert(&x) {
+                        out.push(Stmt::Expr(x));
+                    }
+                }
                 syn::Stmt::Macro(m) if !is_excluded(&m.attrs) => {
                     out.push(Stmt::Expr(Expr::Macro(Box::new(self.macro_call(&m.mac)))));
                 }
@@ -564,24 +588,24 @@ impl Lowerer<'_> {
     fn expr_inner(&mut self, e: &syn::Expr) -> Expr {
         use syn::Expr as E;
         match e {
-            E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), loc(p.span())),
+            E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), path_loc(&p.path)),
             E::Path(_) => Expr::Other(vec![]),
             E::Lit(l) => Expr::Lit(
                 match &l.lit {
                     syn::Lit::Str(s) => Some(s.value()),
                     _ => None,
                 },
-                loc(l.span()),
+                loc(l.lit.span()),
             ),
             E::Call(c) => Expr::Call(
                 Box::new(self.expr(&c.func)),
-                self.exprs(&c.args),
-                loc(c.span()),
+                self.exprs(&c.args).into_boxed_slice(),
+                call_loc(c),
             ),
             E::MethodCall(m) => Expr::Method(
                 Box::new(self.expr(&m.receiver)),
-                m.method.to_string(),
-                self.exprs(&m.args),
+                m.method.to_string().into_boxed_str(),
+                self.exprs(&m.args).into_boxed_slice(),
                 loc(m.method.span()),
             ),
             E::Field(f) => Expr::Field(
@@ -591,14 +615,12 @@ impl Lowerer<'_> {
                     syn::Member::Unnamed(i) => i.index.to_string(),
                 },
             ),
-            E::Reference(r) => Expr::Through(Box::new(self.expr(&r.expr))),
-            E::Paren(p) => Expr::Through(Box::new(self.expr(&p.expr))),
-            E::Group(g) => Expr::Through(Box::new(self.expr(&g.expr))),
-            E::Try(t) => Expr::Through(Box::new(self.expr(&t.expr))),
-            E::Await(a) => Expr::Through(Box::new(self.expr(&a.base))),
-            E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
-                Expr::Through(Box::new(self.expr(&u.expr)))
-            }
+            E::Reference(r) => self.expr(&r.expr),
+            E::Paren(p) => self.expr(&p.expr),
+            E::Group(g) => self.expr(&g.expr),
+            E::Try(t) => self.expr(&t.expr),
+            E::Await(a) => self.expr(&a.base),
+            E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
             E::Unary(u) => Expr::Other(vec![self.expr(&u.expr)]),
             E::Block(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Async(b) => Expr::Block(self.block(&b.block.stmts)),
@@ -680,7 +702,7 @@ impl Lowerer<'_> {
 
     fn macro_call(&mut self, mac: &syn::Macro) -> MacroCall {
         let path = path_ref(&mac.path);
-        let l = loc(mac.path.span());
+        let l = path_loc(&mac.path);
         let name = path.last().unwrap_or_default().to_string();
         let mut call = MacroCall {
             path,
@@ -801,7 +823,7 @@ fn inert(e: &Expr) -> bool {
     match e {
         Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
         Expr::Other(c) => c.is_empty(),
-        Expr::Field(b, _) | Expr::Through(b) => inert(b),
+        Expr::Field(b, _) => inert(b),
         _ => false,
     }
 }

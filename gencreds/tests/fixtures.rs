@@ -178,3 +178,29 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
         |a: &Analysis| -> Vec<String> { a.services.iter().map(gencreds::cli::acl_text).collect() };
     assert_eq!(texts(&one), texts(an));
 }
+
+#[test]
+fn explain_names_library_call_sites_and_the_service_call_that_reaches_them() {
+    let root = root().to_string_lossy().into_owned();
+    let mut out = vec![];
+    let mut err = vec![];
+    let code = gencreds::cli::run(
+        [
+            "gencreds",
+            "explain",
+            "form05-helpers.example",
+            "PUB {{plane}}.safe.443.*.calculator_example.*.GET.arithmetic",
+            "--root",
+            &root,
+        ],
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "# form05-helpers.example (form05-helpers, cases/form05-helpers/nats.acl)\n\
+         PUB {{plane}}.safe.443.form05-helpers_example.calculator_example.*.GET.arithmetic\n    \
+         apis/bus-helpers/src/lib.rs:12:7  CalculatorClient::arithmetic (reached from cases/form05-helpers/src/main.rs:9:5)\n"
+    );
+}
