@@ -53,7 +53,7 @@ fn run() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        ["migrate", "--to-kv", "--config", path] => {
+        ["migrate", "--to-kv", "--config", path] | ["migrate", "--to-kv", path] => {
             let config = Config::load(&PathBuf::from(path))?;
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let m = rt.block_on(account_server::migrate::to_kv(&config))?;
