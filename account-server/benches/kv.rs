@@ -99,17 +99,7 @@ async fn run(kv: bool, push_wait: &'static str, rounds: usize, revocations: usiz
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let victims: Vec<KeyPair> = (0..revocations)
-        .map(|_| KeyPair::generate(KeyKind::User))
-        .collect();
-    let users: Vec<_> = victims
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let h = format!("v{i}.shop.example");
-            json!({"hostname": h, "user_key": k.public_key(), "rules": rules_for(&h)})
-        })
-        .collect();
+    let (victims, users) = cluster_bed::victims(revocations);
     let r = post(
         &client,
         &bases[0],

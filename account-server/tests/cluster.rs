@@ -96,17 +96,7 @@ async fn replicas_on_a_cluster_lose_no_acknowledged_change_when_a_replica_and_a_
     .await
     .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
-    let victims: Vec<KeyPair> = (0..VICTIMS)
-        .map(|_| KeyPair::generate(KeyKind::User))
-        .collect();
-    let users: Vec<_> = victims
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let h = format!("v{i}.shop.example");
-            json!({"hostname": h, "user_key": k.public_key(), "rules": rules_for(&h)})
-        })
-        .collect();
+    let (victims, users) = cluster_bed::victims(VICTIMS);
     let r = signed(
         &client,
         &b.base,

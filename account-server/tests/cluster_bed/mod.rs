@@ -275,3 +275,18 @@ impl Cluster {
             .map(str::to_string)
     }
 }
+
+/// `n` fresh user keys and the sign request entries for them
+/// (`v<i>.shop.example`, the derived rule set of a service with no calls).
+pub fn victims(n: usize) -> (Vec<KeyPair>, Vec<serde_json::Value>) {
+    let keys: Vec<KeyPair> = (0..n).map(|_| KeyPair::generate(KeyKind::User)).collect();
+    let users = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let h = format!("v{i}.shop.example");
+            serde_json::json!({"hostname": h, "user_key": k.public_key(), "rules": crate::common::rules_for(&h)})
+        })
+        .collect();
+    (keys, users)
+}
