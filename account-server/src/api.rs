@@ -87,8 +87,9 @@ async fn metrics(State(s): AppState) -> impl IntoResponse {
 
 async fn open_deploy(State(s): AppState, req: Signed) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
-    let body: OpenDeploy = req.json()?;
-    let (d, pushed) = s.open_deploy(&req.caller, body).await?;
+    let (d, pushed) = s
+        .retrying(|| async { s.open_deploy(&req.caller, req.json::<OpenDeploy>()?).await })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -107,8 +108,12 @@ async fn sign_users(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
-    let body: SignUsers = req.json()?;
-    let users = s.sign_users(&req.caller, &id, body).await?;
+    let users = s
+        .retrying(|| async {
+            s.sign_users(&req.caller, &id, req.json::<SignUsers>()?)
+                .await
+        })
+        .await?;
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }
 
@@ -118,7 +123,7 @@ async fn activate(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
-    let (d, pushed) = s.activate(&req.caller, &id).await?;
+    let (d, pushed) = s.retrying(|| s.activate(&req.caller, &id)).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }
 
@@ -128,7 +133,7 @@ async fn retire(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
-    let (d, pushed) = s.retire(&req.caller, &id).await?;
+    let (d, pushed) = s.retrying(|| s.retire(&req.caller, &id)).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }
 
@@ -138,15 +143,16 @@ async fn revoke_deploy(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
-    let (d, pushed) = s.revoke_deploy(&req.caller, &id).await?;
+    let (d, pushed) = s.retrying(|| s.revoke_deploy(&req.caller, &id)).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }
 
 async fn revoke_user(State(s): AppState, req: Signed) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
-    let body: RevokeUser = req.json()?;
-    let user_key = body.user_key.clone();
-    let pushed = s.revoke_user(&req.caller, body).await?;
+    let user_key = req.json::<RevokeUser>()?.user_key;
+    let pushed = s
+        .retrying(|| async { s.revoke_user(&req.caller, req.json::<RevokeUser>()?).await })
+        .await?;
     Ok(Json(serde_json::json!({ "user_key": user_key, "push": pushed })).into_response())
 }
 
@@ -156,14 +162,15 @@ async fn renew(
     req: Signed,
 ) -> Result<Response, ApiError> {
     req.require(&[Role::Ci])?;
-    let user = s.renew(&req.caller, &key).await?;
+    let user = s.retrying(|| s.renew(&req.caller, &key)).await?;
     Ok(Json(user).into_response())
 }
 
 async fn approve(State(s): AppState, req: Signed) -> Result<Response, ApiError> {
     req.require(&[Role::Operator])?;
-    let body: Approve = req.json()?;
-    let a = s.approve(&req.caller, body).await?;
+    let a = s
+        .retrying(|| async { s.approve(&req.caller, req.json::<Approve>()?).await })
+        .await?;
     Ok((StatusCode::CREATED, Json(a)).into_response())
 }
 

@@ -226,6 +226,10 @@ pub struct Config {
     /// API keys.
     #[serde(default)]
     pub keys: Vec<ApiKey>,
+    /// The JetStream KV backend (several replicas); the embedded store at
+    /// `store` when absent.
+    #[serde(default)]
+    pub kv: Option<crate::store::KvConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -278,6 +282,9 @@ impl Config {
         }
         if let Some(p) = &mut config.policy_file {
             *p = base.join(&*p);
+        }
+        if let Some(kv) = &mut config.kv {
+            kv.creds_file = base.join(&kv.creds_file);
         }
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);

@@ -39,6 +39,9 @@ pub struct Ledger {
     pub users: BTreeMap<String, UserRecord>,
     /// Approvals by (deploy, rule).
     pub approvals: BTreeMap<(String, String), Approval>,
+    /// The store position this working set reflects (see
+    /// [`crate::store::Change::base`]).
+    pub position: u64,
 }
 
 impl Ledger {

@@ -9,8 +9,10 @@
 //! - [`auth`]: signed requests, roles, nonces; [`error`]: the API error;
 //! - [`server`]: state and start; [`lifecycle`]: deploys, users, revocations;
 //! - [`ledger`]: the working set and the account JWT it signs;
-//! - [`store`]: the durable [`store::Store`] and its redb backend;
+//! - [`store`]: the durable [`store::Store`], its redb and JetStream KV backends;
+//! - [`replica`]: several replicas on one KV store (catch-up, retries);
 //! - [`seal`]: deploy seeds sealed at rest; [`push`]: updates to every broker;
+//! - [`migrate`]: embedded store to KV;
 //! - [`policy`]: the server's `buswarden.toml`; [`metrics`]; [`tls`].
 
 #![forbid(unsafe_code)]
@@ -22,8 +24,10 @@ pub mod error;
 pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
+pub mod migrate;
 pub mod policy;
 pub mod push;
+pub mod replica;
 pub mod seal;
 pub mod server;
 pub mod store;

@@ -1,5 +1,7 @@
 //! `account-server serve --config FILE` runs the server;
-//! `account-server gen-kek FILE` writes a fresh key-encryption key (0600).
+//! `account-server gen-kek FILE` writes a fresh key-encryption key (0600);
+//! `account-server migrate --to-kv --config FILE` moves the embedded store
+//! into the JetStream KV buckets of the config's `[kv]` table.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use account_server::seal::Kek;
 use account_server::{AccountServer, serve};
 use anyhow::Context;
 
-const USAGE: &str = "usage: account-server serve --config FILE | account-server gen-kek FILE";
+const USAGE: &str = "usage: account-server serve --config FILE | account-server gen-kek FILE | account-server migrate --to-kv --config FILE";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -50,6 +52,16 @@ fn run() -> anyhow::Result<()> {
                 tracing::info!("stopped");
                 Ok(())
             })
+        }
+        ["migrate", "--to-kv", "--config", path] | ["migrate", "--to-kv", path] => {
+            let config = Config::load(&PathBuf::from(path))?;
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let m = rt.block_on(account_server::migrate::to_kv(&config))?;
+            println!(
+                "migrated {} deploys, {} users, {} revocations, {} audit entries, {} nonces into JetStream KV",
+                m.deploys, m.users, m.revocations, m.audit, m.nonces
+            );
+            Ok(())
         }
         _ => anyhow::bail!("{USAGE}"),
     }

@@ -61,6 +61,7 @@ metrics! {
     account_updates => "Account JWTs signed and committed.",
     push_confirmed => "Account JWT pushes confirmed by a nats-server.",
     push_failed => "Account JWT push attempts that failed (retried).",
+    store_conflicts => "Changes refused because another replica committed first (re-read, re-applied, retried).",
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyFileError, ServerPolicy};
 use crate::push::{Published, Pusher};
 use crate::seal::{Kek, SealError};
-use crate::store::{AccountRecord, AuditEntry, Change, RedbStore, Revocation, Store, StoreError};
+use crate::store::{
+    AccountRecord, AuditEntry, Change, KvStore, RedbStore, Revocation, Store, StoreError,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,10 @@ fn decode_account_file(path: &std::path::Path, text: &str) -> Result<AccountClai
 impl AccountServer {
     /// Opens the store at `config.store` and starts (see [`AccountServer::start_with`]).
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let store = Arc::new(RedbStore::open(&config.store)?);
+        let store: Arc<dyn Store> = match &config.kv {
+            Some(kv) => Arc::new(KvStore::connect(kv, crate::replica::nonce_ttl(&config)).await?),
+            None => Arc::new(RedbStore::open(&config.store)?),
+        };
         Self::start_with(config, store).await
     }
 
@@ -155,17 +160,34 @@ impl AccountServer {
             source,
         })?;
 
-        let s2 = store.clone();
-        let snap = tokio::task::spawn_blocking(move || s2.load())
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let (ledger, change) = import(snap, &file_jwt, &file_claims, &operator, now())?;
-        if let Some(change) = change {
+        // Another replica may import at the same time: on a conflict, load
+        // again (bounded).
+        let mut attempt = 0;
+        let ledger = loop {
+            attempt += 1;
             let s2 = store.clone();
-            tokio::task::spawn_blocking(move || s2.commit(&change))
+            let snap = tokio::task::spawn_blocking(move || s2.load())
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
-        }
+            let position = snap.position;
+            let (mut ledger, change) = import(snap, &file_jwt, &file_claims, &operator, now())?;
+            let Some(mut change) = change else {
+                break ledger;
+            };
+            change.base = position;
+            let s2 = store.clone();
+            match tokio::task::spawn_blocking(move || s2.commit_from(&change))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+            {
+                Ok(p) => {
+                    ledger.position = p;
+                    break ledger;
+                }
+                Err(StoreError::Conflict) if attempt < 10 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
 
         let metrics = Arc::new(Metrics::default());
         let pusher = Pusher::start(
@@ -205,6 +227,9 @@ impl AccountServer {
             metrics,
         });
         spawn_janitor(Arc::downgrade(&server));
+        if let Some(head) = server.store.head_changes() {
+            crate::replica::spawn_follower(Arc::downgrade(&server), head);
+        }
         Ok(server)
     }
 
@@ -224,11 +249,30 @@ impl AccountServer {
         change: Change,
     ) -> Result<(), StoreError> {
         let store = self.store.clone();
+        let mut change = change;
+        change.base = ledger.position;
         let change = Arc::new(change);
         let c2 = change.clone();
-        tokio::task::spawn_blocking(move || store.commit(&c2))
+        let committed = tokio::task::spawn_blocking(move || store.commit_from(&c2))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        match committed {
+            Ok(position) => {
+                self.apply(ledger, &change)?;
+                ledger.position = position;
+                Ok(())
+            }
+            Err(StoreError::Conflict) => {
+                self.catch_up(ledger).await?;
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies a committed change in memory, to the resolver and to the
+    /// pushers.
+    pub(crate) fn apply(&self, ledger: &mut Ledger, change: &Change) -> Result<(), StoreError> {
         for d in &change.deploys {
             ledger.deploys.insert(d.id.clone(), d.clone());
         }
@@ -332,6 +376,7 @@ fn import(
                     deploys: snap.deploys,
                     users: snap.users,
                     approvals: snap.approvals,
+                    position: snap.position,
                 };
                 return Ok((ledger, None));
             }
@@ -369,6 +414,7 @@ fn import(
         deploys: snap.deploys,
         users: snap.users,
         approvals: snap.approvals,
+        position: snap.position,
     };
     Ok((ledger, Some(change)))
 }
@@ -382,8 +428,16 @@ fn spawn_janitor(server: Weak<AccountServer>) {
             let Some(server) = server.upgrade() else {
                 return;
             };
-            if let Err(e) = server.tidy(now()).await {
-                tracing::error!(error = %e, "janitor: retiring or pruning failed; will retry");
+            match server.tidy(now()).await {
+                Ok(()) => {}
+                // Another replica did the same work first (or something
+                // else); caught up already, the next tick looks again.
+                Err(crate::error::ApiError::Store(StoreError::Conflict)) => {
+                    tracing::debug!("janitor: another replica changed the state first");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "janitor: retiring or pruning failed; will retry");
+                }
             }
         }
     });

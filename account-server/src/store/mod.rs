@@ -9,12 +9,14 @@
 //! change committed. A second backend (NATS JetStream KV, for several
 //! replicas) implements the same trait.
 
+pub mod kv;
 pub mod redb;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::kv::{KvConfig, KvStore};
 pub use self::redb::RedbStore;
 
 /// Why the store failed. The message is for the server log only; clients
@@ -29,6 +31,15 @@ pub enum StoreError {
     /// raced its original); nothing was written.
     #[error("nonce already used")]
     NonceReused,
+    /// Another replica changed the shared state after the change was
+    /// computed; nothing was written. Catch up and compute it again.
+    #[error("another replica changed the state first")]
+    Conflict,
+    /// A shared store did not answer (a node died, a leader election);
+    /// whether the change was stored is not known yet. Only seen inside a
+    /// backend, which resolves it before it answers.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A record could not be encoded or decoded.
     #[error("store record {key}: {source}")]
     Record {
@@ -37,6 +48,22 @@ pub enum StoreError {
         /// The cause.
         source: serde_json::Error,
     },
+}
+
+/// A record as stored by every backend: JSON.
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Record {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// A stored record read back.
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Record {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// The lifecycle state of a deploy.
@@ -209,6 +236,9 @@ pub struct Snapshot {
     pub users: BTreeMap<String, UserRecord>,
     /// Approvals by (deploy, rule).
     pub approvals: BTreeMap<(String, String), Approval>,
+    /// The position of this state in a shared store's history (the head
+    /// revision); 0 in a single-writer store.
+    pub position: u64,
 }
 
 /// A request nonce to remember (see [`Store::remember_nonce`]).
@@ -240,6 +270,10 @@ pub struct Change {
     pub approvals: Vec<Approval>,
     /// Audit entries appended (their `seq` is assigned by the store).
     pub audit: Vec<AuditEntry>,
+    /// The position of the state the change was computed from; a shared
+    /// store refuses the change ([`StoreError::Conflict`]) when its state
+    /// moved on since. Ignored by a single-writer store.
+    pub base: u64,
 }
 
 /// A durable store. Every method is one transaction.
@@ -261,4 +295,24 @@ pub trait Store: Send + Sync + 'static {
     /// Audit entries at or after unix second `since`, oldest first, at most
     /// `limit`.
     fn audit_since(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Writes `change` like [`Store::commit`] and returns the position the
+    /// store is at afterwards.
+    fn commit_from(&self, change: &Change) -> Result<u64, StoreError> {
+        self.commit(change).map(|()| change.base)
+    }
+
+    /// For a store shared by several replicas: what the others committed
+    /// after `position`, as one change in commit order, and the position it
+    /// brings the caller to; `None` when nothing is new (always, for a
+    /// single-writer store).
+    fn changes_after(&self, _position: u64) -> Result<Option<(Change, u64)>, StoreError> {
+        Ok(None)
+    }
+
+    /// For a shared store: the latest position any replica committed, to
+    /// follow (`None` for a single-writer store).
+    fn head_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -12,12 +12,10 @@
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::{
     AccountRecord, Approval, AuditEntry, Change, DeployRecord, NonceUse, Snapshot, Store,
-    StoreError, UserRecord,
+    StoreError, UserRecord, decode, encode,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -34,20 +32,6 @@ const PRUNE_BATCH: usize = 256;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Record {
-        key: key.to_string(),
-        source,
-    })
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Record {
-        key: key.to_string(),
-        source,
-    })
 }
 
 fn approval_key(deploy: &str, rule: &str) -> String {
@@ -100,6 +84,27 @@ impl RedbStore {
         }
         txn.commit().map_err(backend)?;
         Ok(Self { db })
+    }
+}
+
+impl RedbStore {
+    /// Every remembered nonce (for a migration to another store).
+    pub fn nonces(&self) -> Result<Vec<NonceUse>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(NONCES).map_err(backend)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(backend)? {
+            let (k, ts) = row.map_err(backend)?;
+            if let Some((caller, nonce)) = k.value().split_once(':') {
+                out.push(NonceUse {
+                    caller: caller.to_string(),
+                    nonce: nonce.to_string(),
+                    ts: ts.value(),
+                    forget_before: 0,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 
