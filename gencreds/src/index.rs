@@ -178,23 +178,6 @@ pub struct Index<'a> {
     pub endpoint_names: BTreeSet<String>,
 }
 
-/// `CalculatorTrait` -> `CALCULATOR_TRAIT`.
-pub fn screaming_snake(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let mut out = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
-                out.push('_');
-            }
-        }
-        out.extend(c.to_uppercase());
-    }
-    out
-}
-
 struct Builder<'a> {
     idx: Index<'a>,
     by_path: HashMap<&'a Path, usize>,
@@ -559,7 +542,7 @@ impl<'a> Builder<'a> {
             (format!("{n}MulticastClient"), Gen::Multicast),
             (format!("{n}Trigger"), Gen::Trigger),
             (format!("{n}Hook"), Gen::Hook),
-            (format!("{}_HOST", screaming_snake(n)), Gen::HostConst),
+            (buswarden_rules::naming::host_const(n), Gen::HostConst),
         ];
         for (name, g) in gens {
             if !matches!(g, Gen::Trait | Gen::HostConst) {

@@ -13,6 +13,7 @@
 //! - [`rule`]: `PUB`/`SUB` rules and rule sets with subsumption;
 //! - [`derive`]: a service model to its rule set;
 //! - [`acl`]: the `nats.acl` text format;
+//! - [`naming`]: the names `#[buswarden::api]` generates (macro and analyzer);
 //! - [`validate`]: the checks run on a rule set before it is signed;
 //! - [`diff`]: what changed between two rule sets;
 //! - [`budget`]: the CONNECT line a rule set will produce, against the 4 KiB limit;
@@ -25,6 +26,7 @@ pub mod budget;
 pub mod derive;
 pub mod diff;
 pub mod hostname;
+pub mod naming;
 pub mod pattern;
 pub mod policy;
 pub mod route;

@@ -6,28 +6,11 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Ident, TraitItem};
 
-/// `CalculatorApi` -> `CALCULATOR_API`.
-fn screaming_snake(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let mut out = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
-                out.push('_');
-            }
-        }
-        out.extend(c.to_uppercase());
-    }
-    out
-}
-
 pub fn api(api: &Api) -> TokenStream {
     let name = &api.item.ident;
     let vis = &api.item.vis;
-    let snake = screaming_snake(&name.to_string());
-    let host_const = format_ident!("{}_HOST", snake);
+    let snake = buswarden_rules::naming::screaming_snake(&name.to_string());
+    let host_const = format_ident!("{}", buswarden_rules::naming::host_const(&name.to_string()));
     let spec_mod = format_ident!("__buswarden_spec_{}", snake.to_lowercase());
     let host = &api.host;
     let client = format_ident!("{}Client", name);
@@ -399,18 +382,5 @@ fn serve_endpoint(ep: &Endpoint, spec_mod: &Ident) -> TokenStream {
                 async move { #body }
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::screaming_snake;
-
-    #[test]
-    fn constant_names() {
-        assert_eq!(screaming_snake("Calculator"), "CALCULATOR");
-        assert_eq!(screaming_snake("AccessToken"), "ACCESS_TOKEN");
-        assert_eq!(screaming_snake("HTTPIngress"), "HTTP_INGRESS");
-        assert_eq!(screaming_snake("Api2Go"), "API2_GO");
     }
 }
