@@ -9,10 +9,10 @@
 //! in a 0700 folder).
 
 use crate::analysis::Analysis;
-use crate::cli::{Comparison, EXIT_FINDINGS, EXIT_OK, compare};
+use crate::cli::{EXIT_FINDINGS, EXIT_OK, compare};
 use crate::report::{self, Format};
 use buswarden_creds::sign::{
-    self, AccountRef, AccountSigner, DeployId, SIGNING_KEY_ENV, ServiceAcl, SignError, SignOptions,
+    self, AccountRef, AccountSigner, DeployId, ServiceAcl, SignError, SignOptions,
 };
 use buswarden_rules::Plane;
 use clap::Args;
@@ -73,14 +73,13 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<i32> {
-    debug_assert_eq!(SIGNING_KEY_ENV, "BUSWARDEN_SIGNING_KEY");
     // Arguments first: a typo should not wait for the analysis verdict.
     let opts = options(a)?;
     let key = sign::load_signing_key(a.signing_key.as_deref())?;
     let account = a.account.as_deref().map(AccountRef::parse).transpose()?;
     let signer = AccountSigner::new(key, account)?;
 
-    let comparison: Comparison = compare(an);
+    let comparison = compare(an);
     if comparison.has_errors() {
         out.write_all(comparison.diffs.as_bytes())?;
         err.write_all(report::human_all(&comparison.diags).as_bytes())?;

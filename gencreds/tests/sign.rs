@@ -174,38 +174,25 @@ fn bad_arguments_are_clear_errors() {
     keyfile::generate_key_file(KeyKind::User, &user_key).unwrap();
     let out = dir.path().join("creds");
     let app = app();
-    let (code, _, stderr) = run(&[
-        "sign",
-        app.to_str().unwrap(),
-        "--signing-key",
-        user_key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let sign_with = |extra: &[&str]| {
+        let mut args = vec![
+            "sign",
+            app.to_str().unwrap(),
+            "--signing-key",
+            user_key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, _, stderr) = sign_with(&[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("account key"), "{stderr}");
-    let (code, _, stderr) = run(&[
-        "sign",
-        app.to_str().unwrap(),
-        "--signing-key",
-        user_key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--expires",
-        "soon",
-    ]);
+    let (code, _, stderr) = sign_with(&["--expires", "soon"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("soon"), "{stderr}");
-    let (code, _, stderr) = run(&[
-        "sign",
-        app.to_str().unwrap(),
-        "--signing-key",
-        user_key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--plane",
-        "Bad.Plane",
-    ]);
+    let (code, _, stderr) = sign_with(&["--plane", "Bad.Plane"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("Bad.Plane"), "{stderr}");
     assert!(!out.exists());
