@@ -177,19 +177,56 @@ impl<'de> serde::Deserialize<'de> for Hostname {
 /// hostnames: lower-case, `.` -> `_`, `[a-z0-9_-]` pass, every other byte
 /// `%xx` (lower-case hex). An empty input flattens to `_`.
 pub fn flatten(host: &str) -> String {
-    if host.is_empty() {
-        return "_".to_string();
-    }
     let mut out = String::with_capacity(host.len() + 8);
+    flatten_into(&mut out, host);
+    out
+}
+
+/// [`flatten`], appended to `out`.
+pub fn flatten_into(out: &mut String, host: &str) {
+    if host.is_empty() {
+        out.push('_');
+        return;
+    }
     for b in host.bytes() {
         let b = b.to_ascii_lowercase();
         match b {
             b'.' => out.push('_'),
             b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
-            _ => push_pct(&mut out, b),
+            _ => push_pct(out, b),
         }
     }
-    out
+}
+
+/// Whether [`flatten`] of `host` is `token`, without building it (the
+/// runtime's check of a reply's responder segment against the host called).
+pub fn flattens_to(host: &str, token: &str) -> bool {
+    if host.is_empty() {
+        return token == "_";
+    }
+    let mut rest = token.as_bytes();
+    for b in host.bytes() {
+        let b = b.to_ascii_lowercase();
+        let (one, escaped) = match b {
+            b'.' => (b'_', false),
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => (b, false),
+            _ => (b, true),
+        };
+        if escaped {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let want = [b'%', HEX[(one >> 4) as usize], HEX[(one & 0xf) as usize]];
+            match rest.strip_prefix(&want[..]) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else {
+            match rest.split_first() {
+                Some((&c, r)) if c == one => rest = r,
+                _ => return false,
+            }
+        }
+    }
+    rest.is_empty()
 }
 
 /// Reverses [`flatten`] for a token that came from a hostname without `_`.
@@ -329,5 +366,41 @@ mod tests {
             Hostname::parse(&long),
             Err(HostnameError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn flattens_to_agrees_with_flatten() {
+        let hosts = [
+            "",
+            "a",
+            "Echo.Bench",
+            "access.token.core",
+            "x_y.z",
+            "a-b.c",
+            "caf\u{e9}.x",
+            "sp ace",
+            "a*b",
+            "a>b",
+            "%",
+            "a.b.",
+            ".",
+            "ALL",
+        ];
+        for h in hosts {
+            let flat = flatten(h);
+            assert!(flattens_to(h, &flat), "{h:?} -> {flat:?}");
+            for other in hosts {
+                let other_flat = flatten(other);
+                assert_eq!(
+                    flattens_to(h, &other_flat),
+                    other_flat == flat,
+                    "{h:?} vs {other:?}"
+                );
+            }
+            assert!(!flattens_to(h, &format!("{flat}x")));
+            if flat.len() > 1 {
+                assert!(!flattens_to(h, &flat[..flat.len() - 1]));
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! token: the only `*` and `>` in a subject are the ones the subscribe form
 //! writes on purpose.
 
-use crate::hostname::{decode_hex_pair, flatten, push_pct, unflatten};
+use crate::hostname::{self, decode_hex_pair, flatten, push_pct, unflatten};
 use crate::route::{Method, Route, RouteError, Segment, TRUST_ROOT_PORT};
 use std::fmt;
 
@@ -221,6 +221,21 @@ pub fn route_path_tokens(out: &mut String, segments: &[Segment]) {
     }
 }
 
+/// `port` in decimal, written into `buf`.
+fn decimal(port: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = port;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 fn head(out: &mut String, plane: &str, port: &str, trust: Trust) {
     out.push_str(plane);
     out.push('.');
@@ -244,15 +259,16 @@ pub fn request(
     path: &str,
 ) -> String {
     let mut out = String::with_capacity(64 + src.len() + dest.len() + path.len());
+    let mut digits = [0u8; 5];
     head(
         &mut out,
         plane.as_str(),
-        &port.to_string(),
+        decimal(port, &mut digits),
         Trust::of_port(port),
     );
-    out.push_str(&flatten(src));
+    hostname::flatten_into(&mut out, src);
     out.push('.');
-    out.push_str(&flatten(dest));
+    hostname::flatten_into(&mut out, dest);
     out.push('.');
     out.push_str(pos.token());
     out.push('.');
@@ -310,13 +326,26 @@ pub fn subscription_for_path(
 
 /// The subject a responder publishes its reply (and acks) on.
 pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position) -> String {
-    format!(
-        "{}.reply._.{}.{}.{}",
-        plane.as_str(),
-        flatten(responder),
-        flatten(caller),
-        caller_id.token()
-    )
+    let (prefix, suffix) = reply_affixes(plane, caller, caller_id);
+    let mut out = prefix;
+    hostname::flatten_into(&mut out, responder);
+    out.push_str(&suffix);
+    out
+}
+
+/// What every reply subject to `caller`'s instance `caller_id` has before
+/// and after the responder token: `reply(plane, r, caller, id)` is
+/// `prefix + flatten(r) + suffix` for every responder `r`. A caller that
+/// subscribed with [`reply_subscription`] reads a reply's responder token
+/// between them without decoding the whole subject.
+pub fn reply_affixes(plane: &Plane, caller: &str, caller_id: &Position) -> (String, String) {
+    let prefix = format!("{}.reply._.", plane.as_str());
+    let mut suffix = String::with_capacity(caller.len() + 24);
+    suffix.push('.');
+    hostname::flatten_into(&mut suffix, caller);
+    suffix.push('.');
+    suffix.push_str(caller_id.token());
+    (prefix, suffix)
 }
 
 /// The subject a service subscribes on to receive replies to its requests.
@@ -531,6 +560,26 @@ mod tests {
     }
     fn publ(port: u16, src: &str, host: &str, p: &str, method: &str, path: &str) -> String {
         request(&p0(), port, src, host, &pos(p), &m(method), path)
+    }
+
+    #[test]
+    fn decimal_ports() {
+        for port in [
+            0u16, 1, 9, 10, 99, 100, 417, 443, 666, 888, 9999, 10000, 65535,
+        ] {
+            assert_eq!(decimal(port, &mut [0; 5]), port.to_string());
+        }
+    }
+
+    #[test]
+    fn reply_is_its_affixes_around_the_responder() {
+        let id = pos("id-abc123");
+        let (prefix, suffix) = reply_affixes(&p0(), "Caller.Example", &id);
+        for responder in ["echo.bench", "a", "x_y.z", "caf\u{e9}.x"] {
+            let full = reply(&p0(), responder, "Caller.Example", &id);
+            assert_eq!(full, format!("{prefix}{}{suffix}", flatten(responder)));
+            assert!(matches!(decode(&full), Ok(Subject::Reply(_))));
+        }
     }
 
     #[test]

@@ -71,6 +71,18 @@ struct Figures {
     /// CPU µs per call in this process and in nats-server (concurrent phase).
     cpu_client: f64,
     cpu_server: f64,
+    /// Read and write system calls per call in this process (concurrent
+    /// phase): how well the writes of many calls are batched.
+    syscalls: f64,
+}
+
+/// Read plus write system calls of this process so far (`/proc/self/io`).
+fn syscalls() -> f64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines()
+        .filter(|l| l.starts_with("syscr:") || l.starts_with("syscw:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum()
 }
 
 /// CPU time (user + system) of a process, from /proc, in seconds.
@@ -115,6 +127,7 @@ where
     lat.sort();
     let per_task = s.concurrent / s.in_flight;
     let (own0, srv0) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
+    let sys0 = syscalls();
     let start = Instant::now();
     let tasks: Vec<_> = (0..s.in_flight)
         .map(|_| {
@@ -132,12 +145,14 @@ where
     let calls = (per_task * s.in_flight) as f64;
     let throughput = calls / start.elapsed().as_secs_f64();
     let (own1, srv1) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
+    let sys1 = syscalls();
     Figures {
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         throughput,
         cpu_client: (own1 - own0) * 1e6 / calls,
         cpu_server: (srv1 - srv0) * 1e6 / calls,
+        syscalls: (sys1 - sys0) / calls,
     }
 }
 
@@ -241,17 +256,19 @@ async fn run(s: Settings) {
         wire.push(enveloped(&s, server.pid(), &requester, &payload, LAYOUT_SUBJECT).await);
         short.push(enveloped(&s, server.pid(), &requester, &payload, SHORT_SUBJECT).await);
         println!(
-            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server)",
+            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls)",
             r.p50,
             r.p99,
             r.throughput,
             r.cpu_client,
             r.cpu_server,
+            r.syscalls,
             o.p50,
             o.p99,
             o.throughput,
             o.cpu_client,
-            o.cpu_server
+            o.cpu_server,
+            o.syscalls
         );
         raw.push(r);
         ours.push(o);
@@ -306,15 +323,16 @@ async fn run(s: Settings) {
         let (wc, ws) = cpu(v);
         println!(
             "reference, raw async-nats carrying the runtime's payload envelope {what}: \
-             p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server",
+             p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server, {:.2} syscalls per call here",
             wp50 / rp50,
-            wt / rt
+            wt / rt,
+            us(v, |f| f.syscalls)
         );
     }
 }
 
 /// The request subject of the reference runs, shaped like the runtime's.
-const LAYOUT_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_bench._.POST.echo";
+const LAYOUT_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_refer._.POST.echo";
 /// The same envelope on a short subject: splits the subject's cost from the envelope's.
 const SHORT_SUBJECT: &str = "bench.env";
 

@@ -10,8 +10,8 @@ use crate::id;
 use crate::pump::ReplyPump;
 use crate::wire;
 use async_nats::{Event, ServerError};
-use buswarden_rules::subject::{self, Subject};
-use buswarden_rules::{Hostname, Plane, Position};
+use buswarden_rules::subject;
+use buswarden_rules::{Hostname, Plane, Position, hostname};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,6 +123,28 @@ pub(crate) enum Sink {
     Many(mpsc::UnboundedSender<Incoming>),
 }
 
+/// The fixed parts of this instance's reply subjects: everything but the
+/// responder token.
+pub(crate) struct ReplyShape {
+    prefix: String,
+    suffix: String,
+}
+
+impl ReplyShape {
+    pub(crate) fn new(plane: &Plane, host: &Hostname, id: &Position) -> Self {
+        let (prefix, suffix) = subject::reply_affixes(plane, host.as_str(), id);
+        ReplyShape { prefix, suffix }
+    }
+
+    /// The responder token of a reply subject of this shape.
+    fn responder<'s>(&self, subject: &'s str) -> Option<&'s str> {
+        let token = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        (!token.is_empty() && !token.contains(['.', '*', '>'])).then_some(token)
+    }
+}
+
 /// A decoded response or acknowledgement.
 pub(crate) struct Reply {
     pub(crate) envelope: wire::Envelope,
@@ -224,10 +246,14 @@ impl Shared {
     }
 
     /// Hands a message received on the reply subscription to its call.
-    pub(crate) fn dispatch_reply(&self, msg: async_nats::Message) {
-        let responder = match subject::decode(msg.subject.as_str()) {
-            Ok(Subject::Reply(r)) => r.responder,
-            _ => return self.count_malformed(),
+    /// Hands a received reply to its waiting call. The broker delivers
+    /// only subjects matching the reply subscription
+    /// (`<plane>.reply._.*.<own host>.<own id>`), so the responder segment
+    /// is the one token between `shape`'s prefix and suffix; anything else
+    /// is counted as malformed.
+    pub(crate) fn dispatch_reply(&self, msg: async_nats::Message, shape: &ReplyShape) {
+        let Some(responder) = shape.responder(msg.subject.as_str()) else {
+            return self.count_malformed();
         };
         let (envelope, body) = match wire::Envelope::decode(&msg.payload) {
             Ok((e, body)) if e.kind != wire::Kind::Request => (e, body),
@@ -242,10 +268,17 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if p.expect.as_ref().is_some_and(|e| *e != responder) {
+        if p.expect
+            .as_ref()
+            .is_some_and(|e| !hostname::flattens_to(e, responder))
+        {
             drop(pending);
             return self.count_spoofed_reply();
         }
+        let Some(responder) = hostname::unflatten(responder) else {
+            drop(pending);
+            return self.count_malformed();
+        };
         match &mut p.sink {
             Sink::Many(tx) => {
                 let _ = tx.send(Incoming::Message {
@@ -467,6 +500,7 @@ impl Connector {
                 subject: reply.clone(),
                 reason: e.to_string(),
             })?;
+        let pump = Arc::new(ReplyPump::new(replies, ReplyShape::new(&plane, &host, &id)));
         let live = Arc::new(Live {
             client,
             plane,
@@ -474,7 +508,7 @@ impl Connector {
             id,
             config,
             shared: self.inner.shared.clone(),
-            pump: Arc::new(ReplyPump::new(replies)),
+            pump,
             tasks: Mutex::new(Vec::new()),
         });
         live.add_task(tokio::spawn(

@@ -1,51 +1,36 @@
 //! The reply pump: who reads the connector's one reply subscription.
 //!
 //! A background task always reads it, so no reply ever waits for a reader.
-//! A call waiting for its reply also reads it when it is polled (a short,
-//! non-blocking drain under a lock that is never held across an await) and
-//! registers a waker that wakes both itself and the background task: a lone
-//! call is then woken by its own reply and handles it in its own task, with
-//! no task hop, and a call that stops being polled (a future kept but no
-//! longer awaited) can never stall the others, because the background task
-//! is woken by every reply too. A call that is the only one waiting wakes
-//! only itself (nothing else can be stalled by it), which saves a wasted
-//! wake-up of the background reader, and a race for the lock, per reply.
+//! A call that is the only one waiting reads the subscription itself when
+//! it is polled (a short, non-blocking drain under a lock that is never held
+//! across an await) and registers its own waker there: a lone call is woken
+//! by its own reply and handles it in its own task, with no task hop, and it
+//! hands the subscription back to the background reader when it ends. While
+//! several calls wait, the subscription wakes the background reader alone,
+//! which hands each reply to its call's channel; a waiting call then never
+//! is woken by another call's reply, and a call that stops being polled (a
+//! future kept but no longer awaited) can never stall the others.
 
-use crate::connector::Shared;
+use crate::connector::{ReplyShape, Shared};
 use futures_util::StreamExt as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// The reply subscription and the background reader's waker.
 pub(crate) struct ReplyPump {
     subscription: Mutex<async_nats::Subscriber>,
     background: OnceLock<Waker>,
-}
-
-/// Wakes a waiting call and the background reader.
-struct Both {
-    call: Waker,
-    background: Waker,
-}
-
-impl Wake for Both {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.call.wake_by_ref();
-        self.background.wake_by_ref();
-    }
+    shape: ReplyShape,
 }
 
 impl ReplyPump {
-    pub(crate) fn new(subscription: async_nats::Subscriber) -> Self {
+    pub(crate) fn new(subscription: async_nats::Subscriber, shape: ReplyShape) -> Self {
         ReplyPump {
             subscription: Mutex::new(subscription),
             background: OnceLock::new(),
+            shape,
         }
     }
 
@@ -60,7 +45,7 @@ impl ReplyPump {
         let mut cx = Context::from_waker(waker);
         loop {
             match subscription.poll_next_unpin(&mut cx) {
-                Poll::Ready(Some(msg)) => shared.dispatch_reply(msg),
+                Poll::Ready(Some(msg)) => shared.dispatch_reply(msg, &self.shape),
                 Poll::Ready(None) => return true,
                 Poll::Pending => return false,
             }
@@ -140,17 +125,20 @@ impl<F: Future + Unpin> Future for Wait<'_, F> {
                 return Pin::new(&mut self.fut).poll(cx);
             }
         }
+        // Several calls waiting: the background reader alone is woken by
+        // the subscription and hands each reply to its call, which its own
+        // channel then wakes. Waking a waiting call as well on every reply
+        // would wake calls whose reply has not come (measured: more task
+        // polls and lock races per call under load).
         self.lone = false;
-        let waker = match self.pump.background.get() {
-            Some(background) => Waker::from(Arc::new(Both {
-                call: cx.waker().clone(),
-                background: background.clone(),
-            })),
+        match self.pump.background.get() {
+            Some(background) => {
+                self.pump.drain(self.shared, background);
+            }
             // Not started yet: the background reader registers itself on
             // its first poll, which is already scheduled.
             None => return Poll::Pending,
-        };
-        self.pump.drain(self.shared, &waker);
+        }
         Pin::new(&mut self.fut).poll(cx)
     }
 }
