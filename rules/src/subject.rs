@@ -326,10 +326,14 @@ pub fn subscription_for_path(
 
 /// The subject a responder publishes its reply (and acks) on.
 pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position) -> String {
-    let (prefix, suffix) = reply_affixes(plane, caller, caller_id);
-    let mut out = prefix;
+    let mut out = String::with_capacity(plane.as_str().len() + responder.len() + caller.len() + 40);
+    out.push_str(plane.as_str());
+    out.push_str(".reply._.");
     hostname::flatten_into(&mut out, responder);
-    out.push_str(&suffix);
+    out.push('.');
+    hostname::flatten_into(&mut out, caller);
+    out.push('.');
+    out.push_str(caller_id.token());
     out
 }
 
@@ -411,12 +415,12 @@ fn decode_host(subject: &str, token: &str) -> Result<String, SubjectError> {
     unflatten(token).ok_or_else(|| malformed(subject, "host token is not a flattened hostname"))
 }
 
-fn decode_segment(subject: &str, token: &str) -> Result<Vec<u8>, SubjectError> {
+/// Decodes one path token, appending its bytes to `out`.
+fn decode_segment(subject: &str, token: &str, out: &mut Vec<u8>) -> Result<(), SubjectError> {
     if token == "_" {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -452,7 +456,7 @@ fn decode_segment(subject: &str, token: &str) -> Result<Vec<u8>, SubjectError> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes a concrete (wildcard-free) subject of the layout.
@@ -524,10 +528,10 @@ pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
     if method.as_str() != tokens[6] {
         return Err(malformed(subject, "method is not upper-case"));
     }
-    let mut path = Vec::new();
+    let mut path = Vec::with_capacity(subject.len());
     for tok in &tokens[7..] {
         path.push(b'/');
-        path.extend(decode_segment(subject, tok)?);
+        decode_segment(subject, tok, &mut path)?;
     }
     let path = String::from_utf8(path).map_err(|_| malformed(subject, "path is not UTF-8"))?;
     Ok(Subject::Request(RequestSubject {
