@@ -508,8 +508,12 @@ fn services(
     for u in 0..idx.units.len() {
         units_of.entry(idx.unit_crate(u)).or_default().push(u);
     }
-    let mut result = vec![];
-    for (&ci, (host, apis)) in &svc_crates {
+    // Each service is derived on its own (in parallel); whether it is
+    // blocked is decided afterwards, from every diagnostic at once.
+    let entries: Vec<_> = svc_crates.iter().collect();
+    let built: Vec<(usize, Vec<Diagnostic>, Service)> = entries
+        .into_par_iter()
+        .map(|(&ci, (host, apis))| {
         let c = &ws.crates[ci];
         let mut sdiags: Vec<Diagnostic> = vec![];
         // Reach other crates' bodies from this crate's own.
@@ -766,17 +770,8 @@ fn services(
                 }
             }
         }
-        let deps = dep_closure(ws, ci);
-        let blocked = sdiags.iter().any(Diagnostic::is_error)
-            || out
-                .diags
-                .iter()
-                .any(|(d, k)| d.is_error() && k.is_some_and(|k| deps.contains(&k)));
-        for d in sdiags {
-            out.push(d, Some(ci));
-        }
         let dir = ws.rel(&c.dir);
-        result.push(Service {
+        let service = Service {
             package: c.package.clone(),
             acl_path: if dir.is_empty() {
                 "nats.acl".into()
@@ -788,8 +783,31 @@ fn services(
             model,
             rules,
             provenance,
-            blocked,
-        });
+            blocked: false,
+        };
+        (ci, sdiags, service)
+    })
+        .collect();
+    // A service is blocked by an error in its own code or in any crate it
+    // depends on (service crates included).
+    let mut error_crates: BTreeSet<usize> = out
+        .diags
+        .iter()
+        .filter(|(d, _)| d.is_error())
+        .filter_map(|(_, k)| *k)
+        .collect();
+    for (ci, sdiags, _) in &built {
+        if sdiags.iter().any(Diagnostic::is_error) {
+            error_crates.insert(*ci);
+        }
+    }
+    let mut result = Vec::with_capacity(built.len());
+    for (ci, sdiags, mut service) in built {
+        service.blocked = dep_closure(ws, ci).iter().any(|k| error_crates.contains(k));
+        for d in sdiags {
+            out.push(d, Some(ci));
+        }
+        result.push(service);
     }
     result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
     result

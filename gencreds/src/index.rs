@@ -176,6 +176,8 @@ pub struct Index<'a> {
     pub client_names: BTreeSet<String>,
     /// Every endpoint method name of every API.
     pub endpoint_names: BTreeSet<String>,
+    /// Each file's path relative to the root, made on first use.
+    rel_paths: std::sync::OnceLock<Vec<String>>,
 }
 
 struct Builder<'a> {
@@ -212,6 +214,7 @@ pub fn build<'a>(
             methods: BTreeMap::new(),
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
+            rel_paths: std::sync::OnceLock::new(),
         },
         by_path: files
             .iter()
@@ -724,6 +727,11 @@ impl<'a> Index<'a> {
 
     /// The file path of a module, relative to the root.
     pub fn module_file(&self, m: ModId) -> String {
-        self.ws.rel(&self.files[self.modules[m].file].path)
+        // Sequential on purpose: a parallel iterator inside `get_or_init`
+        // could steal another caller of this function onto the same thread.
+        let rel = self
+            .rel_paths
+            .get_or_init(|| self.files.iter().map(|f| self.ws.rel(&f.path)).collect());
+        rel[self.modules[m].file].clone()
     }
 }
