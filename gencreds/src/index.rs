@@ -556,16 +556,25 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(&mut self) {
+        use rayon::prelude::*;
+        // Resolving each impl's self type is independent: in parallel.
+        let idx = &self.idx;
+        let resolved: Vec<Option<StructId>> = idx
+            .impls
+            .par_iter()
+            .map(|im| match idx.resolve(im.module, im.def.self_ty.as_ref()?) {
+                Some(Def::Struct(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
         let mut methods: BTreeMap<(StructId, String), Vec<UnitId>> = BTreeMap::new();
-        for im in &self.idx.impls {
-            let Some(ty) = &im.def.self_ty else { continue };
-            if let Some(Def::Struct(s)) = self.idx.resolve(im.module, ty) {
-                for &u in &im.units {
-                    methods
-                        .entry((s, self.idx.units[u].def.name.clone()))
-                        .or_default()
-                        .push(u);
-                }
+        for (im, s) in idx.impls.iter().zip(resolved) {
+            let Some(s) = s else { continue };
+            for &u in &im.units {
+                methods
+                    .entry((s, idx.units[u].def.name.clone()))
+                    .or_default()
+                    .push(u);
             }
         }
         self.idx.methods = methods;
