@@ -118,9 +118,9 @@ pub enum AnalysisError {
 /// Analyses the tree under `root`.
 pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
     let mut timing = Timing::new();
-    let ws = workspace::discover(root)?;
-    timing.mark("discover");
     let pool = source::pool(opts.threads)?;
+    let ws = pool.install(|| workspace::discover(root))?;
+    timing.mark("discover");
     let r = pool.install(|| analyze_in(&ws, opts, None));
     timing.mark("finish");
     drop(pool);
@@ -132,9 +132,9 @@ pub fn analyze(root: &Path, opts: Options) -> Result<Analysis, AnalysisError> {
 /// cache at `cache` (unchanged files are not parsed again).
 pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analysis, AnalysisError> {
     let mut timing = Timing::new();
-    let ws = workspace::discover(root)?;
-    timing.mark("discover");
     let pool = source::pool(opts.threads)?;
+    let ws = pool.install(|| workspace::discover(root))?;
+    timing.mark("discover");
     pool.install(|| analyze_in(&ws, opts, Some(cache)))
 }
 
@@ -490,7 +490,7 @@ fn bus_methods(
     }
     (0..n)
         .filter(|&u| busy[u] && idx.units[u].def.has_self && !services.contains(&idx.unit_crate(u)))
-        .map(|u| idx.units[u].def.name.clone())
+        .map(|u| idx.units[u].def.name.to_string())
         .collect()
 }
 

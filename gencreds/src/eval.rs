@@ -207,7 +207,7 @@ struct Eval<'i, 'a> {
     idx: &'i Index<'a>,
     unit: UnitId,
     m: usize,
-    scopes: Vec<Vec<(String, Ty)>>,
+    scopes: Vec<Vec<(Name, Ty)>>,
     facts: Vec<Fact>,
     granted: bool,
 }
@@ -223,7 +223,7 @@ impl Eval<'_, '_> {
 
     fn bind(&mut self, name: &str, ty: Ty) {
         if let Some(s) = self.scopes.last_mut() {
-            s.push((name.to_string(), ty));
+            s.push((Name::from(name), ty));
         }
     }
 
@@ -459,7 +459,7 @@ impl Eval<'_, '_> {
             Some(Def::Assoc(base, name)) => {
                 if let Def::Api(a, g) = *base
                     && g != Gen::Trait
-                    && self.idx.apis[a].endpoints.contains_key(&name)
+                    && self.idx.apis[a].endpoints.contains_key(name.as_str())
                 {
                     let api = &self.idx.apis[a].name;
                     self.diag(
@@ -474,7 +474,7 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             None if p.segs.len() >= 2 && p.segs[p.segs.len() - 2] == "Method" => {
-                Ty::Method(p.segs[p.segs.len() - 1].clone())
+                Ty::Method(p.segs[p.segs.len() - 1].to_string())
             }
             _ => Ty::Other,
         }
@@ -503,7 +503,7 @@ impl Eval<'_, '_> {
                     if name == "new" {
                         return Ty::Client(a, g, ClientDest::Own);
                     }
-                    if self.idx.apis[a].endpoints.contains_key(&name) {
+                    if self.idx.apis[a].endpoints.contains_key(name.as_str()) {
                         // UFCS: `CalculatorClient::square(&c, 1)`.
                         let dest = match first() {
                             Ty::Client(a2, g2, d) if a2 == a && g2 == g => d,
@@ -517,7 +517,7 @@ impl Eval<'_, '_> {
                     let units = self
                         .idx
                         .methods
-                        .get(&(s, name.clone()))
+                        .get(&(s, Name::from(name.as_str())))
                         .cloned()
                         .unwrap_or_default();
                     for &u in &units {
@@ -534,17 +534,8 @@ impl Eval<'_, '_> {
                 _ => Ty::Other,
             },
             Some(Def::Struct(s)) => Ty::Struct(s),
-            Some(Def::Runtime(rp))
-                if rp.ends_with(&["Connector".to_string(), "new".to_string()]) =>
-            {
-                self.connector_new(args, loc)
-            }
-            None if p
-                .segs
-                .ends_with(&["Connector".to_string(), "new".to_string()]) =>
-            {
-                self.connector_new(args, loc)
-            }
+            Some(Def::Runtime(rp)) if ends_with_connector_new(&rp) => self.connector_new(args, loc),
+            None if ends_with_connector_new(&p.segs) => self.connector_new(args, loc),
             _ => {
                 let n = p.segs.len();
                 let wrapper_ctor = n >= 2
@@ -604,7 +595,7 @@ impl Eval<'_, '_> {
                 let units = self
                     .idx
                     .methods
-                    .get(&(s, name.to_string()))
+                    .get(&(s, Name::from(name)))
                     .cloned()
                     .unwrap_or_default();
                 for &u in &units {
@@ -647,7 +638,7 @@ impl Eval<'_, '_> {
     fn endpoint_call(&mut self, a: usize, g: Gen, dest: ClientDest, name: &str, loc: Loc) -> Ty {
         let api = &self.idx.apis[a];
         let Some(ep) = api.endpoints.get(name) else {
-            let list: Vec<&str> = api.endpoints.keys().map(String::as_str).collect();
+            let list: Vec<&str> = api.endpoints.keys().map(Name::as_str).collect();
             let msg = format!(
                 "`{}` declares no endpoint `{name}` (it declares: {}); call one of those or add it to the trait",
                 api.name,
@@ -811,7 +802,7 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn mentions_client(&self, idents: &[String]) -> Option<String> {
+    fn mentions_client(&self, idents: &[Name]) -> Option<Name> {
         idents
             .iter()
             .find(|i| self.idx.client_names.contains(*i))
@@ -864,4 +855,9 @@ impl Eval<'_, '_> {
             _ => t,
         }
     }
+}
+
+/// Whether a path ends in `Connector::new`.
+fn ends_with_connector_new<S: AsRef<str>>(segs: &[S]) -> bool {
+    matches!(segs, [.., a, b] if a.as_ref() == "Connector" && b.as_ref() == "new")
 }

@@ -76,9 +76,9 @@ pub struct Module {
     /// The file it is in.
     pub file: usize,
     /// Items defined in it.
-    pub names: BTreeMap<String, Vec<Def>>,
+    pub names: BTreeMap<Name, Vec<Def>>,
     /// Named imports: alias -> path.
-    pub uses: Vec<(String, PathRef)>,
+    pub uses: Vec<(Name, PathRef)>,
     /// Glob imports.
     pub globs: Vec<PathRef>,
 }
@@ -93,7 +93,7 @@ pub struct Unit<'a> {
     /// For methods: the implementing type (as written in the impl).
     pub self_ty: Option<&'a PathRef>,
     /// Display name (`Type::method`, `function`).
-    pub name: String,
+    pub name: Name,
 }
 
 /// A validated endpoint of an API trait.
@@ -113,7 +113,7 @@ pub struct ApiEndpoint {
 #[derive(Debug)]
 pub struct Api {
     /// Trait name.
-    pub name: String,
+    pub name: Name,
     /// Its module.
     pub module: ModId,
     /// Where it is declared.
@@ -121,7 +121,7 @@ pub struct Api {
     /// Its hostname (`None` when invalid: reported once).
     pub host: Option<buswarden_rules::Hostname>,
     /// Endpoints by method name (`None`: declared but invalid, reported once).
-    pub endpoints: BTreeMap<String, Option<ApiEndpoint>>,
+    pub endpoints: BTreeMap<Name, Option<ApiEndpoint>>,
 }
 
 /// A struct.
@@ -167,15 +167,15 @@ pub struct Index<'a> {
     /// Target roots per crate (lib first).
     pub roots: Vec<Vec<ModId>>,
     /// `macro_rules!` definitions: (module, def).
-    pub macro_rules: Vec<(ModId, Loc, &'a [String])>,
+    pub macro_rules: Vec<(ModId, Loc, &'a [Name])>,
     /// Findings about module files and API declarations.
     pub diags: Vec<FileDiag>,
     /// Methods of each struct, by name.
-    pub methods: BTreeMap<(StructId, String), Vec<UnitId>>,
+    pub methods: BTreeMap<(StructId, Name), Vec<UnitId>>,
     /// Every generated client type name (`XClient`, `XTrigger`…).
-    pub client_names: BTreeSet<String>,
+    pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
-    pub endpoint_names: BTreeSet<String>,
+    pub endpoint_names: BTreeSet<Name>,
     /// Each file's path relative to the root, made on first use.
     rel_paths: std::sync::OnceLock<Vec<String>>,
 }
@@ -298,7 +298,7 @@ impl<'a> Builder<'a> {
     fn add_name(&mut self, m: ModId, name: &str, def: Def) {
         self.idx.modules[m]
             .names
-            .entry(name.to_string())
+            .entry(Name::from(name))
             .or_default()
             .push(def);
     }
@@ -308,7 +308,7 @@ impl<'a> Builder<'a> {
         m: ModId,
         def: &'a FnDef,
         self_ty: Option<&'a PathRef>,
-        name: String,
+        name: Name,
     ) -> UnitId {
         self.idx.units.push(Unit {
             module: m,
@@ -406,7 +406,7 @@ impl<'a> Builder<'a> {
                     fdir.join(if path_attr.is_some() {
                         stem
                     } else {
-                        name.clone()
+                        name.to_string()
                     })
                 };
                 let f = self.idx.files[fi];
@@ -440,7 +440,12 @@ impl<'a> Builder<'a> {
             }
             Item::Trait(t) => {
                 for f in &t.methods {
-                    self.add_unit(m, f, None, format!("{}::{}", t.name, f.name));
+                    self.add_unit(
+                        m,
+                        f,
+                        None,
+                        compact_str::format_compact!("{}::{}", t.name, f.name),
+                    );
                 }
                 match &t.api {
                     Some(api) => self.add_api(m, t, api),
@@ -458,7 +463,12 @@ impl<'a> Builder<'a> {
                     .methods
                     .iter()
                     .map(|f| {
-                        self.add_unit(m, f, i.self_ty.as_ref(), format!("{ty_name}::{}", f.name))
+                        self.add_unit(
+                            m,
+                            f,
+                            i.self_ty.as_ref(),
+                            compact_str::format_compact!("{ty_name}::{}", f.name),
+                        )
                     })
                     .collect();
                 self.idx.impls.push(Impl {
@@ -541,11 +551,17 @@ impl<'a> Builder<'a> {
         let n = &t.name;
         let gens = [
             (n.clone(), Gen::Trait),
-            (format!("{n}Client"), Gen::Client),
-            (format!("{n}MulticastClient"), Gen::Multicast),
-            (format!("{n}Trigger"), Gen::Trigger),
-            (format!("{n}Hook"), Gen::Hook),
-            (buswarden_rules::naming::host_const(n), Gen::HostConst),
+            (compact_str::format_compact!("{n}Client"), Gen::Client),
+            (
+                compact_str::format_compact!("{n}MulticastClient"),
+                Gen::Multicast,
+            ),
+            (compact_str::format_compact!("{n}Trigger"), Gen::Trigger),
+            (compact_str::format_compact!("{n}Hook"), Gen::Hook),
+            (
+                Name::from(buswarden_rules::naming::host_const(n)),
+                Gen::HostConst,
+            ),
         ];
         for (name, g) in gens {
             if !matches!(g, Gen::Trait | Gen::HostConst) {
@@ -562,12 +578,14 @@ impl<'a> Builder<'a> {
         let resolved: Vec<Option<StructId>> = idx
             .impls
             .par_iter()
-            .map(|im| match idx.resolve(im.module, im.def.self_ty.as_ref()?) {
-                Some(Def::Struct(s)) => Some(s),
-                _ => None,
-            })
+            .map(
+                |im| match idx.resolve(im.module, im.def.self_ty.as_ref()?) {
+                    Some(Def::Struct(s)) => Some(s),
+                    _ => None,
+                },
+            )
             .collect();
-        let mut methods: BTreeMap<(StructId, String), Vec<UnitId>> = BTreeMap::new();
+        let mut methods: BTreeMap<(StructId, Name), Vec<UnitId>> = BTreeMap::new();
         for (im, s) in idx.impls.iter().zip(resolved) {
             let Some(s) = s else { continue };
             for &u in &im.units {

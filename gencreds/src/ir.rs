@@ -9,6 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An identifier or path segment: names up to 24 bytes are stored inline,
+/// so lowering, unpacking, cloning and freeing most names allocates nothing.
+pub type Name = compact_str::CompactString;
+
 /// A 1-based line and column in a file.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
@@ -26,7 +30,7 @@ pub struct PathRef {
     /// A leading `::`.
     pub global: bool,
     /// The segments, without generic arguments.
-    pub segs: Vec<String>,
+    pub segs: Vec<Name>,
 }
 
 impl PathRef {
@@ -34,13 +38,13 @@ impl PathRef {
     pub fn single(name: &str) -> Self {
         PathRef {
             global: false,
-            segs: vec![name.to_string()],
+            segs: vec![Name::from(name)],
         }
     }
 
     /// The last segment, if any.
     pub fn last(&self) -> Option<&str> {
-        self.segs.last().map(String::as_str)
+        self.segs.last().map(Name::as_str)
     }
 }
 
@@ -50,7 +54,7 @@ pub struct UseEntry {
     /// The imported path (for a glob: the path the glob is on).
     pub path: PathRef,
     /// The name it is bound to (`None` for a glob; `_` imports are dropped).
-    pub alias: Option<String>,
+    pub alias: Option<Name>,
     /// `use a::*`.
     pub glob: bool,
 }
@@ -70,7 +74,7 @@ pub enum EndpointKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiMethod {
     /// The trait method's name.
-    pub name: String,
+    pub name: Name,
     /// Function, web or event.
     pub kind: EndpointKind,
     /// The method token as written.
@@ -109,7 +113,7 @@ pub struct GrantAttr {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FnDef {
     /// Its name (`const X`, `static Y` bodies use the item name).
-    pub name: String,
+    pub name: Name,
     /// Where its name is.
     pub loc: Loc,
     /// Explicit grants on it.
@@ -128,16 +132,16 @@ pub struct FnDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StructDef {
     /// Its name.
-    pub name: String,
+    pub name: Name,
     /// Field name (`0`, `1`… for tuple structs) and type.
-    pub fields: Vec<(String, Option<PathRef>)>,
+    pub fields: Vec<(Name, Option<PathRef>)>,
 }
 
 /// A trait (API or not) and its default method bodies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraitDef {
     /// Its name.
-    pub name: String,
+    pub name: Name,
     /// Where its name is.
     pub loc: Loc,
     /// The API attribute, when it is an API trait.
@@ -163,7 +167,7 @@ pub struct ImplDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConstDef {
     /// Its name.
-    pub name: String,
+    pub name: Name,
     /// The value when it is a string literal.
     pub lit: Option<String>,
     /// The initializer as a body (calls in it grant like any code).
@@ -176,7 +180,7 @@ pub enum Item {
     /// `mod x;` (`body: None`) or `mod x { … }`.
     Mod {
         /// The module name.
-        name: String,
+        name: Name,
         /// Where it is declared.
         loc: Loc,
         /// Inline items.
@@ -199,11 +203,11 @@ pub enum Item {
     /// `macro_rules! name { … }`: the identifiers its body mentions.
     MacroRules {
         /// The macro's name.
-        name: String,
+        name: Name,
         /// Where it is.
         loc: Loc,
         /// Identifiers in its body.
-        idents: Vec<String>,
+        idents: Vec<Name>,
     },
     /// Code outside any fn (an item-position macro call): a body of its own.
     Code(FnDef),
@@ -213,9 +217,9 @@ pub enum Item {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Pat {
     /// `x`, `mut x`, `ref x`.
-    Ident(String),
+    Ident(Name),
     /// Any other pattern: the names it binds.
-    Binds(Vec<String>),
+    Binds(Vec<Name>),
 }
 
 /// `let pat: ty = init else { … };`
@@ -265,9 +269,9 @@ pub struct MacroCall {
     /// The arguments that parsed as expressions or statements.
     pub body: Block,
     /// Identifiers in token runs that did not parse (checked for client names).
-    pub unparsed_idents: Vec<String>,
+    pub unparsed_idents: Vec<Name>,
     /// For `include!`: the included file's identifiers, or why it could not be read.
-    pub include: Option<Result<Vec<String>, String>>,
+    pub include: Option<Result<Vec<Name>, String>>,
 }
 
 /// The expression skeleton.
@@ -280,9 +284,9 @@ pub enum Expr {
     /// `f(args)`.
     Call(Box<Expr>, Box<[Expr]>, Loc),
     /// `recv.method(args)`.
-    Method(Box<Expr>, Box<str>, Box<[Expr]>, Loc),
+    Method(Box<Expr>, Name, Box<[Expr]>, Loc),
     /// `base.field`.
-    Field(Box<Expr>, String),
+    Field(Box<Expr>, Name),
     /// A block (also `async`, `unsafe`, `loop`).
     Block(Block),
     /// `|params| body`.

@@ -12,6 +12,7 @@
 
 use crate::diagnostic::Code;
 use crate::ir::*;
+use compact_str::ToCompactString as _;
 use proc_macro2::{Delimiter, Spacing, Span, TokenStream, TokenTree};
 use std::path::Path;
 use syn::parse::Parser;
@@ -91,7 +92,11 @@ fn call_loc(c: &syn::ExprCall) -> Loc {
 fn path_ref(p: &syn::Path) -> PathRef {
     PathRef {
         global: p.leading_colon.is_some(),
-        segs: p.segments.iter().map(|s| s.ident.to_string()).collect(),
+        segs: p
+            .segments
+            .iter()
+            .map(|s| s.ident.to_compact_string())
+            .collect(),
     }
 }
 
@@ -126,7 +131,7 @@ pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
 
 fn pat(p: &syn::Pat) -> Pat {
     match p {
-        syn::Pat::Ident(i) if i.subpat.is_none() => Pat::Ident(i.ident.to_string()),
+        syn::Pat::Ident(i) if i.subpat.is_none() => Pat::Ident(i.ident.to_compact_string()),
         syn::Pat::Type(t) => pat(&t.pat),
         syn::Pat::Paren(pp) => pat(&pp.pat),
         other => {
@@ -137,10 +142,10 @@ fn pat(p: &syn::Pat) -> Pat {
     }
 }
 
-fn binds(p: &syn::Pat, out: &mut Vec<String>) {
+fn binds(p: &syn::Pat, out: &mut Vec<Name>) {
     match p {
         syn::Pat::Ident(i) => {
-            out.push(i.ident.to_string());
+            out.push(i.ident.to_compact_string());
             if let Some((_, sp)) = &i.subpat {
                 binds(sp, out);
             }
@@ -158,14 +163,14 @@ fn binds(p: &syn::Pat, out: &mut Vec<String>) {
 }
 
 /// The idents of a token stream, deduplicated and sorted.
-pub fn idents_of(tokens: TokenStream) -> Vec<String> {
+pub fn idents_of(tokens: TokenStream) -> Vec<Name> {
     let mut out = std::collections::BTreeSet::new();
     let mut stack = vec![tokens];
     while let Some(ts) = stack.pop() {
         for tt in ts {
             match tt {
                 TokenTree::Ident(i) => {
-                    out.insert(i.to_string());
+                    out.insert(i.to_compact_string());
                 }
                 TokenTree::Group(g) => stack.push(g.stream()),
                 _ => {}
@@ -221,11 +226,11 @@ fn method_and_literal(attr: &syn::Attribute) -> (Result<String, String>, Result<
 }
 
 fn attr_is(attr: &syn::Attribute, name: &str) -> bool {
-    let segs: Vec<String> = attr
+    let segs: Vec<Name> = attr
         .path()
         .segments
         .iter()
-        .map(|s| s.ident.to_string())
+        .map(|s| s.ident.to_compact_string())
         .collect();
     match segs.as_slice() {
         [one] => one == name,
@@ -293,7 +298,7 @@ impl Lowerer<'_> {
                     _ => None,
                 });
                 out.push(Item::Mod {
-                    name: m.ident.to_string(),
+                    name: m.ident.to_compact_string(),
                     loc: loc(m.ident.span()),
                     body: m.content.as_ref().map(|(_, items)| self.items(items)),
                     path_attr,
@@ -312,11 +317,15 @@ impl Lowerer<'_> {
                 out.push(Item::Use(entries));
             }
             syn::Item::ExternCrate(e) if !is_excluded(&e.attrs) => {
-                let alias = e.rename.as_ref().map_or(&e.ident, |(_, i)| i).to_string();
+                let alias = e
+                    .rename
+                    .as_ref()
+                    .map_or(&e.ident, |(_, i)| i)
+                    .to_compact_string();
                 out.push(Item::Use(vec![UseEntry {
                     path: PathRef {
                         global: true,
-                        segs: vec![e.ident.to_string()],
+                        segs: vec![e.ident.to_compact_string()],
                     },
                     alias: Some(alias),
                     glob: false,
@@ -331,12 +340,12 @@ impl Lowerer<'_> {
                         let name = f
                             .ident
                             .as_ref()
-                            .map_or_else(|| i.to_string(), |id| id.to_string());
+                            .map_or_else(|| i.to_compact_string(), |id| id.to_compact_string());
                         (name, type_ref(&f.ty))
                     })
                     .collect();
                 out.push(Item::Struct(StructDef {
-                    name: s.ident.to_string(),
+                    name: s.ident.to_compact_string(),
                     fields,
                 }));
             }
@@ -377,7 +386,11 @@ impl Lowerer<'_> {
             }
             syn::Item::Macro(m) if !is_excluded(&m.attrs) => {
                 if m.mac.path.is_ident("macro_rules") {
-                    let name = m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
+                    let name = m
+                        .ident
+                        .as_ref()
+                        .map(|i| i.to_compact_string())
+                        .unwrap_or_default();
                     out.push(Item::MacroRules {
                         name,
                         loc: path_loc(&m.mac.path),
@@ -387,7 +400,10 @@ impl Lowerer<'_> {
                     let call = self.macro_call(&m.mac);
                     let l = call.loc;
                     out.push(Item::Code(FnDef {
-                        name: format!("{}!", call.path.last().unwrap_or_default()),
+                        name: compact_str::format_compact!(
+                            "{}!",
+                            call.path.last().unwrap_or_default()
+                        ),
                         loc: l,
                         grants: vec![],
                         has_self: false,
@@ -404,10 +420,10 @@ impl Lowerer<'_> {
     fn const_body(&mut self, ident: &syn::Ident, expr: &syn::Expr) -> ConstDef {
         let body = self.expr(expr);
         ConstDef {
-            name: ident.to_string(),
+            name: ident.to_compact_string(),
             lit: lit_str(expr),
             body: FnDef {
-                name: ident.to_string(),
+                name: ident.to_compact_string(),
                 loc: loc(ident.span()),
                 grants: vec![],
                 has_self: false,
@@ -426,7 +442,12 @@ impl Lowerer<'_> {
                 let syn::TraitItem::Fn(f) = ti else { continue };
                 let mut found = false;
                 for a in &f.attrs {
-                    let kind = match a.path().get_ident().map(|i| i.to_string()).as_deref() {
+                    let kind = match a
+                        .path()
+                        .get_ident()
+                        .map(|i| i.to_compact_string())
+                        .as_deref()
+                    {
                         Some("function") => EndpointKind::Function,
                         Some("web") => EndpointKind::Web,
                         Some("event") => EndpointKind::Event,
@@ -435,7 +456,7 @@ impl Lowerer<'_> {
                     found = true;
                     match method_and_literal(a) {
                         (Ok(method), Ok(route)) => methods.push(ApiMethod {
-                            name: f.sig.ident.to_string(),
+                            name: f.sig.ident.to_compact_string(),
                             kind,
                             method,
                             route,
@@ -475,7 +496,7 @@ impl Lowerer<'_> {
             })
             .collect();
         TraitDef {
-            name: t.ident.to_string(),
+            name: t.ident.to_compact_string(),
             loc: loc(t.ident.span()),
             api,
             methods,
@@ -501,7 +522,7 @@ impl Lowerer<'_> {
             syn::ReturnType::Default => None,
         };
         FnDef {
-            name: sig.ident.to_string(),
+            name: sig.ident.to_compact_string(),
             loc: loc(sig.ident.span()),
             grants: grants(attrs),
             has_self,
@@ -604,15 +625,15 @@ impl Lowerer<'_> {
             ),
             E::MethodCall(m) => Expr::Method(
                 Box::new(self.expr(&m.receiver)),
-                m.method.to_string().into_boxed_str(),
+                m.method.to_compact_string(),
                 self.exprs(&m.args).into_boxed_slice(),
                 loc(m.method.span()),
             ),
             E::Field(f) => Expr::Field(
                 Box::new(self.expr(&f.base)),
                 match &f.member {
-                    syn::Member::Named(i) => i.to_string(),
-                    syn::Member::Unnamed(i) => i.index.to_string(),
+                    syn::Member::Named(i) => i.to_compact_string(),
+                    syn::Member::Unnamed(i) => i.index.to_compact_string(),
                 },
             ),
             E::Reference(r) => self.expr(&r.expr),
@@ -803,7 +824,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn include(&mut self, mac: &syn::Macro) -> Result<Vec<String>, String> {
+    fn include(&mut self, mac: &syn::Macro) -> Result<Vec<Name>, String> {
         let lit: syn::LitStr = mac.parse_body().map_err(|_| {
             "include! of a computed path cannot be read by the analyzer".to_string()
         })?;
@@ -871,15 +892,15 @@ fn use_tree(t: &syn::UseTree, prefix: PathRef, out: &mut Vec<UseEntry>) {
     match t {
         syn::UseTree::Path(p) => {
             let mut next = prefix;
-            next.segs.push(p.ident.to_string());
+            next.segs.push(p.ident.to_compact_string());
             use_tree(&p.tree, next, out);
         }
         syn::UseTree::Name(n) => {
-            let name = n.ident.to_string();
+            let name = n.ident.to_compact_string();
             let mut path = prefix;
             // `use a::b::{self}` imports the module `b` itself.
             if name == "self" {
-                let alias = path.last().map(str::to_string);
+                let alias = path.last().map(Name::from);
                 out.push(UseEntry {
                     path,
                     alias,
@@ -895,13 +916,13 @@ fn use_tree(t: &syn::UseTree, prefix: PathRef, out: &mut Vec<UseEntry>) {
             });
         }
         syn::UseTree::Rename(r) => {
-            let alias = r.rename.to_string();
+            let alias = r.rename.to_compact_string();
             if alias == "_" {
                 return;
             }
             let mut path = prefix;
             if r.ident != "self" {
-                path.segs.push(r.ident.to_string());
+                path.segs.push(r.ident.to_compact_string());
             }
             out.push(UseEntry {
                 path,

@@ -144,29 +144,36 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         }
     }
 
-    let mut manifests = vec![];
-    for path in manifests_paths {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::new(
+    // Manifests are read and parsed in parallel, reported in path order.
+    use rayon::prelude::*;
+    let read: Vec<Result<Manifest, Diagnostic>> = manifests_paths
+        .into_par_iter()
+        .map(|path| {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Diagnostic::new(
                     Code::InvalidManifest,
                     &rel(&root, &path),
                     Loc::default(),
                     format!("cannot be read: {e}"),
-                ));
-                continue;
+                )
+            })?;
+            match text.parse::<toml::Table>() {
+                Ok(table) => Ok(Manifest { path, dir, table }),
+                Err(e) => Err(Diagnostic::new(
+                    Code::InvalidManifest,
+                    &rel(&root, &path),
+                    Loc::default(),
+                    format!("is not valid TOML: {}", e.message()),
+                )),
             }
-        };
-        match text.parse::<toml::Table>() {
-            Ok(table) => manifests.push(Manifest { path, dir, table }),
-            Err(e) => diags.push(Diagnostic::new(
-                Code::InvalidManifest,
-                &rel(&root, &path),
-                Loc::default(),
-                format!("is not valid TOML: {}", e.message()),
-            )),
+        })
+        .collect();
+    let mut manifests = vec![];
+    for r in read {
+        match r {
+            Ok(m) => manifests.push(m),
+            Err(d) => diags.push(d),
         }
     }
 
@@ -197,8 +204,12 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
     // Each file goes to its nearest crate, found once.
     let mut files_of: BTreeMap<&Path, Vec<PathBuf>> = BTreeMap::new();
     let mut orphan_dirs = BTreeSet::new();
-    for f in &rs_files {
-        match owning_crate(f, &crate_dirs) {
+    let owners: Vec<Option<&Path>> = rs_files
+        .par_iter()
+        .map(|f| owning_crate(f, &crate_dirs))
+        .collect();
+    for (f, owner) in rs_files.iter().zip(owners) {
+        match owner {
             Some(d) => files_of.entry(d).or_default().push(f.clone()),
             None => {
                 if let Some(parent) = f.parent() {
@@ -208,7 +219,7 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         }
     }
     let mut crates: Vec<CrateInfo> = packages
-        .iter()
+        .par_iter()
         .map(|m| {
             crate_info(
                 m,
