@@ -660,7 +660,7 @@ fn services(
                             format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use \"{host}\" (or the API's generated _HOST constant)", c.package),
                         ));
                     }
-                    FactKind::UnknownMethod(name) if bus_methods.contains(name) => {
+                    FactKind::UnknownMethod(name) if bus_methods.contains(name.as_str()) => {
                         sdiags.push(diag(
                             Code::AmbiguousReceiver,
                             format!("`.{name}(…)` is called on a value whose type the analyzer cannot determine, and a method `{name}` in a library makes bus calls; give the value a type (`let x: Type = …;` or a typed parameter)"),

@@ -102,7 +102,7 @@ pub enum FactKind {
     /// `Connector::new(host)`: the literal host, if any.
     ConnectorNew(Option<String>),
     /// A method call on an unknown receiver (checked against helper names).
-    UnknownMethod(String),
+    UnknownMethod(Name),
     /// A finding.
     Diag(Code, Severity, String),
 }
@@ -627,8 +627,11 @@ impl Eval<'_, '_> {
                             "`.{name}(…)` is called on a value whose type the analyzer cannot determine, and `{name}` is a client method; bind the client with its type (`let c: XClient = …;` or a typed parameter) so the call can be resolved"
                         ),
                     );
-                } else if !PASSTHROUGH.contains(&name) {
-                    self.fact(FactKind::UnknownMethod(name.to_string()), loc);
+                } else if !PASSTHROUGH.contains(&name) && self.idx.self_method_names.contains(name)
+                {
+                    // Only a workspace method with a `self` receiver can be
+                    // a bus method (`analysis::bus_methods`).
+                    self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
                 }
                 Ty::Unknown
             }

@@ -176,6 +176,9 @@ pub struct Index<'a> {
     pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
     pub endpoint_names: BTreeSet<Name>,
+    /// The names of every method with a `self` receiver: the only names an
+    /// unknown receiver's method call is checked against (`bus_methods`).
+    pub self_method_names: std::collections::HashSet<Name>,
     /// Each file's path relative to the root, made on first use.
     rel_paths: std::sync::OnceLock<Vec<String>>,
 }
@@ -214,6 +217,7 @@ pub fn build<'a>(
             methods: BTreeMap::new(),
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
+            self_method_names: std::collections::HashSet::new(),
             rel_paths: std::sync::OnceLock::new(),
         },
         by_path: files
@@ -310,6 +314,9 @@ impl<'a> Builder<'a> {
         self_ty: Option<&'a PathRef>,
         name: Name,
     ) -> UnitId {
+        if def.has_self {
+            self.idx.self_method_names.insert(def.name.clone());
+        }
         self.idx.units.push(Unit {
             module: m,
             def,
