@@ -144,8 +144,10 @@ const RAW_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "o
 /// Evaluates one unit.
 pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
     let unit = &idx.units[u];
+    let file = idx.files[idx.modules[unit.module].file];
     let mut ev = Eval {
         idx,
+        ar: &file.ir.exprs,
         unit: u,
         m: unit.module,
         scopes: vec![vec![]],
@@ -205,6 +207,8 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
 
 struct Eval<'i, 'a> {
     idx: &'i Index<'a>,
+    /// The expression arena of the unit's file.
+    ar: &'a [Expr],
     unit: UnitId,
     m: usize,
     scopes: Vec<Vec<(Name, Ty)>>,
@@ -327,8 +331,14 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn exprs(&mut self, es: &[Expr]) -> Vec<Ty> {
-        es.iter().map(|e| self.expr(e)).collect()
+    fn exprs(&mut self, es: ExprList) -> Vec<Ty> {
+        let ar = self.ar;
+        ar.run(es).iter().map(|e| self.expr(e)).collect()
+    }
+
+    fn sub(&mut self, id: ExprId) -> Ty {
+        let ar = self.ar;
+        self.expr(ar.at(id))
     }
 
     fn expr(&mut self, e: &Expr) -> Ty {
@@ -337,8 +347,9 @@ impl Eval<'_, '_> {
             Expr::Lit(Some(s), _) => Ty::Str(s.clone()),
             Expr::Lit(None, _) => Ty::Other,
             Expr::Call(f, args, loc) => {
-                let tys = self.exprs(args);
-                match &**f {
+                let tys = self.exprs(*args);
+                let ar = self.ar;
+                match ar.at(*f) {
                     Expr::Path(p, _) => self.call_path(p, &tys, *loc),
                     other => {
                         self.expr(other);
@@ -347,11 +358,11 @@ impl Eval<'_, '_> {
                 }
             }
             Expr::Method(recv, name, args, loc) => {
-                let rt = self.expr(recv);
-                let tys = self.exprs(args);
+                let rt = self.sub(*recv);
+                let tys = self.exprs(*args);
                 self.method(rt, name, &tys, *loc)
             }
-            Expr::Field(base, name) => match self.expr(base) {
+            Expr::Field(base, name) => match self.sub(*base) {
                 Ty::Struct(s) => self.field(s, name),
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
@@ -366,12 +377,12 @@ impl Eval<'_, '_> {
                             .map_or(Ty::Unknown, |t| ev.ty_of(ev.m, t, unit.self_ty));
                         ev.bind_pat(p, ty);
                     }
-                    ev.expr(body);
+                    ev.sub(*body);
                 });
                 Ty::Other
             }
             Expr::Match(scrut, arms) => {
-                let st = self.expr(scrut);
+                let st = self.sub(*scrut);
                 let mut out: Option<Ty> = None;
                 for arm in arms {
                     let t = self.scoped(|ev| {
@@ -391,24 +402,24 @@ impl Eval<'_, '_> {
             }
             Expr::If(cond, then, els) => {
                 let t = self.scoped(|ev| {
-                    ev.expr(cond);
+                    ev.sub(*cond);
                     ev.block(then)
                 });
                 match els {
                     Some(e) => {
-                        let t2 = self.expr(e);
+                        let t2 = self.sub(*e);
                         if t == t2 { t } else { Ty::Unknown }
                     }
                     None => Ty::Other,
                 }
             }
             Expr::Let(p, init) => {
-                let t = self.expr(init);
+                let t = self.sub(*init);
                 self.bind_pat(p, t);
                 Ty::Other
             }
             Expr::Loop(arm, iter) => {
-                self.expr(iter);
+                self.sub(*iter);
                 self.scoped(|ev| {
                     ev.bind_pat(&arm.pat, Ty::Unknown);
                     ev.expr(&arm.body);
@@ -416,7 +427,10 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             Expr::StructLit(p, fields) => {
-                self.exprs(fields);
+                let ar = self.ar;
+                for e in ar.run(*fields) {
+                    self.expr(e);
+                }
                 match self.resolve_value(p) {
                     Some(Def::Struct(s)) => Ty::Struct(s),
                     _ => Ty::Other,
@@ -424,7 +438,10 @@ impl Eval<'_, '_> {
             }
             Expr::Macro(mc) => self.macro_call(mc),
             Expr::Other(children) => {
-                self.exprs(children);
+                let ar = self.ar;
+                for e in ar.run(*children) {
+                    self.expr(e);
+                }
                 Ty::Other
             }
             Expr::Unknown => Ty::Unknown,

@@ -274,7 +274,23 @@ pub struct MacroCall {
     pub include: Option<Result<Vec<Name>, String>>,
 }
 
-/// The expression skeleton.
+/// An expression in its file's arena ([`FileIr::exprs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExprId(pub u32);
+
+/// A run of consecutive expressions in its file's arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExprList {
+    /// The first one's index.
+    pub start: u32,
+    /// How many.
+    pub len: u32,
+}
+
+/// The expression skeleton. Sub-expressions live in the file's arena
+/// ([`FileIr::exprs`]) and are named by index: lowering, keeping, reading
+/// and freeing a file's expressions then costs one growing vector instead
+/// of an allocation per node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Expr {
     /// A path used as a value.
@@ -282,32 +298,52 @@ pub enum Expr {
     /// A literal: `Some(text)` for a string literal.
     Lit(Option<String>, Loc),
     /// `f(args)`.
-    Call(Box<Expr>, Box<[Expr]>, Loc),
+    Call(ExprId, ExprList, Loc),
     /// `recv.method(args)`.
-    Method(Box<Expr>, Name, Box<[Expr]>, Loc),
+    Method(ExprId, Name, ExprList, Loc),
     /// `base.field`.
-    Field(Box<Expr>, Name),
+    Field(ExprId, Name),
     /// A block (also `async`, `unsafe`, `loop`).
     Block(Block),
     /// `|params| body`.
-    Closure(Vec<(Pat, Option<PathRef>)>, Box<Expr>),
+    Closure(Vec<(Pat, Option<PathRef>)>, ExprId),
     /// `match e { arms }`.
-    Match(Box<Expr>, Vec<Arm>),
+    Match(ExprId, Vec<Arm>),
     /// `if cond { then } else { els }` (an `if let` binds into `then`).
-    If(Box<Expr>, Block, Option<Box<Expr>>),
+    If(ExprId, Block, Option<ExprId>),
     /// `let pat = e` inside a condition.
-    Let(Pat, Box<Expr>),
+    Let(Pat, ExprId),
     /// `for pat in iter { body }` / `while cond { body }` (pattern binds into body).
-    Loop(Box<Arm>, Box<Expr>),
+    Loop(Box<Arm>, ExprId),
     /// `S { field: e, .. }`.
-    StructLit(PathRef, Vec<Expr>),
+    StructLit(PathRef, ExprList),
     /// A macro call.
     Macro(Box<MacroCall>),
     /// Any other expression: its operands; its value's type is known but
     /// not bus-related (an arithmetic result, a tuple, a literal array…).
-    Other(Vec<Expr>),
+    Other(ExprList),
     /// Lowering stopped here (nesting too deep).
     Unknown,
+}
+
+/// A file's expression arena, read by index; an index out of range (a
+/// damaged cache entry) reads as nothing rather than panicking.
+pub trait Arena {
+    /// One expression.
+    fn at(&self, id: ExprId) -> &Expr;
+    /// A run of expressions.
+    fn run(&self, list: ExprList) -> &[Expr];
+}
+
+impl Arena for [Expr] {
+    fn at(&self, id: ExprId) -> &Expr {
+        self.get(id.0 as usize).unwrap_or(&Expr::Unknown)
+    }
+    fn run(&self, list: ExprList) -> &[Expr] {
+        let start = list.start as usize;
+        self.get(start..start.saturating_add(list.len as usize))
+            .unwrap_or(&[])
+    }
 }
 
 /// A diagnostic found while lowering one file, before any resolution.
@@ -326,6 +362,8 @@ pub struct LocalDiag {
 pub struct FileIr {
     /// Its top-level items.
     pub items: Vec<Item>,
+    /// The arena of the sub-expressions its items name.
+    pub exprs: Vec<Expr>,
     /// Diagnostics found while lowering it.
     pub diags: Vec<LocalDiag>,
     /// Whether its meaning depends on other files (`include!`): never cached.

@@ -30,10 +30,12 @@ pub fn lower_file(file: &syn::File, file_dir: &Path) -> FileIr {
         volatile: false,
         diags: vec![],
         file_dir,
+        arena: Vec::new(),
     };
     let items = cx.items(&file.items);
     FileIr {
         items,
+        exprs: cx.arena,
         diags: cx.diags,
         volatile: cx.volatile,
     }
@@ -275,9 +277,53 @@ struct Lowerer<'a> {
     volatile: bool,
     diags: Vec<LocalDiag>,
     file_dir: &'a Path,
+    /// The file's expression arena.
+    arena: Vec<Expr>,
 }
 
 impl Lowerer<'_> {
+    /// Puts a sub-expression in the arena.
+    fn id(&mut self, e: Expr) -> ExprId {
+        self.arena.push(e);
+        ExprId((self.arena.len() - 1) as u32)
+    }
+
+    /// Puts a run of sub-expressions in the arena, one after the other.
+    fn list(&mut self, es: Vec<Expr>) -> ExprList {
+        let start = self.arena.len() as u32;
+        let len = es.len() as u32;
+        self.arena.extend(es);
+        ExprList { start, len }
+    }
+
+    fn sub(&mut self, e: &syn::Expr) -> ExprId {
+        let x = self.expr(e);
+        self.id(x)
+    }
+
+    fn sub_list<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> ExprList {
+        let xs = self.exprs(es);
+        self.list(xs)
+    }
+
+    /// `Other` with the operands whose values are discarded and inert
+    /// dropped, so ordinary arithmetic and comparisons cost nothing later
+    /// (and in the cache).
+    fn other(&mut self, es: Vec<Expr>) -> Expr {
+        let kept: Vec<Expr> = es.into_iter().filter(|c| !self.inert(c)).collect();
+        Expr::Other(self.list(kept))
+    }
+
+    /// Whether a value can do nothing the analyzer sees.
+    fn inert(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
+            Expr::Other(c) => c.len == 0,
+            Expr::Field(b, _) => self.inert(self.arena.at(*b)),
+            _ => false,
+        }
+    }
+
     fn items(&mut self, items: &[syn::Item]) -> Vec<Item> {
         let mut out = Vec::with_capacity(items.len());
         for it in items {
@@ -557,7 +603,7 @@ impl Lowerer<'_> {
                 syn::Stmt::Expr(e, semi) if !expr_excluded(e) => {
                     let x = self.expr(e);
                     // A discarded inert value (`x;`) can do nothing the analyzer sees.
-                    if semi.is_none() || !inert(&x) {
+                    if semi.is_none() || !self.inert(&x) {
                         out.push(Stmt::Expr(x));
                     }
                 }
@@ -601,7 +647,7 @@ impl Lowerer<'_> {
             return Expr::Unknown;
         }
         self.depth += 1;
-        let out = prune(self.expr_inner(e));
+        let out = self.expr_inner(e);
         self.depth -= 1;
         out
     }
@@ -610,7 +656,7 @@ impl Lowerer<'_> {
         use syn::Expr as E;
         match e {
             E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), path_loc(&p.path)),
-            E::Path(_) => Expr::Other(vec![]),
+            E::Path(_) => Expr::Other(ExprList::default()),
             E::Lit(l) => Expr::Lit(
                 match &l.lit {
                     syn::Lit::Str(s) => Some(s.value()),
@@ -618,19 +664,15 @@ impl Lowerer<'_> {
                 },
                 loc(l.lit.span()),
             ),
-            E::Call(c) => Expr::Call(
-                Box::new(self.expr(&c.func)),
-                self.exprs(&c.args).into_boxed_slice(),
-                call_loc(c),
-            ),
+            E::Call(c) => Expr::Call(self.sub(&c.func), self.sub_list(&c.args), call_loc(c)),
             E::MethodCall(m) => Expr::Method(
-                Box::new(self.expr(&m.receiver)),
+                self.sub(&m.receiver),
                 m.method.to_compact_string(),
-                self.exprs(&m.args).into_boxed_slice(),
+                self.sub_list(&m.args),
                 loc(m.method.span()),
             ),
             E::Field(f) => Expr::Field(
-                Box::new(self.expr(&f.base)),
+                self.sub(&f.base),
                 match &f.member {
                     syn::Member::Named(i) => i.to_compact_string(),
                     syn::Member::Unnamed(i) => i.index.to_compact_string(),
@@ -642,7 +684,10 @@ impl Lowerer<'_> {
             E::Try(t) => self.expr(&t.expr),
             E::Await(a) => self.expr(&a.base),
             E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
-            E::Unary(u) => Expr::Other(vec![self.expr(&u.expr)]),
+            E::Unary(u) => {
+                let x = self.expr(&u.expr);
+                self.other(vec![x])
+            }
             E::Block(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Async(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Unsafe(b) => Expr::Block(self.block(&b.block.stmts)),
@@ -658,10 +703,10 @@ impl Lowerer<'_> {
                         other => (pat(other), None),
                     })
                     .collect();
-                Expr::Closure(params, Box::new(self.expr(&c.body)))
+                Expr::Closure(params, self.sub(&c.body))
             }
             E::Match(m) => Expr::Match(
-                Box::new(self.expr(&m.expr)),
+                self.sub(&m.expr),
                 m.arms
                     .iter()
                     .filter(|a| !is_excluded(&a.attrs))
@@ -673,51 +718,81 @@ impl Lowerer<'_> {
                     .collect(),
             ),
             E::If(i) => Expr::If(
-                Box::new(self.expr(&i.cond)),
+                self.sub(&i.cond),
                 self.block(&i.then_branch.stmts),
-                i.else_branch.as_ref().map(|(_, e)| Box::new(self.expr(e))),
+                i.else_branch.as_ref().map(|(_, e)| self.sub(e)),
             ),
-            E::Let(l) => Expr::Let(pat(&l.pat), Box::new(self.expr(&l.expr))),
+            E::Let(l) => Expr::Let(pat(&l.pat), self.sub(&l.expr)),
             E::ForLoop(f) => Expr::Loop(
                 Box::new(Arm {
                     pat: pat(&f.pat),
                     guard: None,
                     body: Expr::Block(self.block(&f.body.stmts)),
                 }),
-                Box::new(self.expr(&f.expr)),
+                self.sub(&f.expr),
             ),
             E::While(w) => {
-                let cond = self.expr(&w.cond);
-                Expr::If(Box::new(cond), self.block(&w.body.stmts), None)
+                let cond = self.sub(&w.cond);
+                Expr::If(cond, self.block(&w.body.stmts), None)
             }
             E::Struct(s) => {
                 let mut fields: Vec<Expr> = s.fields.iter().map(|f| self.expr(&f.expr)).collect();
                 if let Some(r) = s.rest.as_deref() {
                     fields.push(self.expr(r));
                 }
-                Expr::StructLit(path_ref(&s.path), fields)
+                Expr::StructLit(path_ref(&s.path), self.list(fields))
             }
             E::Macro(m) if !is_excluded(&m.attrs) => Expr::Macro(Box::new(self.macro_call(&m.mac))),
-            E::Macro(_) => Expr::Other(vec![]),
-            E::Array(a) => Expr::Other(self.exprs(&a.elems)),
-            E::Tuple(t) => Expr::Other(self.exprs(&t.elems)),
-            E::Assign(a) => Expr::Other(vec![self.expr(&a.left), self.expr(&a.right)]),
-            E::Binary(b) => Expr::Other(vec![self.expr(&b.left), self.expr(&b.right)]),
-            E::Cast(c) => Expr::Other(vec![self.expr(&c.expr)]),
-            E::Index(i) => Expr::Other(vec![self.expr(&i.expr), self.expr(&i.index)]),
-            E::Range(r) => Expr::Other(
-                r.start
-                    .iter()
-                    .chain(r.end.iter())
-                    .map(|x| self.expr(x))
-                    .collect(),
-            ),
-            E::Repeat(r) => Expr::Other(vec![self.expr(&r.expr), self.expr(&r.len)]),
-            E::Return(r) => Expr::Other(r.expr.iter().map(|x| self.expr(x)).collect()),
-            E::Break(b) => Expr::Other(b.expr.iter().map(|x| self.expr(x)).collect()),
-            E::Yield(y) => Expr::Other(y.expr.iter().map(|x| self.expr(x)).collect()),
-            E::RawAddr(r) => Expr::Other(vec![self.expr(&r.expr)]),
-            _ => Expr::Other(vec![]),
+            E::Macro(_) => Expr::Other(ExprList::default()),
+            E::Array(a) => {
+                let xs = self.exprs(&a.elems);
+                self.other(xs)
+            }
+            E::Tuple(t) => {
+                let xs = self.exprs(&t.elems);
+                self.other(xs)
+            }
+            E::Assign(a) => {
+                let xs = vec![self.expr(&a.left), self.expr(&a.right)];
+                self.other(xs)
+            }
+            E::Binary(b) => {
+                let xs = vec![self.expr(&b.left), self.expr(&b.right)];
+                self.other(xs)
+            }
+            E::Cast(c) => {
+                let xs = vec![self.expr(&c.expr)];
+                self.other(xs)
+            }
+            E::Index(i) => {
+                let xs = vec![self.expr(&i.expr), self.expr(&i.index)];
+                self.other(xs)
+            }
+            E::Range(r) => {
+                let xs = self.exprs(r.start.iter().chain(r.end.iter()).map(|b| &**b));
+                self.other(xs)
+            }
+            E::Repeat(r) => {
+                let xs = vec![self.expr(&r.expr), self.expr(&r.len)];
+                self.other(xs)
+            }
+            E::Return(r) => {
+                let xs = self.exprs(r.expr.iter().map(|b| &**b));
+                self.other(xs)
+            }
+            E::Break(b) => {
+                let xs = self.exprs(b.expr.iter().map(|b| &**b));
+                self.other(xs)
+            }
+            E::Yield(y) => {
+                let xs = self.exprs(y.expr.iter().map(|b| &**b));
+                self.other(xs)
+            }
+            E::RawAddr(r) => {
+                let xs = vec![self.expr(&r.expr)];
+                self.other(xs)
+            }
+            _ => Expr::Other(ExprList::default()),
         }
     }
 
@@ -835,26 +910,6 @@ impl Lowerer<'_> {
             .parse()
             .map_err(|_| format!("include!({:?}) does not tokenize", lit.value()))?;
         Ok(idents_of(ts))
-    }
-}
-
-/// Whether evaluating an expression can have no effect the analyzer sees
-/// when its value is dropped (a path, a literal, a field of one).
-fn inert(e: &Expr) -> bool {
-    match e {
-        Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
-        Expr::Other(c) => c.is_empty(),
-        Expr::Field(b, _) => inert(b),
-        _ => false,
-    }
-}
-
-/// Drops the operands of `Other` whose values are discarded and inert, so
-/// ordinary arithmetic and comparisons cost nothing later (and in the cache).
-fn prune(e: Expr) -> Expr {
-    match e {
-        Expr::Other(children) => Expr::Other(children.into_iter().filter(|c| !inert(c)).collect()),
-        other => other,
     }
 }
 

@@ -112,6 +112,7 @@ fn refused(path: &Path, hash: [u8; 32], code: Code, loc: Loc, message: String) -
         path: path.to_path_buf(),
         ir: FileIr {
             items: vec![],
+            exprs: vec![],
             diags: vec![LocalDiag { code, loc, message }],
             volatile: false,
         },
@@ -244,6 +245,7 @@ pub fn parse_text(path: &Path, text: &str, hash: [u8; 32], limits: Limits) -> So
         Err(e) => FileIr {
             volatile: false,
             items: vec![],
+            exprs: vec![],
             diags: vec![LocalDiag {
                 code: Code::ParseError,
                 loc: lower::loc(e.span()),
