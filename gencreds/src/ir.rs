@@ -30,7 +30,90 @@ pub struct PathRef {
     /// A leading `::`.
     pub global: bool,
     /// The segments, without generic arguments.
-    pub segs: Vec<Name>,
+    pub segs: Segs,
+}
+
+/// The segments of a path. Most paths in code are one name (a local
+/// variable, `self`, a function), kept inline without an allocation.
+/// Equality and hashing are those of the segment list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Segs {
+    /// One segment.
+    One(Name),
+    /// Any other number of segments.
+    Many(Vec<Name>),
+}
+
+impl PartialEq for Segs {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Segs {}
+
+impl std::hash::Hash for Segs {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl Default for Segs {
+    fn default() -> Self {
+        Segs::Many(Vec::new())
+    }
+}
+
+impl Segs {
+    /// Appends a segment.
+    pub fn push(&mut self, name: Name) {
+        match self {
+            Segs::One(first) => {
+                let first = std::mem::take(first);
+                *self = Segs::Many(vec![first, name]);
+            }
+            Segs::Many(v) if v.is_empty() => *self = Segs::One(name),
+            Segs::Many(v) => v.push(name),
+        }
+    }
+}
+
+impl std::ops::Deref for Segs {
+    type Target = [Name];
+    fn deref(&self) -> &[Name] {
+        match self {
+            Segs::One(n) => std::slice::from_ref(n),
+            Segs::Many(v) => v,
+        }
+    }
+}
+
+impl From<Vec<Name>> for Segs {
+    fn from(mut v: Vec<Name>) -> Self {
+        if v.len() == 1 {
+            Segs::One(v.pop().unwrap_or_default())
+        } else {
+            Segs::Many(v)
+        }
+    }
+}
+
+impl FromIterator<Name> for Segs {
+    fn from_iter<I: IntoIterator<Item = Name>>(iter: I) -> Self {
+        let mut segs = Segs::default();
+        for n in iter {
+            segs.push(n);
+        }
+        segs
+    }
+}
+
+impl Extend<Name> for Segs {
+    fn extend<I: IntoIterator<Item = Name>>(&mut self, iter: I) {
+        for n in iter {
+            self.push(n);
+        }
+    }
 }
 
 impl PathRef {
@@ -38,7 +121,7 @@ impl PathRef {
     pub fn single(name: &str) -> Self {
         PathRef {
             global: false,
-            segs: vec![Name::from(name)],
+            segs: Segs::One(Name::from(name)),
         }
     }
 

@@ -356,7 +356,7 @@ impl Lowerer<'_> {
                     &u.tree,
                     PathRef {
                         global: u.leading_colon.is_some(),
-                        segs: vec![],
+                        segs: Segs::default(),
                     },
                     &mut entries,
                 );
@@ -371,7 +371,7 @@ impl Lowerer<'_> {
                 out.push(Item::Use(vec![UseEntry {
                     path: PathRef {
                         global: true,
-                        segs: vec![e.ident.to_compact_string()],
+                        segs: Segs::One(e.ident.to_compact_string()),
                     },
                     alias: Some(alias),
                     glob: false,
