@@ -43,9 +43,9 @@ pub enum Ty {
     /// A workspace struct.
     Struct(StructId),
     /// A string known at analysis time.
-    Str(String),
+    Str(Name),
     /// A `Method::X` value.
-    Method(String),
+    Method(Name),
 }
 
 /// Where an outbound call goes before policy is applied.
@@ -465,13 +465,13 @@ impl Eval<'_, '_> {
             return t.clone();
         }
         match self.resolve_value(p) {
-            Some(Def::Const(Some(lit))) => Ty::Str(lit),
+            Some(Def::Const(Some(lit))) => Ty::Str(Name::from(lit)),
             Some(Def::Api(a, Gen::HostConst)) => match &self.idx.apis[a].host {
-                Some(h) => Ty::Str(h.as_str().to_string()),
+                Some(h) => Ty::Str(Name::from(h.as_str())),
                 None => Ty::Other,
             },
             Some(Def::Runtime(rp)) if rp.len() >= 2 && rp[rp.len() - 2] == "Method" => {
-                Ty::Method(rp[rp.len() - 1].clone())
+                Ty::Method(Name::from(rp[rp.len() - 1].as_str()))
             }
             Some(Def::Assoc(base, name)) => {
                 if let Def::Api(a, g) = *base
@@ -491,7 +491,7 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             None if p.segs.len() >= 2 && p.segs[p.segs.len() - 2] == "Method" => {
-                Ty::Method(p.segs[p.segs.len() - 1].to_string())
+                Ty::Method(p.segs[p.segs.len() - 1].clone())
             }
             _ => Ty::Other,
         }
@@ -570,7 +570,7 @@ impl Eval<'_, '_> {
 
     fn connector_new(&mut self, args: &[Ty], loc: Loc) -> Ty {
         let host = match args.first() {
-            Some(Ty::Str(s)) => Some(s.clone()),
+            Some(Ty::Str(s)) => Some(s.to_string()),
             _ => None,
         };
         self.fact(FactKind::ConnectorNew(host), loc);
@@ -754,7 +754,7 @@ impl Eval<'_, '_> {
         let (method, url) = match name {
             "request" | "publish" => (
                 match args.first() {
-                    Some(Ty::Method(m) | Ty::Str(m)) => Some(m.clone()),
+                    Some(Ty::Method(m) | Ty::Str(m)) => Some(m.to_string()),
                     _ => None,
                 },
                 args.get(1),
@@ -762,7 +762,7 @@ impl Eval<'_, '_> {
             verb => (Some(verb.to_ascii_uppercase()), args.first()),
         };
         let url = match url {
-            Some(Ty::Str(u)) => Some(u.clone()),
+            Some(Ty::Str(u)) => Some(u.to_string()),
             _ => None,
         };
         let (Some(method), Some(url)) = (method, url) else {
@@ -870,7 +870,7 @@ impl Eval<'_, '_> {
                         _ => return Ty::Other,
                     }
                 }
-                Ty::Str(s)
+                Ty::Str(Name::from(s))
             }
             _ => t,
         }

@@ -379,7 +379,7 @@ pub enum Expr {
     /// A path used as a value.
     Path(PathRef, Loc),
     /// A literal: `Some(text)` for a string literal.
-    Lit(Option<String>, Loc),
+    Lit(Option<Name>, Loc),
     /// `f(args)`.
     Call(ExprId, ExprList, Loc),
     /// `recv.method(args)`.

@@ -659,7 +659,7 @@ impl Lowerer<'_> {
             E::Path(_) => Expr::Other(ExprList::default()),
             E::Lit(l) => Expr::Lit(
                 match &l.lit {
-                    syn::Lit::Str(s) => Some(s.value()),
+                    syn::Lit::Str(s) => Some(Name::from(s.value())),
                     _ => None,
                 },
                 loc(l.lit.span()),
