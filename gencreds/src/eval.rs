@@ -344,8 +344,8 @@ impl Eval<'_, '_> {
     fn expr(&mut self, e: &Expr) -> Ty {
         match e {
             Expr::Path(p, loc) => self.path_value(p, *loc),
-            Expr::Lit(Some(s), _) => Ty::Str(s.clone()),
-            Expr::Lit(None, _) => Ty::Other,
+            Expr::Lit(Some(s)) => Ty::Str(s.clone()),
+            Expr::Lit(None) => Ty::Other,
             Expr::Call(f, args, loc) => {
                 let tys = self.exprs(*args);
                 let ar = self.ar;
@@ -866,7 +866,7 @@ impl Eval<'_, '_> {
                 let mut s = String::new();
                 for st in &mc.body {
                     match st {
-                        Stmt::Expr(Expr::Lit(Some(l), _)) => s.push_str(l),
+                        Stmt::Expr(Expr::Lit(Some(l))) => s.push_str(l),
                         _ => return Ty::Other,
                     }
                 }

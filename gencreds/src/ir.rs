@@ -379,7 +379,7 @@ pub enum Expr {
     /// A path used as a value.
     Path(PathRef, Loc),
     /// A literal: `Some(text)` for a string literal.
-    Lit(Option<Name>, Loc),
+    Lit(Option<Name>),
     /// `f(args)`.
     Call(ExprId, ExprList, Loc),
     /// `recv.method(args)`.

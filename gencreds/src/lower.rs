@@ -657,13 +657,10 @@ impl Lowerer<'_> {
         match e {
             E::Path(p) if p.qself.is_none() => Expr::Path(path_ref(&p.path), path_loc(&p.path)),
             E::Path(_) => Expr::Other(ExprList::default()),
-            E::Lit(l) => Expr::Lit(
-                match &l.lit {
-                    syn::Lit::Str(s) => Some(Name::from(s.value())),
-                    _ => None,
-                },
-                loc(l.lit.span()),
-            ),
+            E::Lit(l) => Expr::Lit(match &l.lit {
+                syn::Lit::Str(s) => Some(Name::from(s.value())),
+                _ => None,
+            }),
             E::Call(c) => Expr::Call(self.sub(&c.func), self.sub_list(&c.args), call_loc(c)),
             E::MethodCall(m) => Expr::Method(
                 self.sub(&m.receiver),
@@ -812,6 +809,13 @@ impl Lowerer<'_> {
             call.include = Some(self.include(mac));
             return call;
         }
+        // Most macro arguments are a comma-separated run of single literals
+        // and names (`format!("…", a, b)`, `vec![x]`): those are lowered
+        // exactly as syn would parse them, without building a token buffer.
+        if let Some(args) = simple_args(&mac.tokens) {
+            call.body = args.iter().map(|e| Stmt::Expr(self.expr(e))).collect();
+            return call;
+        }
         let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
         if let Ok(args) = parser.parse2(mac.tokens.clone()) {
             call.body = args.iter().map(|e| Stmt::Expr(self.expr(e))).collect();
@@ -913,6 +917,48 @@ impl Lowerer<'_> {
     }
 }
 
+/// Words that parse as something other than a path when alone.
+const KEYWORDS: &[&str] = &[
+    "_", "abstract", "as", "async", "await", "become", "box", "break", "const", "continue",
+    "crate", "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if",
+    "impl", "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub",
+    "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "try", "type",
+    "typeof", "union", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Macro arguments that are one literal or one (non-keyword) name each,
+/// separated by commas (a trailing comma allowed), as the expressions syn
+/// parses them into: `None` for anything else.
+fn simple_args(tokens: &TokenStream) -> Option<Vec<syn::Expr>> {
+    let mut out = vec![];
+    let mut want_item = true;
+    for tt in tokens.clone() {
+        match tt {
+            TokenTree::Literal(l) if want_item => {
+                out.push(syn::Expr::Lit(syn::ExprLit {
+                    attrs: vec![],
+                    lit: syn::Lit::new(l),
+                }));
+                want_item = false;
+            }
+            TokenTree::Ident(i) if want_item => {
+                if KEYWORDS.iter().any(|k| i == k) {
+                    return None;
+                }
+                out.push(syn::Expr::Path(syn::ExprPath {
+                    attrs: vec![],
+                    qself: None,
+                    path: syn::Path::from(i),
+                }));
+                want_item = false;
+            }
+            TokenTree::Punct(p) if !want_item && p.as_char() == ',' => want_item = true,
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 fn expr_excluded(e: &syn::Expr) -> bool {
     let attrs: &[syn::Attribute] = match e {
         syn::Expr::Block(b) => &b.attrs,
@@ -994,6 +1040,54 @@ fn use_tree(t: &syn::UseTree, prefix: PathRef, out: &mut Vec<UseEntry>) {
             for t in &g.items {
                 use_tree(t, prefix.clone(), out);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lowerer(dir: &Path) -> Lowerer<'_> {
+        Lowerer {
+            depth: 0,
+            too_deep: false,
+            volatile: false,
+            diags: vec![],
+            file_dir: dir,
+            arena: Vec::new(),
+        }
+    }
+
+    /// The shortcut for simple macro arguments lowers exactly what syn's
+    /// comma-separated expression parse would, and declines the rest.
+    #[test]
+    fn simple_macro_args_lower_as_syn_parses_them() {
+        let dir = Path::new(".");
+        for src in [
+            "",
+            "a",
+            "\"block-{}-28\", id",
+            "1, 2.5, 'c', b\"y\", \"s\"",
+            "a, b,",
+            "r#type, x",
+            "\"esc\\n\\u{e9}\"",
+        ] {
+            let tokens: TokenStream = src.parse().unwrap();
+            let fast = simple_args(&tokens).expect(src);
+            let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+            let slow = parser.parse2(tokens).unwrap();
+            let (mut a, mut b) = (lowerer(dir), lowerer(dir));
+            let fa: Vec<Expr> = fast.iter().map(|e| a.expr(e)).collect();
+            let fb: Vec<Expr> = slow.iter().map(|e| b.expr(e)).collect();
+            assert_eq!(fa, fb, "{src}");
+            assert_eq!(a.arena, b.arena, "{src}");
+        }
+        for src in [
+            "a + b", "x.y", "f(a)", "true", "self", "_", ", a", "a,, b", "-1", "a; b", "x => y",
+        ] {
+            let tokens: TokenStream = src.parse().unwrap();
+            assert!(simple_args(&tokens).is_none(), "{src}");
         }
     }
 }
