@@ -71,7 +71,7 @@ pub fn parse_all(paths: &[PathBuf], limits: Limits) -> Vec<SourceFile> {
             let p = &paths[i];
             let mut f = match read_limited(p, limits) {
                 Ok(bytes) => parse_bytes(p, bytes, [0; 32], limits),
-                Err(refusal) => refusal,
+                Err(refusal) => *refusal,
             };
             match postcard::to_stdvec(&f.ir) {
                 Ok(blob) => {
@@ -121,11 +121,11 @@ fn refused(path: &Path, hash: [u8; 32], code: Code, loc: Loc, message: String) -
 }
 
 /// Reads one file within the size limit: its bytes, or the refusal.
-fn read_limited(path: &Path, limits: Limits) -> Result<Vec<u8>, SourceFile> {
+fn read_limited(path: &Path, limits: Limits) -> Result<Vec<u8>, Box<SourceFile>> {
     let none = Loc::default();
     match std::fs::metadata(path) {
         Ok(md) if md.len() > limits.max_file_bytes => {
-            return Err(refused(
+            return Err(Box::new(refused(
                 path,
                 [0; 32],
                 Code::FileTooLarge,
@@ -135,27 +135,27 @@ fn read_limited(path: &Path, limits: Limits) -> Result<Vec<u8>, SourceFile> {
                     md.len(),
                     limits.max_file_bytes
                 ),
-            ));
+            )));
         }
         Ok(_) => {}
         Err(e) => {
-            return Err(refused(
+            return Err(Box::new(refused(
                 path,
                 [0; 32],
                 Code::UnreadableFile,
                 none,
                 format!("cannot be read: {e}"),
-            ));
+            )));
         }
     }
     std::fs::read(path).map_err(|e| {
-        refused(
+        Box::new(refused(
             path,
             [0; 32],
             Code::UnreadableFile,
             none,
             format!("cannot be read: {e}"),
-        )
+        ))
     })
 }
 
@@ -173,7 +173,7 @@ pub fn parse_all_cached(
         .map(|p| {
             let bytes = match read_limited(p, limits) {
                 Ok(b) => b,
-                Err(refusal) => return refusal,
+                Err(refusal) => return *refusal,
             };
             let hash = *blake3::hash(&bytes).as_bytes();
             match cache.get(p, &hash) {
@@ -199,7 +199,7 @@ pub fn parse_one(path: &Path, limits: Limits) -> SourceFile {
             let hash = *blake3::hash(&bytes).as_bytes();
             parse_bytes(path, bytes, hash, limits)
         }
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
