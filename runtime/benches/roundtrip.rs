@@ -74,6 +74,26 @@ struct Figures {
     /// Read and write system calls per call in this process (concurrent
     /// phase): how well the writes of many calls are batched.
     syscalls: f64,
+    /// Thread context switches per call in this process (concurrent phase).
+    switches: f64,
+}
+
+/// Context switches of all this process's threads so far (voluntary and
+/// not): how often worker threads parked and were woken.
+fn context_switches() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|st| {
+            st.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// Read plus write system calls of this process so far (`/proc/self/io`).
@@ -128,6 +148,7 @@ where
     let per_task = s.concurrent / s.in_flight;
     let (own0, srv0) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
     let sys0 = syscalls();
+    let cs0 = context_switches();
     let start = Instant::now();
     let tasks: Vec<_> = (0..s.in_flight)
         .map(|_| {
@@ -146,6 +167,7 @@ where
     let throughput = calls / start.elapsed().as_secs_f64();
     let (own1, srv1) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
     let sys1 = syscalls();
+    let cs1 = context_switches();
     Figures {
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
@@ -153,6 +175,7 @@ where
         cpu_client: (own1 - own0) * 1e6 / calls,
         cpu_server: (srv1 - srv0) * 1e6 / calls,
         syscalls: (sys1 - sys0) / calls,
+        switches: (cs1 - cs0) / calls,
     }
 }
 
@@ -256,19 +279,21 @@ async fn run(s: Settings) {
         wire.push(enveloped(&s, server.pid(), &requester, &payload, LAYOUT_SUBJECT).await);
         short.push(enveloped(&s, server.pid(), &requester, &payload, SHORT_SUBJECT).await);
         println!(
-            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls)",
+            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls, {:.2} switches) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls, {:.2} switches)",
             r.p50,
             r.p99,
             r.throughput,
             r.cpu_client,
             r.cpu_server,
             r.syscalls,
+            r.switches,
             o.p50,
             o.p99,
             o.throughput,
             o.cpu_client,
             o.cpu_server,
-            o.syscalls
+            o.syscalls,
+            o.switches
         );
         raw.push(r);
         ours.push(o);
