@@ -14,6 +14,7 @@ use crate::method::Method;
 use crate::wire::{self, EnvelopeWriter, Kind, Response};
 use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Position, Url};
+use compact_str::CompactString;
 use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -176,10 +177,12 @@ impl Live {
         method: &buswarden_rules::Method,
         out: Outgoing,
         multicast: bool,
-        expect: Option<String>,
+        expect: Option<CompactString>,
         sink: Sink,
-    ) -> Result<(String, u128), Error> {
-        let subject = self.subject_for(target, method);
+    ) -> Result<(async_nats::Subject, u128), Error> {
+        // One allocation for the subject: the waiting-call entry and the
+        // publish share it.
+        let subject = async_nats::Subject::from(self.subject_for(target, method));
         let msg_id = id::message_id();
         let payload = self.request_payload(msg_id, multicast, &out)?;
         self.shared.pending().insert(
@@ -193,7 +196,7 @@ impl Live {
         if let Err(e) = self.client.publish(subject.clone(), payload).await {
             self.shared.pending().remove(&msg_id);
             return Err(Error::Publish {
-                subject,
+                subject: subject.to_string(),
                 reason: e.to_string(),
             });
         }
@@ -208,7 +211,7 @@ impl Live {
         out: Outgoing,
     ) -> Result<Response, Error> {
         let (tx, rx) = oneshot::channel();
-        let expect = Some(target.responder.as_str().to_string());
+        let expect = Some(CompactString::from(target.responder.as_str()));
         let timeout = self.timeout(&out);
         let (subject, msg_id) = self
             .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
@@ -223,13 +226,18 @@ impl Live {
             Ok(Ok(Incoming::Message { responder, reply })) => {
                 // The dispatcher removed the entry when it delivered.
                 guard.armed = false;
-                into_response(&responder, *reply)
+                into_response(&responder, reply)
             }
             Ok(Ok(Incoming::Denied)) => {
                 guard.armed = false;
-                Err(Error::PublishDenied { subject })
+                Err(Error::PublishDenied {
+                    subject: subject.to_string(),
+                })
             }
-            Ok(Err(_)) | Err(_) => Err(Error::Timeout { subject, timeout }),
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+                subject: subject.to_string(),
+                timeout,
+            }),
         }
     }
 
@@ -242,7 +250,7 @@ impl Live {
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         // Responders to the broadcast host answer under their own names.
         let expect = (target.host.as_str() != crate::serve::BROADCAST_HOST)
-            .then(|| target.responder.as_str().to_string());
+            .then(|| CompactString::from(target.responder.as_str()));
         self.multicast(target, method, out, expect).await
     }
 
@@ -253,7 +261,7 @@ impl Live {
         target: &Target,
         method: &buswarden_rules::Method,
         out: Outgoing,
-        expect: Option<String>,
+        expect: Option<CompactString>,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let timeout = self.timeout(&out);
@@ -283,24 +291,24 @@ impl Live {
             };
             match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
                 Ok(Some(Incoming::Message { responder, reply })) => {
-                    let key = (responder.clone(), reply.envelope.from_id.clone());
+                    let key = (responder.to_string(), reply.envelope.from_id.clone());
                     if reply.envelope.kind == Kind::Ack {
                         acked.insert(key);
                     } else if done.insert(key.clone()) {
                         acked.insert(key);
-                        results.push(into_response(&responder, *reply));
+                        results.push(into_response(&responder, reply));
                     }
                 }
                 Ok(Some(Incoming::Denied)) => {
                     break Err(Error::PublishDenied {
-                        subject: subject.clone(),
+                        subject: subject.to_string(),
                     });
                 }
                 Ok(None) => break Ok(()),
                 Err(_) if deadline == all_deadline => {
                     for _ in done.len()..acked.len() {
                         results.push(Err(Error::Timeout {
-                            subject: subject.clone(),
+                            subject: subject.to_string(),
                             timeout,
                         }));
                     }

@@ -112,9 +112,11 @@ pub struct Stats {
 
 /// A call waiting for its response(s).
 pub(crate) struct Pending {
-    pub(crate) subject: String,
+    /// The request subject (shared with the publish: no copy).
+    pub(crate) subject: async_nats::Subject,
     /// The responder the reply must come from; `None` accepts any (events).
-    pub(crate) expect: Option<String>,
+    /// Hostnames up to 24 bytes are stored inline (no allocation per call).
+    pub(crate) expect: Option<compact_str::CompactString>,
     pub(crate) sink: Sink,
 }
 
@@ -155,8 +157,8 @@ pub(crate) struct Reply {
 pub(crate) enum Incoming {
     /// A response or ack from `responder`.
     Message {
-        responder: String,
-        reply: Box<Reply>,
+        responder: compact_str::CompactString,
+        reply: Reply,
     },
     /// The broker refused the request's publish.
     Denied,
@@ -219,7 +221,7 @@ impl Shared {
         let mut pending = self.pending();
         let ids: Vec<u128> = pending
             .iter()
-            .filter(|(_, p)| p.subject == subject)
+            .filter(|(_, p)| p.subject.as_str() == subject)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -275,7 +277,8 @@ impl Shared {
             drop(pending);
             return self.count_spoofed_reply();
         }
-        let Some(responder) = hostname::unflatten(responder) else {
+        let Some(responder) = hostname::unflatten(responder).map(compact_str::CompactString::from)
+        else {
             drop(pending);
             return self.count_malformed();
         };
@@ -283,7 +286,7 @@ impl Shared {
             Sink::Many(tx) => {
                 let _ = tx.send(Incoming::Message {
                     responder,
-                    reply: Box::new(Reply { envelope, body }),
+                    reply: Reply { envelope, body },
                 });
             }
             Sink::Once(_) => {
@@ -297,7 +300,7 @@ impl Shared {
                 {
                     let _ = tx.send(Incoming::Message {
                         responder,
-                        reply: Box::new(Reply { envelope, body }),
+                        reply: Reply { envelope, body },
                     });
                 }
             }
