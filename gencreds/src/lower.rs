@@ -24,13 +24,21 @@ pub const MAX_EXPR_DEPTH: usize = 1_000;
 
 /// Lowers a parsed file. `file_dir` is the directory of the file (for `include!`).
 pub fn lower_file(file: &syn::File, file_dir: &Path) -> FileIr {
+    lower_file_sized(file, file_dir, 0)
+}
+
+/// [`lower_file`] for a file of `source_bytes` bytes: the expression arena
+/// is sized for it up front (about one expression per 16 bytes of source
+/// in ordinary code), so it is not copied as it grows.
+pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) -> FileIr {
     let mut cx = Lowerer {
         depth: 0,
         too_deep: false,
         volatile: false,
         diags: vec![],
         file_dir,
-        arena: Vec::new(),
+        arena: Vec::with_capacity(source_bytes / 16),
+        scratch: Vec::new(),
     };
     let items = cx.items(&file.items);
     FileIr {
@@ -92,13 +100,19 @@ fn call_loc(c: &syn::ExprCall) -> Loc {
 }
 
 fn path_ref(p: &syn::Path) -> PathRef {
+    let segs = if p.segments.len() == 1 {
+        Segs::One(p.segments[0].ident.to_compact_string())
+    } else {
+        Segs::from(
+            p.segments
+                .iter()
+                .map(|s| s.ident.to_compact_string())
+                .collect::<Vec<_>>(),
+        )
+    };
     PathRef {
         global: p.leading_colon.is_some(),
-        segs: p
-            .segments
-            .iter()
-            .map(|s| s.ident.to_compact_string())
-            .collect(),
+        segs,
     }
 }
 
@@ -279,6 +293,9 @@ struct Lowerer<'a> {
     file_dir: &'a Path,
     /// The file's expression arena.
     arena: Vec<Expr>,
+    /// Lowered list elements waiting to be moved into the arena together
+    /// (a stack: nested lists push and take their own part above a mark).
+    scratch: Vec<Expr>,
 }
 
 impl Lowerer<'_> {
@@ -302,8 +319,16 @@ impl Lowerer<'_> {
     }
 
     fn sub_list<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> ExprList {
-        let xs = self.exprs(es);
-        self.list(xs)
+        let mark = self.scratch.len();
+        for e in es {
+            let x = self.expr(e);
+            self.scratch.push(x);
+        }
+        let start = self.arena.len() as u32;
+        let len = (self.scratch.len() - mark) as u32;
+        let Lowerer { arena, scratch, .. } = self;
+        arena.extend(scratch.drain(mark..));
+        ExprList { start, len }
     }
 
     /// `Other` with the operands whose values are discarded and inert
@@ -661,7 +686,16 @@ impl Lowerer<'_> {
                 syn::Lit::Str(s) => Some(Name::from(s.value())),
                 _ => None,
             }),
-            E::Call(c) => Expr::Call(self.sub(&c.func), self.sub_list(&c.args), call_loc(c)),
+            E::Call(c) => {
+                let func = self.expr(&c.func);
+                // A path callee's location is the call's: computed once.
+                let at = match (&func, &*c.func) {
+                    (Expr::Path(_, l), syn::Expr::Path(p)) if p.qself.is_none() => *l,
+                    _ => call_loc(c),
+                };
+                let func = self.id(func);
+                Expr::Call(func, self.sub_list(&c.args), at)
+            }
             E::MethodCall(m) => Expr::Method(
                 self.sub(&m.receiver),
                 m.method.to_compact_string(),
@@ -1056,6 +1090,7 @@ mod tests {
             diags: vec![],
             file_dir: dir,
             arena: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 

@@ -238,7 +238,7 @@ pub fn parse_text(path: &Path, text: &str, hash: [u8; 32], limits: Limits) -> So
     let dir = path.parent().unwrap_or(Path::new("."));
     let ir = match syn::parse_file(text) {
         Ok(file) => {
-            let ir = lower::lower_file(&file, dir);
+            let ir = lower::lower_file_sized(&file, dir, text.len());
             drop(file);
             ir
         }
