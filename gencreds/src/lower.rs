@@ -331,22 +331,32 @@ impl Lowerer<'_> {
         ExprList { start, len }
     }
 
-    /// `Other` with the operands whose values are discarded and inert
-    /// dropped, so ordinary arithmetic and comparisons cost nothing later
-    /// (and in the cache).
-    fn other(&mut self, es: Vec<Expr>) -> Expr {
-        let kept: Vec<Expr> = es.into_iter().filter(|c| !self.inert(c)).collect();
-        Expr::Other(self.list(kept))
+    /// `Other` of the lowered `es`, gathered on the scratch stack: the inert
+    /// ones dropped (see [`Lowerer::other`]), the rest moved into the arena.
+    fn other_of<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
+        let mark = self.scratch.len();
+        for e in es {
+            let x = self.expr(e);
+            self.scratch.push(x);
+        }
+        let Lowerer { arena, scratch, .. } = self;
+        let mut kept = mark;
+        for i in mark..scratch.len() {
+            if !inert_in(arena, &scratch[i]) {
+                scratch.swap(kept, i);
+                kept += 1;
+            }
+        }
+        scratch.truncate(kept);
+        let start = arena.len() as u32;
+        let len = (kept - mark) as u32;
+        arena.extend(scratch.drain(mark..));
+        Expr::Other(ExprList { start, len })
     }
 
     /// Whether a value can do nothing the analyzer sees.
     fn inert(&self, e: &Expr) -> bool {
-        match e {
-            Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
-            Expr::Other(c) => c.len == 0,
-            Expr::Field(b, _) => self.inert(self.arena.at(*b)),
-            _ => false,
-        }
+        inert_in(&self.arena, e)
     }
 
     fn items(&mut self, items: &[syn::Item]) -> Vec<Item> {
@@ -653,10 +663,6 @@ impl Lowerer<'_> {
         out
     }
 
-    fn exprs<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Vec<Expr> {
-        es.into_iter().map(|e| self.expr(e)).collect()
-    }
-
     fn expr(&mut self, e: &syn::Expr) -> Expr {
         if self.depth >= MAX_EXPR_DEPTH {
             if !self.too_deep {
@@ -715,10 +721,7 @@ impl Lowerer<'_> {
             E::Try(t) => self.expr(&t.expr),
             E::Await(a) => self.expr(&a.base),
             E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
-            E::Unary(u) => {
-                let x = self.expr(&u.expr);
-                self.other(vec![x])
-            }
+            E::Unary(u) => self.other_of([&*u.expr]),
             E::Block(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Async(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Unsafe(b) => Expr::Block(self.block(&b.block.stmts)),
@@ -775,54 +778,18 @@ impl Lowerer<'_> {
             }
             E::Macro(m) if !is_excluded(&m.attrs) => Expr::Macro(Box::new(self.macro_call(&m.mac))),
             E::Macro(_) => Expr::Other(ExprList::default()),
-            E::Array(a) => {
-                let xs = self.exprs(&a.elems);
-                self.other(xs)
-            }
-            E::Tuple(t) => {
-                let xs = self.exprs(&t.elems);
-                self.other(xs)
-            }
-            E::Assign(a) => {
-                let xs = vec![self.expr(&a.left), self.expr(&a.right)];
-                self.other(xs)
-            }
-            E::Binary(b) => {
-                let xs = vec![self.expr(&b.left), self.expr(&b.right)];
-                self.other(xs)
-            }
-            E::Cast(c) => {
-                let xs = vec![self.expr(&c.expr)];
-                self.other(xs)
-            }
-            E::Index(i) => {
-                let xs = vec![self.expr(&i.expr), self.expr(&i.index)];
-                self.other(xs)
-            }
-            E::Range(r) => {
-                let xs = self.exprs(r.start.iter().chain(r.end.iter()).map(|b| &**b));
-                self.other(xs)
-            }
-            E::Repeat(r) => {
-                let xs = vec![self.expr(&r.expr), self.expr(&r.len)];
-                self.other(xs)
-            }
-            E::Return(r) => {
-                let xs = self.exprs(r.expr.iter().map(|b| &**b));
-                self.other(xs)
-            }
-            E::Break(b) => {
-                let xs = self.exprs(b.expr.iter().map(|b| &**b));
-                self.other(xs)
-            }
-            E::Yield(y) => {
-                let xs = self.exprs(y.expr.iter().map(|b| &**b));
-                self.other(xs)
-            }
-            E::RawAddr(r) => {
-                let xs = vec![self.expr(&r.expr)];
-                self.other(xs)
-            }
+            E::Array(a) => self.other_of(&a.elems),
+            E::Tuple(t) => self.other_of(&t.elems),
+            E::Assign(a) => self.other_of([&*a.left, &*a.right]),
+            E::Binary(b) => self.other_of([&*b.left, &*b.right]),
+            E::Cast(c) => self.other_of([&*c.expr]),
+            E::Index(i) => self.other_of([&*i.expr, &*i.index]),
+            E::Range(r) => self.other_of(r.start.iter().chain(r.end.iter()).map(|b| &**b)),
+            E::Repeat(r) => self.other_of([&*r.expr, &*r.len]),
+            E::Return(r) => self.other_of(r.expr.iter().map(|b| &**b)),
+            E::Break(b) => self.other_of(b.expr.iter().map(|b| &**b)),
+            E::Yield(y) => self.other_of(y.expr.iter().map(|b| &**b)),
+            E::RawAddr(r) => self.other_of([&*r.expr]),
             _ => Expr::Other(ExprList::default()),
         }
     }
@@ -948,6 +915,16 @@ impl Lowerer<'_> {
             .parse()
             .map_err(|_| format!("include!({:?}) does not tokenize", lit.value()))?;
         Ok(idents_of(ts))
+    }
+}
+
+/// Whether a value can do nothing the analyzer sees (`arena`: its file's).
+fn inert_in(arena: &[Expr], e: &Expr) -> bool {
+    match e {
+        Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
+        Expr::Other(c) => c.len == 0,
+        Expr::Field(b, _) => inert_in(arena, arena.at(*b)),
+        _ => false,
     }
 }
 
