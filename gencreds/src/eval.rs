@@ -150,7 +150,7 @@ pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
         ar: &file.ir.exprs,
         unit: u,
         m: unit.module,
-        scopes: vec![vec![]],
+        scopes: Vec::new(),
         facts: vec![],
         granted: !unit.def.grants.is_empty(),
     };
@@ -211,7 +211,9 @@ struct Eval<'i, 'a> {
     ar: &'a [Expr],
     unit: UnitId,
     m: usize,
-    scopes: Vec<Vec<(Name, Ty)>>,
+    /// Every binding in scope, innermost last (a scope ends by truncating
+    /// back to the length it started at: no vector per scope).
+    scopes: Vec<(Name, Ty)>,
     facts: Vec<Fact>,
     granted: bool,
 }
@@ -226,9 +228,7 @@ impl Eval<'_, '_> {
     }
 
     fn bind(&mut self, name: &str, ty: Ty) {
-        if let Some(s) = self.scopes.last_mut() {
-            s.push((Name::from(name), ty));
-        }
+        self.scopes.push((Name::from(name), ty));
     }
 
     fn bind_pat(&mut self, p: &Pat, ty: Ty) {
@@ -249,15 +249,14 @@ impl Eval<'_, '_> {
         self.scopes
             .iter()
             .rev()
-            .flat_map(|s| s.iter().rev())
             .find(|(n, _)| n == name)
             .map(|(_, t)| t)
     }
 
     fn scoped<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.scopes.push(vec![]);
+        let mark = self.scopes.len();
         let r = f(self);
-        self.scopes.pop();
+        self.scopes.truncate(mark);
         r
     }
 
