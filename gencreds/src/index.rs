@@ -592,16 +592,28 @@ impl<'a> Builder<'a> {
                 },
             )
             .collect();
-        let mut methods: BTreeMap<(StructId, Name), Vec<UnitId>> = BTreeMap::new();
-        for (im, s) in idx.impls.iter().zip(resolved) {
-            let Some(s) = s else { continue };
-            for &u in &im.units {
-                methods
-                    .entry((s, idx.units[u].def.name.clone()))
-                    .or_default()
-                    .push(u);
+        // Every (struct, method name, unit), sorted in parallel (stable: a
+        // name's units keep impl order), then grouped into the map in one
+        // bulk build.
+        let mut entries: Vec<((StructId, Name), UnitId)> = idx
+            .impls
+            .par_iter()
+            .zip(resolved)
+            .flat_map_iter(|(im, s)| {
+                im.units
+                    .iter()
+                    .filter_map(move |&u| s.map(|s| ((s, idx.units[u].def.name.clone()), u)))
+            })
+            .collect();
+        entries.par_sort_by(|a, b| a.0.cmp(&b.0));
+        let mut grouped: Vec<((StructId, Name), Vec<UnitId>)> = Vec::new();
+        for (key, u) in entries {
+            match grouped.last_mut() {
+                Some((k, units)) if *k == key => units.push(u),
+                _ => grouped.push((key, vec![u])),
             }
         }
+        let methods: BTreeMap<(StructId, Name), Vec<UnitId>> = grouped.into_iter().collect();
         self.idx.methods = methods;
     }
 }
