@@ -234,13 +234,18 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         .map(|(i, c)| (normalize(&c.dir), i))
         .collect();
     let lib_names: Vec<String> = crates.iter().map(|c| c.lib_name.clone()).collect();
-    for (i, m) in packages.iter().enumerate() {
-        let ws = ws_roots
-            .iter()
-            .find(|w| m.dir.starts_with(&w.dir) && is_member(w, &m.dir))
-            .copied();
-        let deps = dependencies(m, ws, &by_dir, &lib_names);
-        crates[i].deps = deps;
+    let all_deps: Vec<_> = packages
+        .par_iter()
+        .map(|m| {
+            let ws = ws_roots
+                .iter()
+                .find(|w| m.dir.starts_with(&w.dir) && is_member(w, &m.dir))
+                .copied();
+            dependencies(m, ws, &by_dir, &lib_names)
+        })
+        .collect();
+    for (c, deps) in crates.iter_mut().zip(all_deps) {
+        c.deps = deps;
     }
 
     // Sources under no crate at all.
