@@ -9,6 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=ci/deps.sh
 source ci/deps.sh
-# Debug profile: the disk of the shared build machines is short; the
+# Release profile (cargo bench's default), as a deployment would run; the
 # figures are compared within the run.
-cargo bench -p account-server --bench kv --profile dev -- "$@"
+cargo bench -p account-server --bench kv -- "$@"

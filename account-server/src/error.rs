@@ -42,6 +42,10 @@ pub enum ApiError {
     /// The body is larger than `max_body_bytes`.
     #[error("request body too large")]
     TooLarge,
+    /// The change lost to other replicas' changes on every attempt: nothing
+    /// was changed and the call can be retried.
+    #[error("{0}")]
+    Busy(String),
     /// The store failed (logged; the client sees a plain message).
     #[error("storage error")]
     Store(#[from] StoreError),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -19,6 +19,19 @@ use crate::store::StoreError;
 
 /// Attempts of one API call on conflicts before it gives up.
 pub const MAX_ATTEMPTS: u32 = 24;
+/// The pause before attempt `attempt + 1` after a conflict: exponential
+/// (4, 8, 16, 32, then 64 ms) with random jitter over its upper half, so
+/// replicas that collided retry at different moments and a replica that
+/// keeps losing to a busy one still gets a turn (a fixed few milliseconds
+/// let one replica lose 24 times in a row under sustained load).
+fn conflict_backoff(attempt: u32) -> Duration {
+    let cap = 4u64 << attempt.saturating_sub(1).min(4);
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let jitter = u64::from(u16::from_le_bytes(b)) % (cap / 2 + 1);
+    Duration::from_millis(cap / 2 + jitter)
+}
+
 /// A follower that missed a head notification still looks this often.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
@@ -66,11 +79,13 @@ impl AccountServer {
             match op().await {
                 Err(ApiError::Store(StoreError::Conflict)) if attempt < MAX_ATTEMPTS => {
                     self.metrics.store_conflicts.inc();
-                    // Replicas that collided back off by different amounts.
-                    let mut b = [0u8; 1];
-                    let _ = getrandom::fill(&mut b);
-                    let ms = u64::from(b[0] % 8) + u64::from(attempt.min(10));
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                }
+                Err(ApiError::Store(StoreError::Conflict)) => {
+                    self.metrics.store_conflicts.inc();
+                    return Err(ApiError::Busy(format!(
+                        "other replicas kept changing the shared state first ({MAX_ATTEMPTS} attempts); nothing was changed, retry the call"
+                    )));
                 }
                 other => return other,
             }
@@ -101,4 +116,21 @@ pub(crate) fn spawn_follower(server: Weak<AccountServer>, mut head: watch::Recei
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_backoff_grows_then_stays_within_its_bounds() {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let cap = 4u64 << attempt.saturating_sub(1).min(4);
+            for _ in 0..50 {
+                let ms = conflict_backoff(attempt).as_millis() as u64;
+                assert!(ms >= cap / 2 && ms <= cap, "attempt {attempt}: {ms} ms");
+            }
+        }
+        assert_eq!(4u64 << 4, 64, "the longest pause");
+    }
 }
