@@ -98,16 +98,6 @@ impl From<Vec<Name>> for Segs {
     }
 }
 
-impl FromIterator<Name> for Segs {
-    fn from_iter<I: IntoIterator<Item = Name>>(iter: I) -> Self {
-        let mut segs = Segs::default();
-        for n in iter {
-            segs.push(n);
-        }
-        segs
-    }
-}
-
 impl Extend<Name> for Segs {
     fn extend<I: IntoIterator<Item = Name>>(&mut self, iter: I) {
         for n in iter {

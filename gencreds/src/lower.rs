@@ -305,53 +305,53 @@ impl Lowerer<'_> {
         ExprId((self.arena.len() - 1) as u32)
     }
 
-    /// Puts a run of sub-expressions in the arena, one after the other.
-    fn list(&mut self, es: Vec<Expr>) -> ExprList {
-        let start = self.arena.len() as u32;
-        let len = es.len() as u32;
-        self.arena.extend(es);
-        ExprList { start, len }
-    }
-
     fn sub(&mut self, e: &syn::Expr) -> ExprId {
         let x = self.expr(e);
         self.id(x)
     }
 
-    fn sub_list<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> ExprList {
+    /// Lowers `es` onto the scratch stack; returns where they start there.
+    fn gather<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> usize {
         let mark = self.scratch.len();
         for e in es {
             let x = self.expr(e);
             self.scratch.push(x);
         }
-        let start = self.arena.len() as u32;
-        let len = (self.scratch.len() - mark) as u32;
+        mark
+    }
+
+    /// Moves the scratch stack above `mark` into the arena as one run,
+    /// without the inert values when `drop_inert`.
+    fn settle(&mut self, mark: usize, drop_inert: bool) -> ExprList {
         let Lowerer { arena, scratch, .. } = self;
+        if drop_inert {
+            let mut kept = mark;
+            for i in mark..scratch.len() {
+                if !inert_in(arena, &scratch[i]) {
+                    scratch.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            scratch.truncate(kept);
+        }
+        let start = arena.len() as u32;
+        let len = (scratch.len() - mark) as u32;
         arena.extend(scratch.drain(mark..));
         ExprList { start, len }
     }
 
-    /// `Other` of the lowered `es`, gathered on the scratch stack: the inert
-    /// ones dropped (see [`Lowerer::other`]), the rest moved into the arena.
+    /// The lowered `es` as one run in the arena.
+    fn sub_list<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> ExprList {
+        let mark = self.gather(es);
+        self.settle(mark, false)
+    }
+
+    /// `Other` of the lowered `es`: the operands whose values are discarded
+    /// and inert are dropped, so ordinary arithmetic and comparisons cost
+    /// nothing later (and in the cache).
     fn other_of<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
-        let mark = self.scratch.len();
-        for e in es {
-            let x = self.expr(e);
-            self.scratch.push(x);
-        }
-        let Lowerer { arena, scratch, .. } = self;
-        let mut kept = mark;
-        for i in mark..scratch.len() {
-            if !inert_in(arena, &scratch[i]) {
-                scratch.swap(kept, i);
-                kept += 1;
-            }
-        }
-        scratch.truncate(kept);
-        let start = arena.len() as u32;
-        let len = (kept - mark) as u32;
-        arena.extend(scratch.drain(mark..));
-        Expr::Other(ExprList { start, len })
+        let mark = self.gather(es);
+        Expr::Other(self.settle(mark, true))
     }
 
     /// Whether a value can do nothing the analyzer sees.
@@ -770,11 +770,8 @@ impl Lowerer<'_> {
                 Expr::If(cond, self.block(&w.body.stmts), None)
             }
             E::Struct(s) => {
-                let mut fields: Vec<Expr> = s.fields.iter().map(|f| self.expr(&f.expr)).collect();
-                if let Some(r) = s.rest.as_deref() {
-                    fields.push(self.expr(r));
-                }
-                Expr::StructLit(path_ref(&s.path), self.list(fields))
+                let fields = s.fields.iter().map(|f| &f.expr).chain(s.rest.as_deref());
+                Expr::StructLit(path_ref(&s.path), self.sub_list(fields))
             }
             E::Macro(m) if !is_excluded(&m.attrs) => Expr::Macro(Box::new(self.macro_call(&m.mac))),
             E::Macro(_) => Expr::Other(ExprList::default()),

@@ -198,37 +198,6 @@ pub fn flatten_into(out: &mut String, host: &str) {
     }
 }
 
-/// Whether [`flatten`] of `host` is `token`, without building it (the
-/// runtime's check of a reply's responder segment against the host called).
-pub fn flattens_to(host: &str, token: &str) -> bool {
-    if host.is_empty() {
-        return token == "_";
-    }
-    let mut rest = token.as_bytes();
-    for b in host.bytes() {
-        let b = b.to_ascii_lowercase();
-        let (one, escaped) = match b {
-            b'.' => (b'_', false),
-            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => (b, false),
-            _ => (b, true),
-        };
-        if escaped {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let want = [b'%', HEX[(one >> 4) as usize], HEX[(one & 0xf) as usize]];
-            match rest.strip_prefix(&want[..]) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else {
-            match rest.split_first() {
-                Some((&c, r)) if c == one => rest = r,
-                _ => return false,
-            }
-        }
-    }
-    rest.is_empty()
-}
-
 /// Reverses [`flatten`] for a token that came from a hostname without `_`.
 /// Returns `None` when the token is not a well-formed flattened name,
 /// including a non-canonical one that [`flatten`] never writes (an escape of
@@ -366,41 +335,5 @@ mod tests {
             Hostname::parse(&long),
             Err(HostnameError::TooLong { .. })
         ));
-    }
-
-    #[test]
-    fn flattens_to_agrees_with_flatten() {
-        let hosts = [
-            "",
-            "a",
-            "Echo.Bench",
-            "access.token.core",
-            "x_y.z",
-            "a-b.c",
-            "caf\u{e9}.x",
-            "sp ace",
-            "a*b",
-            "a>b",
-            "%",
-            "a.b.",
-            ".",
-            "ALL",
-        ];
-        for h in hosts {
-            let flat = flatten(h);
-            assert!(flattens_to(h, &flat), "{h:?} -> {flat:?}");
-            for other in hosts {
-                let other_flat = flatten(other);
-                assert_eq!(
-                    flattens_to(h, &other_flat),
-                    other_flat == flat,
-                    "{h:?} vs {other:?}"
-                );
-            }
-            assert!(!flattens_to(h, &format!("{flat}x")));
-            if flat.len() > 1 {
-                assert!(!flattens_to(h, &flat[..flat.len() - 1]));
-            }
-        }
     }
 }

@@ -221,21 +221,6 @@ pub fn route_path_tokens(out: &mut String, segments: &[Segment]) {
     }
 }
 
-/// `port` in decimal, written into `buf`.
-fn decimal(port: u16, buf: &mut [u8; 5]) -> &str {
-    let mut n = port;
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
 fn head(out: &mut String, plane: &str, port: &str, trust: Trust) {
     out.push_str(plane);
     out.push('.');
@@ -259,11 +244,10 @@ pub fn request(
     path: &str,
 ) -> String {
     let mut out = String::with_capacity(64 + src.len() + dest.len() + path.len());
-    let mut digits = [0u8; 5];
     head(
         &mut out,
         plane.as_str(),
-        decimal(port, &mut digits),
+        itoa::Buffer::new().format(port),
         Trust::of_port(port),
     );
     hostname::flatten_into(&mut out, src);
@@ -327,13 +311,9 @@ pub fn subscription_for_path(
 /// The subject a responder publishes its reply (and acks) on.
 pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position) -> String {
     let mut out = String::with_capacity(plane.as_str().len() + responder.len() + caller.len() + 40);
-    out.push_str(plane.as_str());
-    out.push_str(".reply._.");
+    reply_prefix(&mut out, plane);
     hostname::flatten_into(&mut out, responder);
-    out.push('.');
-    hostname::flatten_into(&mut out, caller);
-    out.push('.');
-    out.push_str(caller_id.token());
+    reply_suffix(&mut out, caller, caller_id);
     out
 }
 
@@ -343,23 +323,33 @@ pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position)
 /// subscribed with [`reply_subscription`] reads a reply's responder token
 /// between them without decoding the whole subject.
 pub fn reply_affixes(plane: &Plane, caller: &str, caller_id: &Position) -> (String, String) {
-    let prefix = format!("{}.reply._.", plane.as_str());
-    let mut suffix = String::with_capacity(caller.len() + 24);
-    suffix.push('.');
-    hostname::flatten_into(&mut suffix, caller);
-    suffix.push('.');
-    suffix.push_str(caller_id.token());
+    let (mut prefix, mut suffix) = (String::new(), String::new());
+    reply_prefix(&mut prefix, plane);
+    reply_suffix(&mut suffix, caller, caller_id);
     (prefix, suffix)
 }
 
 /// The subject a service subscribes on to receive replies to its requests.
 pub fn reply_subscription(plane: &Plane, own_host: &str, own_id: &Position) -> String {
-    format!(
-        "{}.reply._.*.{}.{}",
-        plane.as_str(),
-        flatten(own_host),
-        own_id.token()
-    )
+    let mut out = String::new();
+    reply_prefix(&mut out, plane);
+    out.push('*');
+    reply_suffix(&mut out, own_host, own_id);
+    out
+}
+
+/// The reply layout before the responder token: `<plane>.reply._.`.
+fn reply_prefix(out: &mut String, plane: &Plane) {
+    out.push_str(plane.as_str());
+    out.push_str(".reply._.");
+}
+
+/// The reply layout after the responder token: `.<caller>.<caller id>`.
+fn reply_suffix(out: &mut String, caller: &str, caller_id: &Position) {
+    out.push('.');
+    hostname::flatten_into(out, caller);
+    out.push('.');
+    out.push_str(caller_id.token());
 }
 
 /// A received request subject, decoded.
@@ -564,15 +554,6 @@ mod tests {
     }
     fn publ(port: u16, src: &str, host: &str, p: &str, method: &str, path: &str) -> String {
         request(&p0(), port, src, host, &pos(p), &m(method), path)
-    }
-
-    #[test]
-    fn decimal_ports() {
-        for port in [
-            0u16, 1, 9, 10, 99, 100, 417, 443, 666, 888, 9999, 10000, 65535,
-        ] {
-            assert_eq!(decimal(port, &mut [0; 5]), port.to_string());
-        }
     }
 
     #[test]

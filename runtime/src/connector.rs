@@ -251,10 +251,14 @@ impl Shared {
     /// Hands a received reply to its waiting call. The broker delivers
     /// only subjects matching the reply subscription
     /// (`<plane>.reply._.*.<own host>.<own id>`), so the responder segment
-    /// is the one token between `shape`'s prefix and suffix; anything else
-    /// is counted as malformed.
+    /// is the one token between `shape`'s prefix and suffix; anything else,
+    /// or a token that is no flattened hostname, is counted as malformed.
     pub(crate) fn dispatch_reply(&self, msg: async_nats::Message, shape: &ReplyShape) {
-        let Some(responder) = shape.responder(msg.subject.as_str()) else {
+        let Some(responder) = shape
+            .responder(msg.subject.as_str())
+            .and_then(hostname::unflatten)
+            .map(compact_str::CompactString::from)
+        else {
             return self.count_malformed();
         };
         let (envelope, body) = match wire::Envelope::decode(&msg.payload) {
@@ -270,18 +274,10 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if p.expect
-            .as_ref()
-            .is_some_and(|e| !hostname::flattens_to(e, responder))
-        {
+        if p.expect.as_ref().is_some_and(|e| *e != responder) {
             drop(pending);
             return self.count_spoofed_reply();
         }
-        let Some(responder) = hostname::unflatten(responder).map(compact_str::CompactString::from)
-        else {
-            drop(pending);
-            return self.count_malformed();
-        };
         match &mut p.sink {
             Sink::Many(tx) => {
                 let _ = tx.send(Incoming::Message {
