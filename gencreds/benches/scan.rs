@@ -8,7 +8,10 @@
 //!
 //! and prints medians, ratios to the floor and peak memory (VmHWM).
 //!
-//!     cargo bench -p gencreds --bench scan -- [--services N] [--threads N] [--runs N] [--dir PATH] [--toy]
+//!     cargo bench -p gencreds --bench scan -- [--services N] [--threads N] [--runs N] [--dir PATH] [--toy] [--scan-only]
+//!
+//! `--scan-only` runs just the full analysis, `--runs` times, and prints
+//! each time: a clean process to profile (`perf record`) the scan alone.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +28,7 @@ struct Args {
     threads: usize,
     runs: usize,
     dir: Option<PathBuf>,
+    scan_only: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +37,7 @@ fn args() -> Args {
         threads: 2,
         runs: 5,
         dir: None,
+        scan_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -42,6 +47,7 @@ fn args() -> Args {
             "--threads" => a.threads = num(&mut it).unwrap_or(a.threads),
             "--runs" => a.runs = num(&mut it).unwrap_or(a.runs),
             "--dir" => a.dir = it.next().map(PathBuf::from),
+            "--scan-only" => a.scan_only = true,
             "--toy" => {
                 a.services = 20;
                 a.runs = 1;
@@ -62,11 +68,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn vm_hwm() -> String {
+    status_field("VmHWM")
+}
+
+/// One field of `/proc/self/status` (for example `VmHWM`, the peak resident size).
+fn status_field(name: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM"))
+                .find(|l| l.starts_with(name))
                 .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
         })
         .unwrap_or_else(|| "n/a".into())
@@ -163,6 +174,20 @@ fn main() {
         threads: a.threads,
         ..Options::default()
     };
+    if a.scan_only {
+        for _ in 0..a.runs {
+            let t = Instant::now();
+            let an = analyze(&root, opts).expect("analyze");
+            println!(
+                "scan {:.3} s  VmRSS {}  VmHWM {}",
+                t.elapsed().as_secs_f64(),
+                status_field("VmRSS"),
+                status_field("VmHWM")
+            );
+            drop(an);
+        }
+        return;
+    }
     let cache = root.join("target/gencreds-bench-cache.bin");
     let _ = std::fs::remove_file(&cache);
     let (mut floors, mut scans, mut rescans, mut lowers) = (vec![], vec![], vec![], vec![]);

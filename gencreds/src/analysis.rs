@@ -139,18 +139,37 @@ pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analys
 }
 
 /// Prints phase timings to stderr when `GENCREDS_TIMING` is set.
-struct Timing(Option<std::time::Instant>);
+struct Timing(Option<(std::time::Instant, u64)>);
 
 impl Timing {
     fn new() -> Self {
-        Timing(std::env::var_os("GENCREDS_TIMING").map(|_| std::time::Instant::now()))
+        Timing(
+            std::env::var_os("GENCREDS_TIMING").map(|_| (std::time::Instant::now(), cpu_ticks())),
+        )
     }
     fn mark(&mut self, phase: &str) {
-        if let Some(t) = self.0 {
-            eprintln!("gencreds timing: {phase}: {:.3?}", t.elapsed());
-            self.0 = Some(std::time::Instant::now());
+        if let Some((t, c)) = self.0 {
+            let cpu = cpu_ticks();
+            eprintln!(
+                "gencreds timing: {phase}: {:.3?} (cpu {} ms)",
+                t.elapsed(),
+                (cpu - c) * 10
+            );
+            self.0 = Some((std::time::Instant::now(), cpu));
         }
     }
+}
+
+/// The process's CPU time (user + system, all threads) in clock ticks.
+fn cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
 }
 
 fn analyze_in(

@@ -95,54 +95,9 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
     }
     let root = root.to_path_buf();
     let mut diags = vec![];
-    let mut manifests_paths = vec![];
-    let mut rs_files = vec![];
-    let walker = walkdir::WalkDir::new(&root)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0
-                || !(e.file_type().is_dir()
-                    && (e.file_name() == "target"
-                        || e.file_name().to_string_lossy().starts_with('.')))
-        });
-    for entry in walker {
-        match entry {
-            Ok(e) if e.file_type().is_file() => {
-                let name = e.file_name();
-                if name == "Cargo.toml" {
-                    manifests_paths.push(e.path().to_path_buf());
-                } else if e.path().extension().is_some_and(|x| x == "rs") {
-                    rs_files.push(e.path().to_path_buf());
-                }
-            }
-            Ok(_) => {}
-            Err(err) => {
-                let path = err.path().map(Path::to_path_buf).unwrap_or_default();
-                let (code, msg) = if let Some(anc) = err.loop_ancestor() {
-                    (
-                        Code::SymlinkLoop,
-                        format!(
-                            "symbolic link loops back to {}; it is skipped. Remove the link or point it outside its own ancestors",
-                            rel(&root, anc)
-                        ),
-                    )
-                } else {
-                    (
-                        Code::UnreadableFile,
-                        format!("cannot be read while walking the tree: {err}"),
-                    )
-                };
-                diags.push(Diagnostic::new(
-                    code,
-                    &rel(&root, &path),
-                    Loc::default(),
-                    msg,
-                ));
-            }
-        }
-    }
+    let walked = pool_walk(&root);
+    let (manifests_paths, rs_files) = (walked.manifests, walked.rs_files);
+    diags.extend(walked.diags);
 
     // Manifests are read and parsed in parallel, reported in path order.
     use rayon::prelude::*;
@@ -200,6 +155,10 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         ));
     }
     let crate_dirs: BTreeSet<PathBuf> = packages.iter().map(|m| m.dir.clone()).collect();
+    // Target roots are looked up among the files the walk found (no
+    // system call per crate).
+    let walked_rs: std::collections::HashSet<&Path> =
+        rs_files.iter().map(PathBuf::as_path).collect();
 
     // Each file goes to its nearest crate, found once.
     let mut files_of: BTreeMap<&Path, Vec<PathBuf>> = BTreeMap::new();
@@ -223,7 +182,7 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         .map(|m| {
             crate_info(
                 m,
-                &crate_dirs,
+                &walked_rs,
                 files_of.get(m.dir.as_path()).map_or(&[][..], Vec::as_slice),
             )
         })
@@ -262,6 +221,168 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         crates,
         diags,
     })
+}
+
+/// What a walk of the tree found, in walk order: depth first, the entries
+/// of each folder by file name (the order a sorted sequential walk gives).
+#[derive(Default)]
+struct Walked {
+    manifests: Vec<PathBuf>,
+    rs_files: Vec<PathBuf>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Walked {
+    fn append(&mut self, other: Walked) {
+        self.manifests.extend(other.manifests);
+        self.rs_files.extend(other.rs_files);
+        self.diags.extend(other.diags);
+    }
+}
+
+/// A folder's identity (device, inode), to find symbolic links that loop
+/// back to one of their own ancestors.
+type DirId = Option<(u64, u64)>;
+
+#[cfg(unix)]
+fn dir_id(md: &std::fs::Metadata) -> DirId {
+    use std::os::unix::fs::MetadataExt;
+    Some((md.dev(), md.ino()))
+}
+
+#[cfg(not(unix))]
+fn dir_id(_: &std::fs::Metadata) -> DirId {
+    None
+}
+
+/// Walks `root` following symbolic links, skipping `target/` and hidden
+/// folders below it; sibling folders are walked in parallel (call inside a
+/// rayon pool) and their findings joined in walk order, so the result does
+/// not depend on the threads.
+fn pool_walk(root: &Path) -> Walked {
+    let id = std::fs::metadata(root).ok().and_then(|m| dir_id(&m));
+    walk_dir(root, root, &[(root.to_path_buf(), id)])
+}
+
+fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
+    use rayon::prelude::*;
+    let mut out = Walked::default();
+    let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
+        Diagnostic::new(
+            Code::UnreadableFile,
+            &rel(root, path),
+            Loc::default(),
+            format!("cannot be read while walking the tree: {e}"),
+        )
+    };
+    let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v = vec![];
+            for e in rd {
+                match e {
+                    Ok(e) => v.push(e),
+                    Err(e) => out.diags.push(unreadable(dir, &e)),
+                }
+            }
+            v
+        }
+        Err(e) => {
+            out.diags.push(unreadable(dir, &e));
+            return out;
+        }
+    };
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    enum Kind {
+        File,
+        Dir(DirId),
+        Skip,
+    }
+    let kinds: Vec<(PathBuf, Kind)> = entries
+        .iter()
+        .map(|e| {
+            let path = e.path();
+            let name = e.file_name();
+            let ft = match e.file_type() {
+                Ok(ft) => ft,
+                Err(err) => {
+                    out.diags.push(unreadable(&path, &err));
+                    return (path, Kind::Skip);
+                }
+            };
+            let (is_dir, is_file, id) = if ft.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(md) => (md.is_dir(), md.is_file(), dir_id(&md)),
+                    Err(err) => {
+                        out.diags.push(unreadable(&path, &err));
+                        return (path, Kind::Skip);
+                    }
+                }
+            } else {
+                (ft.is_dir(), ft.is_file(), entry_id(e, ancestors))
+            };
+            let hidden = name == "target" || name.to_string_lossy().starts_with('.');
+            let kind = if is_dir && !hidden {
+                Kind::Dir(id)
+            } else if is_file {
+                Kind::File
+            } else {
+                Kind::Skip
+            };
+            (path, kind)
+        })
+        .collect();
+    let subdirs: Vec<Option<Walked>> = kinds
+        .par_iter()
+        .map(|(path, kind)| {
+            let Kind::Dir(id) = kind else { return None };
+            if let Some((anc, _)) = ancestors
+                .iter()
+                .find(|(_, a)| id.is_some() && a == id)
+            {
+                let mut w = Walked::default();
+                w.diags.push(Diagnostic::new(
+                    Code::SymlinkLoop,
+                    &rel(root, path),
+                    Loc::default(),
+                    format!(
+                        "symbolic link loops back to {}; it is skipped. Remove the link or point it outside its own ancestors",
+                        rel(root, anc)
+                    ),
+                ));
+                return Some(w);
+            }
+            let mut chain = ancestors.to_vec();
+            chain.push((path.clone(), *id));
+            Some(walk_dir(root, path, &chain))
+        })
+        .collect();
+    for ((path, kind), sub) in kinds.into_iter().zip(subdirs) {
+        match kind {
+            Kind::File if path.file_name().is_some_and(|n| n == "Cargo.toml") => {
+                out.manifests.push(path);
+            }
+            Kind::File if path.extension().is_some_and(|x| x == "rs") => out.rs_files.push(path),
+            _ => {}
+        }
+        if let Some(w) = sub {
+            out.append(w);
+        }
+    }
+    out
+}
+
+/// The identity of a folder that is not a link: its inode from the folder
+/// listing (no system call), on its parent's device.
+#[cfg(unix)]
+fn entry_id(e: &std::fs::DirEntry, ancestors: &[(PathBuf, DirId)]) -> DirId {
+    use std::os::unix::fs::DirEntryExt;
+    let dev = ancestors.last().and_then(|(_, id)| *id)?.0;
+    Some((dev, e.ino()))
+}
+
+#[cfg(not(unix))]
+fn entry_id(_: &std::fs::DirEntry, _: &[(PathBuf, DirId)]) -> DirId {
+    None
 }
 
 /// A path with `.` and `..` folded, for matching dependency paths.
@@ -341,7 +462,14 @@ fn owning_crate<'a>(file: &Path, crate_dirs: &'a BTreeSet<PathBuf>) -> Option<&'
         .map(PathBuf::as_path)
 }
 
-fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]) -> CrateInfo {
+/// A crate's targets and files. `walked_rs`: every `.rs` file the walk
+/// found; `rs_files`: the ones whose nearest crate is this one.
+fn crate_info(
+    m: &Manifest,
+    walked_rs: &std::collections::HashSet<&Path>,
+    rs_files: &[PathBuf],
+) -> CrateInfo {
+    let is_file = |p: &Path| walked_rs.contains(p);
     let pkg = m.table.get("package").and_then(toml::Value::as_table);
     let package = pkg
         .and_then(|p| p.get("name"))
@@ -358,7 +486,7 @@ fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]
         .and_then(toml::Value::as_str)
     {
         Some(p) => Some(m.dir.join(p)),
-        None => Some(m.dir.join("src/lib.rs")).filter(|p| p.is_file()),
+        None => Some(m.dir.join("src/lib.rs")).filter(|p| is_file(p)),
     };
     let mut bin_roots = BTreeSet::new();
     let autobins = pkg
@@ -367,17 +495,19 @@ fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]
         .unwrap_or(true);
     if autobins {
         let main = m.dir.join("src/main.rs");
-        if main.is_file() {
+        if is_file(&main) {
             bin_roots.insert(main);
         }
-        if let Ok(rd) = std::fs::read_dir(m.dir.join("src/bin")) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "rs") && p.is_file() {
-                    bin_roots.insert(p);
-                } else if p.join("main.rs").is_file() {
-                    bin_roots.insert(p.join("main.rs"));
-                }
+        // `src/bin/x.rs` and `src/bin/x/main.rs`.
+        let bin_dir = m.dir.join("src/bin");
+        for p in rs_files.iter().filter(|p| p.starts_with(&bin_dir)) {
+            let below: Vec<_> = p
+                .strip_prefix(&bin_dir)
+                .map_or(vec![], |r| r.components().collect());
+            if below.len() == 1
+                || (below.len() == 2 && p.file_name().is_some_and(|n| n == "main.rs"))
+            {
+                bin_roots.insert(p.clone());
             }
         }
     }
@@ -399,11 +529,7 @@ fn crate_info(m: &Manifest, crate_dirs: &BTreeSet<PathBuf>, rs_files: &[PathBuf]
     let excluded_dirs = ["tests", "benches", "examples"].map(|d| m.dir.join(d));
     let files = rs_files
         .iter()
-        .filter(|f| {
-            **f != build_script
-                && owning_crate(f, crate_dirs) == Some(m.dir.as_path())
-                && !excluded_dirs.iter().any(|d| f.starts_with(d))
-        })
+        .filter(|f| **f != build_script && !excluded_dirs.iter().any(|d| f.starts_with(d)))
         .cloned()
         .collect();
     let hostname_meta = pkg
@@ -476,4 +602,90 @@ fn dependencies(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel walk finds what a sorted sequential walk (walkdir,
+    /// following links, skipping `target/` and hidden folders) finds, in
+    /// the same order.
+    #[test]
+    fn parallel_walk_matches_a_sorted_sequential_walk() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for f in [
+            "Cargo.toml",
+            "a/Cargo.toml",
+            "a/src/lib.rs",
+            "a/src/z.rs",
+            "a/src/m/mod.rs",
+            "a/src/m/x.rs",
+            "a/src/bin/tool.rs",
+            "a/src/bin/two/main.rs",
+            "b.rs",
+            "b/Cargo.toml",
+            "b/src/main.rs",
+            "b/target/debug/gen.rs",
+            "b/.hidden/h.rs",
+            "c/deep/er/still/Cargo.toml",
+            "c/deep/er/still/src/lib.rs",
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.join("a/src"), root.join("c/linked")).unwrap();
+            std::os::unix::fs::symlink("..", root.join("a/src/m/up")).unwrap();
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let ours = pool.install(|| pool_walk(root));
+        let mut expected_rs = vec![];
+        let mut expected_manifests = vec![];
+        let mut loops = 0;
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !(e.file_type().is_dir()
+                        && (e.file_name() == "target"
+                            || e.file_name().to_string_lossy().starts_with('.')))
+            });
+        for e in walker {
+            match e {
+                Ok(e) if e.file_type().is_file() => {
+                    if e.file_name() == "Cargo.toml" {
+                        expected_manifests.push(e.path().to_path_buf());
+                    } else if e.path().extension().is_some_and(|x| x == "rs") {
+                        expected_rs.push(e.path().to_path_buf());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => loops += 1,
+            }
+        }
+        assert_eq!(ours.rs_files, expected_rs);
+        assert_eq!(ours.manifests, expected_manifests);
+        assert_eq!(ours.diags.len(), loops);
+        assert!(cfg!(not(unix)) || loops >= 2, "both links loop: {loops}");
+        assert!(
+            ours.diags.iter().all(|d| d.code == Code::SymlinkLoop),
+            "{:?}",
+            ours.diags
+        );
+        assert!(
+            !ours
+                .rs_files
+                .iter()
+                .any(|p| p.ends_with("gen.rs") || p.ends_with("h.rs"))
+        );
+    }
 }
