@@ -147,7 +147,7 @@ pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
     let file = idx.files[idx.modules[unit.module].file];
     let mut ev = Eval {
         idx,
-        ar: &file.ir.exprs,
+        ar: &file.ir,
         unit: u,
         m: unit.module,
         scopes: Vec::new(),
@@ -167,7 +167,7 @@ pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
             .map_or(Ty::Unknown, |t| ev.ty_of(unit.module, t, unit.self_ty));
         ev.bind_pat(p, ty);
     }
-    if let Some(body) = &unit.def.body {
+    if let Some(body) = unit.def.body {
         ev.block(body);
     }
     ev.facts
@@ -207,8 +207,8 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
 
 struct Eval<'i, 'a> {
     idx: &'i Index<'a>,
-    /// The expression arena of the unit's file.
-    ar: &'a [Expr],
+    /// The lowered form (arenas) of the unit's file.
+    ar: &'a FileIr,
     unit: UnitId,
     m: usize,
     /// Every binding in scope, innermost last (a scope ends by truncating
@@ -298,36 +298,33 @@ impl Eval<'_, '_> {
         self.idx.resolve(self.m, p)
     }
 
-    fn block(&mut self, b: &Block) -> Ty {
+    fn block(&mut self, b: Block) -> Ty {
+        let ar = self.ar;
         self.scoped(|ev| {
             let mut last = Ty::Other;
-            for s in b {
-                last = ev.stmt(s);
+            for s in ar.run(b) {
+                last = ev.expr(s);
             }
             last
         })
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Ty {
-        match s {
-            Stmt::Let(l) => {
-                let Let { pat, ty, init, els } = &**l;
-                let mut t = init.as_ref().map_or(Ty::Unknown, |e| self.expr(e));
-                if let Some(decl) = ty {
-                    let unit = &self.idx.units[self.unit];
-                    let d = self.ty_of(self.m, decl, unit.self_ty);
-                    if d != Ty::Other || !matches!(t, Ty::Str(_) | Ty::Method(_)) {
-                        t = d;
-                    }
-                }
-                if let Some(b) = els {
-                    self.block(b);
-                }
-                self.bind_pat(pat, t);
-                Ty::Other
+    /// A `let` statement: binds into the rest of the enclosing block.
+    fn let_stmt(&mut self, l: &Let) -> Ty {
+        let Let { pat, ty, init, els } = l;
+        let mut t = init.map_or(Ty::Unknown, |e| self.sub(e));
+        if let Some(decl) = ty {
+            let unit = &self.idx.units[self.unit];
+            let d = self.ty_of(self.m, decl, unit.self_ty);
+            if d != Ty::Other || !matches!(t, Ty::Str(_) | Ty::Method(_)) {
+                t = d;
             }
-            Stmt::Expr(e) => self.expr(e),
         }
+        if let Some(b) = els {
+            self.block(*b);
+        }
+        self.bind_pat(pat, t);
+        Ty::Other
     }
 
     fn exprs(&mut self, es: ExprList) -> Vec<Ty> {
@@ -337,7 +334,7 @@ impl Eval<'_, '_> {
 
     fn sub(&mut self, id: ExprId) -> Ty {
         let ar = self.ar;
-        self.expr(ar.at(id))
+        self.expr(ar.expr(id))
     }
 
     fn expr(&mut self, e: &Expr) -> Ty {
@@ -348,7 +345,7 @@ impl Eval<'_, '_> {
             Expr::Call(f, args, loc) => {
                 let tys = self.exprs(*args);
                 let ar = self.ar;
-                match ar.at(*f) {
+                match ar.expr(*f) {
                     Expr::Path(p, _) => self.call_path(p, &tys, *loc),
                     other => {
                         self.expr(other);
@@ -366,10 +363,18 @@ impl Eval<'_, '_> {
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
             },
-            Expr::Block(b) => self.block(b),
+            Expr::Block(b) => self.block(*b),
+            Expr::Local(l) => {
+                let ar = self.ar;
+                match ar.local(*l) {
+                    Some(l) => self.let_stmt(l),
+                    None => Ty::Unknown,
+                }
+            }
             Expr::Closure(params, body) => {
+                let ar = self.ar;
                 self.scoped(|ev| {
-                    for (p, t) in params {
+                    for (p, t) in ar.param_run(*params) {
                         let unit = &ev.idx.units[ev.unit];
                         let ty = t
                             .as_ref()
@@ -383,13 +388,14 @@ impl Eval<'_, '_> {
             Expr::Match(scrut, arms) => {
                 let st = self.sub(*scrut);
                 let mut out: Option<Ty> = None;
-                for arm in arms {
+                let ar = self.ar;
+                for arm in ar.arm_run(*arms) {
                     let t = self.scoped(|ev| {
                         ev.bind_pat(&arm.pat, st.clone());
-                        if let Some(g) = &arm.guard {
-                            ev.expr(g);
+                        if let Some(g) = arm.guard {
+                            ev.sub(g);
                         }
-                        ev.expr(&arm.body)
+                        ev.sub(arm.body)
                     });
                     out = Some(match out {
                         None => t,
@@ -402,7 +408,7 @@ impl Eval<'_, '_> {
             Expr::If(cond, then, els) => {
                 let t = self.scoped(|ev| {
                     ev.sub(*cond);
-                    ev.block(then)
+                    ev.block(*then)
                 });
                 match els {
                     Some(e) => {
@@ -419,10 +425,13 @@ impl Eval<'_, '_> {
             }
             Expr::Loop(arm, iter) => {
                 self.sub(*iter);
-                self.scoped(|ev| {
-                    ev.bind_pat(&arm.pat, Ty::Unknown);
-                    ev.expr(&arm.body);
-                });
+                let ar = self.ar;
+                if let Some(arm) = ar.arm(*arm) {
+                    self.scoped(|ev| {
+                        ev.bind_pat(&arm.pat, Ty::Unknown);
+                        ev.sub(arm.body);
+                    });
+                }
                 Ty::Other
             }
             Expr::StructLit(p, fields) => {
@@ -435,7 +444,13 @@ impl Eval<'_, '_> {
                     _ => Ty::Other,
                 }
             }
-            Expr::Macro(mc) => self.macro_call(mc),
+            Expr::Macro(mc) => {
+                let ar = self.ar;
+                match ar.mac(*mc) {
+                    Some(mc) => self.macro_call(mc),
+                    None => Ty::Unknown,
+                }
+            }
             Expr::Other(children) => {
                 let ar = self.ar;
                 for e in ar.run(*children) {
@@ -829,7 +844,7 @@ impl Eval<'_, '_> {
     }
 
     fn macro_call(&mut self, mc: &MacroCall) -> Ty {
-        let t = self.block(&mc.body);
+        let t = self.block(mc.body);
         let name = mc.path.last().unwrap_or_default();
         if let Some(c) = self.mentions_client(&mc.unparsed_idents) {
             self.diag(
@@ -863,9 +878,9 @@ impl Eval<'_, '_> {
             | "assert_eq" => Ty::Other,
             "concat" => {
                 let mut s = String::new();
-                for st in &mc.body {
+                for st in self.ar.run(mc.body) {
                     match st {
-                        Stmt::Expr(Expr::Lit(Some(l))) => s.push_str(l),
+                        Expr::Lit(Some(l)) => s.push_str(l),
                         _ => return Ty::Other,
                     }
                 }

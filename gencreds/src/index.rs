@@ -377,7 +377,12 @@ impl<'a> Builder<'a> {
                         mod_dir.join(name).join("mod.rs"),
                     ],
                 };
-                let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
+                // A parsed file exists (no system call); others are looked up.
+                let Some(path) = candidates
+                    .iter()
+                    .find(|p| self.by_path.contains_key(p.as_path()) || p.is_file())
+                    .cloned()
+                else {
                     self.idx.diags.push((
                         file,
                         Code::MissingModule,

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An identifier or path segment: names up to 24 bytes are stored inline,
-/// so lowering, unpacking, cloning and freeing most names allocates nothing.
+/// so lowering, caching, cloning and freeing most names allocates nothing.
 pub type Name = compact_str::CompactString;
 
 /// A 1-based line and column in a file.
@@ -295,7 +295,7 @@ pub enum Pat {
     Binds(Vec<Name>),
 }
 
-/// `let pat: ty = init else { … };`
+/// `let pat: ty = init else { … };` (in its file's [`FileIr::lets`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Let {
     /// The pattern.
@@ -303,34 +303,30 @@ pub struct Let {
     /// The annotated type.
     pub ty: Option<PathRef>,
     /// The initializer.
-    pub init: Option<Expr>,
+    pub init: Option<ExprId>,
     /// The `else` block.
     pub els: Option<Block>,
 }
 
-/// A statement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Stmt {
-    /// A `let` (boxed: most statements are expressions, and this keeps
-    /// every statement small).
-    Let(Box<Let>),
-    /// An expression statement.
-    Expr(Expr),
-}
+/// A block: its statements, a run of the file's expression arena (a `let`
+/// is an [`Expr::Local`] there), its own scope.
+pub type Block = ExprList;
 
-/// A block: a sequence of statements, its own scope.
-pub type Block = Vec<Stmt>;
-
-/// A match arm or an `if let`/`while let`/`for` binding scope.
+/// A match arm or an `if let`/`while let`/`for` binding scope (in its
+/// file's [`FileIr::arms`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arm {
     /// The names the pattern binds.
     pub pat: Pat,
     /// The guard.
-    pub guard: Option<Expr>,
+    pub guard: Option<ExprId>,
     /// The arm's body.
-    pub body: Expr,
+    pub body: ExprId,
 }
+
+/// A closure parameter: bound names and declared type (in its file's
+/// [`FileIr::params`]).
+pub type Param = (Pat, Option<PathRef>);
 
 /// A macro invocation in expression, statement or item position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,7 +347,8 @@ pub struct MacroCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExprId(pub u32);
 
-/// A run of consecutive expressions in its file's arena.
+/// A run of consecutive entries of one of its file's arenas (expressions,
+/// arms, closure parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ExprList {
     /// The first one's index.
@@ -360,10 +357,18 @@ pub struct ExprList {
     pub len: u32,
 }
 
-/// The expression skeleton. Sub-expressions live in the file's arena
-/// ([`FileIr::exprs`]) and are named by index: lowering, keeping, reading
-/// and freeing a file's expressions then costs one growing vector instead
-/// of an allocation per node.
+/// A run of a file's [`FileIr::arms`].
+pub type ArmList = ExprList;
+
+/// A run of a file's [`FileIr::params`].
+pub type ParamList = ExprList;
+
+/// The expression skeleton. Sub-expressions, statements, `let`s, arms,
+/// macro calls and closure parameters live in the file's arenas
+/// ([`FileIr`]) and are named by index: lowering, keeping, reading and
+/// freeing a file's code then costs a few growing vectors instead of an
+/// allocation per node, and a file's lowered form needs no packing to sit
+/// together in memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Expr {
     /// A path used as a value.
@@ -378,20 +383,23 @@ pub enum Expr {
     Field(ExprId, Name),
     /// A block (also `async`, `unsafe`, `loop`).
     Block(Block),
+    /// A `let` statement ([`FileIr::lets`]): binds into the rest of its block.
+    Local(u32),
     /// `|params| body`.
-    Closure(Vec<(Pat, Option<PathRef>)>, ExprId),
+    Closure(ParamList, ExprId),
     /// `match e { arms }`.
-    Match(ExprId, Vec<Arm>),
+    Match(ExprId, ArmList),
     /// `if cond { then } else { els }` (an `if let` binds into `then`).
     If(ExprId, Block, Option<ExprId>),
     /// `let pat = e` inside a condition.
     Let(Pat, ExprId),
-    /// `for pat in iter { body }` / `while cond { body }` (pattern binds into body).
-    Loop(Box<Arm>, ExprId),
+    /// `for pat in iter { body }` (the arm, in [`FileIr::arms`], binds the
+    /// pattern into the body).
+    Loop(u32, ExprId),
     /// `S { field: e, .. }`.
     StructLit(PathRef, ExprList),
-    /// A macro call.
-    Macro(Box<MacroCall>),
+    /// A macro call ([`FileIr::macros`]).
+    Macro(u32),
     /// Any other expression: its operands; its value's type is known but
     /// not bus-related (an arithmetic result, a tuple, a literal array…).
     Other(ExprList),
@@ -399,24 +407,51 @@ pub enum Expr {
     Unknown,
 }
 
-/// A file's expression arena, read by index; an index out of range (a
-/// damaged cache entry) reads as nothing rather than panicking.
-pub trait Arena {
+/// A file's arenas, read by index; an index out of range (a damaged cache
+/// entry) reads as nothing rather than panicking.
+impl FileIr {
     /// One expression.
-    fn at(&self, id: ExprId) -> &Expr;
-    /// A run of expressions.
-    fn run(&self, list: ExprList) -> &[Expr];
+    pub fn expr(&self, id: ExprId) -> &Expr {
+        self.exprs.get(id.0 as usize).unwrap_or(&Expr::Unknown)
+    }
+
+    /// A run of expressions (a block's statements, a call's arguments…).
+    pub fn run(&self, list: ExprList) -> &[Expr] {
+        run_of(&self.exprs, list)
+    }
+
+    /// A `let` statement.
+    pub fn local(&self, i: u32) -> Option<&Let> {
+        self.lets.get(i as usize)
+    }
+
+    /// One arm.
+    pub fn arm(&self, i: u32) -> Option<&Arm> {
+        self.arms.get(i as usize)
+    }
+
+    /// A run of arms.
+    pub fn arm_run(&self, list: ArmList) -> &[Arm] {
+        run_of(&self.arms, list)
+    }
+
+    /// A macro call.
+    pub fn mac(&self, i: u32) -> Option<&MacroCall> {
+        self.macros.get(i as usize)
+    }
+
+    /// A run of closure parameters.
+    pub fn param_run(&self, list: ParamList) -> &[Param] {
+        run_of(&self.params, list)
+    }
 }
 
-impl Arena for [Expr] {
-    fn at(&self, id: ExprId) -> &Expr {
-        self.get(id.0 as usize).unwrap_or(&Expr::Unknown)
-    }
-    fn run(&self, list: ExprList) -> &[Expr] {
-        let start = list.start as usize;
-        self.get(start..start.saturating_add(list.len as usize))
-            .unwrap_or(&[])
-    }
+/// The run `list` of `arena` (empty when out of range).
+pub fn run_of<T>(arena: &[T], list: ExprList) -> &[T] {
+    let start = list.start as usize;
+    arena
+        .get(start..start.saturating_add(list.len as usize))
+        .unwrap_or(&[])
 }
 
 /// A diagnostic found while lowering one file, before any resolution.
@@ -435,8 +470,16 @@ pub struct LocalDiag {
 pub struct FileIr {
     /// Its top-level items.
     pub items: Vec<Item>,
-    /// The arena of the sub-expressions its items name.
+    /// The arena of the expressions and statements its items' bodies hold.
     pub exprs: Vec<Expr>,
+    /// The arena of its `let` statements.
+    pub lets: Vec<Let>,
+    /// The arena of its match arms and loop bindings.
+    pub arms: Vec<Arm>,
+    /// The arena of its macro calls in expression or statement position.
+    pub macros: Vec<MacroCall>,
+    /// The arena of its closures' parameters.
+    pub params: Vec<Param>,
     /// Diagnostics found while lowering it.
     pub diags: Vec<LocalDiag>,
     /// Whether its meaning depends on other files (`include!`): never cached.

@@ -39,11 +39,19 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         file_dir,
         arena: Vec::with_capacity(source_bytes / 16),
         scratch: Vec::new(),
+        lets: Vec::with_capacity(source_bytes / 256),
+        arms: Vec::with_capacity(source_bytes / 512),
+        macros: Vec::with_capacity(source_bytes / 512),
+        params: Vec::with_capacity(source_bytes / 512),
     };
     let items = cx.items(&file.items);
     FileIr {
         items,
         exprs: cx.arena,
+        lets: cx.lets,
+        arms: cx.arms,
+        macros: cx.macros,
+        params: cx.params,
         diags: cx.diags,
         volatile: cx.volatile,
     }
@@ -296,6 +304,14 @@ struct Lowerer<'a> {
     /// Lowered list elements waiting to be moved into the arena together
     /// (a stack: nested lists push and take their own part above a mark).
     scratch: Vec<Expr>,
+    /// The file's `let` statements.
+    lets: Vec<Let>,
+    /// The file's match arms and loop bindings.
+    arms: Vec<Arm>,
+    /// The file's macro calls.
+    macros: Vec<MacroCall>,
+    /// The file's closure parameters.
+    params: Vec<Param>,
 }
 
 impl Lowerer<'_> {
@@ -357,6 +373,21 @@ impl Lowerer<'_> {
     /// Whether a value can do nothing the analyzer sees.
     fn inert(&self, e: &Expr) -> bool {
         inert_in(&self.arena, e)
+    }
+
+    /// A macro call as an expression.
+    fn macro_expr(&mut self, call: MacroCall) -> Expr {
+        self.macros.push(call);
+        Expr::Macro((self.macros.len() - 1) as u32)
+    }
+
+    /// A block of one expression.
+    fn block_of(&mut self, e: Expr) -> Block {
+        let id = self.id(e);
+        ExprList {
+            start: id.0,
+            len: 1,
+        }
     }
 
     fn items(&mut self, items: &[syn::Item]) -> Vec<Item> {
@@ -480,17 +511,18 @@ impl Lowerer<'_> {
                 } else {
                     let call = self.macro_call(&m.mac);
                     let l = call.loc;
+                    let name =
+                        compact_str::format_compact!("{}!", call.path.last().unwrap_or_default());
+                    let e = self.macro_expr(call);
+                    let body = self.block_of(e);
                     out.push(Item::Code(FnDef {
-                        name: compact_str::format_compact!(
-                            "{}!",
-                            call.path.last().unwrap_or_default()
-                        ),
+                        name,
                         loc: l,
                         grants: vec![],
                         has_self: false,
                         params: vec![],
                         ret: None,
-                        body: Some(vec![Stmt::Expr(Expr::Macro(Box::new(call)))]),
+                        body: Some(body),
                     }));
                 }
             }
@@ -500,6 +532,7 @@ impl Lowerer<'_> {
 
     fn const_body(&mut self, ident: &syn::Ident, expr: &syn::Expr) -> ConstDef {
         let body = self.expr(expr);
+        let body = self.block_of(body);
         ConstDef {
             name: ident.to_compact_string(),
             lit: lit_str(expr),
@@ -510,7 +543,7 @@ impl Lowerer<'_> {
                 has_self: false,
                 params: vec![],
                 ret: None,
-                body: Some(vec![Stmt::Expr(body)]),
+                body: Some(body),
             },
         }
     }
@@ -614,7 +647,7 @@ impl Lowerer<'_> {
     }
 
     fn block(&mut self, stmts: &[syn::Stmt]) -> Block {
-        let mut out = Vec::with_capacity(stmts.len());
+        let mark = self.scratch.len();
         for s in stmts {
             match s {
                 syn::Stmt::Local(l) if !is_excluded(&l.attrs) => {
@@ -622,28 +655,33 @@ impl Lowerer<'_> {
                         syn::Pat::Type(pt) => (pat(&pt.pat), type_ref(&pt.ty)),
                         other => (pat(other), None),
                     };
-                    let init = l.init.as_ref().map(|i| self.expr(&i.expr));
-                    let els = l
-                        .init
-                        .as_ref()
-                        .and_then(|i| i.diverge.as_ref())
-                        .map(|(_, e)| vec![Stmt::Expr(self.expr(e))]);
-                    out.push(Stmt::Let(Box::new(Let {
+                    let init = l.init.as_ref().map(|i| self.sub(&i.expr));
+                    let els = match l.init.as_ref().and_then(|i| i.diverge.as_ref()) {
+                        Some((_, e)) => {
+                            let x = self.expr(e);
+                            Some(self.block_of(x))
+                        }
+                        None => None,
+                    };
+                    self.lets.push(Let {
                         pat: p,
                         ty,
                         init,
                         els,
-                    })));
+                    });
+                    self.scratch.push(Expr::Local((self.lets.len() - 1) as u32));
                 }
                 syn::Stmt::Expr(e, semi) if !expr_excluded(e) => {
                     let x = self.expr(e);
                     // A discarded inert value (`x;`) can do nothing the analyzer sees.
                     if semi.is_none() || !self.inert(&x) {
-                        out.push(Stmt::Expr(x));
+                        self.scratch.push(x);
                     }
                 }
                 syn::Stmt::Macro(m) if !is_excluded(&m.attrs) => {
-                    out.push(Stmt::Expr(Expr::Macro(Box::new(self.macro_call(&m.mac)))));
+                    let call = self.macro_call(&m.mac);
+                    let x = self.macro_expr(call);
+                    self.scratch.push(x);
                 }
                 // Items inside a body (nested fns, structs, impls) are
                 // lowered in place as a block of their own code so their
@@ -653,14 +691,14 @@ impl Lowerer<'_> {
                     self.item(it, &mut items);
                     for item in items {
                         for body in item_bodies(item) {
-                            out.push(Stmt::Expr(Expr::Block(body)));
+                            self.scratch.push(Expr::Block(body));
                         }
                     }
                 }
                 _ => {}
             }
         }
-        out
+        self.settle(mark, false)
     }
 
     fn expr(&mut self, e: &syn::Expr) -> Expr {
@@ -729,42 +767,53 @@ impl Lowerer<'_> {
             E::TryBlock(b) => Expr::Block(self.block(&b.block.stmts)),
             E::Loop(l) => Expr::Block(self.block(&l.body.stmts)),
             E::Closure(c) => {
-                let params = c
-                    .inputs
-                    .iter()
-                    .map(|p| match p {
-                        syn::Pat::Type(pt) => (pat(&pt.pat), type_ref(&pt.ty)),
-                        other => (pat(other), None),
-                    })
-                    .collect();
+                let start = self.params.len() as u32;
+                self.params.extend(c.inputs.iter().map(|p| match p {
+                    syn::Pat::Type(pt) => (pat(&pt.pat), type_ref(&pt.ty)),
+                    other => (pat(other), None),
+                }));
+                let params = ExprList {
+                    start,
+                    len: self.params.len() as u32 - start,
+                };
                 Expr::Closure(params, self.sub(&c.body))
             }
-            E::Match(m) => Expr::Match(
-                self.sub(&m.expr),
-                m.arms
+            E::Match(m) => {
+                let scrut = self.sub(&m.expr);
+                // Arms are lowered first (their bodies may hold matches of
+                // their own), then put in the arena as one run.
+                let arms: Vec<Arm> = m
+                    .arms
                     .iter()
                     .filter(|a| !is_excluded(&a.attrs))
                     .map(|a| Arm {
                         pat: pat(&a.pat),
-                        guard: a.guard.as_ref().map(|(_, g)| self.expr(g)),
-                        body: self.expr(&a.body),
+                        guard: a.guard.as_ref().map(|(_, g)| self.sub(g)),
+                        body: self.sub(&a.body),
                     })
-                    .collect(),
-            ),
+                    .collect();
+                let start = self.arms.len() as u32;
+                let len = arms.len() as u32;
+                self.arms.extend(arms);
+                Expr::Match(scrut, ExprList { start, len })
+            }
             E::If(i) => Expr::If(
                 self.sub(&i.cond),
                 self.block(&i.then_branch.stmts),
                 i.else_branch.as_ref().map(|(_, e)| self.sub(e)),
             ),
             E::Let(l) => Expr::Let(pat(&l.pat), self.sub(&l.expr)),
-            E::ForLoop(f) => Expr::Loop(
-                Box::new(Arm {
+            E::ForLoop(f) => {
+                let body = Expr::Block(self.block(&f.body.stmts));
+                let arm = Arm {
                     pat: pat(&f.pat),
                     guard: None,
-                    body: Expr::Block(self.block(&f.body.stmts)),
-                }),
-                self.sub(&f.expr),
-            ),
+                    body: self.id(body),
+                };
+                self.arms.push(arm);
+                let arm = (self.arms.len() - 1) as u32;
+                Expr::Loop(arm, self.sub(&f.expr))
+            }
             E::While(w) => {
                 let cond = self.sub(&w.cond);
                 Expr::If(cond, self.block(&w.body.stmts), None)
@@ -773,7 +822,10 @@ impl Lowerer<'_> {
                 let fields = s.fields.iter().map(|f| &f.expr).chain(s.rest.as_deref());
                 Expr::StructLit(path_ref(&s.path), self.sub_list(fields))
             }
-            E::Macro(m) if !is_excluded(&m.attrs) => Expr::Macro(Box::new(self.macro_call(&m.mac))),
+            E::Macro(m) if !is_excluded(&m.attrs) => {
+                let call = self.macro_call(&m.mac);
+                self.macro_expr(call)
+            }
             E::Macro(_) => Expr::Other(ExprList::default()),
             E::Array(a) => self.other_of(&a.elems),
             E::Tuple(t) => self.other_of(&t.elems),
@@ -798,7 +850,7 @@ impl Lowerer<'_> {
         let mut call = MacroCall {
             path,
             loc: l,
-            body: vec![],
+            body: ExprList::default(),
             unparsed_idents: vec![],
             include: None,
         };
@@ -811,12 +863,12 @@ impl Lowerer<'_> {
         // and names (`format!("…", a, b)`, `vec![x]`): those are lowered
         // exactly as syn would parse them, without building a token buffer.
         if let Some(args) = simple_args(&mac.tokens) {
-            call.body = args.iter().map(|e| Stmt::Expr(self.expr(e))).collect();
+            call.body = self.sub_list(&args);
             return call;
         }
         let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
         if let Ok(args) = parser.parse2(mac.tokens.clone()) {
-            call.body = args.iter().map(|e| Stmt::Expr(self.expr(e))).collect();
+            call.body = self.sub_list(&args);
             return call;
         }
         if let Ok(stmts) = syn::Block::parse_within.parse2(mac.tokens.clone()) {
@@ -824,16 +876,19 @@ impl Lowerer<'_> {
             return call;
         }
         let mut unparsed = vec![];
-        self.chunks(mac.tokens.clone(), &mut call.body, &mut unparsed);
+        let mark = self.scratch.len();
+        self.chunks(mac.tokens.clone(), &mut unparsed);
+        call.body = self.settle(mark, false);
         call.unparsed_idents = idents_of(unparsed.into_iter().collect());
         call
     }
 
     /// Splits a token stream at top-level `,`, `;` and `=>`, keeps the
     /// expression after a lone `=` (`pat = expr`), and lowers each chunk
-    /// that parses; a chunk that does not is searched group by group, and
-    /// the tokens that parse in no way go to `unparsed`.
-    fn chunks(&mut self, tokens: TokenStream, out: &mut Block, unparsed: &mut Vec<TokenTree>) {
+    /// that parses onto the scratch stack; a chunk that does not is
+    /// searched group by group, and the tokens that parse in no way go to
+    /// `unparsed`.
+    fn chunks(&mut self, tokens: TokenStream, unparsed: &mut Vec<TokenTree>) {
         let tts: Vec<TokenTree> = tokens.into_iter().collect();
         let mut chunk: Vec<TokenTree> = vec![];
         let mut i = 0;
@@ -857,12 +912,12 @@ impl Lowerer<'_> {
                 i += 1;
                 continue;
             }
-            self.chunk(std::mem::take(&mut chunk), out, unparsed);
+            self.chunk(std::mem::take(&mut chunk), unparsed);
             i += sep;
         }
     }
 
-    fn chunk(&mut self, chunk: Vec<TokenTree>, out: &mut Block, unparsed: &mut Vec<TokenTree>) {
+    fn chunk(&mut self, chunk: Vec<TokenTree>, unparsed: &mut Vec<TokenTree>) {
         if chunk.is_empty() {
             return;
         }
@@ -877,7 +932,8 @@ impl Lowerer<'_> {
         };
         let ts: TokenStream = body.iter().cloned().collect();
         if let Ok(e) = syn::parse2::<syn::Expr>(ts) {
-            out.push(Stmt::Expr(self.expr(&e)));
+            let x = self.expr(&e);
+            self.scratch.push(x);
             return;
         }
         for t in chunk {
@@ -888,12 +944,15 @@ impl Lowerer<'_> {
                     let stream = g.stream();
                     let parser = Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
                     if let Ok(args) = parser.parse2(stream.clone()) {
-                        out.extend(args.iter().map(|e| Stmt::Expr(self.expr(e))));
+                        for e in &args {
+                            let x = self.expr(e);
+                            self.scratch.push(x);
+                        }
                     } else if let Ok(stmts) = syn::Block::parse_within.parse2(stream.clone()) {
                         let b = self.block(&stmts);
-                        out.push(Stmt::Expr(Expr::Block(b)));
+                        self.scratch.push(Expr::Block(b));
                     } else {
-                        self.chunks(stream, out, unparsed);
+                        self.chunks(stream, unparsed);
                     }
                 }
                 other => unparsed.push(other),
@@ -920,7 +979,7 @@ fn inert_in(arena: &[Expr], e: &Expr) -> bool {
     match e {
         Expr::Path(..) | Expr::Lit(..) | Expr::Unknown => true,
         Expr::Other(c) => c.len == 0,
-        Expr::Field(b, _) => inert_in(arena, arena.at(*b)),
+        Expr::Field(b, _) => arena.get(b.0 as usize).is_none_or(|e| inert_in(arena, e)),
         _ => false,
     }
 }
@@ -1065,6 +1124,10 @@ mod tests {
             file_dir: dir,
             arena: Vec::new(),
             scratch: Vec::new(),
+            lets: Vec::new(),
+            arms: Vec::new(),
+            macros: Vec::new(),
+            params: Vec::new(),
         }
     }
 
