@@ -92,8 +92,6 @@ pub struct Unit<'a> {
     pub def: &'a FnDef,
     /// For methods: the implementing type (as written in the impl).
     pub self_ty: Option<&'a PathRef>,
-    /// Display name (`Type::method`, `function`).
-    pub name: Name,
 }
 
 /// A validated endpoint of an API trait.
@@ -307,13 +305,7 @@ impl<'a> Builder<'a> {
             .push(def);
     }
 
-    fn add_unit(
-        &mut self,
-        m: ModId,
-        def: &'a FnDef,
-        self_ty: Option<&'a PathRef>,
-        name: Name,
-    ) -> UnitId {
+    fn add_unit(&mut self, m: ModId, def: &'a FnDef, self_ty: Option<&'a PathRef>) -> UnitId {
         if def.has_self {
             self.idx.self_method_names.insert(def.name.clone());
         }
@@ -321,7 +313,6 @@ impl<'a> Builder<'a> {
             module: m,
             def,
             self_ty,
-            name,
         });
         self.idx.units.len() - 1
     }
@@ -435,14 +426,14 @@ impl<'a> Builder<'a> {
                 }
             }
             Item::Fn(f) => {
-                let u = self.add_unit(m, f, None, f.name.clone());
+                let u = self.add_unit(m, f, None);
                 self.add_name(m, &f.name, Def::Fn(u));
             }
             Item::Code(f) => {
-                self.add_unit(m, f, None, f.name.clone());
+                self.add_unit(m, f, None);
             }
             Item::Const(c) => {
-                self.add_unit(m, &c.body, None, c.name.clone());
+                self.add_unit(m, &c.body, None);
                 self.add_name(m, &c.name, Def::Const(c.lit.clone()));
             }
             Item::Struct(s) => {
@@ -452,12 +443,7 @@ impl<'a> Builder<'a> {
             }
             Item::Trait(t) => {
                 for f in &t.methods {
-                    self.add_unit(
-                        m,
-                        f,
-                        None,
-                        compact_str::format_compact!("{}::{}", t.name, f.name),
-                    );
+                    self.add_unit(m, f, None);
                 }
                 match &t.api {
                     Some(api) => self.add_api(m, t, api),
@@ -465,23 +451,10 @@ impl<'a> Builder<'a> {
                 }
             }
             Item::Impl(i) => {
-                let ty_name = i
-                    .self_ty
-                    .as_ref()
-                    .and_then(|p| p.last())
-                    .unwrap_or("_")
-                    .to_string();
                 let units = i
                     .methods
                     .iter()
-                    .map(|f| {
-                        self.add_unit(
-                            m,
-                            f,
-                            i.self_ty.as_ref(),
-                            compact_str::format_compact!("{ty_name}::{}", f.name),
-                        )
-                    })
+                    .map(|f| self.add_unit(m, f, i.self_ty.as_ref()))
                     .collect();
                 self.idx.impls.push(Impl {
                     module: m,
@@ -725,14 +698,16 @@ impl<'a> Index<'a> {
         name: &'s str,
         visited: &mut Vec<(ModId, &'s str)>,
     ) -> Option<Def> {
+        let module = &self.modules[m];
+        // An item of the module itself needs no cycle guard (and the
+        // common case then allocates nothing).
+        if let Some(defs) = module.names.get(name) {
+            return defs.first().cloned();
+        }
         if visited.contains(&(m, name)) {
             return None;
         }
         visited.push((m, name));
-        let module = &self.modules[m];
-        if let Some(defs) = module.names.get(name) {
-            return defs.first().cloned();
-        }
         for (alias, path) in &module.uses {
             if alias == name
                 && let Some(d) = self.resolve_in(m, path, visited)

@@ -485,13 +485,3 @@ pub struct FileIr {
     /// Whether its meaning depends on other files (`include!`): never cached.
     pub volatile: bool,
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!("Expr {} PathRef {} Segs {} Let {} Arm {} MacroCall {} Item {} FnDef {} Pat {} Param {}",
-            std::mem::size_of::<super::Expr>(), std::mem::size_of::<super::PathRef>(), std::mem::size_of::<super::Segs>(),
-            std::mem::size_of::<super::Let>(), std::mem::size_of::<super::Arm>(), std::mem::size_of::<super::MacroCall>(),
-            std::mem::size_of::<super::Item>(), std::mem::size_of::<super::FnDef>(), std::mem::size_of::<super::Pat>(), std::mem::size_of::<super::Param>());
-    }
-}

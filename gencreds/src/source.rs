@@ -479,7 +479,12 @@ mod tests {
         ];
         for c in &cases {
             for max in [0, 1, 2, 3, 100] {
-                assert_eq!(too_deep(c, max), too_deep_reference(c, max), "{:?} {max}", String::from_utf8_lossy(c));
+                assert_eq!(
+                    too_deep(c, max),
+                    too_deep_reference(c, max),
+                    "{:?} {max}",
+                    String::from_utf8_lossy(c)
+                );
             }
         }
         let alphabet = b"(){}[]/*\"'r#\\\n ab_";
@@ -494,7 +499,12 @@ mod tests {
                 v.push(alphabet[(x % alphabet.len() as u64) as usize]);
             }
             for max in [1, 3] {
-                assert_eq!(too_deep(&v, max), too_deep_reference(&v, max), "{:?} {max}", String::from_utf8_lossy(&v));
+                assert_eq!(
+                    too_deep(&v, max),
+                    too_deep_reference(&v, max),
+                    "{:?} {max}",
+                    String::from_utf8_lossy(&v)
+                );
             }
         }
     }
