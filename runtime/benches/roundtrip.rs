@@ -11,6 +11,7 @@
 //!
 //!     source ci/deps.sh && cargo bench -p buswarden --bench roundtrip
 //!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 5 [--current-thread]
+//!     ... -- --profile raw|runtime   (one side only, for `perf record`)
 
 use buswarden::wire::{Envelope, Kind};
 use buswarden::{Connector, Error, id};
@@ -106,19 +107,19 @@ fn syscalls() -> f64 {
         .sum()
 }
 
-/// CPU time (user + system) of a process, from /proc, in seconds.
+/// CPU time of a process's live threads, in seconds, at nanosecond
+/// resolution (the sum of `/proc/<pid>/task/*/schedstat`; `stat`'s clock
+/// ticks are 10 ms, too coarse to tell two builds apart per call).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start at ')'.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
     };
-    (ticks(11) + ticks(12)) / 100.0
+    let ns: f64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum();
+    ns / 1e9
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -253,6 +254,39 @@ async fn run(s: Settings) {
         "request/reply, 100-byte payload: {} sequential calls, {} calls with {} in flight, median of {} rounds",
         s.sequential, s.concurrent, s.in_flight, s.rounds
     );
+    // `--profile raw|runtime`: one side only, round after round, so a
+    // profiler sees that side's cost alone.
+    let profile = std::env::args().skip_while(|a| a != "--profile").nth(1);
+    if let Some(side) = profile {
+        for _ in 0..s.rounds {
+            let f = if side == "raw" {
+                let (rq, p) = (requester.clone(), payload.clone());
+                measure(&s, server.pid(), move || {
+                    let (rq, p) = (rq.clone(), p.clone());
+                    async move {
+                        rq.request("bench.echo", p.into())
+                            .await
+                            .expect("raw request");
+                    }
+                })
+                .await
+            } else {
+                let (c, p) = (caller.clone(), payload.clone());
+                measure(&s, server.pid(), move || {
+                    let (c, p) = (c.clone(), p.clone());
+                    async move {
+                        EchoClient::new(&c).echo(p).await.expect("runtime call");
+                    }
+                })
+                .await
+            };
+            println!(
+                "{side}: {:.0} req/s, cpu/call {:.2} µs here, {:.2} µs nats-server",
+                f.throughput, f.cpu_client, f.cpu_server
+            );
+        }
+        return;
+    }
     let mut raw = Vec::new();
     let mut ours = Vec::new();
     let mut wire = Vec::new();
@@ -280,7 +314,7 @@ async fn run(s: Settings) {
         wire.push(enveloped(&s, server.pid(), &requester, &payload, LAYOUT_SUBJECT).await);
         short.push(enveloped(&s, server.pid(), &requester, &payload, SHORT_SUBJECT).await);
         println!(
-            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls, {:.2} switches) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.1} µs here, {:.1} µs nats-server, {:.2} syscalls, {:.2} switches)",
+            "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.2} µs here, {:.2} µs nats-server, {:.2} syscalls, {:.2} switches) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.2} µs here, {:.2} µs nats-server, {:.2} syscalls, {:.2} switches)",
             r.p50,
             r.p99,
             r.throughput,
@@ -335,11 +369,11 @@ async fn run(s: Settings) {
     let cpu = |v: &[Figures]| (us(v, |f| f.cpu_client), us(v, |f| f.cpu_server));
     let ((rc, rs), (oc, os)) = (cpu(&raw), cpu(&ours));
     println!(
-        "| CPU per call, this process | {rc:.1} µs | {oc:.1} µs | {:.2}x | |",
+        "| CPU per call, this process | {rc:.2} µs | {oc:.2} µs | {:.2}x | |",
         oc / rc
     );
     println!(
-        "| CPU per call, nats-server | {rs:.1} µs | {os:.1} µs | {:.2}x | |",
+        "| CPU per call, nats-server | {rs:.2} µs | {os:.2} µs | {:.2}x | |",
         os / rs
     );
     for (what, v) in [

@@ -185,14 +185,12 @@ impl Live {
         let subject = async_nats::Subject::from(self.subject_for(target, method));
         let msg_id = id::message_id();
         let payload = self.request_payload(msg_id, multicast, &out)?;
-        self.shared.pending().insert(
-            msg_id,
-            Pending {
-                subject: subject.clone(),
-                expect,
-                sink,
-            },
-        );
+        let entry = Pending {
+            subject: subject.clone(),
+            expect,
+            sink,
+        };
+        self.shared.pending().insert(msg_id, entry);
         if let Err(e) = self.client.publish(subject.clone(), payload).await {
             self.shared.pending().remove(&msg_id);
             return Err(Error::Publish {
@@ -332,7 +330,9 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.live.shared.pending().remove(&self.msg_id);
+            // Freed after the lock is released.
+            let entry = self.live.shared.pending().remove(&self.msg_id);
+            drop(entry);
         }
     }
 }

@@ -289,10 +289,15 @@ impl Shared {
                 if envelope.kind == wire::Kind::Ack {
                     return;
                 }
+                // The call is woken (and its entry freed) after the lock is
+                // released: a wake-up can cost a system call, and other
+                // calls wait for this lock to register.
+                let entry = pending.remove(&msg_id);
+                drop(pending);
                 if let Some(Pending {
                     sink: Sink::Once(Some(tx)),
                     ..
-                }) = pending.remove(&msg_id)
+                }) = entry
                 {
                     let _ = tx.send(Incoming::Message {
                         responder,

@@ -26,6 +26,7 @@ use futures_util::stream::FuturesUnordered;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 /// The broadcast hostname of control endpoints: a `:888` call to `all`
 /// reaches every replica of every service.
@@ -78,6 +79,24 @@ pub trait Serve: Send + Sync + 'static {
     fn host(&self) -> &'static str;
     /// The endpoints.
     fn endpoints(&self) -> Vec<Endpoint>;
+}
+
+/// Where a request's response goes.
+pub(crate) struct ReplyTo {
+    /// The reply subject.
+    subject: String,
+    /// The request's message id.
+    msg_id: u128,
+    /// Whether the caller collects every responder.
+    multicast: bool,
+}
+
+/// A request that passed the checks: its handler's input and context, and
+/// where the response goes.
+pub(crate) struct Accepted {
+    to: ReplyTo,
+    frame: Frame,
+    request: Request,
 }
 
 /// What kind of message a subscription receives.
@@ -166,43 +185,75 @@ impl Live {
         // task hop per request (a hop costs a cross-thread wake-up, which
         // dominated the round trip). A handler that blocks the thread holds
         // up its subscription only; CPU-heavy handlers should spawn.
+        //
+        // A handler is polled once as soon as its request is accepted; most
+        // finish there and their response is published at once. Only the
+        // ones that wait join the running set (a small future: the handler
+        // in its frame and where the response goes).
         self.add_task(tokio::spawn(async move {
             let mut running = FuturesUnordered::new();
             loop {
                 tokio::select! {
                     msg = sub.next() => match msg {
-                        Some(msg) => running.push(live.handle(msg, handler.clone(), inbound)),
+                        Some(msg) => {
+                            if let Some(call) = live.accept(msg, inbound) {
+                                let Accepted { to, frame, request } = call;
+                                if to.multicast {
+                                    live.acknowledge(&to).await;
+                                }
+                                let mut fut = Box::pin(frame.scope(handler(request)));
+                                match futures_util::poll!(fut.as_mut()) {
+                                    Poll::Ready(outcome) => live.respond(to, outcome).await,
+                                    Poll::Pending => running.push(async move { (fut.await, to) }),
+                                }
+                            }
+                        }
                         None => break,
                     },
-                    Some(()) = running.next(), if !running.is_empty() => {}
+                    Some((outcome, to)) = running.next(), if !running.is_empty() => {
+                        live.respond(to, outcome).await;
+                    }
                 }
             }
-            while running.next().await.is_some() {}
+            while let Some((outcome, to)) = running.next().await {
+                live.respond(to, outcome).await;
+            }
         }));
         Ok(())
     }
 
-    /// Checks a received request, runs its handler and sends the response.
-    async fn handle(&self, msg: async_nats::Message, handler: Handler, inbound: Inbound) {
+    /// Checks a received request: the call to make, or `None` (counted as
+    /// malformed, anonymous or a foreign event).
+    fn accept(&self, msg: async_nats::Message, inbound: Inbound) -> Option<Accepted> {
         let req = match subject::decode(msg.subject.as_str()) {
             Ok(Subject::Request(r)) => r,
-            _ => return self.shared.count_malformed(),
+            _ => {
+                self.shared.count_malformed();
+                return None;
+            }
         };
         if req.src.is_empty() {
-            return self.shared.count_anonymous();
+            self.shared.count_anonymous();
+            return None;
         }
         if inbound == Inbound::Event && (req.src != req.dest || req.port != EVENT_PORT) {
-            return self.shared.count_foreign_event();
+            self.shared.count_foreign_event();
+            return None;
         }
         let Ok((envelope, body)) = Envelope::decode(&msg.payload) else {
-            return self.shared.count_malformed();
+            self.shared.count_malformed();
+            return None;
         };
         if envelope.kind != Kind::Request {
-            return self.shared.count_malformed();
+            self.shared.count_malformed();
+            return None;
         }
         let caller_id = match Position::parse(&envelope.from_id) {
             Ok(p @ Position::Id(_)) => p,
-            _ => return self.shared.count_malformed(),
+            _ => {
+                self.shared.count_malformed();
+                return None;
+            }
         };
         let reply = subject::reply(&self.plane, self.host.as_str(), &req.src, &caller_id);
         let Envelope {
@@ -212,11 +263,6 @@ impl Live {
             mut headers,
             ..
         } = envelope;
-        if multicast
-            && let Ok(ack) = EnvelopeWriter::new(Kind::Ack, true, 0, msg_id, self.id.token(), "", 0)
-        {
-            let _ = self.client.publish(reply.clone(), ack.finish(&[])).await;
-        }
         // Any From-Host the publisher wrote, in any spelling, is dropped for
         // the certified one: the subject's source segment, pinned by the broker.
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(FROM_HOST));
@@ -231,7 +277,7 @@ impl Live {
             }
         }
         let frame = Frame {
-            caller: Some(req.src.clone()),
+            caller: Some(req.src),
             actor,
             baggage,
         };
@@ -243,9 +289,32 @@ impl Live {
             body: body.to_vec(),
         };
         self.shared.count_handled();
-        let outcome = frame.scope(handler(request)).await;
-        let payload = self.response_message(msg_id, multicast, outcome);
-        let _ = self.client.publish(reply, payload).await;
+        Some(Accepted {
+            to: ReplyTo {
+                subject: reply,
+                msg_id,
+                multicast,
+            },
+            frame,
+            request,
+        })
+    }
+
+    /// The receipt a multicast caller collects before the response.
+    async fn acknowledge(&self, to: &ReplyTo) {
+        if let Ok(ack) = EnvelopeWriter::new(Kind::Ack, true, 0, to.msg_id, self.id.token(), "", 0)
+        {
+            let _ = self
+                .client
+                .publish(to.subject.clone(), ack.finish(&[]))
+                .await;
+        }
+    }
+
+    /// Publishes a handler's outcome as the response.
+    async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
+        let payload = self.response_message(to.msg_id, to.multicast, outcome);
+        let _ = self.client.publish(to.subject, payload).await;
     }
 
     /// The response message: envelope and body. A response whose headers
