@@ -147,7 +147,14 @@ impl Args {
 
     /// Adds a body argument.
     pub fn put<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Error> {
-        self.out.push(if self.out.is_empty() { b'{' } else { b',' });
+        if self.out.is_empty() {
+            // Room for a typical argument object: no regrowth while small
+            // arguments are written.
+            self.out.reserve(128);
+            self.out.push(b'{');
+        } else {
+            self.out.push(b',');
+        }
         let encoded = serde_json::to_writer(&mut self.out, name).and_then(|()| {
             self.out.push(b':');
             serde_json::to_writer(&mut self.out, value)

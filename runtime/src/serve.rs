@@ -19,7 +19,7 @@ use crate::context::Frame;
 use crate::error::Error;
 use crate::wire::{self, Envelope, EnvelopeWriter, FROM_HOST, Kind, Request, Response};
 use buswarden_rules::route::{CONTROL_PORT, EVENT_PORT};
-use buswarden_rules::subject::{self, Subject};
+use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Method, Position, Route};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -225,12 +225,9 @@ impl Live {
     /// Checks a received request: the call to make, or `None` (counted as
     /// malformed, anonymous or a foreign event).
     fn accept(&self, msg: async_nats::Message, inbound: Inbound) -> Option<Accepted> {
-        let req = match subject::decode(msg.subject.as_str()) {
-            Ok(Subject::Request(r)) => r,
-            _ => {
-                self.shared.count_malformed();
-                return None;
-            }
+        let Ok(req) = subject::decode_request(msg.subject.as_str()) else {
+            self.shared.count_malformed();
+            return None;
         };
         if req.src.is_empty() {
             self.shared.count_anonymous();
@@ -282,7 +279,7 @@ impl Live {
             baggage,
         };
         let request = Request {
-            method: req.method.as_str().to_string(),
+            method: req.method.to_string(),
             path: req.path,
             query,
             headers,
