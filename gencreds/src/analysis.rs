@@ -523,9 +523,11 @@ fn services(
     let svc_crates = service_crates(ws, idx, out);
     let svc_set: BTreeSet<usize> = svc_crates.keys().copied().collect();
     let bus_methods = bus_methods(idx, facts, &svc_set);
-    let mut units_of: BTreeMap<usize, Vec<UnitId>> = BTreeMap::new();
+    let mut units_of: Vec<Vec<UnitId>> = vec![Vec::new(); ws.crates.len()];
     for u in 0..idx.units.len() {
-        units_of.entry(idx.unit_crate(u)).or_default().push(u);
+        if let Some(list) = units_of.get_mut(idx.unit_crate(u)) {
+            list.push(u);
+        }
     }
     // Each service is derived on its own (in parallel); whether it is
     // blocked is decided afterwards, from every diagnostic at once.
@@ -536,7 +538,7 @@ fn services(
         let c = &ws.crates[ci];
         let mut sdiags: Vec<Diagnostic> = vec![];
         // Reach other crates' bodies from this crate's own.
-        let own: Vec<UnitId> = units_of.get(&ci).cloned().unwrap_or_default();
+        let own: &[UnitId] = units_of.get(ci).map_or(&[], Vec::as_slice);
         let mut via: BTreeMap<UnitId, Option<String>> = own.iter().map(|&u| (u, None)).collect();
         let mut q: VecDeque<UnitId> = own.iter().copied().collect();
         while let Some(u) = q.pop_front() {
@@ -566,6 +568,9 @@ fn services(
         }
         let mut wanted: Vec<(Rule, Site)> = vec![];
         for (&u, v) in &via {
+            if facts[u].is_empty() {
+                continue;
+            }
             let file = idx.unit_file(u);
             let is_own = idx.unit_crate(u) == ci;
             for f in &facts[u] {
