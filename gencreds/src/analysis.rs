@@ -8,7 +8,7 @@
 //! of another crate grants only when a service body reaches it through calls.
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
-use crate::eval::{CallDest, Fact, FactKind, eval_unit};
+use crate::eval::{CallDest, Fact, FactKind, eval_unit_with};
 use crate::index::{self, Def, Gen, Index, UnitId};
 use crate::ir::Loc;
 use crate::source::{self, Limits};
@@ -213,7 +213,7 @@ fn analyze_in(
     timing.mark("index");
     let facts: Vec<Vec<Fact>> = (0..idx.units.len())
         .into_par_iter()
-        .map(|u| eval_unit(&idx, u))
+        .map_init(Vec::new, |scopes, u| eval_unit_with(&idx, u, scopes))
         .collect();
     timing.mark("eval");
     let mut out = Collector::default();

@@ -141,8 +141,13 @@ const PASSTHROUGH: &[&str] = &[
 /// Method names of raw calls on a `Connector`.
 const RAW_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
-/// Evaluates one unit.
-pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
+/// Bindings in scope while a unit is evaluated (reused from unit to unit).
+pub type Scopes = Vec<(Name, Ty)>;
+
+/// Evaluates one unit; `scopes` is a scratch stack reused from unit to
+/// unit (cleared here).
+pub fn eval_unit_with(idx: &Index<'_>, u: UnitId, scopes: &mut Scopes) -> Vec<Fact> {
+    scopes.clear();
     let unit = &idx.units[u];
     let file = idx.files[idx.modules[unit.module].file];
     let mut ev = Eval {
@@ -150,7 +155,7 @@ pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
         ar: &file.ir,
         unit: u,
         m: unit.module,
-        scopes: Vec::new(),
+        scopes: std::mem::take(scopes),
         facts: vec![],
         granted: !unit.def.grants.is_empty(),
     };
@@ -170,6 +175,7 @@ pub fn eval_unit(idx: &Index<'_>, u: UnitId) -> Vec<Fact> {
     if let Some(body) = unit.def.body {
         ev.block(body);
     }
+    *scopes = std::mem::take(&mut ev.scopes);
     ev.facts
 }
 
@@ -327,7 +333,9 @@ impl Eval<'_, '_> {
         Ty::Other
     }
 
-    fn exprs(&mut self, es: ExprList) -> Vec<Ty> {
+    /// The types of a run of expressions (call arguments: a few, kept on
+    /// the stack).
+    fn exprs(&mut self, es: ExprList) -> smallvec::SmallVec<[Ty; 4]> {
         let ar = self.ar;
         ar.run(es).iter().map(|e| self.expr(e)).collect()
     }
