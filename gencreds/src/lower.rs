@@ -523,6 +523,7 @@ impl Lowerer<'_> {
                         params: vec![],
                         ret: None,
                         body: Some(body),
+                        span: body,
                     }));
                 }
             }
@@ -531,8 +532,10 @@ impl Lowerer<'_> {
     }
 
     fn const_body(&mut self, ident: &syn::Ident, expr: &syn::Expr) -> ConstDef {
+        let start = self.arena.len();
         let body = self.expr(expr);
         let body = self.block_of(body);
+        let span = self.span_from(start);
         ConstDef {
             name: ident.to_compact_string(),
             lit: lit_str(expr),
@@ -544,6 +547,7 @@ impl Lowerer<'_> {
                 params: vec![],
                 ret: None,
                 body: Some(body),
+                span,
             },
         }
     }
@@ -635,6 +639,8 @@ impl Lowerer<'_> {
             syn::ReturnType::Type(_, t) => type_ref(t),
             syn::ReturnType::Default => None,
         };
+        let start = self.arena.len();
+        let body = body.map(|b| self.block(&b.stmts));
         FnDef {
             name: sig.ident.to_compact_string(),
             loc: loc(sig.ident.span()),
@@ -642,7 +648,16 @@ impl Lowerer<'_> {
             has_self,
             params,
             ret,
-            body: body.map(|b| self.block(&b.stmts)),
+            body,
+            span: self.span_from(start),
+        }
+    }
+
+    /// The run of the arena from `start` to its end.
+    fn span_from(&self, start: usize) -> ExprList {
+        ExprList {
+            start: start as u32,
+            len: (self.arena.len() - start) as u32,
         }
     }
 
