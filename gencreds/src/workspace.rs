@@ -264,9 +264,26 @@ fn pool_walk(root: &Path) -> Walked {
     walk_dir(root, root, &[(root.to_path_buf(), id)])
 }
 
-fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
-    use rayon::prelude::*;
-    let mut out = Walked::default();
+/// How deep the walk recurses in parallel; below that, each subtree is
+/// walked by one thread with an explicit stack, so no directory depth can
+/// exhaust a thread's stack.
+const PARALLEL_DEPTH: usize = 3;
+
+/// What a folder entry is to the walk.
+enum Kind {
+    File,
+    Dir(DirId),
+    Skip,
+}
+
+/// A folder's entries sorted by name, classified (links followed); what
+/// cannot be read is reported to `diags`.
+fn list(
+    root: &Path,
+    dir: &Path,
+    ancestors: &[(PathBuf, DirId)],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(PathBuf, Kind)> {
     let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
         Diagnostic::new(
             Code::UnreadableFile,
@@ -281,23 +298,18 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
             for e in rd {
                 match e {
                     Ok(e) => v.push(e),
-                    Err(e) => out.diags.push(unreadable(dir, &e)),
+                    Err(e) => diags.push(unreadable(dir, &e)),
                 }
             }
             v
         }
         Err(e) => {
-            out.diags.push(unreadable(dir, &e));
-            return out;
+            diags.push(unreadable(dir, &e));
+            return vec![];
         }
     };
     entries.sort_by_key(std::fs::DirEntry::file_name);
-    enum Kind {
-        File,
-        Dir(DirId),
-        Skip,
-    }
-    let kinds: Vec<(PathBuf, Kind)> = entries
+    entries
         .iter()
         .map(|e| {
             let path = e.path();
@@ -305,7 +317,7 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
             let ft = match e.file_type() {
                 Ok(ft) => ft,
                 Err(err) => {
-                    out.diags.push(unreadable(&path, &err));
+                    diags.push(unreadable(&path, &err));
                     return (path, Kind::Skip);
                 }
             };
@@ -313,7 +325,7 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
                 match std::fs::metadata(&path) {
                     Ok(md) => (md.is_dir(), md.is_file(), dir_id(&md)),
                     Err(err) => {
-                        out.diags.push(unreadable(&path, &err));
+                        diags.push(unreadable(&path, &err));
                         return (path, Kind::Skip);
                     }
                 }
@@ -330,42 +342,107 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
             };
             (path, kind)
         })
-        .collect();
+        .collect()
+}
+
+/// The diagnostic for a folder link that leads back to an ancestor, if
+/// `id` is one of `ancestors`.
+fn loop_back(
+    root: &Path,
+    path: &Path,
+    id: DirId,
+    ancestors: &[(PathBuf, DirId)],
+) -> Option<Diagnostic> {
+    let (anc, _) = ancestors.iter().find(|(_, a)| id.is_some() && *a == id)?;
+    Some(Diagnostic::new(
+        Code::SymlinkLoop,
+        &rel(root, path),
+        Loc::default(),
+        format!(
+            "symbolic link loops back to {}; it is skipped. Remove the link or point it outside its own ancestors",
+            rel(root, anc)
+        ),
+    ))
+}
+
+/// Adds a file the walk found to what it collects.
+fn found_file(out: &mut Walked, path: PathBuf) {
+    if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+        out.manifests.push(path);
+    } else if path.extension().is_some_and(|x| x == "rs") {
+        out.rs_files.push(path);
+    }
+}
+
+/// Walks `dir`: its subfolders in parallel down to [`PARALLEL_DEPTH`].
+fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
+    use rayon::prelude::*;
+    let mut out = Walked::default();
+    let kinds = list(root, dir, ancestors, &mut out.diags);
     let subdirs: Vec<Option<Walked>> = kinds
         .par_iter()
         .map(|(path, kind)| {
             let Kind::Dir(id) = kind else { return None };
-            if let Some((anc, _)) = ancestors
-                .iter()
-                .find(|(_, a)| id.is_some() && a == id)
-            {
+            if let Some(d) = loop_back(root, path, *id, ancestors) {
                 let mut w = Walked::default();
-                w.diags.push(Diagnostic::new(
-                    Code::SymlinkLoop,
-                    &rel(root, path),
-                    Loc::default(),
-                    format!(
-                        "symbolic link loops back to {}; it is skipped. Remove the link or point it outside its own ancestors",
-                        rel(root, anc)
-                    ),
-                ));
+                w.diags.push(d);
                 return Some(w);
             }
             let mut chain = ancestors.to_vec();
             chain.push((path.clone(), *id));
-            Some(walk_dir(root, path, &chain))
+            Some(if chain.len() < PARALLEL_DEPTH {
+                walk_dir(root, path, &chain)
+            } else {
+                walk_deep(root, path, chain)
+            })
         })
         .collect();
     for ((path, kind), sub) in kinds.into_iter().zip(subdirs) {
-        match kind {
-            Kind::File if path.file_name().is_some_and(|n| n == "Cargo.toml") => {
-                out.manifests.push(path);
-            }
-            Kind::File if path.extension().is_some_and(|x| x == "rs") => out.rs_files.push(path),
-            _ => {}
+        if let Kind::File = kind {
+            found_file(&mut out, path);
         }
         if let Some(w) = sub {
             out.append(w);
+        }
+    }
+    out
+}
+
+/// Walks `dir` on this thread with an explicit stack (any depth), in the
+/// same order as [`walk_dir`]: entries by name, a folder's contents right
+/// after it.
+fn walk_deep(root: &Path, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
+    struct Frame {
+        kinds: std::vec::IntoIter<(PathBuf, Kind)>,
+        chain: Vec<(PathBuf, DirId)>,
+    }
+    let mut out = Walked::default();
+    let kinds = list(root, dir, &chain, &mut out.diags);
+    let mut stack = vec![Frame {
+        kinds: kinds.into_iter(),
+        chain,
+    }];
+    while let Some(top) = stack.last_mut() {
+        let Some((path, kind)) = top.kinds.next() else {
+            stack.pop();
+            continue;
+        };
+        match kind {
+            Kind::File => found_file(&mut out, path),
+            Kind::Skip => {}
+            Kind::Dir(id) => {
+                if let Some(d) = loop_back(root, &path, id, &top.chain) {
+                    out.diags.push(d);
+                    continue;
+                }
+                let mut chain = top.chain.clone();
+                chain.push((path.clone(), id));
+                let kinds = list(root, &path, &chain, &mut out.diags);
+                stack.push(Frame {
+                    kinds: kinds.into_iter(),
+                    chain,
+                });
+            }
         }
     }
     out
@@ -687,5 +764,34 @@ mod tests {
                 .iter()
                 .any(|p| p.ends_with("gen.rs") || p.ends_with("h.rs"))
         );
+    }
+
+    /// A tree nested 800 folders deep is walked on a thread with a small
+    /// stack: the depth is walked with an explicit stack, not recursion.
+    #[test]
+    fn deep_trees_do_not_exhaust_the_stack() {
+        let t = tempfile::tempdir().unwrap();
+        let mut dir = t.path().to_path_buf();
+        for _ in 0..800 {
+            dir.push("d");
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("deep.rs"), "").unwrap();
+        let root = t.path().to_path_buf();
+        let walked = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .stack_size(256 * 1024)
+                    .build()
+                    .unwrap();
+                pool.install(|| pool_walk(&root)).rs_files
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(walked.len(), 1);
+        assert!(walked[0].ends_with("deep.rs"));
     }
 }
