@@ -18,7 +18,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use gencreds::analysis::{Options, analyze};
+use gencreds::analysis::{Options, analyze, cpu_time};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,20 +81,6 @@ fn status_field(name: &str) -> String {
                 .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
         })
         .unwrap_or_else(|| "n/a".into())
-}
-
-/// CPU time of the whole process so far (user + system, all threads),
-/// from `/proc/self/stat` (clock ticks, 100 per second on Linux).
-fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 fn floor(paths: &[PathBuf], pool: &rayon::ThreadPool) -> Duration {

@@ -139,37 +139,38 @@ pub fn analyze_cached(root: &Path, opts: Options, cache: &Path) -> Result<Analys
 }
 
 /// Prints phase timings to stderr when `GENCREDS_TIMING` is set.
-struct Timing(Option<(std::time::Instant, u64)>);
+struct Timing(Option<(std::time::Instant, std::time::Duration)>);
 
 impl Timing {
     fn new() -> Self {
-        Timing(
-            std::env::var_os("GENCREDS_TIMING").map(|_| (std::time::Instant::now(), cpu_ticks())),
-        )
+        Timing(std::env::var_os("GENCREDS_TIMING").map(|_| (std::time::Instant::now(), cpu_time())))
     }
     fn mark(&mut self, phase: &str) {
         if let Some((t, c)) = self.0 {
-            let cpu = cpu_ticks();
+            let cpu = cpu_time();
             eprintln!(
                 "gencreds timing: {phase}: {:.3?} (cpu {} ms)",
                 t.elapsed(),
-                (cpu - c) * 10
+                cpu.saturating_sub(c).as_millis()
             );
             self.0 = Some((std::time::Instant::now(), cpu));
         }
     }
 }
 
-/// The process's CPU time (user + system, all threads) in clock ticks.
-fn cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
+/// CPU time of the whole process so far (user + system, all threads), from
+/// `/proc/self/stat` (clock ticks of 10 ms); zero where it cannot be read.
+/// Phase timings and the scan benchmark read it.
+pub fn cpu_time() -> std::time::Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
+            let rest = s.rsplit_once(')')?.1;
             let f: Vec<&str> = rest.split_whitespace().collect();
             Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
         })
-        .unwrap_or(0)
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
 }
 
 fn analyze_in(
@@ -532,285 +533,17 @@ fn services(
     // Each service is derived on its own (in parallel); whether it is
     // blocked is decided afterwards, from every diagnostic at once.
     let entries: Vec<_> = svc_crates.iter().collect();
+    let cx = ServiceCx {
+        ws,
+        idx,
+        facts,
+        policy,
+        bus_methods: &bus_methods,
+        units_of: &units_of,
+    };
     let built: Vec<(usize, Vec<Diagnostic>, Service)> = entries
         .into_par_iter()
-        .map(|(&ci, (host, apis))| {
-        let c = &ws.crates[ci];
-        let mut sdiags: Vec<Diagnostic> = vec![];
-        // Reach other crates' bodies from this crate's own.
-        let own: &[UnitId] = units_of.get(ci).map_or(&[], Vec::as_slice);
-        let mut via: BTreeMap<UnitId, Option<String>> = own.iter().map(|&u| (u, None)).collect();
-        let mut q: VecDeque<UnitId> = own.iter().copied().collect();
-        while let Some(u) = q.pop_front() {
-            for f in &facts[u] {
-                if let FactKind::Edge(v) = f.kind
-                    && !via.contains_key(&v)
-                {
-                    let from = match via.get(&u).cloned().flatten() {
-                        Some(v) => Some(v),
-                        None => Some(format!("{}:{}:{}", idx.unit_file(u), f.loc.line, f.loc.col)),
-                    };
-                    via.insert(v, from);
-                    q.push_back(v);
-                }
-            }
-        }
-        let mut model = ServiceModel::new(host.clone());
-        for &a in apis {
-            for ep in idx.apis[a].endpoints.values().flatten() {
-                if ep.kind != crate::ir::EndpointKind::Event {
-                    model.endpoints.push(Endpoint {
-                        method: ep.method.clone(),
-                        route: ep.route.clone(),
-                    });
-                }
-            }
-        }
-        let mut wanted: Vec<(Rule, Site)> = vec![];
-        for (&u, v) in &via {
-            if facts[u].is_empty() {
-                continue;
-            }
-            let file = idx.unit_file(u);
-            let is_own = idx.unit_crate(u) == ci;
-            for f in &facts[u] {
-                let site = |what: &str| Site {
-                    file: file.clone(),
-                    loc: f.loc,
-                    what: what.to_string(),
-                    via: v.clone(),
-                };
-                let diag = |code: Code, msg: String| Diagnostic::new(code, &file, f.loc, msg);
-                match &f.kind {
-                    FactKind::Call {
-                        dest,
-                        method,
-                        route,
-                        dynamic,
-                        grant,
-                        what,
-                    } => {
-                        let dest = match dest {
-                            CallDest::Host(h) => Dest::Host(h.clone()),
-                            CallDest::Any => Dest::Any,
-                        };
-                        let port = route.port;
-                        if port == buswarden_rules::route::EVENT_PORT
-                            && dest != Dest::Host(host.clone())
-                        {
-                            sdiags.push(diag(
-                                Code::ForeignEvent,
-                                format!("{what} publishes on a :417 event route of another host; only the source fires its own events (service {host}): hook the event with XHook instead"),
-                            ));
-                            continue;
-                        }
-                        // With a policy file, trust-root and wildcard grants
-                        // are judged on the rule set below.
-                        if *dynamic && policy.is_none() {
-                            if port == buswarden_rules::route::TRUST_ROOT_PORT {
-                                sdiags.push(diag(
-                                    Code::DynamicHostTrustRoot,
-                                    format!("{what} is a :666 trust-root endpoint called with a computed host (for_host(expr)); call it with a literal host: for_host(\"x.example\")"),
-                                ));
-                                continue;
-                            }
-                            sdiags.push(diag(
-                                Code::DynamicHost,
-                                format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),
-                            ));
-                        }
-                        if *grant && dest == Dest::Any && policy.is_none() {
-                            sdiags.push(diag(
-                                Code::WildcardGrant,
-                                format!("{what} grants {host} a call to every host; allowed without a buswarden.toml, list it there to keep it reviewed"),
-                            ));
-                        }
-                        if port == buswarden_rules::route::TRUST_ROOT_PORT
-                            && !*dynamic
-                            && policy.is_none()
-                        {
-                            sdiags.push(diag(
-                                Code::TrustRootGrant,
-                                format!("{what} grants {host} a :666 trust-root call; allowed without a buswarden.toml, list it there to keep it reviewed"),
-                            ));
-                        }
-                        let call = Call {
-                            dest,
-                            method: method.clone(),
-                            route: route.clone(),
-                        };
-                        wanted.push((call_rule(host, &call), site(what)));
-                        model.calls.push(call);
-                    }
-                    FactKind::Event {
-                        source,
-                        method,
-                        route,
-                        what,
-                    } => {
-                        if source != host {
-                            sdiags.push(diag(
-                                Code::ForeignEvent,
-                                format!("{what} fires an event of {source} from {host}; only {source} fires its own events: hook it with the Hook type instead"),
-                            ));
-                            continue;
-                        }
-                        let ev = EventOut {
-                            method: method.clone(),
-                            route: route.clone(),
-                        };
-                        wanted.push((event_rule(host, &ev), site(what)));
-                        model.events_out.push(ev);
-                    }
-                    FactKind::Hook {
-                        source,
-                        method,
-                        route,
-                        what,
-                    } => {
-                        let hk = Hook {
-                            source: source.clone(),
-                            method: method.clone(),
-                            route: route.clone(),
-                        };
-                        wanted.push((hook_rule(&hk), site(what)));
-                        model.hooks.push(hk);
-                    }
-                    FactKind::ConnectorNew(Some(h))
-                        if is_own && Hostname::parse(h).ok().as_ref() != Some(host) =>
-                    {
-                        sdiags.push(diag(
-                            Code::HostnameMismatch,
-                            format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use \"{host}\" (or the API's generated _HOST constant)", c.package),
-                        ));
-                    }
-                    FactKind::UnknownMethod(name) if bus_methods.contains(name.as_str()) => {
-                        sdiags.push(diag(
-                            Code::AmbiguousReceiver,
-                            format!("`.{name}(…)` is called on a value whose type the analyzer cannot determine, and a method `{name}` in a library makes bus calls; give the value a type (`let x: Type = …;` or a typed parameter)"),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let rules = buswarden_rules::derive(&model);
-        let mut provenance: Vec<Provenance> = vec![];
-        for ep in &model.endpoints {
-            if let Some(r) = endpoint_rule(host, ep) {
-                let loc = apis
-                    .iter()
-                    .flat_map(|a| idx.apis[*a].endpoints.values().flatten())
-                    .find(|e| e.route == ep.route)
-                    .map(|e| e.loc)
-                    .unwrap_or_default();
-                let file = apis
-                    .first()
-                    .map(|a| idx.module_file(idx.apis[*a].module))
-                    .unwrap_or_default();
-                wanted.push((
-                    r,
-                    Site {
-                        file,
-                        loc,
-                        what: format!(
-                            "endpoint {} {} served under another host",
-                            ep.method, ep.route
-                        ),
-                        via: None,
-                    },
-                ));
-            }
-        }
-        for (r, site) in wanted {
-            if let Some(g) = rules.covering(&r) {
-                provenance.push(Provenance {
-                    granted_by: g.clone(),
-                    rule: r,
-                    site,
-                });
-            }
-        }
-        provenance.sort();
-        provenance.dedup();
-        let acl_rel = format!("{}/nats.acl", ws.rel(&c.dir));
-        if let Err(errs) = buswarden_rules::validate::validate(host, &rules) {
-            for e in errs {
-                sdiags.push(Diagnostic::new(
-                    Code::InvalidRules,
-                    &acl_rel,
-                    Loc::default(),
-                    e.to_string(),
-                ));
-            }
-        }
-        if let Err(e) = budget::check(host, &rules, &budget::ConnectModel::default()) {
-            sdiags.push(Diagnostic::new(
-                Code::BudgetExceeded,
-                &acl_rel,
-                Loc::default(),
-                format!(
-                    "{e}; narrow the calls (fewer distinct endpoints or hosts) or split the service"
-                ),
-            ));
-        }
-        if let Some(p) = policy {
-            for v in rules_policy::evaluate(p, host, &rules) {
-                let hint = match &v {
-                    rules_policy::Violation::UnlistedTrustRootGrant { .. } => {
-                        "list it under trust-root, e.g. \"POST host.example:666/path\""
-                    }
-                    rules_policy::Violation::UnlistedWildcardGrant { .. } => {
-                        "list it under wildcards, e.g. \"GET *:443/{path...}\""
-                    }
-                    rules_policy::Violation::DynamicTrustRoot { .. } => {
-                        "set dynamic-trust-root = true for this caller"
-                    }
-                    _ => "list it in buswarden.toml",
-                };
-                let msg = format!("{v}; {hint} (buswarden.toml is reviewed like code)");
-                let mut sites: Vec<&Site> = provenance
-                    .iter()
-                    .filter(|p| &p.granted_by == v.rule())
-                    .map(|p| &p.site)
-                    .collect();
-                sites.dedup();
-                if sites.is_empty() {
-                    sdiags.push(Diagnostic::new(
-                        Code::PolicyViolation,
-                        &acl_rel,
-                        Loc::default(),
-                        msg,
-                    ));
-                } else {
-                    for site in sites {
-                        sdiags.push(Diagnostic::new(
-                            Code::PolicyViolation,
-                            &site.file,
-                            site.loc,
-                            msg.clone(),
-                        ));
-                    }
-                }
-            }
-        }
-        let dir = ws.rel(&c.dir);
-        let service = Service {
-            package: c.package.clone(),
-            acl_path: if dir.is_empty() {
-                "nats.acl".into()
-            } else {
-                format!("{dir}/nats.acl")
-            },
-            acl_abs: c.dir.join("nats.acl"),
-            dir,
-            model,
-            rules,
-            provenance,
-            blocked: false,
-        };
-        (ci, sdiags, service)
-    })
+        .map(|(&ci, (host, apis))| derive_service(&cx, ci, host, apis))
         .collect();
     // A service is blocked by an error in its own code or in any crate it
     // depends on (service crates included).
@@ -835,6 +568,311 @@ fn services(
     }
     result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
     result
+}
+
+/// What deriving one service reads.
+#[derive(Clone, Copy)]
+struct ServiceCx<'c, 'a> {
+    ws: &'c Workspace,
+    idx: &'c Index<'a>,
+    facts: &'c [Vec<Fact>],
+    policy: Option<&'c Policy>,
+    bus_methods: &'c BTreeSet<String>,
+    units_of: &'c [Vec<UnitId>],
+}
+
+/// One service crate's model, rules and provenance, and the diagnostics
+/// found on the way (whether it is blocked is decided by the caller, from
+/// every diagnostic at once).
+fn derive_service(
+    cx: &ServiceCx<'_, '_>,
+    ci: usize,
+    host: &Hostname,
+    apis: &[usize],
+) -> (usize, Vec<Diagnostic>, Service) {
+    let ServiceCx {
+        ws,
+        idx,
+        facts,
+        policy,
+        bus_methods,
+        units_of,
+    } = *cx;
+    let c = &ws.crates[ci];
+    let mut sdiags: Vec<Diagnostic> = vec![];
+    // Reach other crates' bodies from this crate's own.
+    let own: &[UnitId] = units_of.get(ci).map_or(&[], Vec::as_slice);
+    let mut via: BTreeMap<UnitId, Option<String>> = own.iter().map(|&u| (u, None)).collect();
+    let mut q: VecDeque<UnitId> = own.iter().copied().collect();
+    while let Some(u) = q.pop_front() {
+        for f in &facts[u] {
+            if let FactKind::Edge(v) = f.kind
+                && !via.contains_key(&v)
+            {
+                let from = match via.get(&u).cloned().flatten() {
+                    Some(v) => Some(v),
+                    None => Some(format!("{}:{}:{}", idx.unit_file(u), f.loc.line, f.loc.col)),
+                };
+                via.insert(v, from);
+                q.push_back(v);
+            }
+        }
+    }
+    let mut model = ServiceModel::new(host.clone());
+    for &a in apis {
+        for ep in idx.apis[a].endpoints.values().flatten() {
+            if ep.kind != crate::ir::EndpointKind::Event {
+                model.endpoints.push(Endpoint {
+                    method: ep.method.clone(),
+                    route: ep.route.clone(),
+                });
+            }
+        }
+    }
+    let mut wanted: Vec<(Rule, Site)> = vec![];
+    for (&u, v) in &via {
+        if facts[u].is_empty() {
+            continue;
+        }
+        let file = idx.unit_file(u);
+        let is_own = idx.unit_crate(u) == ci;
+        for f in &facts[u] {
+            let site = |what: &str| Site {
+                file: file.clone(),
+                loc: f.loc,
+                what: what.to_string(),
+                via: v.clone(),
+            };
+            let diag = |code: Code, msg: String| Diagnostic::new(code, &file, f.loc, msg);
+            match &f.kind {
+                FactKind::Call {
+                    dest,
+                    method,
+                    route,
+                    dynamic,
+                    grant,
+                    what,
+                } => {
+                    let dest = match dest {
+                        CallDest::Host(h) => Dest::Host(h.clone()),
+                        CallDest::Any => Dest::Any,
+                    };
+                    let port = route.port;
+                    if port == buswarden_rules::route::EVENT_PORT
+                        && dest != Dest::Host(host.clone())
+                    {
+                        sdiags.push(diag(
+                                Code::ForeignEvent,
+                                format!("{what} publishes on a :417 event route of another host; only the source fires its own events (service {host}): hook the event with XHook instead"),
+                            ));
+                        continue;
+                    }
+                    // With a policy file, trust-root and wildcard grants
+                    // are judged on the rule set below.
+                    if *dynamic && policy.is_none() {
+                        if port == buswarden_rules::route::TRUST_ROOT_PORT {
+                            sdiags.push(diag(
+                                    Code::DynamicHostTrustRoot,
+                                    format!("{what} is a :666 trust-root endpoint called with a computed host (for_host(expr)); call it with a literal host: for_host(\"x.example\")"),
+                                ));
+                            continue;
+                        }
+                        sdiags.push(diag(
+                                Code::DynamicHost,
+                                format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),
+                            ));
+                    }
+                    if *grant && dest == Dest::Any && policy.is_none() {
+                        sdiags.push(diag(
+                                Code::WildcardGrant,
+                                format!("{what} grants {host} a call to every host; allowed without a buswarden.toml, list it there to keep it reviewed"),
+                            ));
+                    }
+                    if port == buswarden_rules::route::TRUST_ROOT_PORT
+                        && !*dynamic
+                        && policy.is_none()
+                    {
+                        sdiags.push(diag(
+                                Code::TrustRootGrant,
+                                format!("{what} grants {host} a :666 trust-root call; allowed without a buswarden.toml, list it there to keep it reviewed"),
+                            ));
+                    }
+                    let call = Call {
+                        dest,
+                        method: method.clone(),
+                        route: route.clone(),
+                    };
+                    wanted.push((call_rule(host, &call), site(what)));
+                    model.calls.push(call);
+                }
+                FactKind::Event {
+                    source,
+                    method,
+                    route,
+                    what,
+                } => {
+                    if source != host {
+                        sdiags.push(diag(
+                                Code::ForeignEvent,
+                                format!("{what} fires an event of {source} from {host}; only {source} fires its own events: hook it with the Hook type instead"),
+                            ));
+                        continue;
+                    }
+                    let ev = EventOut {
+                        method: method.clone(),
+                        route: route.clone(),
+                    };
+                    wanted.push((event_rule(host, &ev), site(what)));
+                    model.events_out.push(ev);
+                }
+                FactKind::Hook {
+                    source,
+                    method,
+                    route,
+                    what,
+                } => {
+                    let hk = Hook {
+                        source: source.clone(),
+                        method: method.clone(),
+                        route: route.clone(),
+                    };
+                    wanted.push((hook_rule(&hk), site(what)));
+                    model.hooks.push(hk);
+                }
+                FactKind::ConnectorNew(Some(h))
+                    if is_own && Hostname::parse(h).ok().as_ref() != Some(host) =>
+                {
+                    sdiags.push(diag(
+                            Code::HostnameMismatch,
+                            format!("Connector::new({h:?}) in crate `{}`, which is the service {host}; use \"{host}\" (or the API's generated _HOST constant)", c.package),
+                        ));
+                }
+                FactKind::UnknownMethod(name) if bus_methods.contains(name.as_str()) => {
+                    sdiags.push(diag(
+                            Code::AmbiguousReceiver,
+                            format!("`.{name}(…)` is called on a value whose type the analyzer cannot determine, and a method `{name}` in a library makes bus calls; give the value a type (`let x: Type = …;` or a typed parameter)"),
+                        ));
+                }
+                _ => {}
+            }
+        }
+    }
+    let rules = buswarden_rules::derive(&model);
+    let mut provenance: Vec<Provenance> = vec![];
+    for ep in &model.endpoints {
+        if let Some(r) = endpoint_rule(host, ep) {
+            let loc = apis
+                .iter()
+                .flat_map(|a| idx.apis[*a].endpoints.values().flatten())
+                .find(|e| e.route == ep.route)
+                .map(|e| e.loc)
+                .unwrap_or_default();
+            let file = apis
+                .first()
+                .map(|a| idx.module_file(idx.apis[*a].module))
+                .unwrap_or_default();
+            wanted.push((
+                r,
+                Site {
+                    file,
+                    loc,
+                    what: format!(
+                        "endpoint {} {} served under another host",
+                        ep.method, ep.route
+                    ),
+                    via: None,
+                },
+            ));
+        }
+    }
+    for (r, site) in wanted {
+        if let Some(g) = rules.covering(&r) {
+            provenance.push(Provenance {
+                granted_by: g.clone(),
+                rule: r,
+                site,
+            });
+        }
+    }
+    provenance.sort();
+    provenance.dedup();
+    let acl_rel = format!("{}/nats.acl", ws.rel(&c.dir));
+    if let Err(errs) = buswarden_rules::validate::validate(host, &rules) {
+        for e in errs {
+            sdiags.push(Diagnostic::new(
+                Code::InvalidRules,
+                &acl_rel,
+                Loc::default(),
+                e.to_string(),
+            ));
+        }
+    }
+    if let Err(e) = budget::check(host, &rules, &budget::ConnectModel::default()) {
+        sdiags.push(Diagnostic::new(
+            Code::BudgetExceeded,
+            &acl_rel,
+            Loc::default(),
+            format!(
+                "{e}; narrow the calls (fewer distinct endpoints or hosts) or split the service"
+            ),
+        ));
+    }
+    if let Some(p) = policy {
+        for v in rules_policy::evaluate(p, host, &rules) {
+            let hint = match &v {
+                rules_policy::Violation::UnlistedTrustRootGrant { .. } => {
+                    "list it under trust-root, e.g. \"POST host.example:666/path\""
+                }
+                rules_policy::Violation::UnlistedWildcardGrant { .. } => {
+                    "list it under wildcards, e.g. \"GET *:443/{path...}\""
+                }
+                rules_policy::Violation::DynamicTrustRoot { .. } => {
+                    "set dynamic-trust-root = true for this caller"
+                }
+                _ => "list it in buswarden.toml",
+            };
+            let msg = format!("{v}; {hint} (buswarden.toml is reviewed like code)");
+            let mut sites: Vec<&Site> = provenance
+                .iter()
+                .filter(|p| &p.granted_by == v.rule())
+                .map(|p| &p.site)
+                .collect();
+            sites.dedup();
+            if sites.is_empty() {
+                sdiags.push(Diagnostic::new(
+                    Code::PolicyViolation,
+                    &acl_rel,
+                    Loc::default(),
+                    msg,
+                ));
+            } else {
+                for site in sites {
+                    sdiags.push(Diagnostic::new(
+                        Code::PolicyViolation,
+                        &site.file,
+                        site.loc,
+                        msg.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    let dir = ws.rel(&c.dir);
+    let service = Service {
+        package: c.package.clone(),
+        acl_path: if dir.is_empty() {
+            "nats.acl".into()
+        } else {
+            format!("{dir}/nats.acl")
+        },
+        acl_abs: c.dir.join("nats.acl"),
+        dir,
+        model,
+        rules,
+        provenance,
+        blocked: false,
+    };
+    (ci, sdiags, service)
 }
 
 /// The implicit rules of a service, for `explain`.

@@ -558,26 +558,24 @@ impl<'a> Builder<'a> {
 
     fn finish(&mut self) {
         use rayon::prelude::*;
-        // Resolving each impl's self type is independent: in parallel.
+        // Each impl's self type resolved (independently: in parallel) and
+        // every (struct, method name, unit) listed, sorted in parallel
+        // (stable: a name's units keep impl order), then grouped into the
+        // map in one bulk build.
         let idx = &self.idx;
-        let resolved: Vec<Option<StructId>> = idx
-            .impls
-            .par_iter()
-            .map(
-                |im| match idx.resolve(im.module, im.def.self_ty.as_ref()?) {
-                    Some(Def::Struct(s)) => Some(s),
-                    _ => None,
-                },
-            )
-            .collect();
-        // Every (struct, method name, unit), sorted in parallel (stable: a
-        // name's units keep impl order), then grouped into the map in one
-        // bulk build.
         let mut entries: Vec<((StructId, Name), UnitId)> = idx
             .impls
             .par_iter()
-            .zip(resolved)
-            .flat_map_iter(|(im, s)| {
+            .flat_map_iter(|im| {
+                let s = match im
+                    .def
+                    .self_ty
+                    .as_ref()
+                    .and_then(|t| idx.resolve(im.module, t))
+                {
+                    Some(Def::Struct(s)) => Some(s),
+                    _ => None,
+                };
                 im.units
                     .iter()
                     .filter_map(move |&u| s.map(|s| ((s, idx.units[u].def.name.clone()), u)))

@@ -452,7 +452,7 @@ impl FileIr {
 }
 
 /// The run `list` of `arena` (empty when out of range).
-pub fn run_of<T>(arena: &[T], list: ExprList) -> &[T] {
+fn run_of<T>(arena: &[T], list: ExprList) -> &[T] {
     let start = list.start as usize;
     arena
         .get(start..start.saturating_add(list.len as usize))

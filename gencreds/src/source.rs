@@ -369,9 +369,8 @@ pub fn too_deep(b: &[u8], max: usize) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    /// The byte-at-a-time guard the table-driven one replaced.
-    /// The offset and depth where bracket nesting first exceeds `max`, skipping
-    /// comments, string and char literals. A cheap, linear pre-parse guard.
+    /// The byte-at-a-time guard the table-driven one replaced (the oracle
+    /// of the test below).
     fn too_deep_reference(b: &[u8], max: usize) -> Option<(usize, usize)> {
         let mut depth = 0usize;
         let mut i = 0;

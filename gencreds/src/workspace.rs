@@ -94,10 +94,11 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         });
     }
     let root = root.to_path_buf();
-    let mut diags = vec![];
-    let walked = pool_walk(&root);
-    let (manifests_paths, rs_files) = (walked.manifests, walked.rs_files);
-    diags.extend(walked.diags);
+    let Walked {
+        manifests: manifests_paths,
+        rs_files,
+        mut diags,
+    } = pool_walk(&root);
 
     // Manifests are read and parsed in parallel, reported in path order.
     use rayon::prelude::*;
@@ -256,9 +257,9 @@ fn dir_id(_: &std::fs::Metadata) -> DirId {
 }
 
 /// Walks `root` following symbolic links, skipping `target/` and hidden
-/// folders below it; sibling folders are walked in parallel (call inside a
-/// rayon pool) and their findings joined in walk order, so the result does
-/// not depend on the threads.
+/// folders below it; sibling folders near the root are walked in parallel
+/// (call inside a rayon pool) and their findings joined in walk order, so
+/// the result does not depend on the threads.
 fn pool_walk(root: &Path) -> Walked {
     let id = std::fs::metadata(root).ok().and_then(|m| dir_id(&m));
     walk_dir(root, root, &[(root.to_path_buf(), id)])

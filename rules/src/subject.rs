@@ -145,25 +145,16 @@ impl Position {
         if pos.is_empty() || pos == "_" {
             return Ok(Position::Any);
         }
+        if !position_any_case(pos) {
+            return Err(SubjectError::InvalidPosition {
+                pos: pos.to_string(),
+            });
+        }
         let lower = pos.to_ascii_lowercase();
-        let valid_tail = |t: &str| {
-            !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        };
-        if let Some(t) = lower.strip_prefix("id-")
-            && valid_tail(t)
-        {
-            return Ok(Position::Id(lower));
-        }
-        if let Some(t) = lower.strip_prefix("loc-")
-            && valid_tail(t)
-        {
-            return Ok(Position::Loc(lower));
-        }
-        Err(SubjectError::InvalidPosition {
-            pos: pos.to_string(),
+        Ok(if lower.starts_with("id-") {
+            Position::Id(lower)
+        } else {
+            Position::Loc(lower)
         })
     }
 
@@ -520,8 +511,9 @@ pub fn decode_request(subject: &str) -> Result<RequestParts<'_>, SubjectError> {
     request_parts(subject, &h)
 }
 
-/// Whether `t` is a position token in any case (what [`Position::parse`]
-/// accepts).
+/// Whether `t` is a position token in any case: `_`, `id-…` or `loc-…`
+/// with a tail of 1-64 letters, digits and `-` (what [`Position::parse`]
+/// accepts, besides the empty string).
 fn position_any_case(t: &str) -> bool {
     if t == "_" {
         return true;
