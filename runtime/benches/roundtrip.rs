@@ -5,15 +5,15 @@
 //! run. Prints p50/p99 latency of sequential calls, throughput with many
 //! calls in flight, and the runtime/raw ratios (the median of the per-round
 //! ratios, judged against the goals, and the ratio of the medians), then two
-//! references: raw async-nats
-//! carrying the runtime's payload envelope on a layout-shaped subject and
-//! on a short one (what the subject layout costs vs what the envelope costs).
+//! references on a layout-shaped subject: raw async-nats carrying Microbus's
+//! HTTP/1.1 framing (what the runtime sends) and carrying the runtime's
+//! previous binary envelope, and the cost of the HTTP framing against it.
 //!
 //!     source ci/deps.sh && cargo bench -p buswarden --bench roundtrip
 //!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 5 [--current-thread]
 //!     ... -- --profile raw|runtime   (one side only, for `perf record`)
 
-use buswarden::wire::{Envelope, Kind};
+use buswarden::wire::{self, Envelope, Kind};
 use buswarden::{Connector, Error, id};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -214,28 +214,38 @@ async fn run(s: Settings) {
             }
         }
     });
-    // The same raw request/reply, carrying the runtime's payload envelope
-    // (`runtime/src/wire.rs`) on layout-shaped subjects, decoded and answered
-    // with a response envelope: what the wire format alone costs, without
-    // the runtime's code.
-    for subject in [LAYOUT_SUBJECT, SHORT_SUBJECT] {
-        let mut hsub = responder.subscribe(subject).await.expect("subscribe");
-        let r3 = responder.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = hsub.next().await {
-                if let (Some(reply), Ok((mut env, body))) =
-                    (msg.reply, Envelope::decode(&msg.payload))
-                {
-                    env.kind = Kind::Response;
-                    env.status = 200;
-                    env.from_id.clear();
-                    if let Ok(out) = env.encode(&body) {
-                        let _ = r3.publish(reply, out).await;
-                    }
+    // The same raw request/reply on a layout-shaped subject, carrying
+    // Microbus's HTTP framing (`runtime/src/wire.rs`, the headers the runtime
+    // writes), decoded and answered with a response: what the wire format
+    // alone costs, without the runtime's code.
+    let mut hsub = responder.subscribe(HTTP_SUBJECT).await.expect("subscribe");
+    let r3 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = hsub.next().await {
+            if let (Some(reply), Ok((env, body))) = (msg.reply, Envelope::decode(&msg.payload)) {
+                let mut out = Envelope::reply(Kind::Response, 200, &env.msg_id, "id-responder1");
+                out.from_host = "echo.refer".into();
+                out.headers
+                    .push(("Content-Type".into(), "application/json".into()));
+                if let Ok(out) = out.encode(&body) {
+                    let _ = r3.publish(reply, out).await;
                 }
             }
-        });
-    }
+        }
+    });
+    // The same with the previous binary envelope.
+    let mut bsub = responder
+        .subscribe(BINARY_SUBJECT)
+        .await
+        .expect("subscribe");
+    let r4 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = bsub.next().await {
+            if let (Some(reply), Some(out)) = (msg.reply, binary_envelope::respond(&msg.payload)) {
+                let _ = r4.publish(reply, out.into()).await;
+            }
+        }
+    });
     responder.flush().await.expect("flush");
     let requester = async_nats::connect(server.url()).await.expect("connect");
 
@@ -289,8 +299,8 @@ async fn run(s: Settings) {
     }
     let mut raw = Vec::new();
     let mut ours = Vec::new();
-    let mut wire = Vec::new();
-    let mut short = Vec::new();
+    let mut http = Vec::new();
+    let mut binary = Vec::new();
     for round in 0..s.rounds {
         let (rq, p) = (requester.clone(), payload.clone());
         let r = measure(&s, server.pid(), move || {
@@ -311,8 +321,8 @@ async fn run(s: Settings) {
         })
         .await;
         // The references after the pair they explain.
-        wire.push(enveloped(&s, server.pid(), &requester, &payload, LAYOUT_SUBJECT).await);
-        short.push(enveloped(&s, server.pid(), &requester, &payload, SHORT_SUBJECT).await);
+        http.push(framed(&s, server.pid(), &requester, &payload, Framing::Http).await);
+        binary.push(framed(&s, server.pid(), &requester, &payload, Framing::Binary).await);
         println!(
             "round {round}: raw p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.2} µs here, {:.2} µs nats-server, {:.2} syscalls, {:.2} switches) | runtime p50 {:?} p99 {:?} {:.0} req/s (cpu/call {:.2} µs here, {:.2} µs nats-server, {:.2} syscalls, {:.2} switches)",
             r.p50,
@@ -377,45 +387,169 @@ async fn run(s: Settings) {
         os / rs
     );
     for (what, v) in [
-        ("on a layout subject (what the runtime sends)", &wire),
-        ("on a short subject (`bench.env`)", &short),
+        ("Microbus's HTTP framing (what the runtime sends)", &http),
+        ("the previous binary envelope", &binary),
     ] {
         let (wp50, wt) = (us(v, p50), us(v, tput));
         let (wc, ws) = cpu(v);
         println!(
-            "reference, raw async-nats carrying the runtime's payload envelope {what}: \
+            "reference, raw async-nats on a layout subject carrying {what}: \
              p50 {wp50:.0} µs ({:.2}x raw), {wt:.0} req/s ({:.2}x raw), CPU per call {wc:.1} µs here, {ws:.1} µs nats-server, {:.2} syscalls per call here",
             wp50 / rp50,
             wt / rt,
             us(v, |f| f.syscalls)
         );
     }
+    let pair = |f: fn(&Figures) -> f64| {
+        median(http.iter().zip(&binary).map(|(h, b)| f(h) / f(b)).collect())
+    };
+    println!(
+        "cost of the HTTP framing against the binary envelope (median of per-round ratios): \
+         p50 {:.2}x, throughput {:.2}x, CPU per call here {:.2}x, in nats-server {:.2}x; \
+         request {} bytes vs {} bytes, response {} vs {} bytes",
+        pair(p50),
+        pair(tput),
+        pair(|f| f.cpu_client),
+        pair(|f| f.cpu_server),
+        http_request(&payload).len(),
+        binary_envelope::request(1, "id-abcdefghij", payload.as_bytes()).len(),
+        binary_envelope::respond(&binary_envelope::request(
+            1,
+            "id-abcdefghij",
+            payload.as_bytes()
+        ))
+        .map_or(0, |r| r.len()),
+        http_response_len(&payload),
+    );
 }
 
 /// The request subject of the reference runs, shaped like the runtime's.
-const LAYOUT_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_refer._.POST.echo";
-/// The same envelope on a short subject: splits the subject's cost from the envelope's.
-const SHORT_SUBJECT: &str = "bench.env";
+const HTTP_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_refer._.POST.echo";
+/// The same shape for the binary envelope (its own subscription).
+const BINARY_SUBJECT: &str = "microbus.safe.443.caller_bench.echo_binary._.POST.echo";
 
-/// Raw async-nats request/reply carrying a runtime envelope on `subject`.
-async fn enveloped(
+#[derive(Clone, Copy)]
+enum Framing {
+    Http,
+    Binary,
+}
+
+/// A request as the runtime writes it: transport headers, budget, depth
+/// and a traceparent, a JSON object body.
+fn http_request(payload: &str) -> bytes::Bytes {
+    let mut env = Envelope::request(
+        "POST",
+        "https://echo.refer/echo",
+        &id::message_id(),
+        "id-abcdefghij",
+    );
+    env.from_host = "caller.bench".into();
+    env.from_version = "1".into();
+    env.time_budget = Some(Duration::from_secs(20));
+    env.call_depth = 1;
+    env.headers.push((
+        wire::TRACEPARENT.into(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+    ));
+    env.encode(payload.as_bytes()).expect("request")
+}
+
+fn http_response_len(payload: &str) -> usize {
+    let mut out = Envelope::reply(Kind::Response, 200, "Ab3dEf7h", "id-responder1");
+    out.from_host = "echo.refer".into();
+    out.headers
+        .push(("Content-Type".into(), "application/json".into()));
+    out.encode(payload.as_bytes()).map_or(0, |b| b.len())
+}
+
+/// Raw async-nats request/reply carrying one framing.
+async fn framed(
     s: &Settings,
     server_pid: u32,
     requester: &async_nats::Client,
     payload: &str,
-    subject: &'static str,
+    framing: Framing,
 ) -> Figures {
     let (rq, p) = (requester.clone(), payload.to_string());
     measure(s, server_pid, move || {
         let (rq, p) = (rq.clone(), p.clone());
         async move {
-            let env = Envelope::request(id::message_id(), "id-abcdefghij");
-            let reply = rq
-                .request(subject, env.encode(p.as_bytes()).expect("envelope"))
-                .await
-                .expect("raw request with envelope");
-            Envelope::decode(&reply.payload).expect("response envelope");
+            match framing {
+                Framing::Http => {
+                    let reply = rq
+                        .request(HTTP_SUBJECT, http_request(&p))
+                        .await
+                        .expect("raw request with HTTP framing");
+                    Envelope::decode(&reply.payload).expect("HTTP response");
+                }
+                Framing::Binary => {
+                    let req = binary_envelope::request(rand_id(), "id-abcdefghij", p.as_bytes());
+                    let reply = rq
+                        .request(BINARY_SUBJECT, req.into())
+                        .await
+                        .expect("raw request with binary envelope");
+                    binary_envelope::decode(&reply.payload).expect("binary response");
+                }
+            }
         }
     })
     .await
+}
+
+fn rand_id() -> u128 {
+    u128::from_le_bytes(
+        id::message_id()
+            .repeat(2)
+            .as_bytes()
+            .try_into()
+            .unwrap_or([0; 16]),
+    )
+}
+
+/// The runtime's previous payload envelope (before it spoke Microbus's
+/// HTTP framing), kept here only as the reference the HTTP framing is
+/// measured against: version 0xB1, kind, flags, status, a 16-byte message
+/// id, the sender id, the query, the headers (none here), the body.
+mod binary_envelope {
+    pub fn request(msg_id: u128, from_id: &str, body: &[u8]) -> Vec<u8> {
+        write(1, 0, msg_id, from_id, body)
+    }
+
+    fn write(kind: u8, status: u16, msg_id: u128, from_id: &str, body: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(64 + from_id.len() + body.len());
+        buf.extend_from_slice(&[0xB1, kind, 0]);
+        buf.extend_from_slice(&status.to_be_bytes());
+        buf.extend_from_slice(&msg_id.to_be_bytes());
+        buf.push(from_id.len() as u8);
+        buf.extend_from_slice(from_id.as_bytes());
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+        buf.extend_from_slice(body);
+        buf
+    }
+
+    /// Kind, status, message id, sender id and body, every length checked.
+    pub fn decode(p: &[u8]) -> Option<(u8, u16, u128, &str, &[u8])> {
+        if p.len() < 22 || p[0] != 0xB1 {
+            return None;
+        }
+        let status = u16::from_be_bytes([p[3], p[4]]);
+        let id = u128::from_be_bytes(p[5..21].try_into().ok()?);
+        let n = usize::from(p[21]);
+        let from = std::str::from_utf8(p.get(22..22 + n)?).ok()?;
+        let mut at = 22 + n;
+        let q = usize::from(u16::from_be_bytes(p.get(at..at + 2)?.try_into().ok()?));
+        std::str::from_utf8(p.get(at + 2..at + 2 + q)?).ok()?;
+        at += 2 + q;
+        let headers = u16::from_be_bytes(p.get(at..at + 2)?.try_into().ok()?);
+        if headers != 0 {
+            return None;
+        }
+        Some((p[1], status, id, from, p.get(at + 2..)?))
+    }
+
+    /// The response to a request: same id, status 200, the body echoed.
+    pub fn respond(p: &[u8]) -> Option<Vec<u8>> {
+        let (_, _, id, _, body) = decode(p)?;
+        Some(write(2, 200, id, "", body))
+    }
 }

@@ -181,6 +181,9 @@ pub(crate) struct Reply {
 }
 
 /// What reaches a waiting call.
+// `Message` is the variant of nearly every value; boxing it would add an
+// allocation per reply to spare the rare `Denied`/`Refused` some bytes.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Incoming {
     /// A response, error or ack from `responder`.
     Message {

@@ -125,6 +125,8 @@ pub(crate) struct Accepted {
 }
 
 /// What a received message asks of the responder.
+// `Call` is the variant of nearly every value (moved once, never stored).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Received {
     /// Run the handler.
     Call(Accepted),
