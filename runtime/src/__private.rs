@@ -343,7 +343,52 @@ pub fn encode_result<T: Serialize>(
     body.push(b':');
     serde_json::to_writer(&mut body, &value).map_err(bad)?;
     body.push(b'}');
-    Ok(Response::ok(body).with_header("Content-Type", "application/json"))
+    Ok(Response::ok(body))
+}
+
+/// Reads the output named `name` out of a JSON object without building the
+/// object: other members are skipped, the named one deserialized in place.
+struct NamedOutput<'a, T> {
+    name: &'a str,
+    _t: PhantomData<T>,
+}
+
+/// Whether a key is the output's name (compared without allocating).
+struct KeyIs<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an output name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for NamedOutput<'_, T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object of named outputs")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(is) = map.next_key_seed(KeyIs(self.name))? {
+            if is && found.is_none() {
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A response's body as the typed result: the named output of its JSON
@@ -353,13 +398,24 @@ pub fn decode_result<T: DeserializeOwned>(resp: Response, output: &str) -> Resul
         what: "result".into(),
         reason: e.to_string(),
     };
+    let null = || serde_json::from_value(serde_json::Value::Null).map_err(bad);
     if resp.body.is_empty() {
-        return serde_json::from_value(serde_json::Value::Null).map_err(bad);
+        return null();
     }
-    let mut outputs: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&resp.body).map_err(bad)?;
-    let value = outputs.remove(output).unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(value).map_err(bad)
+    let mut de = serde_json::Deserializer::from_slice(&resp.body);
+    let found = serde::Deserializer::deserialize_map(
+        &mut de,
+        NamedOutput::<T> {
+            name: output,
+            _t: PhantomData,
+        },
+    )
+    .and_then(|found| de.end().map(|()| found))
+    .map_err(bad)?;
+    match found {
+        Some(value) => Ok(value),
+        None => null(),
+    }
 }
 
 /// Decodes every response of a multicast.

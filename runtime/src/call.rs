@@ -152,16 +152,6 @@ struct Inherited {
     trace: Option<(String, String)>,
 }
 
-/// The `traceparent` of an outbound call: the inbound trace (or a new one)
-/// with a new span id.
-fn traceparent(trace: Option<&(String, String)>) -> String {
-    let span = rand::random::<u64>();
-    match trace {
-        Some((trace, flags)) => format!("00-{trace}-{span:016x}-{flags}"),
-        None => format!("00-{:032x}-{span:016x}-01", rand::random::<u128>()),
-    }
-}
-
 impl Live {
     /// The budget and depth of a call, or the 508/408 that stops it.
     fn plan(&self, out: &Outgoing, subject: &str) -> Result<Plan, Error> {
@@ -228,12 +218,16 @@ impl Live {
         .map_err(encode)?;
         let write = |w: &mut MessageWriter| -> Result<(), wire::EnvelopeError> {
             w.transport(Kind::Request, msg_id, self.host.as_str(), self.id.token())?;
-            w.header(wire::TIME_BUDGET, &wire::format_budget(plan.budget))?;
-            w.header(wire::CALL_DEPTH, itoa::Buffer::new().format(plan.depth))?;
+            w.budget_and_depth(plan.budget, plan.depth);
             if let Some((i, n)) = fragment {
                 w.header(wire::FRAGMENT, &format!("{i}/{n}"))?;
             }
-            w.header(wire::TRACEPARENT, &traceparent(inherited.trace.as_ref()))?;
+            w.traceparent(
+                inherited
+                    .trace
+                    .as_ref()
+                    .map(|(t, f)| (t.as_str(), f.as_str())),
+            );
             if let Some(actor) = &inherited.actor {
                 w.header(wire::ACTOR, actor)?;
             }
@@ -284,7 +278,7 @@ impl Live {
     }
 
     /// The body's fragments, or 413 when it is over the limit.
-    fn fragments(&self, body: Vec<u8>) -> Result<Vec<Bytes>, Error> {
+    fn fragments(&self, body: Vec<u8>) -> Result<frag::Parts, Error> {
         if body.len() > self.config.max_body {
             return Err(Error::status(
                 413,
@@ -433,10 +427,19 @@ impl Live {
     ) -> Result<Response, Error> {
         let call = self.prepare(target, method, out)?;
         let (reply_tx, mut reply_rx) = oneshot::channel();
-        let (ack_tx, mut ack_rx) = oneshot::channel();
+        // Only a request in fragments needs to hear of the ack at once (to
+        // send the rest to the acker); otherwise the dispatcher just marks
+        // the entry acked, and the call looks when its ack timeout is up.
+        let (ack_tx, mut ack_rx) = if call.parts.len() > 1 {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let expect = Some(CompactString::from(target.responder.as_str()));
         let sink = Sink::Once {
-            ack: Some(ack_tx),
+            ack: ack_tx,
+            acked: false,
             reply: Some(reply_tx),
             partial: None,
             max_body: self.config.max_body,
@@ -454,16 +457,57 @@ impl Live {
             timeout: call.plan.budget,
         };
         let ack_deadline = (start + self.config.ack_window).min(call.plan.deadline);
-        let first = tokio::time::timeout_at(
-            ack_deadline,
-            self.pump_until(select(&mut reply_rx, &mut ack_rx)),
-        )
-        .await;
+        let ack_timeout = || Error::AckTimeout {
+            subject: subject.to_string(),
+            timeout: self.config.ack_window,
+        };
+        let first = match &mut ack_rx {
+            None => tokio::time::timeout_at(ack_deadline, self.pump_until(&mut reply_rx))
+                .await
+                .map(|r| r.map_err(|_| ()))
+                .map_err(|_| ()),
+            Some(ack_rx) => {
+                match tokio::time::timeout_at(
+                    ack_deadline,
+                    self.pump_until(select(&mut reply_rx, ack_rx)),
+                )
+                .await
+                {
+                    Ok(Either::Left((r, _))) => Ok(r.map_err(|_| ())),
+                    Ok(Either::Right((Ok(acker), _))) => {
+                        self.send_rest(target, method, &call, &acker).await?;
+                        Err(())
+                    }
+                    // The entry is gone (delivered or refused): the reply is
+                    // ready.
+                    Ok(Either::Right((Err(_), _))) => Ok(reply_rx.try_recv().map_err(|_| ())),
+                    Err(_) => Err(()),
+                }
+            }
+        };
         let incoming = match first {
-            Ok(Either::Left((Ok(incoming), _))) => incoming,
-            Ok(Either::Right((Ok(acker), _))) => {
-                if call.parts.len() > 1 {
-                    self.send_rest(target, method, &call, &acker).await?;
+            Ok(Ok(incoming)) => incoming,
+            Ok(Err(())) => return Err(timeout()),
+            // The ack timeout is up, or an ack came for a request in
+            // fragments: wait for the response if someone acked.
+            Err(()) => {
+                if ack_deadline >= call.plan.deadline && ack_rx.is_none() {
+                    return Err(timeout());
+                }
+                let acked = match self.shared.pending().get(&key) {
+                    Some(Pending {
+                        sink: Sink::Once { acked, .. },
+                        ..
+                    }) => *acked,
+                    // Delivered meanwhile.
+                    _ => true,
+                };
+                if !acked {
+                    return Err(if ack_deadline >= call.plan.deadline {
+                        timeout()
+                    } else {
+                        ack_timeout()
+                    });
                 }
                 match tokio::time::timeout_at(call.plan.deadline, self.pump_until(&mut reply_rx))
                     .await
@@ -471,19 +515,6 @@ impl Live {
                     Ok(Ok(incoming)) => incoming,
                     _ => return Err(timeout()),
                 }
-            }
-            // The entry is gone (delivered or refused): the reply is ready.
-            Ok(Either::Right((Err(_), _))) => match reply_rx.try_recv() {
-                Ok(incoming) => incoming,
-                Err(_) => return Err(timeout()),
-            },
-            Ok(Either::Left((Err(_), _))) => return Err(timeout()),
-            Err(_) if ack_deadline >= call.plan.deadline => return Err(timeout()),
-            Err(_) => {
-                return Err(Error::AckTimeout {
-                    subject: subject.to_string(),
-                    timeout: self.config.ack_window,
-                });
             }
         };
         // The dispatcher removed the entry when it delivered.
@@ -543,9 +574,9 @@ impl Live {
             armed: true,
         };
         let subject = &call.subject;
-        let mut acked: HashSet<(CompactString, String)> = HashSet::new();
-        let mut done: HashSet<(CompactString, String)> = HashSet::new();
-        let mut partials: HashMap<(CompactString, String), Partial> = HashMap::new();
+        let mut acked: HashSet<(CompactString, CompactString)> = HashSet::new();
+        let mut done: HashSet<(CompactString, CompactString)> = HashSet::new();
+        let mut partials: HashMap<(CompactString, CompactString), Partial> = HashMap::new();
         let mut results = Vec::new();
         let outcome = loop {
             let waiting = acked.len() > done.len();
@@ -565,8 +596,8 @@ impl Live {
                     }
                     if reply.envelope.kind == Kind::Ack {
                         let fresh = acked.insert(who);
+                        let acker = reply.envelope.from_id.clone();
                         if fresh && call.parts.len() > 1 && reply.envelope.status == 100 {
-                            let acker = reply.envelope.from_id.clone();
                             if let Err(e) = self.send_rest(target, method, &call, &acker).await {
                                 results.push(Err(e));
                             }
@@ -634,9 +665,9 @@ impl Live {
 struct Prepared {
     subject: async_nats::Subject,
     plan: Plan,
-    msg_id: String,
+    msg_id: CompactString,
     first: Bytes,
-    parts: Vec<Bytes>,
+    parts: frag::Parts,
     out: Outgoing,
     inherited: Inherited,
 }

@@ -138,7 +138,10 @@ pub(crate) enum Sink {
     /// A unicast call: the first acker's instance id, then the response
     /// (reassembled here when it comes in fragments).
     Once {
-        ack: Option<oneshot::Sender<String>>,
+        /// Told the acker's instance id (requests in fragments only).
+        ack: Option<oneshot::Sender<compact_str::CompactString>>,
+        /// Whether an ack came.
+        acked: bool,
         reply: Option<oneshot::Sender<Incoming>>,
         partial: Option<crate::frag::Partial>,
         max_body: usize,
@@ -147,7 +150,7 @@ pub(crate) enum Sink {
     /// most `max_responders` instances.
     Many {
         tx: mpsc::Sender<Incoming>,
-        responders: HashSet<String>,
+        responders: HashSet<compact_str::CompactString>,
         max_responders: usize,
     },
 }
@@ -354,7 +357,8 @@ impl Shared {
                     self.count_dropped_reply();
                 }
             }
-            Sink::Once { ack, .. } if is_ack => {
+            Sink::Once { ack, acked, .. } if is_ack => {
+                *acked = true;
                 if let Some(tx) = ack.take() {
                     let _ = tx.send(envelope.from_id);
                 }

@@ -10,6 +10,7 @@
 //! anything else is refused.
 
 use bytes::{Bytes, BytesMut};
+use compact_str::CompactString;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -27,10 +28,13 @@ pub(crate) fn fragment_size(max_payload: usize) -> usize {
     }
 }
 
+/// The slices of a body: one (kept inline) unless it is large.
+pub(crate) type Parts = smallvec::SmallVec<[Bytes; 1]>;
+
 /// The slices of `body` (one, the whole body, when it fits).
-pub(crate) fn split(body: &Bytes, size: usize) -> Vec<Bytes> {
+pub(crate) fn split(body: &Bytes, size: usize) -> Parts {
     if body.len() <= size {
-        return vec![body.clone()];
+        return smallvec::smallvec![body.clone()];
     }
     (0..body.len())
         .step_by(size)
@@ -113,7 +117,7 @@ struct Entry {
 /// touched.
 #[derive(Default)]
 pub(crate) struct InboundFrags {
-    table: Mutex<HashMap<(String, String), Entry>>,
+    table: Mutex<HashMap<(CompactString, CompactString), Entry>>,
 }
 
 /// What a fragment of a request did.
@@ -131,7 +135,7 @@ impl InboundFrags {
     /// Adds fragment `i` of `n` of message `key`.
     pub(crate) fn add(
         &self,
-        key: (String, String),
+        key: (CompactString, CompactString),
         (i, n): (u32, u32),
         body: Bytes,
         deadline: Instant,
@@ -219,7 +223,12 @@ mod tests {
     async fn the_inbound_table_is_bounded_and_expires() {
         let t = InboundFrags::default();
         let later = Instant::now() + Duration::from_secs(60);
-        let key = |i: usize| (format!("id-{i}"), "m".to_string());
+        let key = |i: usize| {
+            (
+                CompactString::from(format!("id-{i}")),
+                CompactString::from("m"),
+            )
+        };
         for i in 0..MAX_INBOUND {
             assert!(matches!(
                 t.add(key(i), (1, 2), Bytes::from_static(b"ab"), later, 100, 1000),

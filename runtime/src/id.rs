@@ -10,11 +10,14 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// A fresh message id: 8 random characters of `[A-Za-z0-9]` (about 47.6
 /// random bits; a reply is also checked against the host called).
-pub fn message_id() -> String {
+pub fn message_id() -> compact_str::CompactString {
     let mut rng = rand::rng();
-    (0..MESSAGE_ID_LEN)
-        .map(|_| char::from(ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())]))
-        .collect()
+    let mut id = [0u8; MESSAGE_ID_LEN];
+    for b in &mut id {
+        *b = ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())];
+    }
+    // ASCII by construction; stored inline (no allocation).
+    compact_str::CompactString::from_utf8(id).unwrap_or_default()
 }
 
 /// The key of a message id in the table of waiting calls: its 8 bytes.

@@ -109,7 +109,7 @@ pub(crate) struct ReplyTo {
     /// The reply subject.
     subject: String,
     /// The request's message id.
-    msg_id: String,
+    msg_id: compact_str::CompactString,
     /// The trace id, for error bodies.
     trace: String,
 }
@@ -428,11 +428,7 @@ impl Live {
 
     /// The response messages. A response whose headers cannot be encoded
     /// becomes a 500 error with the reason.
-    fn response_messages(
-        &self,
-        to: &ReplyTo,
-        outcome: Result<Response, Error>,
-    ) -> Vec<bytes::Bytes> {
+    fn response_messages(&self, to: &ReplyTo, outcome: Result<Response, Error>) -> frag::Parts {
         let encoded = outcome.and_then(|resp| {
             let status = if (100..=999).contains(&resp.status) {
                 resp.status
@@ -462,7 +458,7 @@ impl Live {
                     }
                     Ok(w.finish(part))
                 })
-                .collect::<Result<Vec<_>, wire::EnvelopeError>>()
+                .collect::<Result<frag::Parts, wire::EnvelopeError>>()
                 .map_err(|e| Error::Encode {
                     what: "response".into(),
                     reason: e.to_string(),

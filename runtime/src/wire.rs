@@ -41,6 +41,7 @@
 //! called.
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use std::fmt;
 use std::time::Duration;
 
@@ -284,19 +285,19 @@ pub struct Envelope {
     /// What the message is.
     pub kind: Kind,
     /// Requests: the method token; empty otherwise.
-    pub method: String,
+    pub method: CompactString,
     /// Requests: the absolute URI of the request line; empty otherwise.
     pub url: String,
     /// Responses, acks and errors: the HTTP status; `0` on requests.
     pub status: u16,
     /// The message id; a reply repeats its request's.
-    pub msg_id: String,
+    pub msg_id: CompactString,
     /// The sender's hostname as it wrote it (receivers trust the subject instead).
-    pub from_host: String,
+    pub from_host: CompactString,
     /// The sender's instance id (`id-…`), or empty.
-    pub from_id: String,
+    pub from_id: CompactString,
     /// The sender's version, or empty.
-    pub from_version: String,
+    pub from_version: CompactString,
     /// The time budget the caller gives the request.
     pub time_budget: Option<Duration>,
     /// Hops so far (`0` when absent).
@@ -614,6 +615,53 @@ impl MessageWriter {
         Ok(())
     }
 
+    /// Adds `Microbus-Time-Budget` as whole milliseconds (`1500ms`) and
+    /// `Microbus-Call-Depth`, written in place.
+    pub(crate) fn budget_and_depth(&mut self, budget: Duration, depth: u32) {
+        let mut n = itoa::Buffer::new();
+        self.buf.extend_from_slice(TIME_BUDGET.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf
+            .extend_from_slice(n.format(budget.as_millis()).as_bytes());
+        self.buf.extend_from_slice(b"ms\r\n");
+        self.buf.extend_from_slice(CALL_DEPTH.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf.extend_from_slice(n.format(depth).as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+        self.count += 2;
+    }
+
+    /// Adds a `traceparent` of `trace` (32 hex digits, or a new random
+    /// trace), a new random span id and `flags`, written in place.
+    pub(crate) fn traceparent(&mut self, trace: Option<(&str, &str)>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.buf.extend_from_slice(b"traceparent: 00-");
+        let hex = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+        let (trace, flags) = trace.unwrap_or(("", "01"));
+        if hex(trace, 32) {
+            self.buf.extend_from_slice(trace.as_bytes());
+        } else {
+            let t: u128 = rand::random();
+            self.buf
+                .extend((0..32).rev().map(|i| HEX[((t >> (i * 4)) & 0xf) as usize]));
+        }
+        self.buf.push(b'-');
+        let span: u64 = rand::random();
+        self.buf.extend(
+            (0..16)
+                .rev()
+                .map(|i| HEX[((span >> (i * 4)) & 0xf) as usize]),
+        );
+        self.buf.push(b'-');
+        self.buf.extend_from_slice(if hex(flags, 2) {
+            flags.as_bytes()
+        } else {
+            b"01"
+        });
+        self.buf.extend_from_slice(b"\r\n");
+        self.count += 1;
+    }
+
     /// Adds the transport headers of a message.
     pub(crate) fn transport(
         &mut self,
@@ -664,11 +712,11 @@ fn invalid(name: &'static str, value: &str) -> EnvelopeError {
 }
 
 /// An identifier-like value: 1 to `max` visible ASCII bytes.
-fn ident(name: &'static str, value: &str, max: usize) -> Result<String, EnvelopeError> {
+fn ident(name: &'static str, value: &str, max: usize) -> Result<CompactString, EnvelopeError> {
     if value.is_empty() || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(name, value));
     }
-    Ok(value.to_string())
+    Ok(CompactString::from(value))
 }
 
 fn parse_fragment(value: &str) -> Option<(u32, u32)> {
@@ -718,10 +766,10 @@ fn dechunk(data: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
 #[derive(Default)]
 struct Transport {
     op: Option<Kind>,
-    msg_id: Option<String>,
-    from_host: Option<String>,
-    from_id: Option<String>,
-    from_version: Option<String>,
+    msg_id: Option<CompactString>,
+    from_host: Option<CompactString>,
+    from_id: Option<CompactString>,
+    from_version: Option<CompactString>,
     budget: Option<Duration>,
     depth: Option<u32>,
     fragment: Option<(u32, u32)>,
@@ -887,15 +935,21 @@ impl Envelope {
                     line: "status line",
                 });
             }
-            let envelope =
-                Envelope::from_parts(kind, String::new(), String::new(), status, t, headers)?;
+            let envelope = Envelope::from_parts(
+                kind,
+                CompactString::default(),
+                String::new(),
+                status,
+                t,
+                headers,
+            )?;
             Ok((envelope, body))
         }
     }
 
     fn from_parts(
         kind: Kind,
-        method: String,
+        method: CompactString,
         url: String,
         status: u16,
         t: Transport,
@@ -960,13 +1014,13 @@ impl Envelope {
     pub fn request(method: &str, url: &str, msg_id: &str, from_id: &str) -> Self {
         Envelope {
             kind: Kind::Request,
-            method: method.to_string(),
+            method: method.into(),
             url: url.to_string(),
             status: 0,
-            msg_id: msg_id.to_string(),
-            from_host: String::new(),
-            from_id: from_id.to_string(),
-            from_version: String::new(),
+            msg_id: msg_id.into(),
+            from_host: CompactString::default(),
+            from_id: from_id.into(),
+            from_version: CompactString::default(),
             time_budget: None,
             call_depth: 0,
             fragment: None,
@@ -978,7 +1032,7 @@ impl Envelope {
     pub fn reply(kind: Kind, status: u16, msg_id: &str, from_id: &str) -> Self {
         Envelope {
             kind,
-            method: String::new(),
+            method: CompactString::default(),
             url: String::new(),
             status,
             ..Envelope::request("", "", msg_id, from_id)

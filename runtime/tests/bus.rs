@@ -377,7 +377,7 @@ async fn certified_identity_overwrites_forged_from_host() {
             &caller.instance_id().unwrap(),
         );
         if forged == wire::FROM_HOST {
-            envelope.from_host = "admin.example".to_string();
+            envelope.from_host = "admin.example".into();
         } else {
             envelope
                 .headers
