@@ -597,10 +597,12 @@ impl Live {
                     if reply.envelope.kind == Kind::Ack {
                         let fresh = acked.insert(who);
                         let acker = reply.envelope.from_id.clone();
-                        if fresh && call.parts.len() > 1 && reply.envelope.status == 100 {
-                            if let Err(e) = self.send_rest(target, method, &call, &acker).await {
-                                results.push(Err(e));
-                            }
+                        if fresh
+                            && call.parts.len() > 1
+                            && reply.envelope.status == 100
+                            && let Err(e) = self.send_rest(target, method, &call, &acker).await
+                        {
+                            results.push(Err(e));
                         }
                         continue;
                     }
