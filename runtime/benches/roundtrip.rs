@@ -413,13 +413,13 @@ async fn run(s: Settings) {
         pair(|f| f.cpu_server),
         http_request(&payload).len(),
         binary_envelope::request(1, "id-abcdefghij", payload.as_bytes()).len(),
+        http_response_len(&payload),
         binary_envelope::respond(&binary_envelope::request(
             1,
             "id-abcdefghij",
             payload.as_bytes()
         ))
         .map_or(0, |r| r.len()),
-        http_response_len(&payload),
     );
 }
 
