@@ -349,7 +349,12 @@ impl Live {
         let body = match fragment.filter(|(_, n)| *n > 1) {
             None => body,
             Some((i, n)) => match self.inbound_frags.add(
-                (from_id, to.msg_id.clone()),
+                // Keyed by the certified caller too: another service cannot
+                // add fragments to this caller's request.
+                (
+                    compact_str::format_compact!("{}|{from_id}", req.src),
+                    to.msg_id.clone(),
+                ),
                 (i, n),
                 body,
                 deadline,
