@@ -29,6 +29,12 @@ pub mod expr;
 pub mod parse;
 
 pub use claims::{Claims, ClaimsError, Value};
+
+/// A compiled required-claims check: what an endpoint's `claims = "…"`
+/// and `buswarden::claims_check!` compile to.
+pub type Check = fn(&Claims) -> bool;
 pub use eval::interpret;
 pub use expr::{CmpOp, Expr, Operand};
-pub use parse::{ParseError, parse};
+pub use parse::{ParseError, compile_pattern, parse};
+/// The regular-expression type `=~` patterns compile to.
+pub use regex::Regex;

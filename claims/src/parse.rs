@@ -76,11 +76,17 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 }
 
 /// Compiles a pattern of `=~`/`!~` as it is matched: against the whole
-/// claim.
+/// claim. The pattern must compile on its own first (so errors name the
+/// pattern as written, and a pattern such as `x)|(.*` or one ending in a
+/// backslash cannot break out of the anchoring group).
 pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
+    let build = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    };
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 fn err(offset: usize, message: impl Into<String>) -> ParseError {
@@ -429,7 +435,19 @@ impl Parser {
                     ));
                 };
                 if let Err(e) = compile_pattern(&pattern) {
-                    return Err(err(pat_at, format!("invalid regular expression: {e}")));
+                    let reason = match e {
+                        regex::Error::Syntax(text) => text
+                            .lines()
+                            .rev()
+                            .find(|l| l.trim_start().starts_with("error:"))
+                            .map(|l| l.trim().trim_start_matches("error:").trim().to_string())
+                            .unwrap_or(text),
+                        other => other.to_string(),
+                    };
+                    return Err(err(
+                        pat_at,
+                        format!("invalid regular expression {pattern:?}: {reason}"),
+                    ));
                 }
                 Ok(Expr::Match {
                     claim,

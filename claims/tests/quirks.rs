@@ -73,7 +73,10 @@ fn regular_expressions_match_the_whole_claim() {
     assert!(eval("iss !~ 'x.*'", r#"{"iss": "abc"}"#));
     assert!(!eval("iss !~ 'x.*'", "{}"));
     assert!(!eval("iss !~ 'x.*'", r#"{"iss": 5}"#));
-    // An alternation cannot escape the anchors.
+    // Nothing escapes the anchors: not an alternation, not a pattern that
+    // closes the anchoring group itself or escapes its closing parenthesis.
+    assert!(parse("iss =~ 'x)|(.*'").is_err());
+    assert!(parse(r"iss =~ 'x\\'").is_err());
     assert!(!eval("iss =~ 'a|b'", r#"{"iss": "ab"}"#));
     assert!(eval("iss =~ 'a|b'", r#"{"iss": "b"}"#));
 }

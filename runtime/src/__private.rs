@@ -19,6 +19,9 @@ pub use crate::serve::{Handler, HandlerFuture};
 pub struct Spec {
     method: &'static str,
     route: &'static str,
+    /// The required claims (`claims = "…"`): the expression as written and
+    /// its compiled check.
+    claims: Option<(&'static str, crate::claims::Check)>,
     parsed: OnceLock<Result<(Method, Route), Error>>,
     api_host: OnceLock<Result<Hostname, Error>>,
 }
@@ -29,6 +32,7 @@ impl Spec {
         Spec {
             method,
             route,
+            claims: None,
             parsed: OnceLock::new(),
             api_host: OnceLock::new(),
         }
@@ -53,13 +57,36 @@ impl Spec {
             .map_err(Clone::clone)
     }
 
-    /// An endpoint serving this spec.
+    /// The same spec with required claims (the macro compiled `check` from
+    /// `text`).
+    pub const fn with_claims(mut self, text: &'static str, check: crate::claims::Check) -> Self {
+        self.claims = Some((text, check));
+        self
+    }
+
+    /// The required claims: the expression as written and its compiled
+    /// check.
+    pub fn claims(&self) -> Option<(&'static str, crate::claims::Check)> {
+        self.claims
+    }
+
+    /// An endpoint serving this spec. An endpoint with required claims
+    /// answers 401 to every request until the runtime verifies actor tokens
+    /// (an unverified token's claims are never read): it fails closed.
     pub fn endpoint<F, Fut>(&self, name: &'static str, f: F) -> Endpoint
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Response, Error>> + Send + 'static,
     {
-        Endpoint::new(name, self.method, self.route, f)
+        match self.claims {
+            None => Endpoint::new(name, self.method, self.route, f),
+            Some((text, _)) => Endpoint::new(name, self.method, self.route, move |_req| {
+                std::future::ready(Err(Error::status(
+                    401,
+                    format!("required claims `{text}`: no verified actor"),
+                )))
+            }),
+        }
     }
 
     /// The concrete path: the route with `{arg}` filled from `args`.

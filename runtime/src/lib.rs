@@ -39,7 +39,9 @@ pub mod wire;
 #[doc(hidden)]
 pub mod __private;
 
-pub use buswarden_macros::{api, grant};
+/// Required-claims expressions and the claims of a verified actor.
+pub use buswarden_claims as claims;
+pub use buswarden_macros::{api, claims_check, grant};
 pub use call::{RawCall, RawMulticast};
 pub use config::{Config, Credentials};
 pub use connector::{Connector, Stats};
