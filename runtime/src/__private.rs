@@ -337,12 +337,18 @@ impl Caller {
         } else {
             req.path.clone()
         };
-        let (target, mut method) = self.target(api_host, spec, path)?;
-        if spec.get()?.0.is_any() && !req.method.is_empty() {
-            method = Method::parse(&req.method).map_err(|e| Error::InvalidMethod {
+        let (target, method) = self.target(api_host, spec, path)?;
+        // A call to an `ANY` endpoint is sent as POST: that is the method
+        // gencreds grants for it, so any other method would be a call the
+        // allow-list lacks. Refused here, before anything is published.
+        if !req.method.is_empty() && !req.method.eq_ignore_ascii_case(method.as_str()) {
+            return Err(Error::InvalidMethod {
                 method: req.method.clone(),
-                reason: e.to_string(),
-            })?;
+                reason: format!(
+                    "this endpoint is called with {} (the method its grant names); leave the request's method empty",
+                    method.as_str()
+                ),
+            });
         }
         let out = Outgoing {
             query: req.query.clone(),

@@ -12,7 +12,10 @@
 //! - [`Connector`]: configuration, `connect`, `serve`, raw calls;
 //! - [`context`]: the certified caller and the actor/baggage headers that
 //!   flow from an inbound request to the calls made while handling it;
-//! - [`wire`]: how requests and responses are encoded on NATS.
+//! - [`wire`]: how requests and responses are encoded on NATS;
+//! - [`token`]: actor tokens: the pinned issuers, their JWKS, a strict JWT
+//!   reader and signature check;
+//! - [`claims`]: required-claims expressions (`buswarden-claims`).
 //!
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
@@ -34,6 +37,7 @@ pub mod id;
 pub mod method;
 mod pump;
 pub mod serve;
+pub mod token;
 pub mod wire;
 
 #[doc(hidden)]
