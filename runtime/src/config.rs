@@ -23,9 +23,18 @@ pub const ENV_CREDS_DIR: &str = "BUSWARDEN_CREDS_DIR";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Default time a call waits for its response.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default time a multicast waits for acknowledgements before it stops
-/// expecting new responders.
-pub const DEFAULT_ACK_WINDOW: Duration = Duration::from_millis(250);
+/// Default ack timeout: how long a unicast call waits for an
+/// acknowledgement (or its response) before it fails with 404, and how
+/// long a multicast waits for acknowledgements before it stops expecting
+/// new responders (Microbus's default round trip).
+pub const DEFAULT_ACK_WINDOW: Duration = Duration::from_millis(300);
+/// Default largest body (reassembled from fragments) a call or a request
+/// may carry.
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+/// Default most responders one multicast collects.
+pub const DEFAULT_MAX_RESPONDERS: usize = 256;
+/// Default most reply bytes one call takes in (all responders together).
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
 /// How the connector authenticates to NATS.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -69,8 +78,15 @@ pub struct Config {
     pub credentials: Credentials,
     /// How long a call waits for its response.
     pub timeout: Duration,
-    /// How long a multicast waits for acknowledgements.
+    /// The ack timeout (unicast) and ack window (multicast).
     pub ack_window: Duration,
+    /// Largest body a call or a request may carry, reassembled.
+    pub max_body: usize,
+    /// Most responders one multicast collects; more are dropped and counted.
+    pub max_responders: usize,
+    /// Most reply bytes one call takes in, every responder together; more
+    /// are dropped and counted.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Config {
@@ -81,6 +97,9 @@ impl Default for Config {
             credentials: Credentials::None,
             timeout: DEFAULT_TIMEOUT,
             ack_window: DEFAULT_ACK_WINDOW,
+            max_body: DEFAULT_MAX_BODY,
+            max_responders: DEFAULT_MAX_RESPONDERS,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }

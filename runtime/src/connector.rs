@@ -44,29 +44,35 @@ pub(crate) struct Live {
     pub(crate) shared: Arc<Shared>,
     /// The reply subscription and its readers (see [`crate::pump`]).
     pump: Arc<ReplyPump>,
+    /// Requests arriving in fragments, being reassembled.
+    pub(crate) inbound_frags: crate::frag::InboundFrags,
+    /// The largest body slice one message carries (from the broker's
+    /// `max_payload`).
+    pub(crate) fragment_size: usize,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Message ids are 128 random bits: their low 64 bits are already a
-/// uniform hash, so the table of waiting calls skips SipHash.
+/// Keys of the table of waiting calls are our own random message ids (8
+/// alphanumerics packed in a `u64`): one multiply spreads them, so the
+/// table skips SipHash.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct MessageIdHasher(u64);
 
 impl std::hash::Hasher for MessageIdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
-type PendingMap = HashMap<u128, Pending, std::hash::BuildHasherDefault<MessageIdHasher>>;
+type PendingMap = HashMap<u64, Pending, std::hash::BuildHasherDefault<MessageIdHasher>>;
 
 /// State reachable from the NATS event callback (which exists before the
 /// connection does).
@@ -87,6 +93,7 @@ struct Counters {
     malformed: AtomicU64,
     denied_publishes: AtomicU64,
     handled_requests: AtomicU64,
+    dropped_replies: AtomicU64,
 }
 
 /// Counters of what the connector dropped or refused, for operators and tests.
@@ -106,6 +113,10 @@ pub struct Stats {
     pub denied_publishes: u64,
     /// Requests handed to a handler.
     pub handled_requests: u64,
+    /// Replies dropped because their call was over a limit (responders,
+    /// reply bytes, body size, a full queue) or their fragments were out of
+    /// order.
+    pub dropped_replies: u64,
     /// Calls waiting for a response now.
     pub waiting_calls: u64,
 }
@@ -118,11 +129,27 @@ pub(crate) struct Pending {
     /// Hostnames up to 24 bytes are stored inline (no allocation per call).
     pub(crate) expect: Option<compact_str::CompactString>,
     pub(crate) sink: Sink,
+    /// Reply bytes taken in so far, and the most this call takes.
+    pub(crate) bytes: usize,
+    pub(crate) max_bytes: usize,
 }
 
 pub(crate) enum Sink {
-    Once(Option<oneshot::Sender<Incoming>>),
-    Many(mpsc::UnboundedSender<Incoming>),
+    /// A unicast call: the first acker's instance id, then the response
+    /// (reassembled here when it comes in fragments).
+    Once {
+        ack: Option<oneshot::Sender<String>>,
+        reply: Option<oneshot::Sender<Incoming>>,
+        partial: Option<crate::frag::Partial>,
+        max_body: usize,
+    },
+    /// A multicast: every ack and reply, through a bounded queue, from at
+    /// most `max_responders` instances.
+    Many {
+        tx: mpsc::Sender<Incoming>,
+        responders: HashSet<String>,
+        max_responders: usize,
+    },
 }
 
 /// The fixed parts of this instance's reply subjects: everything but the
@@ -155,13 +182,15 @@ pub(crate) struct Reply {
 
 /// What reaches a waiting call.
 pub(crate) enum Incoming {
-    /// A response or ack from `responder`.
+    /// A response, error or ack from `responder`.
     Message {
         responder: compact_str::CompactString,
         reply: Reply,
     },
     /// The broker refused the request's publish.
     Denied,
+    /// The reply broke a limit or its fragments were out of order.
+    Refused(&'static str),
 }
 
 impl Shared {
@@ -192,6 +221,11 @@ impl Shared {
     pub(crate) fn count_malformed(&self) {
         self.counters.malformed.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn count_dropped_reply(&self) {
+        self.counters
+            .dropped_replies
+            .fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn count_handled(&self) {
         self.counters
             .handled_requests
@@ -219,7 +253,7 @@ impl Shared {
             .denied_publishes
             .fetch_add(1, Ordering::Relaxed);
         let mut pending = self.pending();
-        let ids: Vec<u128> = pending
+        let ids: Vec<u64> = pending
             .iter()
             .filter(|(_, p)| p.subject.as_str() == subject)
             .map(|(id, _)| *id)
@@ -227,10 +261,10 @@ impl Shared {
         for id in ids {
             let once = match pending.get_mut(&id) {
                 Some(Pending {
-                    sink: Sink::Many(tx),
+                    sink: Sink::Many { tx, .. },
                     ..
                 }) => {
-                    let _ = tx.send(Incoming::Denied);
+                    let _ = tx.try_send(Incoming::Denied);
                     false
                 }
                 Some(_) => true,
@@ -238,7 +272,10 @@ impl Shared {
             };
             if once
                 && let Some(Pending {
-                    sink: Sink::Once(Some(tx)),
+                    sink:
+                        Sink::Once {
+                            reply: Some(tx), ..
+                        },
                     ..
                 }) = pending.remove(&id)
             {
@@ -265,9 +302,14 @@ impl Shared {
             Ok((e, body)) if e.kind != wire::Kind::Request => (e, body),
             _ => return self.count_malformed(),
         };
-        let msg_id = envelope.msg_id;
+        let Some(key) = crate::id::message_key(&envelope.msg_id) else {
+            self.counters
+                .unmatched_replies
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let mut pending = self.pending();
-        let Some(p) = pending.get_mut(&msg_id) else {
+        let Some(p) = pending.get_mut(&key) else {
             drop(pending);
             self.counters
                 .unmatched_replies
@@ -278,27 +320,94 @@ impl Shared {
             drop(pending);
             return self.count_spoofed_reply();
         }
+        // Every byte a call takes in counts against its limit, acks too:
+        // a flood of replies to one call cannot grow memory past it.
+        let size = msg.payload.len();
+        if p.bytes + size > p.max_bytes {
+            drop(pending);
+            return self.count_dropped_reply();
+        }
+        p.bytes += size;
+        let is_ack = envelope.kind == wire::Kind::Ack;
         match &mut p.sink {
-            Sink::Many(tx) => {
-                let _ = tx.send(Incoming::Message {
+            Sink::Many {
+                tx,
+                responders,
+                max_responders,
+            } => {
+                if !responders.contains(envelope.from_id.as_str()) {
+                    if responders.len() >= *max_responders {
+                        drop(pending);
+                        return self.count_dropped_reply();
+                    }
+                    responders.insert(envelope.from_id.clone());
+                }
+                let sent = tx.try_send(Incoming::Message {
                     responder,
                     reply: Reply { envelope, body },
                 });
+                drop(pending);
+                if sent.is_err() {
+                    self.count_dropped_reply();
+                }
             }
-            Sink::Once(_) => {
-                if envelope.kind == wire::Kind::Ack {
-                    return;
+            Sink::Once { ack, .. } if is_ack => {
+                if let Some(tx) = ack.take() {
+                    let _ = tx.send(envelope.from_id);
+                }
+            }
+            Sink::Once {
+                partial, max_body, ..
+            } => {
+                let mut envelope = envelope;
+                let mut body = body;
+                if let Some((i, n)) = envelope.fragment.filter(|(_, n)| *n > 1) {
+                    let part = partial.get_or_insert_with(|| crate::frag::Partial::new(n));
+                    match part.add(i, n, body, *max_body) {
+                        Ok(false) => return,
+                        Ok(true) => {
+                            // Reassembled after the lock is released.
+                            body = bytes::Bytes::new();
+                        }
+                        Err(_) => {
+                            let entry = pending.remove(&key);
+                            drop(pending);
+                            self.count_dropped_reply();
+                            if let Some(Pending {
+                                sink:
+                                    Sink::Once {
+                                        reply: Some(tx), ..
+                                    },
+                                ..
+                            }) = entry
+                            {
+                                let _ = tx.send(Incoming::Refused(
+                                    "a fragmented response out of order or over the body limit",
+                                ));
+                            }
+                            return;
+                        }
+                    }
                 }
                 // The call is woken (and its entry freed) after the lock is
                 // released: a wake-up can cost a system call, and other
                 // calls wait for this lock to register.
-                let entry = pending.remove(&msg_id);
+                let entry = pending.remove(&key);
                 drop(pending);
                 if let Some(Pending {
-                    sink: Sink::Once(Some(tx)),
+                    sink:
+                        Sink::Once {
+                            reply: Some(tx),
+                            partial,
+                            ..
+                        },
                     ..
                 }) = entry
                 {
+                    if let Some(part) = partial {
+                        body = part.assemble();
+                        envelope.fragment = None;
+                    }
                     let _ = tx.send(Incoming::Message {
                         responder,
                         reply: Reply { envelope, body },
@@ -326,6 +435,7 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
             handled_requests: c.handled_requests.load(Ordering::Relaxed),
+            dropped_replies: c.dropped_replies.load(Ordering::Relaxed),
             waiting_calls: self.pending().len() as u64,
         }
     }
@@ -406,9 +516,25 @@ impl Connector {
         self.configure(|c| c.timeout = timeout)
     }
 
-    /// Sets how long a multicast waits for acknowledgements.
+    /// Sets the ack timeout of unicast calls and the ack window of
+    /// multicasts.
     pub fn with_ack_window(self, window: Duration) -> Self {
         self.configure(|c| c.ack_window = window)
+    }
+
+    /// Sets the most responders one multicast collects.
+    pub fn with_max_responders(self, max: usize) -> Self {
+        self.configure(|c| c.max_responders = max)
+    }
+
+    /// Sets the most reply bytes one call takes in.
+    pub fn with_max_reply_bytes(self, max: usize) -> Self {
+        self.configure(|c| c.max_reply_bytes = max)
+    }
+
+    /// Sets the largest body a call or request may carry.
+    pub fn with_max_body(self, max: usize) -> Self {
+        self.configure(|c| c.max_body = max)
     }
 
     /// The hostname as given (lower-cased).
@@ -482,6 +608,9 @@ impl Connector {
         let shared = Arc::downgrade(&self.inner.shared);
         let options = options
             .name(format!("{host} {instance}"))
+            // Messages buffered per subscription before the client drops
+            // (slow consumer): bounds what a flood can queue.
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
             .event_callback(move |event| {
                 if let Some(shared) = shared.upgrade() {
                     shared.on_event(event);
@@ -505,6 +634,7 @@ impl Connector {
                 reason: e.to_string(),
             })?;
         let pump = Arc::new(ReplyPump::new(replies, ReplyShape::new(&plane, &host, &id)));
+        let fragment_size = crate::frag::fragment_size(client.server_info().max_payload);
         let live = Arc::new(Live {
             client,
             plane,
@@ -513,6 +643,8 @@ impl Connector {
             config,
             shared: self.inner.shared.clone(),
             pump,
+            inbound_frags: crate::frag::InboundFrags::default(),
+            fragment_size,
             tasks: Mutex::new(Vec::new()),
         });
         live.add_task(tokio::spawn(
@@ -566,6 +698,10 @@ impl std::fmt::Debug for Connector {
             .finish()
     }
 }
+
+/// Messages the client buffers per subscription (async-nats's default is
+/// 65,536): a reader that falls behind drops beyond it.
+const SUBSCRIPTION_CAPACITY: usize = 4096;
 
 /// How long to wait for the broker to refuse a new subscription: the refusal
 /// arrives as an asynchronous event shortly after the flush that follows it.

@@ -7,6 +7,12 @@
 //! `Microbus-Actor` and `Microbus-Baggage-*` on. A `tokio::spawn`ed task does
 //! not inherit task-locals: wrap its future in `context::current().scope(…)`.
 //! An edge service (a gateway) starts a frame itself with [`with_actor`].
+//!
+//! As in Microbus, the frame also carries what bounds and traces the chain
+//! of calls: the deadline of the request's time budget (outbound calls get
+//! what is left), its call depth (each hop adds one; 64 is the limit),
+//! `traceparent`'s trace id, and the `X-Forwarded-*` and `Accept-Language`
+//! headers, which flow on unchanged.
 
 use std::future::Future;
 
@@ -23,6 +29,14 @@ pub struct Frame {
     pub actor: Option<String>,
     /// `Microbus-Baggage-*` headers, full names.
     pub baggage: Vec<(String, String)>,
+    /// `X-Forwarded-*` and `Accept-Language` headers, full names.
+    pub forwarded: Vec<(String, String)>,
+    /// The request's call depth (0 outside a handler).
+    pub depth: u32,
+    /// When the request's time budget runs out.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The trace id (32 hex digits) and flags of the inbound `traceparent`.
+    pub trace: Option<(String, String)>,
 }
 
 impl Frame {

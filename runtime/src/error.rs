@@ -121,7 +121,17 @@ pub enum Error {
         /// The refused subject.
         subject: String,
     },
-    /// No reply arrived in time.
+    /// Nobody acknowledged the request within the ack timeout: no service
+    /// serves the subject (Microbus's 404 "ack timeout").
+    #[error("ack timeout: nobody acknowledged {subject:?} within {timeout:?}")]
+    AckTimeout {
+        /// The request subject.
+        subject: String,
+        /// The ack timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The time budget ran out (before the call, or while waiting for the
+    /// response after an acknowledgement): 408.
     #[error("no reply on {subject:?} within {timeout:?}")]
     Timeout {
         /// The request subject.
@@ -200,7 +210,8 @@ impl Error {
     pub fn status_code(&self) -> u16 {
         match self {
             Error::Status { status, .. } | Error::Remote { status, .. } => *status,
-            Error::Timeout { .. } => 504,
+            Error::Timeout { .. } => 408,
+            Error::AckTimeout { .. } => 404,
             Error::PublishDenied { .. } | Error::SubscribeDenied { .. } => 403,
             Error::Decode { .. }
             | Error::MissingPathArgument { .. }

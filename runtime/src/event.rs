@@ -23,6 +23,22 @@ impl Connector {
         path: String,
         body: Vec<u8>,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
+        let args = crate::__private::Encoded {
+            query: String::new(),
+            body,
+        };
+        self.trigger_args(source, method, route, path, args).await
+    }
+
+    /// [`Connector::trigger`] with typed arguments (query or body).
+    pub(crate) async fn trigger_args(
+        &self,
+        source: &str,
+        method: &str,
+        route: &str,
+        path: String,
+        args: crate::__private::Encoded,
+    ) -> Result<Vec<Result<Response, Error>>, Error> {
         let live = self.live_arc()?;
         let (method, parsed) = parse_endpoint(method, route)?;
         if source != live.host.as_str() || parsed.port != EVENT_PORT {
@@ -44,7 +60,7 @@ impl Connector {
             port: EVENT_PORT,
             path,
         };
-        live.multicast(&target, &method, Outgoing::with_body(body), None)
+        live.multicast(&target, &method, Outgoing::from_args(args), None)
             .await
     }
 

@@ -1,24 +1,27 @@
-//! Random identifiers: 128-bit message ids and `id-…` instance ids, both from
-//! the thread-local CSPRNG of `rand`.
+//! Random identifiers: message ids (8 alphanumerics, as Microbus makes them)
+//! and `id-…` instance ids, both from the thread-local CSPRNG of `rand`.
 
 use rand::RngExt as _;
 
-/// A fresh 128-bit random message id.
-pub fn message_id() -> u128 {
-    rand::random::<u128>()
+/// Bytes of a message id.
+pub const MESSAGE_ID_LEN: usize = 8;
+
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A fresh message id: 8 random characters of `[A-Za-z0-9]` (about 47.6
+/// random bits; a reply is also checked against the host called).
+pub fn message_id() -> String {
+    let mut rng = rand::rng();
+    (0..MESSAGE_ID_LEN)
+        .map(|_| char::from(ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())]))
+        .collect()
 }
 
-/// The header form of a message id: 32 lower-case hex digits.
-pub fn format_message_id(id: u128) -> String {
-    format!("{id:032x}")
-}
-
-/// Parses the header form of a message id.
-pub fn parse_message_id(text: &str) -> Option<u128> {
-    if text.len() != 32 {
-        return None;
-    }
-    u128::from_str_radix(text, 16).ok()
+/// The key of a message id in the table of waiting calls: its 8 bytes.
+/// `None` for an id of another length (never one of ours).
+pub(crate) fn message_key(id: &str) -> Option<u64> {
+    let bytes: [u8; MESSAGE_ID_LEN] = id.as_bytes().try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 /// A fresh instance id: `id-` and 10 random lower-case alphanumerics.
@@ -38,13 +41,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn message_ids_round_trip_and_differ() {
+    fn message_ids_are_eight_alphanumerics_and_differ() {
         let a = message_id();
         let b = message_id();
         assert_ne!(a, b);
-        assert_eq!(parse_message_id(&format_message_id(a)), Some(a));
-        assert_eq!(format_message_id(1).len(), 32);
-        assert_eq!(parse_message_id("xyz"), None);
+        assert_eq!(a.len(), 8);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert!(message_key(&a).is_some());
+        assert_ne!(message_key(&a), message_key(&b));
+        assert_eq!(message_key("short"), None);
     }
 
     #[test]

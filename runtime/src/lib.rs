@@ -33,6 +33,7 @@ pub mod context;
 pub mod creds;
 pub mod error;
 pub mod event;
+mod frag;
 pub mod id;
 pub mod method;
 mod pump;

@@ -13,11 +13,31 @@
 //! publisher wrote is removed in every spelling and replaced by the source
 //! segment before the handler runs. A `:417` event is accepted only when its
 //! source segment is its destination (only the source fires its events).
+//!
+//! The protocol is Microbus's (see [`crate::wire`]): a handler is polled
+//! once as soon as its request is accepted; one that finishes there is
+//! answered at once, one that waits is acknowledged first (`Ack`, 202) so
+//! its caller knows someone is working on it, and is given the request's
+//! time budget minus a round trip, after which it is answered with 408. A
+//! request deeper than 64 hops is answered with 508. Errors travel as `Err`
+//! with Microbus's error JSON. A request in fragments is acknowledged with
+//! 100 on its first fragment and reassembled (bounded, see [`crate::frag`])
+//! before its handler runs; a large response is sent in fragments. At most
+//! [`MAX_RUNNING`] handlers wait per subscription; beyond that the
+//! subscription is not read until one finishes.
+//!
+//! `:888` control endpoints: a Go Microbus peer may broadcast its built-in
+//! control requests (ping, config refresh, metrics, …) to the host `all`.
+//! A buswarden service answers only the `:888` endpoints its API declares;
+//! it does not subscribe to the others, so those broadcasts never reach it
+//! (a Go caller counts no responder from it).
 
+use crate::call::{MAX_CALL_DEPTH, ROUND_TRIP};
 use crate::connector::{Connector, Live};
 use crate::context::Frame;
 use crate::error::Error;
-use crate::wire::{self, Envelope, EnvelopeWriter, FROM_HOST, Kind, Request, Response};
+use crate::frag::{self, Inbound as Fragment};
+use crate::wire::{self, Envelope, FROM_HOST, Kind, MessageWriter, Request, Response};
 use buswarden_rules::route::{CONTROL_PORT, EVENT_PORT};
 use buswarden_rules::subject;
 use buswarden_rules::{Hostname, Method, Position, Route};
@@ -27,6 +47,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+
+/// Most handlers waiting at once per subscription.
+pub const MAX_RUNNING: usize = 1024;
 
 /// The broadcast hostname of control endpoints: a `:888` call to `all`
 /// reaches every replica of every service.
@@ -86,9 +109,9 @@ pub(crate) struct ReplyTo {
     /// The reply subject.
     subject: String,
     /// The request's message id.
-    msg_id: u128,
-    /// Whether the caller collects every responder.
-    multicast: bool,
+    msg_id: String,
+    /// The trace id, for error bodies.
+    trace: String,
 }
 
 /// A request that passed the checks: its handler's input and context, and
@@ -97,6 +120,34 @@ pub(crate) struct Accepted {
     to: ReplyTo,
     frame: Frame,
     request: Request,
+    /// When the handler's budget runs out.
+    deadline: tokio::time::Instant,
+}
+
+/// What a received message asks of the responder.
+pub(crate) enum Received {
+    /// Run the handler.
+    Call(Accepted),
+    /// Answer at once with this error.
+    Refuse(ReplyTo, Error),
+    /// A first fragment: acknowledge with 100 and wait for the rest.
+    Continue(ReplyTo),
+    /// Nothing to do (dropped and counted, or a fragment stored).
+    Nothing,
+}
+
+/// The trace id and flags of a `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn parse_traceparent(value: &str) -> Option<(String, String)> {
+    let mut parts = value.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+    (parts.next().is_none()
+        && hex(version, 2)
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2))
+    .then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
 }
 
 /// What kind of message a subscription receives.
@@ -194,20 +245,29 @@ impl Live {
             let mut running = FuturesUnordered::new();
             loop {
                 tokio::select! {
-                    msg = sub.next() => match msg {
-                        Some(msg) => {
-                            if let Some(call) = live.accept(msg, inbound) {
-                                let Accepted { to, frame, request } = call;
-                                if to.multicast {
-                                    live.acknowledge(&to).await;
-                                }
+                    msg = sub.next(), if running.len() < MAX_RUNNING => match msg {
+                        Some(msg) => match live.accept(msg, inbound) {
+                            Received::Call(Accepted { to, frame, request, deadline }) => {
                                 let mut fut = Box::pin(frame.scope(handler(request)));
                                 match futures_util::poll!(fut.as_mut()) {
                                     Poll::Ready(outcome) => live.respond(to, outcome).await,
-                                    Poll::Pending => running.push(async move { (fut.await, to) }),
+                                    Poll::Pending => {
+                                        live.acknowledge(&to, 202).await;
+                                        running.push(async move {
+                                            let outcome = tokio::time::timeout_at(deadline, fut)
+                                                .await
+                                                .unwrap_or_else(|_| {
+                                                    Err(Error::status(408, "the time budget ran out"))
+                                                });
+                                            (outcome, to)
+                                        });
+                                    }
                                 }
                             }
-                        }
+                            Received::Refuse(to, e) => live.respond(to, Err(e)).await,
+                            Received::Continue(to) => live.acknowledge(&to, 100).await,
+                            Received::Nothing => {}
+                        },
                         None => break,
                     },
                     Some((outcome, to)) = running.next(), if !running.is_empty() => {
@@ -222,61 +282,113 @@ impl Live {
         Ok(())
     }
 
-    /// Checks a received request: the call to make, or `None` (counted as
-    /// malformed, anonymous or a foreign event).
-    fn accept(&self, msg: async_nats::Message, inbound: Inbound) -> Option<Accepted> {
+    /// Checks a received request: the call to make, an answer to give at
+    /// once, or nothing (counted as malformed, anonymous or a foreign
+    /// event).
+    fn accept(&self, msg: async_nats::Message, inbound: Inbound) -> Received {
         let Ok(req) = subject::decode_request(msg.subject.as_str()) else {
             self.shared.count_malformed();
-            return None;
+            return Received::Nothing;
         };
         if req.src.is_empty() {
             self.shared.count_anonymous();
-            return None;
+            return Received::Nothing;
         }
         if inbound == Inbound::Event && (req.src != req.dest || req.port != EVENT_PORT) {
             self.shared.count_foreign_event();
-            return None;
+            return Received::Nothing;
         }
         let Ok((envelope, body)) = Envelope::decode(&msg.payload) else {
             self.shared.count_malformed();
-            return None;
+            return Received::Nothing;
         };
         if envelope.kind != Kind::Request {
             self.shared.count_malformed();
-            return None;
+            return Received::Nothing;
         }
         let caller_id = match Position::parse(&envelope.from_id) {
             Ok(p @ Position::Id(_)) => p,
             _ => {
                 self.shared.count_malformed();
-                return None;
+                return Received::Nothing;
             }
         };
         let reply = subject::reply(&self.plane, self.host.as_str(), &req.src, &caller_id);
+        let query = envelope.query().to_string();
         let Envelope {
             msg_id,
-            multicast,
-            query,
+            from_id,
+            time_budget,
+            call_depth,
+            fragment,
             mut headers,
             ..
         } = envelope;
-        // Any From-Host the publisher wrote, in any spelling, is dropped for
-        // the certified one: the subject's source segment, pinned by the broker.
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(FROM_HOST));
+        let trace = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(wire::TRACEPARENT))
+            .and_then(|(_, v)| parse_traceparent(v));
+        let to = ReplyTo {
+            subject: reply,
+            msg_id,
+            trace: trace.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+        };
+        if call_depth > MAX_CALL_DEPTH {
+            return Received::Refuse(
+                to,
+                Error::status(508, format!("call depth overflow: {call_depth} hops")),
+            );
+        }
+        let budget = time_budget.unwrap_or(self.config.timeout);
+        if budget <= ROUND_TRIP {
+            return Received::Refuse(to, Error::status(408, "the time budget ran out"));
+        }
+        let deadline = tokio::time::Instant::now() + (budget - ROUND_TRIP);
+        let body = match fragment.filter(|(_, n)| *n > 1) {
+            None => body,
+            Some((i, n)) => match self.inbound_frags.add(
+                (from_id, to.msg_id.clone()),
+                (i, n),
+                body,
+                deadline,
+                self.config.max_body,
+                2 * self.config.max_body,
+            ) {
+                Fragment::Stored if i == 1 => return Received::Continue(to),
+                Fragment::Stored => return Received::Nothing,
+                Fragment::Complete(body) => body,
+                Fragment::Refused => {
+                    return Received::Refuse(
+                        to,
+                        Error::status(413, "fragment refused: out of order, or over a limit"),
+                    );
+                }
+            },
+        };
+        // Any From-Host the publisher wrote was taken out of the headers
+        // by the decoder; the certified one is the subject's source
+        // segment, pinned by the broker.
         headers.push((FROM_HOST.to_string(), req.src.clone()));
         let mut actor = None;
         let mut baggage = Vec::new();
+        let mut forwarded = Vec::new();
         for (n, v) in &headers {
             if actor.is_none() && n.eq_ignore_ascii_case(wire::ACTOR) {
                 actor = Some(v.clone());
             } else if wire::has_prefix(n, wire::BAGGAGE_PREFIX) {
                 baggage.push((n.clone(), v.clone()));
+            } else if wire::is_propagated(n) {
+                forwarded.push((n.clone(), v.clone()));
             }
         }
         let frame = Frame {
             caller: Some(req.src),
             actor,
             baggage,
+            forwarded,
+            depth: call_depth,
+            deadline: Some(deadline),
+            trace,
         };
         let request = Request {
             method: req.method.to_string(),
@@ -286,92 +398,87 @@ impl Live {
             body: body.to_vec(),
         };
         self.shared.count_handled();
-        Some(Accepted {
-            to: ReplyTo {
-                subject: reply,
-                msg_id,
-                multicast,
-            },
+        Received::Call(Accepted {
+            to,
             frame,
             request,
+            deadline,
         })
     }
 
-    /// The receipt a multicast caller collects before the response.
-    async fn acknowledge(&self, to: &ReplyTo) {
-        if let Ok(ack) = EnvelopeWriter::new(Kind::Ack, true, 0, to.msg_id, self.id.token(), "", 0)
+    /// The acknowledgement: 202 (working on it) or 100 (send the rest).
+    async fn acknowledge(&self, to: &ReplyTo, status: u16) {
+        if let Ok(mut w) = MessageWriter::response(status, 0)
+            && w.transport(Kind::Ack, &to.msg_id, self.host.as_str(), self.id.token())
+                .is_ok()
         {
-            let _ = self
-                .client
-                .publish(to.subject.clone(), ack.finish(&[]))
-                .await;
+            let _ = self.client.publish(to.subject.clone(), w.finish(&[])).await;
         }
     }
 
-    /// Publishes a handler's outcome as the response.
+    /// Publishes a handler's outcome as the response (in fragments when
+    /// it is larger than one message).
     async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
-        let payload = self.response_message(to.msg_id, to.multicast, outcome);
-        let _ = self.client.publish(to.subject, payload).await;
+        for payload in self.response_messages(&to, outcome) {
+            let _ = self.client.publish(to.subject.clone(), payload).await;
+        }
     }
 
-    /// The response message: envelope and body. A response whose headers
-    /// cannot be encoded becomes a 500 with the reason.
-    fn response_message(
+    /// The response messages. A response whose headers cannot be encoded
+    /// becomes a 500 error with the reason.
+    fn response_messages(
         &self,
-        msg_id: u128,
-        multicast: bool,
+        to: &ReplyTo,
         outcome: Result<Response, Error>,
-    ) -> bytes::Bytes {
-        // Multicast responses name the responder instance (tells the
-        // replicas of one host apart).
-        let from_id = if multicast { self.id.token() } else { "" };
+    ) -> Vec<bytes::Bytes> {
         let encoded = outcome.and_then(|resp| {
             let status = if (100..=999).contains(&resp.status) {
                 resp.status
             } else {
                 500
             };
-            let w = EnvelopeWriter::new(
-                Kind::Response,
-                multicast,
-                status,
-                msg_id,
-                from_id,
-                "",
-                resp.body.len(),
-            )
-            .and_then(|mut w| {
-                for (n, v) in &resp.headers {
-                    if !wire::is_envelope(n) {
-                        w.header(n, v)?;
+            let parts = frag::split(&bytes::Bytes::from(resp.body), self.fragment_size);
+            let n = parts.len() as u32;
+            parts
+                .iter()
+                .enumerate()
+                .map(|(i, part)| {
+                    let mut w = MessageWriter::response(status, part.len())?;
+                    w.transport(
+                        Kind::Response,
+                        &to.msg_id,
+                        self.host.as_str(),
+                        self.id.token(),
+                    )?;
+                    if n > 1 {
+                        w.header(wire::FRAGMENT, &format!("{}/{n}", i + 1))?;
                     }
-                }
-                Ok(w)
-            })
-            .map_err(|e| Error::Encode {
-                what: "response headers".into(),
-                reason: e.to_string(),
-            })?;
-            Ok(w.finish(&resp.body))
+                    for (name, value) in &resp.headers {
+                        if !wire::is_envelope(name) {
+                            w.header(name, value)?;
+                        }
+                    }
+                    Ok(w.finish(part))
+                })
+                .collect::<Result<Vec<_>, wire::EnvelopeError>>()
+                .map_err(|e| Error::Encode {
+                    what: "response".into(),
+                    reason: e.to_string(),
+                })
         });
         match encoded {
-            Ok(payload) => payload,
+            Ok(messages) => messages,
             Err(e) => {
-                let message = e.message();
-                match EnvelopeWriter::new(
-                    Kind::Response,
-                    multicast,
-                    e.status_code(),
-                    msg_id,
-                    from_id,
-                    "",
-                    message.len(),
-                ) {
-                    Ok(w) => w.finish(message.as_bytes()),
-                    // Only a sender id over 64 bytes fails here, and ours is
-                    // an `id-…` of 13: an empty payload is never sent.
-                    Err(_) => bytes::Bytes::new(),
-                }
+                let status = e.status_code();
+                let body = wire::error_body(&e.message(), status, &to.trace);
+                let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
+                    w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
+                    w.header("Content-Type", "application/json")?;
+                    Ok(w.finish(&body))
+                });
+                // Only a status outside 100-999 fails here, and error
+                // statuses are 400-599: an empty reply is never sent.
+                message.into_iter().collect()
             }
         }
     }

@@ -1,76 +1,107 @@
-//! How a request and its response travel on NATS.
+//! How a request and its response travel on NATS: Microbus's message format.
 //!
 //! **Subjects** come from `buswarden_rules::subject` and nowhere else:
 //! a request is published on
 //! `<plane>.<trust>.<port>.<caller>.<dest>.<pos>.<METHOD>.<path…>` and its
-//! response on `<plane>.reply._.<responder>.<caller>.<caller-id>`. NATS
-//! reply-to (`_INBOX`) is never used: each connector subscribes once to
-//! `<plane>.reply._.*.<own-host>.<own-id>` and correlates responses by message
-//! id. The method and path are in the subject; nothing else is.
+//! acknowledgement and response on `<plane>.reply._.<responder>.<caller>.<caller-id>`.
+//! NATS reply-to (`_INBOX`) and NATS headers are never used: each connector
+//! subscribes once to `<plane>.reply._.*.<own-host>.<own-id>` and correlates
+//! replies by message id.
 //!
-//! **The envelope** travels at the front of the NATS payload, not in NATS
-//! headers: a message is one compact binary envelope followed by the body.
-//! (NATS headers cost a `HeaderMap` of allocated names and values per message
-//! in the client and `HPUB`/`HMSG` parsing in the server; the envelope costs
-//! a few bounded reads.) All integers are big-endian.
+//! **The payload** is HTTP/1.1 text, as a Go Microbus service writes and
+//! reads it (`docs/formats.md` has the details and an example):
 //!
-//! | bytes | field |
-//! |---|---|
-//! | 1 | version, [`ENVELOPE_VERSION`] (`0xB1`); anything else is refused |
-//! | 1 | kind: `1` request, `2` response, `3` acknowledgement (multicast receipt, no body) |
-//! | 1 | flags: bit 0 = multicast (the caller collects every responder: responders send an ack first); other bits must be 0 |
-//! | 2 | status: `0` on requests and acks; on responses 100-999 (400 and above is an error) |
-//! | 16 | message id: 128 random bits; a response repeats its request's |
-//! | 1 + n | sender instance id (`id-…`), n <= 64: requests carry the caller's (where the response goes); multicast responses and acks the responder's (tells replicas apart); otherwise empty |
-//! | 2 + n | query string of a raw-call URL (without `?`), UTF-8, may be empty |
-//! | 2 | number of headers, at most [`MAX_HEADERS`] |
-//! | per header: 1 + n, 4 + m | name (1-255 bytes of visible ASCII, no `:`), value (UTF-8, no CR or LF) |
-//! | rest | the body: for typed functions a JSON object of the non-path arguments by name (requests) or the JSON of the result (responses); for web endpoints the raw body; on an error status the UTF-8 error message |
+//! - a request is `METHOD <absolute URI> HTTP/1.1`, `Host`, the headers, a
+//!   blank line and the body (`Content-Length`, or `Transfer-Encoding:
+//!   chunked` on receipt);
+//! - a response, an acknowledgement and an error are `HTTP/1.1 <status>
+//!   <reason>`, the headers, a blank line and the body.
 //!
-//! The envelope before the body is at most [`MAX_ENVELOPE`] bytes. Decoding
-//! is "parse, don't validate": [`Envelope::decode`] turns untrusted bytes into
-//! a typed [`Envelope`] and the body, or a typed [`EnvelopeError`]; it never
-//! panics and never reads past a length it has checked.
+//! The transport travels in `Microbus-*` headers inside the payload:
+//! `Microbus-Op-Code` (`Req`, `Res`, `Ack`, `Err`), `Microbus-Msg-Id` (8
+//! random alphanumerics), `Microbus-From-Host`, `Microbus-From-Id`,
+//! `Microbus-From-Version`, `Microbus-Time-Budget` (a Go duration; a bare
+//! integer is milliseconds), `Microbus-Call-Depth`, `Microbus-Fragment`
+//! (`i/n`). They are decoded into the typed fields of an [`Envelope`];
+//! every other header (`Microbus-Actor`, `Microbus-Baggage-*`,
+//! `traceparent`, `X-Forwarded-*`, `Accept-Language`, a web request's own
+//! headers) stays in [`Envelope::headers`] in order.
 //!
-//! Headers carried: `Microbus-Actor` (the actor token) and
-//! `Microbus-Baggage-*` (baggage), both propagated from the inbound request
-//! being handled to every outbound call it makes, and a web request's or
-//! response's own headers. Other `Microbus-*` names are not user headers and
-//! are not sent.
+//! Decoding is "parse, don't validate": [`Envelope::decode`] turns untrusted
+//! bytes into a typed [`Envelope`] and its body, or a typed
+//! [`EnvelopeError`]. It uses `httparse` with a fixed header array
+//! ([`MAX_HEADERS`]), refuses a head over [`MAX_HEAD`] bytes, a body whose
+//! length disagrees with the payload, and conflicting transport headers; it
+//! never panics and never allocates more than the payload's size.
 //!
-//! **Certified caller identity.** The caller's hostname is not in the
-//! envelope: it is the subject's source segment, which the broker pins.
-//! Receivers give handlers a `Microbus-From-Host` header set from that
-//! segment; any copy the publisher wrote in the envelope, in any spelling, is
-//! removed first. A caller accepts a response only when its responder segment
+//! **Certified caller identity.** A `Microbus-From-Host` header is never
+//! trusted: a receiver replaces it with the subject's source segment, which
+//! the broker pins. A caller accepts a reply only when its responder segment
 //! (pinned by the broker to the responder's own hostname) is the host it
 //! called.
 
 use bytes::Bytes;
 use std::fmt;
+use std::time::Duration;
 
-/// Header given to handlers: the broker-verified caller hostname (set on
-/// receipt from the subject; never trusted from the wire).
+/// Header: the caller's (or responder's) hostname. Given to handlers as the
+/// broker-verified caller, set on receipt from the subject.
 pub const FROM_HOST: &str = "Microbus-From-Host";
+/// Header: the sender's instance id (`id-…`).
+pub const FROM_ID: &str = "Microbus-From-Id";
+/// Header: the sender's version.
+pub const FROM_VERSION: &str = "Microbus-From-Version";
+/// Header: the message id.
+pub const MSG_ID: &str = "Microbus-Msg-Id";
+/// Header: the op code (`Req`, `Res`, `Ack`, `Err`).
+pub const OP_CODE: &str = "Microbus-Op-Code";
+/// Header: the time budget left for the request.
+pub const TIME_BUDGET: &str = "Microbus-Time-Budget";
+/// Header: how many hops the request has made.
+pub const CALL_DEPTH: &str = "Microbus-Call-Depth";
+/// Header: `i/n`, the fragment of a large body.
+pub const FRAGMENT: &str = "Microbus-Fragment";
 /// Header: actor token, propagated.
 pub const ACTOR: &str = "Microbus-Actor";
 /// Header prefix: baggage, propagated.
 pub const BAGGAGE_PREFIX: &str = "Microbus-Baggage-";
+/// Header: the W3C trace context, propagated.
+pub const TRACEPARENT: &str = "traceparent";
+/// Header: the caller's language, propagated.
+pub const ACCEPT_LANGUAGE: &str = "Accept-Language";
+/// Header prefix: the ingress's forwarding headers, propagated.
+pub const FORWARDED_PREFIX: &str = "X-Forwarded-";
 
-/// First byte of every envelope: the format version.
-pub const ENVELOPE_VERSION: u8 = 0xB1;
-/// Most bytes an envelope may take before the body.
-pub const MAX_ENVELOPE: usize = 64 * 1024;
-/// Most headers an envelope may carry.
-pub const MAX_HEADERS: usize = 256;
-/// Longest sender instance id.
+/// Most bytes the request or status line and the headers may take.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most headers a message may carry.
+pub const MAX_HEADERS: usize = 128;
+/// Longest message id accepted.
+const MAX_MSG_ID: usize = 64;
+/// Longest sender instance id or version accepted.
 const MAX_FROM_ID: usize = 64;
-const FLAG_MULTICAST: u8 = 1;
+/// Longest time budget: 15 minutes.
+pub const MAX_TIME_BUDGET: Duration = Duration::from_secs(15 * 60);
+/// Most fragments one body may be split into.
+pub const MAX_FRAGMENTS: u32 = 4096;
 
-/// Whether a header is part of the runtime's envelope (not a user header).
+/// Whether a header is a transport header (decoded into an [`Envelope`]
+/// field, never a user header): `Microbus-*` except the propagated actor
+/// and baggage.
 pub(crate) fn is_envelope(name: &str) -> bool {
-    let n = name.as_bytes();
-    n.len() > 8 && n[..8].eq_ignore_ascii_case(b"microbus")
+    has_prefix(name, "Microbus-") && !is_propagated_microbus(name)
+}
+
+fn is_propagated_microbus(name: &str) -> bool {
+    name.eq_ignore_ascii_case(ACTOR) || has_prefix(name, BAGGAGE_PREFIX)
+}
+
+/// Whether a header of the inbound request flows on to every outbound call
+/// made while handling it (Microbus's propagation set).
+pub(crate) fn is_propagated(name: &str) -> bool {
+    is_propagated_microbus(name)
+        || name.eq_ignore_ascii_case(ACCEPT_LANGUAGE)
+        || has_prefix(name, FORWARDED_PREFIX)
 }
 
 /// A request as a handler of a `#[web]` endpoint sees it, and as a web
@@ -84,10 +115,9 @@ pub struct Request {
     pub path: String,
     /// The query string, without `?`.
     pub query: String,
-    /// Headers, in order. On receipt: the caller's headers, the actor and
-    /// baggage, and `Microbus-From-Host`, the broker-verified caller (the
-    /// transport headers — message id, caller instance, multicast flag,
-    /// query — are not repeated here).
+    /// Headers, in order. On receipt: the caller's headers, the propagated
+    /// ones, and `Microbus-From-Host`, the broker-verified caller (the other
+    /// transport headers are not repeated here).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -143,9 +173,9 @@ impl Request {
 /// A response: status, headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// HTTP-like status.
+    /// HTTP status.
     pub status: u16,
-    /// Headers, in order (envelope headers removed on receipt).
+    /// Headers, in order (transport headers removed on receipt).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -206,355 +236,752 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
-/// Whether a header may be sent as a user header: not an envelope name,
-/// except the propagated actor and baggage.
-pub(crate) fn is_propagated(name: &str) -> bool {
-    name.eq_ignore_ascii_case(ACTOR) || has_prefix(name, BAGGAGE_PREFIX)
-}
-
 /// Case-insensitive prefix test that is safe on any UTF-8 boundary.
 pub(crate) fn has_prefix(name: &str, prefix: &str) -> bool {
     let (n, p) = (name.as_bytes(), prefix.as_bytes());
     n.len() > p.len() && n[..p.len()].eq_ignore_ascii_case(p)
 }
 
-/// What a message is.
+/// What a message is: its `Microbus-Op-Code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kind {
-    /// A request (or an event).
+    /// `Req`: a request (or an event).
     Request,
-    /// A response.
+    /// `Res`: a response (any status).
     Response,
-    /// A receipt acknowledgement of a multicast request.
+    /// `Ack`: a receipt acknowledgement (202, or 100 for a fragment).
     Ack,
+    /// `Err`: an error response; the body is Microbus's error JSON.
+    Error,
 }
 
 impl Kind {
-    fn code(self) -> u8 {
+    /// The op code as written.
+    pub fn op_code(self) -> &'static str {
         match self {
-            Kind::Request => 1,
-            Kind::Response => 2,
-            Kind::Ack => 3,
+            Kind::Request => "Req",
+            Kind::Response => "Res",
+            Kind::Ack => "Ack",
+            Kind::Error => "Err",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "Req" => Some(Kind::Request),
+            "Res" => Some(Kind::Response),
+            "Ack" => Some(Kind::Ack),
+            "Err" => Some(Kind::Error),
+            _ => None,
         }
     }
 }
 
-/// The decoded envelope of a message (see the module docs for the layout).
+/// The decoded head of a message (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// What the message is.
     pub kind: Kind,
-    /// The multicast flag.
-    pub multicast: bool,
-    /// Response status (`0` on requests and acks).
+    /// Requests: the method token; empty otherwise.
+    pub method: String,
+    /// Requests: the absolute URI of the request line; empty otherwise.
+    pub url: String,
+    /// Responses, acks and errors: the HTTP status; `0` on requests.
     pub status: u16,
-    /// The message id.
-    pub msg_id: u128,
-    /// The sender's instance id (`id-…`) or empty.
+    /// The message id; a reply repeats its request's.
+    pub msg_id: String,
+    /// The sender's hostname as it wrote it (receivers trust the subject instead).
+    pub from_host: String,
+    /// The sender's instance id (`id-…`), or empty.
     pub from_id: String,
-    /// The query string (requests of raw calls).
-    pub query: String,
-    /// Actor, baggage and user headers, in order.
+    /// The sender's version, or empty.
+    pub from_version: String,
+    /// The time budget the caller gives the request.
+    pub time_budget: Option<Duration>,
+    /// Hops so far (`0` when absent).
+    pub call_depth: u32,
+    /// `(i, n)`: this is fragment `i` of `n` (1-based).
+    pub fragment: Option<(u32, u32)>,
+    /// Every other header, in order.
     pub headers: Vec<(String, String)>,
 }
 
-/// Why bytes are not a valid envelope, or an envelope cannot be encoded.
+/// Why bytes are not a valid message, or a message cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
-    /// The message ends inside the envelope.
-    #[error("envelope truncated: {field} needs {needed} bytes at offset {offset}")]
-    Truncated {
-        /// The field being read.
-        field: &'static str,
-        /// Where it starts.
-        offset: usize,
-        /// How many bytes it needs.
-        needed: usize,
+    /// The head is not complete (no blank line after the headers).
+    #[error("message head truncated")]
+    Truncated,
+    /// The request or status line, or a header line, is not HTTP/1.1 syntax.
+    #[error("malformed HTTP head: {0}")]
+    Syntax(String),
+    /// The head (request or status line and headers) is over [`MAX_HEAD`] bytes.
+    #[error("message head over {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] headers.
+    #[error("more than {MAX_HEADERS} headers")]
+    TooManyHeaders,
+    /// A transport header is missing.
+    #[error("missing header {0}")]
+    Missing(&'static str),
+    /// A transport header appears twice.
+    #[error("header {0} appears more than once")]
+    Duplicate(&'static str),
+    /// A header's value is not valid for it.
+    #[error("invalid value of header {name}: {value:?}")]
+    InvalidValue {
+        /// The header.
+        name: &'static str,
+        /// Its value (cut to 64 bytes).
+        value: String,
     },
-    /// The first byte is not [`ENVELOPE_VERSION`].
-    #[error("unknown envelope version {0:#04x}")]
-    UnknownVersion(u8),
-    /// The kind byte is not 1, 2 or 3.
-    #[error("unknown message kind {0}")]
-    UnknownKind(u8),
-    /// Flag bits this version does not define are set.
-    #[error("unknown envelope flags {0:#04x}")]
-    UnknownFlags(u8),
-    /// The status does not fit the kind (0 for requests and acks, 100-999 for responses).
-    #[error("status {status} is not valid on a {kind:?}")]
-    InvalidStatus {
-        /// The kind of message.
-        kind: Kind,
-        /// The status it carried.
-        status: u16,
-    },
-    /// The sender instance id is longer than 64 bytes.
-    #[error("sender instance id of {0} bytes (at most 64)")]
-    FromIdTooLong(usize),
-    /// More headers than [`MAX_HEADERS`].
-    #[error("{0} headers (at most {MAX_HEADERS})")]
-    TooManyHeaders(usize),
-    /// The envelope is larger than [`MAX_ENVELOPE`].
-    #[error("envelope of {0} bytes (at most {MAX_ENVELOPE})")]
-    TooLarge(usize),
-    /// A text field is not UTF-8, or not valid for its field.
-    #[error("invalid {field}")]
-    InvalidText {
-        /// The field.
-        field: &'static str,
-    },
-    /// A header name is empty, longer than 255 bytes, or not visible ASCII without `:`.
+    /// A header name is not an HTTP token.
     #[error("invalid header name {0:?}")]
     InvalidHeaderName(String),
-    /// A header value contains CR or LF.
-    #[error("value of header {0:?} contains CR or LF")]
+    /// A header value has CR, LF, NUL or another control byte, or is not UTF-8.
+    #[error("invalid value of header {0:?}")]
     InvalidHeaderValue(String),
+    /// The op code does not fit the first line (`Req` on a request line;
+    /// `Res`, `Ack` or `Err` on a status line).
+    #[error("op code {op:?} on a {line}")]
+    OpCodeMismatch {
+        /// The op code.
+        op: &'static str,
+        /// `request` or `response`.
+        line: &'static str,
+    },
+    /// The request target is not an absolute `http(s)://` URI, or the
+    /// method is not a method token.
+    #[error("invalid request line: {0}")]
+    InvalidRequestLine(String),
+    /// The status is not 100-999.
+    #[error("invalid status {0}")]
+    InvalidStatus(u16),
+    /// The body is shorter or longer than `Content-Length`, or a chunked
+    /// body is malformed.
+    #[error("body does not match its framing: {0}")]
+    Body(&'static str),
 }
 
-fn status_fits(kind: Kind, status: u16) -> bool {
-    match kind {
-        Kind::Response => (100..=999).contains(&status),
-        Kind::Request | Kind::Ack => status == 0,
+fn cut(value: &str) -> String {
+    let mut end = value.len().min(64);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value[..end].to_string()
+}
+
+/// An HTTP token (`tchar`): what a header name and a method may be made of.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value we write or accept: no control byte but tab.
+fn valid_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// A Go duration string: what Microbus writes in `Microbus-Time-Budget`.
+/// Written as whole milliseconds (`1500ms`), which Go's `time.ParseDuration`
+/// reads.
+pub fn format_budget(budget: Duration) -> String {
+    format!("{}ms", budget.as_millis())
+}
+
+/// Parses a time budget: a Go duration (`20s`, `1m30s`, `1.5s`, `250ms`)
+/// or a bare integer of milliseconds. `None` for anything else or more than
+/// [`MAX_TIME_BUDGET`].
+pub fn parse_budget(text: &str) -> Option<Duration> {
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: u64 = text.parse().ok()?;
+        let d = Duration::from_millis(ms);
+        return (d <= MAX_TIME_BUDGET).then_some(d);
+    }
+    let mut rest = text;
+    let mut total_ns: u128 = 0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&i| i > 0)?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let per: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        if frac.contains('.') || (whole.is_empty() && frac.is_empty()) || whole.len() > 12 {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut ns = whole.checked_mul(per)?;
+        let mut scale = per;
+        for d in frac.bytes().take(18) {
+            scale /= 10;
+            ns += u128::from(d - b'0') * scale;
+        }
+        total_ns = total_ns.checked_add(ns)?;
+        rest = tail;
+    }
+    let d = Duration::from_nanos(u64::try_from(total_ns).ok()?);
+    (d <= MAX_TIME_BUDGET).then_some(d)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        508 => "Loop Detected",
+        _ => "Status",
     }
 }
 
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+/// Whether a response of this status has no body (HTTP: 1xx, 204, 304).
+fn bodyless(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
 }
 
-fn valid_header_value(value: &str) -> bool {
-    !value.bytes().any(|b| b == b'\r' || b == b'\n')
+/// Whether a request of this method is written with a `Content-Length` even
+/// when its body is empty (as Go does).
+fn length_always(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH")
 }
 
-/// Writes an envelope; the caller appends the body. Headers pass through
-/// `keep`, which may skip some (envelope names) without copying them.
-pub(crate) struct EnvelopeWriter {
+/// Appends `text` percent-encoding every byte outside `keep` and the
+/// unreserved set (an already-encoded `%xx` is kept).
+fn push_uri_part(out: &mut Vec<u8>, text: &str, keep: &[u8]) {
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~%".contains(&b) || keep.contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+}
+
+/// Writes a message; the caller adds headers, then the body.
+pub(crate) struct MessageWriter {
     buf: Vec<u8>,
-    count_at: usize,
+    /// Requests of these methods always carry a length.
+    length_always: bool,
+    bodyless: bool,
     count: usize,
 }
 
-impl EnvelopeWriter {
-    /// Starts an envelope with room for `body_len` more bytes.
-    pub(crate) fn new(
-        kind: Kind,
-        multicast: bool,
-        status: u16,
-        msg_id: u128,
-        from_id: &str,
+impl MessageWriter {
+    /// Starts a request: `METHOD scheme://host[:port]/path[?query] HTTP/1.1`
+    /// and `Host`.
+    pub(crate) fn request(
+        method: &str,
+        host: &str,
+        port: u16,
+        path: &str,
         query: &str,
         body_len: usize,
     ) -> Result<Self, EnvelopeError> {
-        if from_id.len() > MAX_FROM_ID {
-            return Err(EnvelopeError::FromIdTooLong(from_id.len()));
+        if !is_token(method) {
+            return Err(EnvelopeError::InvalidRequestLine(cut(method)));
         }
-        if !status_fits(kind, status) {
-            return Err(EnvelopeError::InvalidStatus { kind, status });
+        if !is_token(host) {
+            return Err(EnvelopeError::InvalidRequestLine(cut(host)));
         }
-        let query_len =
-            u16::try_from(query.len()).map_err(|_| EnvelopeError::TooLarge(query.len()))?;
-        let mut buf = Vec::with_capacity(64 + from_id.len() + query.len() + body_len);
-        buf.push(ENVELOPE_VERSION);
-        buf.push(kind.code());
-        buf.push(if multicast { FLAG_MULTICAST } else { 0 });
-        buf.extend_from_slice(&status.to_be_bytes());
-        buf.extend_from_slice(&msg_id.to_be_bytes());
-        // Checked above: at most 64.
-        buf.push(from_id.len() as u8);
-        buf.extend_from_slice(from_id.as_bytes());
-        buf.extend_from_slice(&query_len.to_be_bytes());
-        buf.extend_from_slice(query.as_bytes());
-        let count_at = buf.len();
-        buf.extend_from_slice(&[0, 0]);
-        if buf.len() > MAX_ENVELOPE {
-            return Err(EnvelopeError::TooLarge(buf.len()));
+        let mut buf =
+            Vec::with_capacity(160 + host.len() * 2 + path.len() + query.len() + body_len);
+        buf.extend_from_slice(method.as_bytes());
+        let scheme: &[u8] = if port == 80 {
+            b" http://"
+        } else {
+            b" https://"
+        };
+        buf.extend_from_slice(scheme);
+        buf.extend_from_slice(host.as_bytes());
+        let mut authority_port = itoa::Buffer::new();
+        if port != 443 && port != 80 {
+            buf.push(b':');
+            buf.extend_from_slice(authority_port.format(port).as_bytes());
         }
-        Ok(EnvelopeWriter {
+        if !path.starts_with('/') {
+            buf.push(b'/');
+        }
+        push_uri_part(&mut buf, path, b"/!$&'()*+,;=:@");
+        if !query.is_empty() {
+            buf.push(b'?');
+            push_uri_part(&mut buf, query, b"/?!$&'()*+,;=:@");
+        }
+        buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        buf.extend_from_slice(host.as_bytes());
+        if port != 443 && port != 80 {
+            buf.push(b':');
+            buf.extend_from_slice(authority_port.format(port).as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        Ok(MessageWriter {
             buf,
-            count_at,
+            length_always: length_always(method),
+            bodyless: false,
+            count: 1,
+        })
+    }
+
+    /// Starts a response, an ack or an error: `HTTP/1.1 <status> <reason>`.
+    pub(crate) fn response(status: u16, body_len: usize) -> Result<Self, EnvelopeError> {
+        if !(100..=999).contains(&status) {
+            return Err(EnvelopeError::InvalidStatus(status));
+        }
+        let mut buf = Vec::with_capacity(160 + body_len);
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(reason(status).as_bytes());
+        buf.extend_from_slice(b"\r\n");
+        Ok(MessageWriter {
+            buf,
+            length_always: true,
+            bodyless: bodyless(status),
             count: 0,
         })
     }
 
-    /// Adds a header.
+    /// Adds a header. Framing headers (`Content-Length`,
+    /// `Transfer-Encoding`, `Host`) are the writer's own and are skipped.
     pub(crate) fn header(&mut self, name: &str, value: &str) -> Result<(), EnvelopeError> {
-        if !valid_header_name(name) {
-            return Err(EnvelopeError::InvalidHeaderName(name.to_string()));
+        if !is_token(name) {
+            return Err(EnvelopeError::InvalidHeaderName(cut(name)));
         }
         if !valid_header_value(value) {
-            return Err(EnvelopeError::InvalidHeaderValue(name.to_string()));
+            return Err(EnvelopeError::InvalidHeaderValue(cut(name)));
         }
-        if self.count == MAX_HEADERS {
-            return Err(EnvelopeError::TooManyHeaders(self.count + 1));
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("host")
+        {
+            return Ok(());
         }
-        let size = self.buf.len() + 5 + name.len() + value.len();
-        if size > MAX_ENVELOPE {
-            return Err(EnvelopeError::TooLarge(size));
+        if self.count + 1 >= MAX_HEADERS {
+            return Err(EnvelopeError::TooManyHeaders);
         }
-        // Checked above: name at most 255 bytes, value under MAX_ENVELOPE.
-        self.buf.push(name.len() as u8);
+        if self.buf.len() + name.len() + value.len() + 4 > MAX_HEAD - 32 {
+            return Err(EnvelopeError::HeadTooLarge);
+        }
         self.buf.extend_from_slice(name.as_bytes());
-        self.buf
-            .extend_from_slice(&(value.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(b": ");
         self.buf.extend_from_slice(value.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
         self.count += 1;
         Ok(())
     }
 
-    /// Closes the envelope and appends the body.
+    /// Adds the transport headers of a message.
+    pub(crate) fn transport(
+        &mut self,
+        kind: Kind,
+        msg_id: &str,
+        from_host: &str,
+        from_id: &str,
+    ) -> Result<(), EnvelopeError> {
+        self.header(FROM_HOST, from_host)?;
+        self.header(FROM_ID, from_id)?;
+        self.header(FROM_VERSION, "1")?;
+        self.header(MSG_ID, msg_id)?;
+        self.header(OP_CODE, kind.op_code())
+    }
+
+    /// Closes the head and appends the body.
     pub(crate) fn finish(mut self, body: &[u8]) -> Bytes {
-        // At most MAX_HEADERS (256): fits u16.
-        let count = (self.count as u16).to_be_bytes();
-        self.buf[self.count_at..self.count_at + 2].copy_from_slice(&count);
+        if self.bodyless {
+            self.buf.extend_from_slice(b"\r\n");
+            return Bytes::from(self.buf);
+        }
+        if !body.is_empty() || self.length_always {
+            self.buf.extend_from_slice(b"Content-Length: ");
+            self.buf
+                .extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(body);
         Bytes::from(self.buf)
     }
 }
 
-/// Reads fields off untrusted bytes, every length checked first.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// One transport header, at most once.
+fn set_once<T>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), EnvelopeError> {
+    if slot.is_some() {
+        return Err(EnvelopeError::Duplicate(name));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], EnvelopeError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or(EnvelopeError::Truncated {
-                field,
-                offset: self.at,
-                needed: n,
-            })?;
-        if end > MAX_ENVELOPE {
-            return Err(EnvelopeError::TooLarge(end));
+fn invalid(name: &'static str, value: &str) -> EnvelopeError {
+    EnvelopeError::InvalidValue {
+        name,
+        value: cut(value),
+    }
+}
+
+/// An identifier-like value: 1 to `max` visible ASCII bytes.
+fn ident(name: &'static str, value: &str, max: usize) -> Result<String, EnvelopeError> {
+    if value.is_empty() || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(name, value));
+    }
+    Ok(value.to_string())
+}
+
+fn parse_fragment(value: &str) -> Option<(u32, u32)> {
+    let (i, n) = value.split_once('/')?;
+    let (i, n): (u32, u32) = (i.trim().parse().ok()?, n.trim().parse().ok()?);
+    (i >= 1 && i <= n && n <= MAX_FRAGMENTS).then_some((i, n))
+}
+
+/// Reads a chunked body: every chunk length checked against what is left.
+fn dechunk(data: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &data[at..];
+        let line_end = rest
+            .windows(2)
+            .take(64)
+            .position(|w| w == b"\r\n")
+            .ok_or(EnvelopeError::Body("chunk size line"))?;
+        let line = std::str::from_utf8(&rest[..line_end])
+            .map_err(|_| EnvelopeError::Body("chunk size line"))?;
+        let size_text = line.split(';').next().unwrap_or_default().trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| EnvelopeError::Body("chunk size"))?;
+        at += line_end + 2;
+        if size == 0 {
+            // No trailers: the final CRLF ends the message.
+            return if &data[at..] == b"\r\n" {
+                Ok(out)
+            } else {
+                Err(EnvelopeError::Body("chunked trailer"))
+            };
         }
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
+        let end = at
+            .checked_add(size)
+            .filter(|e| e + 2 <= data.len())
+            .ok_or(EnvelopeError::Body("chunk runs past the message"))?;
+        out.extend_from_slice(&data[at..end]);
+        if &data[end..end + 2] != b"\r\n" {
+            return Err(EnvelopeError::Body("chunk not followed by CRLF"));
+        }
+        at = end + 2;
     }
+}
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, EnvelopeError> {
-        Ok(self.take(field, 1)?[0])
+/// The framing headers and the transport headers, read off the raw headers.
+#[derive(Default)]
+struct Transport {
+    op: Option<Kind>,
+    msg_id: Option<String>,
+    from_host: Option<String>,
+    from_id: Option<String>,
+    from_version: Option<String>,
+    budget: Option<Duration>,
+    depth: Option<u32>,
+    fragment: Option<(u32, u32)>,
+    length: Option<usize>,
+    chunked: bool,
+}
+
+fn read_headers(
+    raw: &[httparse::Header<'_>],
+) -> Result<(Transport, Vec<(String, String)>), EnvelopeError> {
+    let mut t = Transport::default();
+    let mut headers = Vec::with_capacity(raw.len());
+    for h in raw {
+        let value = std::str::from_utf8(h.value)
+            .ok()
+            .filter(|v| valid_header_value(v))
+            .ok_or_else(|| EnvelopeError::InvalidHeaderValue(cut(h.name)))?;
+        let name = h.name;
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("content-length") {
+            let n = value
+                .parse::<usize>()
+                .map_err(|_| invalid("Content-Length", value))?;
+            set_once(&mut t.length, "Content-Length", n)?;
+        } else if is("transfer-encoding") {
+            if !value.eq_ignore_ascii_case("chunked") || t.chunked {
+                return Err(invalid("Transfer-Encoding", value));
+            }
+            t.chunked = true;
+        } else if is("host") {
+            // The request line's absolute URI names the host.
+        } else if is(OP_CODE) {
+            let op = Kind::parse(value).ok_or_else(|| invalid(OP_CODE, value))?;
+            set_once(&mut t.op, OP_CODE, op)?;
+        } else if is(MSG_ID) {
+            set_once(&mut t.msg_id, MSG_ID, ident(MSG_ID, value, MAX_MSG_ID)?)?;
+        } else if is(FROM_HOST) {
+            set_once(&mut t.from_host, FROM_HOST, ident(FROM_HOST, value, 255)?)?;
+        } else if is(FROM_ID) {
+            set_once(&mut t.from_id, FROM_ID, ident(FROM_ID, value, MAX_FROM_ID)?)?;
+        } else if is(FROM_VERSION) {
+            let v = ident(FROM_VERSION, value, MAX_FROM_ID)?;
+            set_once(&mut t.from_version, FROM_VERSION, v)?;
+        } else if is(TIME_BUDGET) {
+            let b = parse_budget(value).ok_or_else(|| invalid(TIME_BUDGET, value))?;
+            set_once(&mut t.budget, TIME_BUDGET, b)?;
+        } else if is(CALL_DEPTH) {
+            let d = value
+                .parse::<u32>()
+                .map_err(|_| invalid(CALL_DEPTH, value))?;
+            set_once(&mut t.depth, CALL_DEPTH, d)?;
+        } else if is(FRAGMENT) {
+            let f = parse_fragment(value).ok_or_else(|| invalid(FRAGMENT, value))?;
+            set_once(&mut t.fragment, FRAGMENT, f)?;
+        } else {
+            headers.push((name.to_string(), value.to_string()));
+        }
     }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, EnvelopeError> {
-        let b = self.take(field, 2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+    if t.length.is_some() && t.chunked {
+        return Err(EnvelopeError::Body(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
+    Ok((t, headers))
+}
 
-    fn u32(&mut self, field: &'static str) -> Result<u32, EnvelopeError> {
-        let b = self.take(field, 4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+/// The body after a head of `head_len` bytes, framed as the headers say.
+/// `to_end`: without a length, the body runs to the end (responses);
+/// otherwise it is empty (requests).
+fn body_of(
+    payload: &Bytes,
+    head_len: usize,
+    t: &Transport,
+    to_end: bool,
+    bodyless: bool,
+) -> Result<Bytes, EnvelopeError> {
+    let rest = payload.len() - head_len;
+    if bodyless {
+        return match (t.length, t.chunked, rest) {
+            (None | Some(0), false, 0) => Ok(Bytes::new()),
+            _ => Err(EnvelopeError::Body("a body on a bodyless status")),
+        };
     }
+    if t.chunked {
+        return dechunk(&payload[head_len..]).map(Bytes::from);
+    }
+    match t.length {
+        Some(n) if n == rest => Ok(payload.slice(head_len..)),
+        Some(n) if n > rest => Err(EnvelopeError::Body("shorter than Content-Length")),
+        Some(_) => Err(EnvelopeError::Body("bytes after Content-Length")),
+        None if to_end => Ok(payload.slice(head_len..)),
+        None if rest == 0 => Ok(Bytes::new()),
+        None => Err(EnvelopeError::Body("a request body without a length")),
+    }
+}
 
-    fn text(&mut self, field: &'static str, n: usize) -> Result<&'a str, EnvelopeError> {
-        std::str::from_utf8(self.take(field, n)?).map_err(|_| EnvelopeError::InvalidText { field })
+fn syntax(e: httparse::Error) -> EnvelopeError {
+    match e {
+        httparse::Error::TooManyHeaders => EnvelopeError::TooManyHeaders,
+        other => EnvelopeError::Syntax(other.to_string()),
     }
 }
 
 impl Envelope {
-    /// Decodes the envelope at the front of `payload`; returns it and the body.
+    /// Decodes a message: its head and its body.
     pub fn decode(payload: &Bytes) -> Result<(Envelope, Bytes), EnvelopeError> {
-        let mut r = Reader {
-            bytes: payload,
-            at: 0,
-        };
-        let version = r.u8("version")?;
-        if version != ENVELOPE_VERSION {
-            return Err(EnvelopeError::UnknownVersion(version));
-        }
-        let kind = match r.u8("kind")? {
-            1 => Kind::Request,
-            2 => Kind::Response,
-            3 => Kind::Ack,
-            other => return Err(EnvelopeError::UnknownKind(other)),
-        };
-        let flags = r.u8("flags")?;
-        if flags & !FLAG_MULTICAST != 0 {
-            return Err(EnvelopeError::UnknownFlags(flags));
-        }
-        let status = r.u16("status")?;
-        if !status_fits(kind, status) {
-            return Err(EnvelopeError::InvalidStatus { kind, status });
-        }
-        let id = r.take("message id", 16)?;
-        let mut msg_id = [0u8; 16];
-        msg_id.copy_from_slice(id);
-        let from_len = usize::from(r.u8("sender instance id")?);
-        if from_len > MAX_FROM_ID {
-            return Err(EnvelopeError::FromIdTooLong(from_len));
-        }
-        let from_id = r.text("sender instance id", from_len)?;
-        if !from_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(EnvelopeError::InvalidText {
-                field: "sender instance id",
-            });
-        }
-        let query_len = usize::from(r.u16("query")?);
-        let query = r.text("query", query_len)?;
-        let count = usize::from(r.u16("header count")?);
-        if count > MAX_HEADERS {
-            return Err(EnvelopeError::TooManyHeaders(count));
-        }
-        let mut headers = Vec::with_capacity(count);
-        for _ in 0..count {
-            let name_len = usize::from(r.u8("header name")?);
-            let name = r.text("header name", name_len)?;
-            if !valid_header_name(name) {
-                return Err(EnvelopeError::InvalidHeaderName(name.to_string()));
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let is_request = !payload.starts_with(b"HTTP/");
+        let head = &payload[..payload.len().min(MAX_HEAD)];
+        if is_request {
+            let mut req = httparse::Request::new(&mut raw);
+            let head_len = match req.parse(head).map_err(syntax)? {
+                httparse::Status::Complete(n) => n,
+                httparse::Status::Partial if payload.len() > MAX_HEAD => {
+                    return Err(EnvelopeError::HeadTooLarge);
+                }
+                httparse::Status::Partial => return Err(EnvelopeError::Truncated),
+            };
+            if req.version != Some(1) {
+                return Err(EnvelopeError::Syntax("not HTTP/1.1".into()));
             }
-            let value_len = r.u32("header value")? as usize;
-            let value = r.text("header value", value_len)?;
-            if !valid_header_value(value) {
-                return Err(EnvelopeError::InvalidHeaderValue(name.to_string()));
+            let method = req.method.unwrap_or_default();
+            let url = req.path.unwrap_or_default();
+            if !is_token(method) || method.len() > 32 {
+                return Err(EnvelopeError::InvalidRequestLine(cut(method)));
             }
-            headers.push((name.to_string(), value.to_string()));
+            if !(has_prefix(url, "https://") || has_prefix(url, "http://")) {
+                return Err(EnvelopeError::InvalidRequestLine(cut(url)));
+            }
+            let (t, headers) = read_headers(req.headers)?;
+            let body = body_of(payload, head_len, &t, false, false)?;
+            let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
+            if kind != Kind::Request {
+                return Err(EnvelopeError::OpCodeMismatch {
+                    op: kind.op_code(),
+                    line: "request line",
+                });
+            }
+            let envelope = Envelope::from_parts(kind, method.into(), url.into(), 0, t, headers)?;
+            Ok((envelope, body))
+        } else {
+            let mut resp = httparse::Response::new(&mut raw);
+            let head_len = match resp.parse(head).map_err(syntax)? {
+                httparse::Status::Complete(n) => n,
+                httparse::Status::Partial if payload.len() > MAX_HEAD => {
+                    return Err(EnvelopeError::HeadTooLarge);
+                }
+                httparse::Status::Partial => return Err(EnvelopeError::Truncated),
+            };
+            if resp.version != Some(1) {
+                return Err(EnvelopeError::Syntax("not HTTP/1.1".into()));
+            }
+            let status = resp.code.unwrap_or_default();
+            if !(100..=999).contains(&status) {
+                return Err(EnvelopeError::InvalidStatus(status));
+            }
+            let (t, headers) = read_headers(resp.headers)?;
+            let body = body_of(payload, head_len, &t, true, bodyless(status))?;
+            let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
+            if kind == Kind::Request {
+                return Err(EnvelopeError::OpCodeMismatch {
+                    op: kind.op_code(),
+                    line: "status line",
+                });
+            }
+            let envelope =
+                Envelope::from_parts(kind, String::new(), String::new(), status, t, headers)?;
+            Ok((envelope, body))
         }
-        let envelope = Envelope {
-            kind,
-            multicast: flags & FLAG_MULTICAST != 0,
-            status,
-            msg_id: u128::from_be_bytes(msg_id),
-            from_id: from_id.to_string(),
-            query: query.to_string(),
-            headers,
-        };
-        Ok((envelope, payload.slice(r.at..)))
     }
 
-    /// Encodes this envelope followed by `body` (for tools and tests that
-    /// speak the wire directly; the runtime writes its envelopes in place).
+    fn from_parts(
+        kind: Kind,
+        method: String,
+        url: String,
+        status: u16,
+        t: Transport,
+        headers: Vec<(String, String)>,
+    ) -> Result<Envelope, EnvelopeError> {
+        Ok(Envelope {
+            kind,
+            method,
+            url,
+            status,
+            msg_id: t.msg_id.ok_or(EnvelopeError::Missing(MSG_ID))?,
+            from_host: t.from_host.unwrap_or_default(),
+            from_id: t.from_id.unwrap_or_default(),
+            from_version: t.from_version.unwrap_or_default(),
+            time_budget: t.budget,
+            call_depth: t.depth.unwrap_or(0),
+            fragment: t.fragment,
+            headers,
+        })
+    }
+
+    /// Encodes this message followed by `body` (for tools and tests that
+    /// speak the wire directly; the runtime writes its messages in place).
     pub fn encode(&self, body: &[u8]) -> Result<Bytes, EnvelopeError> {
-        let mut w = EnvelopeWriter::new(
-            self.kind,
-            self.multicast,
-            self.status,
-            self.msg_id,
-            &self.from_id,
-            &self.query,
-            body.len(),
-        )?;
+        let mut w = if self.kind == Kind::Request {
+            let (host, port, path, query) = split_url(&self.url)?;
+            MessageWriter::request(&self.method, host, port, path, query, body.len())?
+        } else {
+            if bodyless(self.status) && !body.is_empty() {
+                return Err(EnvelopeError::Body("a body on a bodyless status"));
+            }
+            MessageWriter::response(self.status, body.len())?
+        };
+        if !self.from_host.is_empty() {
+            w.header(FROM_HOST, &self.from_host)?;
+        }
+        if !self.from_id.is_empty() {
+            w.header(FROM_ID, &self.from_id)?;
+        }
+        if !self.from_version.is_empty() {
+            w.header(FROM_VERSION, &self.from_version)?;
+        }
+        w.header(MSG_ID, &self.msg_id)?;
+        w.header(OP_CODE, self.kind.op_code())?;
+        if let Some(b) = self.time_budget {
+            w.header(TIME_BUDGET, &format_budget(b))?;
+        }
+        if self.call_depth > 0 {
+            w.header(CALL_DEPTH, itoa::Buffer::new().format(self.call_depth))?;
+        }
+        if let Some((i, n)) = self.fragment {
+            w.header(FRAGMENT, &format!("{i}/{n}"))?;
+        }
         for (n, v) in &self.headers {
             w.header(n, v)?;
         }
         Ok(w.finish(body))
     }
 
-    /// A request envelope from instance `from_id` with no headers.
-    pub fn request(msg_id: u128, from_id: &str) -> Self {
+    /// A request `method url` from instance `from_id` with message id
+    /// `msg_id` and no other header.
+    pub fn request(method: &str, url: &str, msg_id: &str, from_id: &str) -> Self {
         Envelope {
             kind: Kind::Request,
-            multicast: false,
+            method: method.to_string(),
+            url: url.to_string(),
             status: 0,
-            msg_id,
+            msg_id: msg_id.to_string(),
+            from_host: String::new(),
             from_id: from_id.to_string(),
-            query: String::new(),
+            from_version: String::new(),
+            time_budget: None,
+            call_depth: 0,
+            fragment: None,
             headers: Vec::new(),
+        }
+    }
+
+    /// A reply (`Res`, `Ack` or `Err`) of `status` to message `msg_id`.
+    pub fn reply(kind: Kind, status: u16, msg_id: &str, from_id: &str) -> Self {
+        Envelope {
+            kind,
+            method: String::new(),
+            url: String::new(),
+            status,
+            ..Envelope::request("", "", msg_id, from_id)
         }
     }
 
@@ -562,6 +989,59 @@ impl Envelope {
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
+
+    /// The query string of a request's URI (without `?`), or empty.
+    pub fn query(&self) -> &str {
+        let no_fragment = self.url.split('#').next().unwrap_or_default();
+        no_fragment.split_once('?').map(|(_, q)| q).unwrap_or("")
+    }
+}
+
+/// `scheme://host[:port]/path?query` into host, port, path and query.
+fn split_url(url: &str) -> Result<(&str, u16, &str, &str), EnvelopeError> {
+    let bad = || EnvelopeError::InvalidRequestLine(cut(url));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+        None if scheme.eq_ignore_ascii_case("http") => (authority, 80),
+        None => (authority, 443),
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Ok((host, port, path, query))
+}
+
+/// The body of Microbus's error JSON:
+/// `{"err":{"error":…,"statusCode":…,"trace":…,"stack":[…]}}`.
+pub fn error_body(message: &str, status: u16, trace: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "err": {
+            "error": message,
+            "statusCode": status,
+            "trace": trace,
+            "stack": [],
+        }
+    }))
+    .unwrap_or_default()
+}
+
+/// The message and status of Microbus's error JSON; `None` when the body
+/// is not one.
+pub fn parse_error_body(body: &[u8]) -> Option<(String, Option<u16>)> {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        err: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        error: String,
+        #[serde(default, rename = "statusCode")]
+        status_code: Option<u16>,
+    }
+    let o: Outer = serde_json::from_slice(body).ok()?;
+    Some((o.err.error, o.err.status_code))
 }
 
 #[cfg(test)]
@@ -570,92 +1050,202 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Envelope {
-        Envelope {
-            kind: Kind::Request,
-            multicast: true,
-            status: 0,
-            msg_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
-            from_id: "id-abcdefghij".into(),
-            query: "q=1&r=ü".into(),
-            headers: vec![
-                (ACTOR.into(), "token".into()),
-                ("Microbus-Baggage-Tenant".into(), "7".into()),
-                ("X-Empty".into(), String::new()),
-            ],
+        let mut e = Envelope::request(
+            "POST",
+            "https://calc.example:444/items/a%20b?q=1&r=%C3%BC",
+            "Ab3dEf7h",
+            "id-abcdefghij",
+        );
+        e.from_host = "caller.example".into();
+        e.from_version = "1".into();
+        e.time_budget = Some(Duration::from_millis(19_950));
+        e.call_depth = 3;
+        e.headers = vec![
+            (ACTOR.into(), "token".into()),
+            ("Microbus-Baggage-Tenant".into(), "7".into()),
+            ("X-Empty".into(), String::new()),
+        ];
+        e
+    }
+
+    #[test]
+    fn a_request_round_trips_with_its_body() {
+        let e = sample();
+        let bytes = e.encode(b"{\"x\":1}").unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.starts_with(
+                "POST https://calc.example:444/items/a%20b?q=1&r=%C3%BC HTTP/1.1\r\nHost: calc.example:444\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\r\nMicrobus-Time-Budget: 19950ms\r\n"));
+        assert!(text.ends_with("\r\nContent-Length: 7\r\n\r\n{\"x\":1}"));
+        let (back, body) = Envelope::decode(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(&body[..], b"{\"x\":1}");
+        assert_eq!(back.query(), "q=1&r=%C3%BC");
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for (kind, status, body) in [
+            (Kind::Response, 200, &b"\"ok\""[..]),
+            (Kind::Response, 404, b"nothing here"),
+            (Kind::Ack, 202, b""),
+            (Kind::Ack, 100, b""),
+            (Kind::Error, 408, b"{}"),
+        ] {
+            let mut e = Envelope::reply(kind, status, "Ab3dEf7h", "id-abcdefghij");
+            e.fragment = Some((2, 3));
+            let bytes = e.encode(body).unwrap();
+            let (back, b) = Envelope::decode(&bytes).unwrap();
+            assert_eq!((back, &b[..]), (e, body));
         }
     }
 
     #[test]
-    fn an_envelope_round_trips_with_its_body() {
-        let e = sample();
-        let bytes = e.encode(b"{\"x\":1}").unwrap();
-        let (back, body) = Envelope::decode(&bytes).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(&body[..], b"{\"x\":1}");
-        let response = Envelope {
-            kind: Kind::Response,
-            status: 404,
-            multicast: false,
-            from_id: String::new(),
-            query: String::new(),
-            headers: Vec::new(),
-            ..e
-        };
-        let (back, body) = Envelope::decode(&response.encode(b"").unwrap()).unwrap();
-        assert_eq!((back, body.len()), (response, 0));
+    fn a_go_written_request_decodes() {
+        // As Go's http.Request.WriteProxy writes it (the reference example).
+        let go = "GET https://catalog.example/items/widget HTTP/1.1\r\nHost: catalog.example\r\nUser-Agent: Go-http-client/1.1\r\nMicrobus-Call-Depth: 1\r\nMicrobus-From-Host: probe.example\r\nMicrobus-From-Id: id-probe00001\r\nMicrobus-From-Version: 1\r\nMicrobus-Msg-Id: Ab3dEf7h\r\nMicrobus-Op-Code: Req\r\nMicrobus-Time-Budget: 20s\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n";
+        let (e, body) = Envelope::decode(&Bytes::from_static(go.as_bytes())).unwrap();
+        assert_eq!(
+            (e.kind, e.method.as_str(), e.msg_id.as_str()),
+            (Kind::Request, "GET", "Ab3dEf7h")
+        );
+        assert_eq!(e.time_budget, Some(Duration::from_secs(20)));
+        assert_eq!((e.call_depth, e.from_id.as_str()), (1, "id-probe00001"));
+        assert!(body.is_empty());
+        assert_eq!(e.header("traceparent").map(str::len), Some(55));
+        // A chunked body (Go writes one when the length is unknown).
+        let chunked = "POST https://c.example/x HTTP/1.1\r\nHost: c.example\r\nTransfer-Encoding: chunked\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Req\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n";
+        let (_, body) = Envelope::decode(&Bytes::from_static(chunked.as_bytes())).unwrap();
+        assert_eq!(&body[..], b"abcde");
+        // A response without a length runs to the end (Go's Connection: close form).
+        let open = "HTTP/1.1 200 OK\r\nConnection: close\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Res\r\n\r\nrest of it";
+        let (_, body) = Envelope::decode(&Bytes::from_static(open.as_bytes())).unwrap();
+        assert_eq!(&body[..], b"rest of it");
+    }
+
+    #[test]
+    fn budgets_are_go_durations_or_milliseconds() {
+        for (text, ms) in [
+            ("20s", 20_000),
+            ("1m30s", 90_000),
+            ("1.5s", 1_500),
+            ("250ms", 250),
+            ("300", 300),
+            ("2h0m0s", u64::MAX),
+            ("15m", 900_000),
+            ("1500000us", 1_500),
+        ] {
+            let want = (ms != u64::MAX).then(|| Duration::from_millis(ms));
+            assert_eq!(parse_budget(text), want, "{text}");
+        }
+        for bad in [
+            "",
+            "s",
+            "1x",
+            "-1s",
+            "1..5s",
+            ".s",
+            "99999999999999999999",
+            "1s2",
+        ] {
+            assert_eq!(parse_budget(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_budget(&format_budget(Duration::from_millis(1234))),
+            Some(Duration::from_millis(1234))
+        );
     }
 
     #[test]
     fn every_truncation_is_a_typed_error() {
-        let bytes = sample().encode(b"").unwrap();
+        let bytes = sample().encode(b"body").unwrap();
         for len in 0..bytes.len() {
-            let cut = bytes.slice(..len);
             assert!(
-                matches!(Envelope::decode(&cut), Err(EnvelopeError::Truncated { .. })),
-                "prefix of {len} bytes"
+                Envelope::decode(&bytes.slice(..len)).is_err(),
+                "prefix {len}"
             );
         }
     }
 
     #[test]
-    fn malformed_fields_are_named() {
-        let good = sample().encode(b"").unwrap().to_vec();
-        let with = |at: usize, b: u8| {
-            let mut v = good.clone();
-            v[at] = b;
-            Envelope::decode(&Bytes::from(v))
-        };
-        assert_eq!(with(0, 0x01), Err(EnvelopeError::UnknownVersion(0x01)));
-        assert_eq!(with(1, 9), Err(EnvelopeError::UnknownKind(9)));
-        assert_eq!(with(2, 0x83), Err(EnvelopeError::UnknownFlags(0x83)));
+    fn malformed_heads_are_named() {
+        let dec = |s: &str| Envelope::decode(&Bytes::from(s.to_string()));
+        let head = "GET https://a.example/x HTTP/1.1\r\nMicrobus-Msg-Id: a\r\n";
         assert_eq!(
-            with(4, 200),
-            Err(EnvelopeError::InvalidStatus {
-                kind: Kind::Request,
-                status: 200
+            dec(&format!("{head}\r\n")),
+            Err(EnvelopeError::Missing(OP_CODE))
+        );
+        assert_eq!(
+            dec(&format!("{head}Microbus-Op-Code: Res\r\n\r\n")),
+            Err(EnvelopeError::OpCodeMismatch {
+                op: "Res",
+                line: "request line"
             })
         );
-        assert_eq!(with(21, 65), Err(EnvelopeError::FromIdTooLong(65)));
-        // A non-graphic byte inside the sender id.
-        assert!(matches!(
-            with(23, b' '),
-            Err(EnvelopeError::InvalidText { .. })
-        ));
-        // The header count (after the 13-byte id and the query) claims 257.
-        let count_at = 22 + 13 + 2 + "q=1&r=ü".len();
-        let mut v = good.clone();
-        v[count_at..count_at + 2].copy_from_slice(&257u16.to_be_bytes());
         assert_eq!(
-            Envelope::decode(&Bytes::from(v)),
-            Err(EnvelopeError::TooManyHeaders(257))
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nMicrobus-Msg-Id: b\r\n\r\n"
+            )),
+            Err(EnvelopeError::Duplicate(MSG_ID))
         );
-        // A header value length that runs past the envelope limit.
-        let mut v = good.clone();
-        let value_len_at = count_at + 2 + 1 + ACTOR.len();
-        v[value_len_at..value_len_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
-            Envelope::decode(&Bytes::from(v)),
-            Err(EnvelopeError::Truncated { .. })
+            dec("GET /relative HTTP/1.1\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Req\r\n\r\n"),
+            Err(EnvelopeError::InvalidRequestLine(_))
+        ));
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nContent-Length: 5\r\n\r\nab"
+            )),
+            Err(EnvelopeError::Body(_))
+        ));
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nContent-Length: 1\r\n\r\nab"
+            )),
+            Err(EnvelopeError::Body(_))
+        ));
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nab"
+            )),
+            Err(EnvelopeError::Body(_))
+        ));
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nMicrobus-Time-Budget: forever\r\n\r\n"
+            )),
+            Err(EnvelopeError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nMicrobus-Fragment: 3/2\r\n\r\n"
+            )),
+            Err(EnvelopeError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            dec("HTTP/1.1 100 Continue\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Ack\r\n\r\nbody"),
+            Err(EnvelopeError::Body(_))
+        ));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            dec(&format!("{head}Microbus-Op-Code: Req\r\n{many}\r\n")),
+            Err(EnvelopeError::TooManyHeaders)
+        );
+        let big = "v".repeat(MAX_HEAD);
+        assert_eq!(
+            dec(&format!("{head}X-Big: {big}\r\n\r\n")),
+            Err(EnvelopeError::HeadTooLarge)
+        );
+        // A huge chunk length never allocates or panics.
+        assert!(matches!(
+            dec(&format!(
+                "{head}Microbus-Op-Code: Req\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n"
+            )),
+            Err(EnvelopeError::Body(_))
         ));
     }
 
@@ -675,56 +1265,80 @@ mod tests {
             Err(EnvelopeError::InvalidHeaderValue(_))
         ));
         let mut e = sample();
-        e.headers = (0..=MAX_HEADERS)
+        e.headers = (0..MAX_HEADERS)
             .map(|i| (format!("X-{i}"), String::new()))
             .collect();
-        assert_eq!(
+        assert_eq!(e.encode(b""), Err(EnvelopeError::TooManyHeaders));
+        let mut e = sample();
+        e.headers = vec![("X-Big".into(), "v".repeat(MAX_HEAD))];
+        assert_eq!(e.encode(b""), Err(EnvelopeError::HeadTooLarge));
+        let mut e = sample();
+        e.method = "G T".into();
+        assert!(matches!(
             e.encode(b""),
-            Err(EnvelopeError::TooManyHeaders(MAX_HEADERS + 1))
-        );
-        let mut e = sample();
-        e.headers = vec![("X-Big".into(), "v".repeat(MAX_ENVELOPE))];
-        assert!(matches!(e.encode(b""), Err(EnvelopeError::TooLarge(_))));
-        let mut e = sample();
-        e.from_id = "i".repeat(65);
-        assert_eq!(e.encode(b""), Err(EnvelopeError::FromIdTooLong(65)));
-        // A large body is not the envelope's business.
-        let big = vec![7u8; 2 * MAX_ENVELOPE];
+            Err(EnvelopeError::InvalidRequestLine(_))
+        ));
+        // A large body is not the head's business.
+        let big = vec![7u8; 2 * MAX_HEAD];
         let (_, body) = Envelope::decode(&sample().encode(&big).unwrap()).unwrap();
         assert_eq!(body.len(), big.len());
     }
 
+    #[test]
+    fn error_bodies_are_microbus_json() {
+        let body = error_body("no such \"item\"", 404, "t1");
+        assert_eq!(
+            parse_error_body(&body),
+            Some(("no such \"item\"".to_string(), Some(404)))
+        );
+        assert_eq!(parse_error_body(b"plain text"), None);
+    }
+
     fn arb_header() -> impl Strategy<Value = (String, String)> {
-        ("[!-9;-~]{1,40}", "[^\r\n]{0,60}")
+        ("X-[A-Za-z0-9!#$&'*+.^_`|~-]{1,30}", "[ -~]{0,60}")
+            .prop_map(|(n, v)| (n, v.trim().to_string()))
     }
 
     fn arb_envelope() -> impl Strategy<Value = Envelope> {
         (
-            0u8..3,
-            any::<bool>(),
-            100u16..=999,
-            any::<u128>(),
-            "[!-~]{0,64}",
-            "\\PC{0,40}",
+            0u8..4,
+            100u16..=599,
+            "[A-Za-z0-9]{8}",
+            "(id-[a-z0-9]{10})?",
+            proptest::option::of(0u64..900_000),
+            0u32..100,
+            proptest::option::of((1u32..10, 0u32..10)),
+            "(/[A-Za-z0-9._~-]{0,8}){1,4}",
             proptest::collection::vec(arb_header(), 0..12),
         )
-            .prop_map(|(k, multicast, status, msg_id, from_id, query, headers)| {
-                let kind = [Kind::Request, Kind::Response, Kind::Ack][usize::from(k)];
-                Envelope {
-                    kind,
-                    multicast,
-                    status: if kind == Kind::Response { status } else { 0 },
-                    msg_id,
-                    from_id,
-                    query,
-                    headers,
-                }
-            })
+            .prop_map(
+                |(k, status, msg_id, from_id, budget, depth, frag, path, headers)| {
+                    let kind =
+                        [Kind::Request, Kind::Response, Kind::Ack, Kind::Error][usize::from(k)];
+                    let mut e = if kind == Kind::Request {
+                        Envelope::request(
+                            "PUT",
+                            &format!("https://a.example:8080{path}"),
+                            &msg_id,
+                            &from_id,
+                        )
+                    } else {
+                        let status = if kind == Kind::Ack { 202 } else { status };
+                        Envelope::reply(kind, status, &msg_id, &from_id)
+                    };
+                    e.time_budget = budget.map(Duration::from_millis);
+                    e.call_depth = depth;
+                    e.fragment = frag.map(|(i, extra)| (i, i + extra));
+                    e.headers = headers;
+                    e
+                },
+            )
     }
 
     proptest! {
         #[test]
-        fn any_valid_envelope_round_trips(e in arb_envelope(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn any_valid_message_round_trips(e in arb_envelope(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let body = if e.kind == Kind::Request || !bodyless(e.status) { body } else { Vec::new() };
             let bytes = e.encode(&body).unwrap();
             let (back, rest) = Envelope::decode(&bytes).unwrap();
             prop_assert_eq!(back, e);
@@ -732,33 +1346,38 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Envelope::decode(&Bytes::from(bytes));
         }
 
         #[test]
         fn arbitrary_bytes_after_a_valid_prefix_never_panic(
-            prefix in 0usize..24,
+            prefix in 0usize..200,
             tail in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
-            let mut v = sample().encode(b"").unwrap()[..prefix].to_vec();
+            let good = sample().encode(b"body").unwrap();
+            let mut v = good[..prefix.min(good.len())].to_vec();
             v.extend(tail);
             let _ = Envelope::decode(&Bytes::from(v));
         }
 
         #[test]
-        fn flipped_bytes_decode_to_a_valid_envelope_or_an_error(
+        fn flipped_bytes_decode_to_a_valid_message_or_an_error(
             e in arb_envelope(),
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         ) {
-            let mut v = e.encode(b"body").unwrap().to_vec();
+            let mut v = e.encode(b"").unwrap().to_vec();
             for (i, b) in flips {
                 let at = i.index(v.len());
                 v[at] = b;
             }
-            if let Ok((d, _)) = Envelope::decode(&Bytes::from(v)) {
-                // Whatever decodes re-encodes: it satisfies every rule.
-                prop_assert!(d.encode(b"").is_ok());
+            if let Ok((d, body)) = Envelope::decode(&Bytes::from(v)) {
+                // Whatever decodes re-encodes and decodes to the same message.
+                if let Ok(again) = d.encode(&body) {
+                    let (d2, body2) = Envelope::decode(&again).unwrap();
+                    prop_assert_eq!(d2.kind, d.kind);
+                    prop_assert_eq!(&body2[..], &body[..]);
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The runtime against a real nats-server (plain mode): every call form,
 //! certified caller identity, reply and event spoofing, broker refusals.
 
-use buswarden::wire::{Envelope, Kind};
+use buswarden::wire::{self, Envelope, Kind};
 use buswarden::{Connector, Error, Method, Request, Response, context};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -125,7 +125,7 @@ async fn connector(server: &NatsServer, host: &str) -> Connector {
     let c = Connector::with_config(host, buswarden::Config::default())
         .with_url(server.url())
         .with_timeout(Duration::from_secs(3))
-        .with_ack_window(Duration::from_millis(150));
+        .with_ack_window(Duration::from_millis(500));
     c.connect().await.expect("connect");
     c
 }
@@ -207,7 +207,7 @@ async fn raw_calls_for_host_multicast_and_direct_addressing() {
         .post("https://calc.example/square", br#"{"x":6}"#.to_vec())
         .await
         .unwrap();
-    assert_eq!(r.text(), "36");
+    assert_eq!(r.text(), r#"{"result":36}"#);
     let r = caller
         .request(Method::POST, "https://calc.example:666/rotate-keys")
         .await
@@ -218,7 +218,7 @@ async fn raw_calls_for_host_multicast_and_direct_addressing() {
         .body(br#"{"verbose":true}"#.to_vec())
         .await
         .unwrap();
-    assert_eq!(r.text(), "\"q/2/true\"");
+    assert_eq!(r.text(), r#"{"result":"q/2/true"}"#);
     // A missing argument is the callee's 400, not a silent default.
     match caller.get("https://calc.example/items/q/parts/2").await {
         Err(Error::Remote {
@@ -280,7 +280,7 @@ async fn raw_calls_for_host_multicast_and_direct_addressing() {
             .get(&format!("https://{target}.calc.example:888/whoami"))
             .await
             .unwrap();
-        assert_eq!(raw.text(), format!("\"{target}\""));
+        assert_eq!(raw.text(), format!(r#"{{"result":"{target}"}}"#));
     }
 }
 
@@ -320,7 +320,12 @@ async fn events_reach_hooks_and_foreign_events_are_dropped() {
     // A forged event published under another source segment is dropped.
     let raw = caller.nats_client().unwrap();
     let before = sink1.stats().foreign_events + sink2.stats().foreign_events;
-    let forged = Envelope::request(0x0123, &caller.instance_id().unwrap());
+    let forged = Envelope::request(
+        "POST",
+        "https://calc.example:417/on-overflow",
+        "forged01",
+        &caller.instance_id().unwrap(),
+    );
     raw.publish(
         "microbus.safe.417.caller_example.calc_example._.POST.on-overflow",
         forged.encode(br#"{"x":5}"#).unwrap(),
@@ -365,10 +370,19 @@ async fn certified_identity_overwrites_forged_from_host() {
 
     // The runtime never sends a user-set From-Host; a raw publisher forges it.
     for forged in ["Microbus-From-Host", "microbus-from-host"] {
-        let mut envelope = Envelope::request(0x0123, &caller.instance_id().unwrap());
-        envelope
-            .headers
-            .push((forged.to_string(), "admin.example".to_string()));
+        let mut envelope = Envelope::request(
+            "GET",
+            "https://calc.example:444/files/who",
+            "forged02",
+            &caller.instance_id().unwrap(),
+        );
+        if forged == wire::FROM_HOST {
+            envelope.from_host = "admin.example".to_string();
+        } else {
+            envelope
+                .headers
+                .push((forged.to_string(), "admin.example".to_string()));
+        }
         raw.publish(
             "microbus.safe.444.caller_example.calc_example._.GET.files.who",
             envelope.encode(b"").unwrap(),
@@ -389,7 +403,12 @@ async fn certified_identity_overwrites_forged_from_host() {
     }
     // A request without a source segment is rejected.
     let before = calc_svc.stats().anonymous_requests;
-    let envelope = Envelope::request(0x0124, &caller.instance_id().unwrap());
+    let envelope = Envelope::request(
+        "POST",
+        "https://calc.example/square",
+        "forged03",
+        &caller.instance_id().unwrap(),
+    );
     raw.publish(
         "microbus.safe.443.__.calc_example._.POST.square".replace("__", "_"),
         envelope.encode(br#"{"x":2}"#).unwrap(),
@@ -422,9 +441,7 @@ async fn spoofed_replies_are_dropped() {
     let forger = tokio::spawn(async move {
         let msg = requests.next().await.unwrap();
         let (request, _) = Envelope::decode(&msg.payload).unwrap();
-        let mut response = Envelope::request(request.msg_id, "");
-        response.kind = Kind::Response;
-        response.status = 200;
+        let response = Envelope::reply(Kind::Response, 200, &request.msg_id, "");
         evil2
             .publish(
                 format!(
@@ -541,14 +558,21 @@ async fn a_missing_creds_file_is_named_at_connect() {
 async fn timeouts_and_misuse_are_typed_errors() {
     let server = NatsServer::start("").unwrap();
     let caller = connector(&server, "caller.example").await;
+    // Nobody serves it: no ack within the ack timeout (500 ms here) is a
+    // 404 long before the 3 s time budget.
     let start = Instant::now();
+    let err = caller.get("https://nobody.example/x").await.unwrap_err();
+    assert!(matches!(err, Error::AckTimeout { .. }), "{err:?}");
+    assert_eq!(err.status_code(), 404);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // A budget shorter than the ack timeout runs out first: 408.
     let err = caller
         .get("https://nobody.example/x")
         .timeout(Duration::from_millis(200))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.status_code(), 408);
     assert!(matches!(
         caller.get("not a url").await,
         Err(Error::InvalidUrl { .. })

@@ -202,11 +202,13 @@ fn rewrite_trait(api: &Api) -> TokenStream {
     quote!(#item)
 }
 
-/// Encodes the arguments: non-path ones into the body, path ones into the path.
-fn encode_args(ep: &Endpoint) -> TokenStream {
+/// Encodes the arguments: non-path ones into the query string or the JSON
+/// body (as Microbus does for the method), path ones into the path.
+fn encode_args(ep: &Endpoint, spec_mod: &Ident) -> TokenStream {
+    let id = &ep.sig_ident;
     let puts = ep.args.iter().filter(|a| !a.in_path).map(|a| {
         let n = &a.name;
-        let s = n.to_string();
+        let s = &a.wire;
         quote! { __args.put(#s, &#n)?; }
     });
     let paths = ep.args.iter().filter(|a| a.in_path).map(|a| {
@@ -215,10 +217,10 @@ fn encode_args(ep: &Endpoint) -> TokenStream {
         quote! { (#s, ::buswarden::__private::path_value(&#n)) }
     });
     quote! {
-        let mut __args = ::buswarden::__private::Args::new();
+        let mut __args = ::buswarden::__private::Args::for_call(&#spec_mod::#id)?;
         #(#puts)*
         let __path: ::std::vec::Vec<(&str, ::std::string::String)> = ::std::vec![#(#paths),*];
-        let __body = __args.into_body()?;
+        let __body = __args.finish()?;
     }
 }
 
@@ -278,7 +280,8 @@ fn client_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident, many: bool
             )
         };
     }
-    let encode = encode_args(ep);
+    let encode = encode_args(ep, spec_mod);
+    let output = &ep.output;
     if many {
         owned_future(
             &ep.docs,
@@ -289,7 +292,7 @@ fn client_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident, many: bool
                 #encode
                 let __all = __caller.multicast(#host_const, &#spec_mod::#id, &__path, __body).await?;
                 ::core::result::Result::Ok(__all.into_iter().map(|__r| -> #ret {
-                    ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?)?)
+                    ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?, #output)?)
                 }).collect())
             },
         )
@@ -302,7 +305,7 @@ fn client_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident, many: bool
             quote! {
                 #encode
                 let __resp = __caller.call(#host_const, &#spec_mod::#id, &__path, __body).await?;
-                ::core::result::Result::Ok(::buswarden::__private::decode_result(__resp)?)
+                ::core::result::Result::Ok(::buswarden::__private::decode_result(__resp, #output)?)
             },
         )
     }
@@ -312,7 +315,8 @@ fn trigger_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenS
     let id = &ep.sig_ident;
     let ret = &ep.ret;
     let params = params(ep);
-    let encode = encode_args(ep);
+    let encode = encode_args(ep, spec_mod);
+    let output = &ep.output;
     owned_future(
         &ep.docs,
         id,
@@ -322,7 +326,7 @@ fn trigger_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenS
             #encode
             let __all = __caller.trigger(#host_const, &#spec_mod::#id, &__path, __body).await?;
             ::core::result::Result::Ok(__all.into_iter().map(|__r| -> #ret {
-                ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?)?)
+                ::core::result::Result::Ok(::buswarden::__private::decode_result(__r?, #output)?)
             }).collect())
         },
     )
@@ -330,13 +334,14 @@ fn trigger_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenS
 
 fn hook_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenStream {
     let id = &ep.sig_ident;
+    let output = &ep.output;
     let ret = &ep.ret;
     let docs = &ep.docs;
     let tys = ep.args.iter().map(|a| &a.ty);
     let names: Vec<&Ident> = ep.args.iter().map(|a| &a.name).collect();
     let takes = ep.args.iter().map(|a| {
         let (n, t) = (&a.name, &a.ty);
-        let s = n.to_string();
+        let s = &a.wire;
         quote! { let #n: #t = __args.take(#s)?; }
     });
     quote! {
@@ -353,7 +358,7 @@ fn hook_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenStre
                     let mut __args = ::buswarden::__private::Args::from_request(&__req, &#spec_mod::#id)?;
                     #(#takes)*
                     let __out: #ret = handler(#(#names),*).await;
-                    ::buswarden::__private::encode_result(__out.map_err(::core::convert::Into::into))
+                    ::buswarden::__private::encode_result(__out.map_err(::core::convert::Into::into), #output)
                 }
             });
             self.caller.hook(#host_const, &#spec_mod::#id, __h).await
@@ -363,6 +368,7 @@ fn hook_method(ep: &Endpoint, spec_mod: &Ident, host_const: &Ident) -> TokenStre
 
 fn serve_endpoint(ep: &Endpoint, spec_mod: &Ident) -> TokenStream {
     let id = &ep.sig_ident;
+    let output = &ep.output;
     let ret = &ep.ret;
     let name = id.to_string();
     let body = if ep.kind == Kind::Web {
@@ -374,14 +380,14 @@ fn serve_endpoint(ep: &Endpoint, spec_mod: &Ident) -> TokenStream {
         let names: Vec<&Ident> = ep.args.iter().map(|a| &a.name).collect();
         let takes = ep.args.iter().map(|a| {
             let (n, t) = (&a.name, &a.ty);
-            let s = n.to_string();
+            let s = &a.wire;
             quote! { let #n: #t = __args.take(#s)?; }
         });
         quote! {
             let mut __args = ::buswarden::__private::Args::from_request(&__req, &#spec_mod::#id)?;
             #(#takes)*
             let __out: #ret = __imp.#id(#(#names),*).await;
-            ::buswarden::__private::encode_result(__out.map_err(::core::convert::Into::into))
+            ::buswarden::__private::encode_result(__out.map_err(::core::convert::Into::into), #output)
         }
     };
     let imp = Ident::new("__imp", Span::call_site());

@@ -24,6 +24,22 @@ pub struct Arg {
     pub ty: Type,
     /// Whether the route names it (`{name}` or `{name...}`).
     pub in_path: bool,
+    /// Its name on the wire (JSON field or query argument): the Rust name,
+    /// or the one given by `#[json("goName")]`.
+    pub wire: String,
+}
+
+/// The name in a `#[json("name")]` / `#[output("name")]` attribute.
+fn wire_name(attr: &syn::Attribute) -> syn::Result<String> {
+    let lit: LitStr = attr.parse_args()?;
+    let name = lit.value();
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '"') {
+        return Err(syn::Error::new(
+            lit.span(),
+            "a wire name is a non-empty JSON field name without quotes or control characters",
+        ));
+    }
+    Ok(name)
 }
 
 /// One endpoint method.
@@ -34,6 +50,9 @@ pub struct Endpoint {
     pub sig_ident: Ident,
     pub args: Vec<Arg>,
     pub ret: Type,
+    /// The name of the output in the response's JSON object: `result`, or
+    /// the one given by `#[output("goName")]`.
+    pub output: String,
     pub docs: Vec<syn::Attribute>,
     /// The required claims: the expression as written, and its tree.
     pub claims: Option<(String, buswarden_claims::Expr)>,
@@ -192,7 +211,15 @@ impl Api {
 fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
     let mut found = None;
     let mut keep = Vec::new();
+    let mut output = None;
     for attr in f.attrs.drain(..) {
+        if attr.path().is_ident("output") {
+            if output.is_some() {
+                return Err(syn::Error::new(attr.span(), "one #[output] per method"));
+            }
+            output = Some(wire_name(&attr)?);
+            continue;
+        }
         let kind = ["function", "web", "event"]
             .iter()
             .zip([Kind::Function, Kind::Web, Kind::Event])
@@ -274,6 +301,7 @@ fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
         })
         .collect();
     let mut args = Vec::new();
+    let inputs: Vec<&mut FnArg> = f.sig.inputs.iter_mut().skip(1).collect();
     for input in inputs {
         let FnArg::Typed(pt) = input else {
             return Err(syn::Error::new(input.span(), "unexpected receiver"));
@@ -285,10 +313,29 @@ fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
             ));
         };
         let in_path = path_names.contains(&pi.ident.to_string());
+        let mut wire = pi.ident.to_string();
+        let mut named = false;
+        let mut kept = Vec::new();
+        for attr in pt.attrs.drain(..) {
+            if attr.path().is_ident("json") {
+                if named || in_path {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "one #[json] per argument, and none on a path argument (the route names it)",
+                    ));
+                }
+                wire = wire_name(&attr)?;
+                named = true;
+            } else {
+                kept.push(attr);
+            }
+        }
+        pt.attrs = kept;
         args.push(Arg {
             name: pi.ident.clone(),
             ty: (*pt.ty).clone(),
             in_path,
+            wire,
         });
     }
     if route.segments.contains(&Segment::Star) {
@@ -345,6 +392,7 @@ fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
         sig_ident: name.clone(),
         args,
         ret,
+        output: output.unwrap_or_else(|| "result".to_string()),
         docs,
     })
 }
