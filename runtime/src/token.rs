@@ -66,8 +66,7 @@ impl Jwk {
     /// The Ed25519 key this JWK describes; `None` for anything but an
     /// `OKP`/`Ed25519` signing key with `alg` EdDSA.
     pub fn verifying_key(&self) -> Option<VerifyingKey> {
-        if self.kty != "OKP" || self.crv != "Ed25519" || self.alg != "EdDSA" || self.use_ != "sig"
-        {
+        if self.kty != "OKP" || self.crv != "Ed25519" || self.alg != "EdDSA" || self.use_ != "sig" {
             return None;
         }
         let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(&self.x).ok()?.try_into().ok()?;
@@ -118,7 +117,8 @@ pub fn decode(token: &str) -> Result<Unverified, TokenError> {
         return Err(TokenError::Malformed("too long"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed("not three parts"));
     };
@@ -179,4 +179,39 @@ pub fn minted_token(resp: &crate::Response) -> Result<String, crate::Error> {
 pub fn jwks_of(resp: &crate::Response) -> Result<Jwks, crate::Error> {
     serde_json::from_slice(&resp.body)
         .map_err(|e| crate::Error::status(502, format!("not a JWKS document: {e}")))
+}
+
+/// The largest `Mint` request body an issuer reads.
+pub const MAX_MINT_REQUEST: usize = 64 * 1024;
+
+/// The claims of a `Mint` request (`{"claims": {…}}`): 413 over
+/// [`MAX_MINT_REQUEST`], 400 for anything else.
+pub fn mint_claims(
+    req: &crate::Request,
+) -> Result<serde_json::Map<String, serde_json::Value>, crate::Error> {
+    if req.body.len() > MAX_MINT_REQUEST {
+        return Err(crate::Error::status(
+            413,
+            format!("mint request over {MAX_MINT_REQUEST} bytes"),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct MintIn {
+        claims: serde_json::Map<String, serde_json::Value>,
+    }
+    serde_json::from_slice::<MintIn>(&req.body)
+        .map(|m| m.claims)
+        .map_err(|e| crate::Error::status(400, format!("expected {{\"claims\": {{…}}}}: {e}")))
+}
+
+/// A `Mint` answer: `{"token": "…"}`.
+pub fn minted_response(token: &str) -> crate::Response {
+    crate::Response::ok(serde_json::json!({ "token": token }).to_string())
+        .with_header("Content-Type", "application/json")
+}
+
+/// A `JWKS` or `LocalKeys` answer.
+pub fn jwks_response(keys: &Jwks) -> crate::Response {
+    crate::Response::ok(serde_json::to_string(keys).unwrap_or_default())
+        .with_header("Content-Type", "application/json")
 }

@@ -6,7 +6,8 @@
 //! (`buswarden::token::Jwk`). [`stamp`] sets the claims an issuer owns,
 //! last, over whatever the input said. Key files are PKCS#8, as PEM or as
 //! base64 DER, and are refused when anyone but the owner can read them.
-//! Seeds never reach a log line or a `Debug` output.
+//! Seeds never reach a log line or a `Debug` output. [`shutdown_signal`] is
+//! how the service binaries end.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -173,10 +174,29 @@ pub fn new_jti() -> String {
 /// Sets the claims an issuer owns, over anything the input said: `iss`,
 /// `iat`, `exp`, `jti` and whatever else `stamps` lists (in order, last
 /// wins).
-pub fn stamp(claims: &mut Map<String, Value>, stamps: impl IntoIterator<Item = (&'static str, Value)>) {
+pub fn stamp(
+    claims: &mut Map<String, Value>,
+    stamps: impl IntoIterator<Item = (&'static str, Value)>,
+) {
     for (k, v) in stamps {
         claims.remove(k);
         claims.insert(k.to_string(), v);
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM: how the token service binaries end.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 
@@ -212,13 +232,19 @@ mod tests {
         assert_eq!(TokenKey::from_file(&pem).unwrap().kid(), key.kid());
         // base64 of the DER, as the reference allows.
         let pem_text = key.to_pkcs8_pem();
-        let body: String = pem_text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let body: String = pem_text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         let b64 = dir.path().join("key.b64");
         std::fs::write(&b64, body).unwrap();
         std::fs::set_permissions(&b64, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(TokenKey::from_file(&b64).unwrap().kid(), key.kid());
         std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(TokenKey::from_file(&pem), Err(KeyError::Permissions { .. })));
+        assert!(matches!(
+            TokenKey::from_file(&pem),
+            Err(KeyError::Permissions { .. })
+        ));
         let junk = dir.path().join("junk");
         std::fs::write(&junk, "not a key").unwrap();
         std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -228,7 +254,10 @@ mod tests {
     }
 
     fn body_of(key: &TokenKey) -> String {
-        key.to_pkcs8_pem().lines().filter(|l| !l.starts_with("-----")).collect()
+        key.to_pkcs8_pem()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
     }
 
     #[test]
@@ -236,7 +265,10 @@ mod tests {
         let mut claims = Map::new();
         claims.insert("iss".into(), "https://evil.example".into());
         claims.insert("roles".into(), serde_json::json!(["a"]));
-        stamp(&mut claims, [("iss", Value::from("https://access.token.core"))]);
+        stamp(
+            &mut claims,
+            [("iss", Value::from("https://access.token.core"))],
+        );
         assert_eq!(claims["iss"], "https://access.token.core");
         assert_eq!(claims["roles"], serde_json::json!(["a"]));
     }

@@ -21,11 +21,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use access_token_core_api::{AccessTokenCore, AccessTokenCoreMulticastClient, AccessTokenCoreServer};
-use buswarden::token::{ACCESS_ISSUER, ACCESS_TYP, Jwk, Jwks};
+use access_token_core_api::{
+    AccessTokenCore, AccessTokenCoreMulticastClient, AccessTokenCoreServer,
+};
+use buswarden::token::{self, ACCESS_ISSUER, ACCESS_TYP, Jwk, Jwks};
 use buswarden::{Connector, Error, Request, Response};
 use buswarden_token_signing::{TokenKey, new_jti, stamp, unix_now};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The default key rotation interval.
 pub const DEFAULT_ROTATION: Duration = Duration::from_secs(6 * 3600);
@@ -37,8 +39,6 @@ pub const ACTIVATION_DELAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(20);
 /// The longest lifetime of a token.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// The largest mint request body read.
-pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// A configuration that cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +151,11 @@ impl Service {
         config.validate()?;
         Ok(Service {
             svc,
-            ring: Mutex::new(KeyRing::new(Instant::now(), config.rotation, ACTIVATION_DELAY)),
+            ring: Mutex::new(KeyRing::new(
+                Instant::now(),
+                config.rotation,
+                ACTIVATION_DELAY,
+            )),
         })
     }
 
@@ -170,28 +174,13 @@ pub fn lifetime(budget: Option<Duration>) -> Duration {
         .min(MAX_LIFETIME)
 }
 
-/// Reads `{"claims": {…}}`.
-pub fn claims_of(req: &Request) -> Result<Map<String, Value>, Error> {
-    if req.body.len() > MAX_REQUEST {
-        return Err(Error::status(413, format!("mint request over {MAX_REQUEST} bytes")));
-    }
-    #[derive(serde::Deserialize)]
-    struct MintIn {
-        claims: Map<String, Value>,
-    }
-    serde_json::from_slice::<MintIn>(&req.body)
-        .map(|m| m.claims)
-        .map_err(|e| Error::status(400, format!("expected {{\"claims\": {{…}}}}: {e}")))
-}
-
-fn json(value: &Value) -> Response {
-    Response::ok(value.to_string()).with_header("Content-Type", "application/json")
-}
-
 impl AccessTokenCore for Service {
     async fn mint(&self, req: Request) -> Result<Response, Error> {
-        let mut claims = claims_of(&req)?;
-        let life = lifetime(buswarden::context::time_budget());
+        let mut claims = token::mint_claims(&req)?;
+        let budget = buswarden::context::current()
+            .deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        let life = lifetime(budget);
         let now = unix_now();
         let idp = claims.get("iss").cloned();
         let mut stamps = Vec::with_capacity(5);
@@ -206,7 +195,7 @@ impl AccessTokenCore for Service {
         ]);
         stamp(&mut claims, stamps);
         let token = self.ring().signing().sign(ACCESS_TYP, &claims);
-        Ok(json(&serde_json::json!({ "token": token })))
+        Ok(token::minted_response(&token))
     }
 
     async fn jwks(&self, _req: Request) -> Result<Response, Error> {
@@ -220,7 +209,7 @@ impl AccessTokenCore for Service {
             .await
         {
             for resp in all.into_iter().flatten() {
-                if let Ok(keys) = buswarden::token::jwks_of(&resp) {
+                if let Ok(keys) = token::jwks_of(&resp) {
                     for k in keys.keys {
                         if !joined.keys.iter().any(|have| have.kid == k.kid) {
                             joined.keys.push(k);
@@ -229,14 +218,14 @@ impl AccessTokenCore for Service {
                 }
             }
         }
-        Ok(json(&serde_json::to_value(&joined).unwrap_or_default()))
+        Ok(token::jwks_response(&joined))
     }
 
     async fn local_keys(&self, _req: Request) -> Result<Response, Error> {
         let keys = Jwks {
             keys: self.ring().listed(),
         };
-        Ok(json(&serde_json::to_value(&keys).unwrap_or_default()))
+        Ok(token::jwks_response(&keys))
     }
 }
 
@@ -246,9 +235,7 @@ pub fn connector() -> Connector {
 }
 
 /// Serves the service on a connected connector.
-pub async fn start(svc: &Connector, config: &Config) -> Result<(), Error> {
-    let service = Service::new(svc.clone(), config)
-        .map_err(|e| Error::status(500, e.to_string()))?;
+pub async fn start(svc: &Connector, service: Service) -> Result<(), Error> {
     svc.serve(AccessTokenCoreServer::new(service)).await
 }
 
@@ -274,7 +261,11 @@ mod tests {
         ring.advance(t0 + 2 * hour + delay);
         assert_eq!(ring.signing().kid(), second);
         let listed: Vec<String> = ring.listed().into_iter().map(|k| k.kid).collect();
-        assert_eq!(listed, [second.clone(), first.clone()], "previous still listed");
+        assert_eq!(
+            listed,
+            [second.clone(), first.clone()],
+            "previous still listed"
+        );
 
         // Next rotation: the first key leaves, the second is previous.
         ring.advance(t0 + 4 * hour + delay);
@@ -299,7 +290,10 @@ mod tests {
     fn lifetimes_follow_the_budget_within_bounds() {
         assert_eq!(lifetime(None), DEFAULT_LIFETIME);
         assert_eq!(lifetime(Some(Duration::ZERO)), DEFAULT_LIFETIME);
-        assert_eq!(lifetime(Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            lifetime(Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
         assert_eq!(lifetime(Some(Duration::from_secs(3600))), MAX_LIFETIME);
     }
 
