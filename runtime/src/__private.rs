@@ -70,22 +70,17 @@ impl Spec {
         self.claims
     }
 
-    /// An endpoint serving this spec. An endpoint with required claims
-    /// answers 401 to every request until the runtime verifies actor tokens
-    /// (an unverified token's claims are never read): it fails closed.
+    /// An endpoint serving this spec (with its required claims, checked
+    /// against the verified actor before the handler runs).
     pub fn endpoint<F, Fut>(&self, name: &'static str, f: F) -> Endpoint
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Response, Error>> + Send + 'static,
     {
+        let ep = Endpoint::new(name, self.method, self.route, f);
         match self.claims {
-            None => Endpoint::new(name, self.method, self.route, f),
-            Some((text, _)) => Endpoint::new(name, self.method, self.route, move |_req| {
-                std::future::ready(Err(Error::status(
-                    401,
-                    format!("required claims `{text}`: no verified actor"),
-                )))
-            }),
+            Some((text, check)) => ep.with_claims(text, check),
+            None => ep,
         }
     }
 

@@ -15,7 +15,9 @@
 //! - [`wire`]: how requests and responses are encoded on NATS;
 //! - [`token`]: actor tokens: the pinned issuers, their JWKS, a strict JWT
 //!   reader and signature check;
-//! - [`claims`]: required-claims expressions (`buswarden-claims`).
+//! - [`claims`]: required-claims expressions (`buswarden-claims`);
+//! - [`actor`]: actor tokens verified against access.token.core's keys, and
+//!   required claims enforced before a handler runs ([`Connector::actor`]).
 //!
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
@@ -26,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod actor;
 pub mod call;
 pub mod config;
 pub mod connector;

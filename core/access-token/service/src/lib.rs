@@ -89,8 +89,14 @@ impl KeyRing {
     /// A ring with one fresh key, rotating every `rotation`, each new key
     /// signing `delay` after it is listed.
     pub fn new(now: Instant, rotation: Duration, delay: Duration) -> KeyRing {
+        KeyRing::with_key(TokenKey::generate(), now, rotation, delay)
+    }
+
+    /// A ring whose first key is `key` (a replica that must sign with a key
+    /// known in advance, as tests of verifiers do).
+    pub fn with_key(key: TokenKey, now: Instant, rotation: Duration, delay: Duration) -> KeyRing {
         KeyRing {
-            current: Arc::new(TokenKey::generate()),
+            current: Arc::new(key),
             previous: None,
             pending: None,
             next_rotation: now + rotation,
@@ -157,6 +163,14 @@ impl Service {
                 ACTIVATION_DELAY,
             )),
         })
+    }
+
+    /// A service signing with `ring`.
+    pub fn with_ring(svc: Connector, ring: KeyRing) -> Service {
+        Service {
+            svc,
+            ring: Mutex::new(ring),
+        }
     }
 
     fn ring(&self) -> std::sync::MutexGuard<'_, KeyRing> {
