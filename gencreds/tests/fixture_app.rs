@@ -27,3 +27,27 @@ fn fixture_app_nats_acl_files_are_true_to_code() {
         String::from_utf8_lossy(&err)
     );
 }
+
+/// The framework's own services (`core/`: access.token.core,
+/// bearer.token.core) are checked like any user service.
+#[test]
+fn core_services_nats_acl_files_are_true_to_code() {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core");
+    let root = core.to_string_lossy().into_owned();
+    let mut out = vec![];
+    let mut err = vec![];
+    let code = gencreds::cli::run(["gencreds", "check", &root], &mut out, &mut err);
+    assert_eq!(
+        code,
+        0,
+        "gencreds check core failed:\n{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    assert!(text.contains("2 service(s)"), "{text}");
+}

@@ -19,6 +19,9 @@ pub use crate::serve::{Handler, HandlerFuture};
 pub struct Spec {
     method: &'static str,
     route: &'static str,
+    /// The required claims (`claims = "…"`): the expression as written and
+    /// its compiled check.
+    claims: Option<(&'static str, crate::claims::Check)>,
     parsed: OnceLock<Result<(Method, Route), Error>>,
     api_host: OnceLock<Result<Hostname, Error>>,
 }
@@ -29,6 +32,7 @@ impl Spec {
         Spec {
             method,
             route,
+            claims: None,
             parsed: OnceLock::new(),
             api_host: OnceLock::new(),
         }
@@ -53,13 +57,31 @@ impl Spec {
             .map_err(Clone::clone)
     }
 
-    /// An endpoint serving this spec.
+    /// The same spec with required claims (the macro compiled `check` from
+    /// `text`).
+    pub const fn with_claims(mut self, text: &'static str, check: crate::claims::Check) -> Self {
+        self.claims = Some((text, check));
+        self
+    }
+
+    /// The required claims: the expression as written and its compiled
+    /// check.
+    pub fn claims(&self) -> Option<(&'static str, crate::claims::Check)> {
+        self.claims
+    }
+
+    /// An endpoint serving this spec (with its required claims, checked
+    /// against the verified actor before the handler runs).
     pub fn endpoint<F, Fut>(&self, name: &'static str, f: F) -> Endpoint
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Response, Error>> + Send + 'static,
     {
-        Endpoint::new(name, self.method, self.route, f)
+        let ep = Endpoint::new(name, self.method, self.route, f);
+        match self.claims {
+            Some((text, check)) => ep.with_claims(text, check),
+            None => ep,
+        }
     }
 
     /// The concrete path: the route with `{arg}` filled from `args`.
@@ -502,12 +524,18 @@ impl Caller {
         } else {
             req.path.clone()
         };
-        let (target, mut method) = self.target(api_host, spec, path)?;
-        if spec.get()?.0.is_any() && !req.method.is_empty() {
-            method = Method::parse(&req.method).map_err(|e| Error::InvalidMethod {
+        let (target, method) = self.target(api_host, spec, path)?;
+        // A call to an `ANY` endpoint is sent as POST: that is the method
+        // gencreds grants for it, so any other method would be a call the
+        // allow-list lacks. Refused here, before anything is published.
+        if !req.method.is_empty() && !req.method.eq_ignore_ascii_case(method.as_str()) {
+            return Err(Error::InvalidMethod {
                 method: req.method.clone(),
-                reason: e.to_string(),
-            })?;
+                reason: format!(
+                    "this endpoint is called with {} (the method its grant names); leave the request's method empty",
+                    method.as_str()
+                ),
+            });
         }
         let out = Outgoing {
             query: req.query.clone(),

@@ -78,6 +78,8 @@ type PendingMap = HashMap<u64, Pending, std::hash::BuildHasherDefault<MessageIdH
 /// connection does).
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// Actor-token keys and verified tokens ([`crate::actor`]).
+    pub(crate) verifier: crate::actor::Verifier,
     pending: Mutex<PendingMap>,
     denied_subscriptions: Mutex<HashSet<String>>,
     subscription_denied: Notify,

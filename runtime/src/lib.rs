@@ -12,7 +12,12 @@
 //! - [`Connector`]: configuration, `connect`, `serve`, raw calls;
 //! - [`context`]: the certified caller and the actor/baggage headers that
 //!   flow from an inbound request to the calls made while handling it;
-//! - [`wire`]: how requests and responses are encoded on NATS.
+//! - [`wire`]: how requests and responses are encoded on NATS;
+//! - [`token`]: actor tokens: the pinned issuers, their JWKS, a strict JWT
+//!   reader and signature check;
+//! - [`claims`]: required-claims expressions (`buswarden-claims`);
+//! - [`actor`]: actor tokens verified against access.token.core's keys, and
+//!   required claims enforced before a handler runs ([`Connector::actor`]).
 //!
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
@@ -23,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod actor;
 pub mod call;
 pub mod config;
 pub mod connector;
@@ -35,12 +41,15 @@ pub mod id;
 pub mod method;
 mod pump;
 pub mod serve;
+pub mod token;
 pub mod wire;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use buswarden_macros::{api, grant};
+/// Required-claims expressions and the claims of a verified actor.
+pub use buswarden_claims as claims;
+pub use buswarden_macros::{api, claims_check, grant};
 pub use call::{RawCall, RawMulticast};
 pub use config::{Config, Credentials};
 pub use connector::{Connector, Stats};

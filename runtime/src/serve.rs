@@ -71,6 +71,9 @@ pub struct Endpoint {
     pub route: &'static str,
     /// The handler.
     pub handler: Handler,
+    /// Required claims: the expression as written and its compiled check
+    /// (the handler then runs only for a verified actor that satisfies it).
+    pub claims: Option<(&'static str, crate::claims::Check)>,
 }
 
 impl Endpoint {
@@ -85,7 +88,14 @@ impl Endpoint {
             method,
             route,
             handler: Arc::new(move |req| Box::pin(f(req))),
+            claims: None,
         }
+    }
+
+    /// The same endpoint with required claims.
+    pub fn with_claims(mut self, text: &'static str, check: crate::claims::Check) -> Self {
+        self.claims = Some((text, check));
+        self
     }
 }
 
@@ -187,8 +197,11 @@ impl Connector {
             });
         }
         let mut subjects = Vec::new();
-        for ep in api.endpoints() {
+        for mut ep in api.endpoints() {
             let (method, route) = parse_endpoint(ep.method, ep.route)?;
+            if let Some((text, check)) = ep.claims {
+                ep.handler = crate::actor::guard(self.clone(), text, check, ep.handler);
+            }
             let dest = route.host.clone().unwrap_or_else(|| live.host.clone());
             let queue = (route.port != CONTROL_PORT).then(|| live.host.to_string());
             let any =

@@ -23,7 +23,18 @@ pub fn api(api: &Api) -> TokenStream {
     let specs = api.endpoints.iter().map(|ep| {
         let id = &ep.sig_ident;
         let (m, r) = (&ep.method, &ep.route);
-        quote! { pub(super) static #id: ::buswarden::__private::Spec = ::buswarden::__private::Spec::new(#m, #r); }
+        match &ep.claims {
+            None => quote! { pub(super) static #id: ::buswarden::__private::Spec = ::buswarden::__private::Spec::new(#m, #r); },
+            Some((text, expr)) => {
+                let check = format_ident!("__claims_{}", id);
+                let check_fn = crate::claims::check_fn(&check, expr);
+                quote! {
+                    #check_fn
+                    pub(super) static #id: ::buswarden::__private::Spec =
+                        ::buswarden::__private::Spec::new(#m, #r).with_claims(#text, #check);
+                }
+            }
+        }
     });
     let calls: Vec<&Endpoint> = api
         .endpoints

@@ -6,10 +6,14 @@
 //!   methods), checks every method token and route with `buswarden_rules`
 //!   (errors point at the bad literal), and generates the typed clients,
 //!   trigger, hook, hostname constant and serving glue (module `generate`);
-//! - [`grant`] validates an explicit grant and leaves its item untouched.
+//! - [`grant`] validates an explicit grant and leaves its item untouched;
+//! - [`claims_check`] compiles a required-claims expression into a
+//!   `fn(&Claims) -> bool` (module `claims`, which `api` uses for the
+//!   `claims = "…"` argument of an endpoint).
 
 #![forbid(unsafe_code)]
 
+mod claims;
 mod generate;
 mod model;
 
@@ -44,5 +48,29 @@ pub fn grant(attr: TokenStream, item: TokenStream) -> TokenStream {
             out.extend(item);
             out
         }
+    }
+}
+
+/// `buswarden::claims_check!("roles.admin || level > 5")`: a required-claims
+/// expression compiled into a `fn(&buswarden::claims::Claims) -> bool` (the
+/// same code an endpoint's `claims = "…"` compiles to). A malformed
+/// expression fails the build at the literal.
+#[proc_macro]
+pub fn claims_check(input: TokenStream) -> TokenStream {
+    let lit = match syn::parse::<syn::LitStr>(input) {
+        Ok(lit) => lit,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    match claims::parse(&lit) {
+        Ok(expr) => {
+            let name = syn::Ident::new("__claims_check", lit.span());
+            let f = claims::check_fn(&name, &expr);
+            quote::quote!({
+                #f
+                #name as ::buswarden::claims::Check
+            })
+            .into()
+        }
+        Err(e) => e.to_compile_error().into(),
     }
 }

@@ -54,6 +54,8 @@ pub struct Endpoint {
     /// the one given by `#[output("goName")]`.
     pub output: String,
     pub docs: Vec<syn::Attribute>,
+    /// The required claims: the expression as written, and its tree.
+    pub claims: Option<(String, buswarden_claims::Expr)>,
 }
 
 /// The whole API.
@@ -68,6 +70,8 @@ pub struct MethodAndRoute {
     pub method: String,
     pub method_span: Span,
     pub route: LitStr,
+    /// `claims = "…"`: the required claims, parsed.
+    pub claims: Option<(LitStr, buswarden_claims::Expr)>,
 }
 
 impl Parse for MethodAndRoute {
@@ -81,10 +85,27 @@ impl Parse for MethodAndRoute {
         };
         input.parse::<Token![,]>()?;
         let route: LitStr = input.parse()?;
+        let mut claims = None;
         if !input.is_empty() {
             input.parse::<Token![,]>()?;
             if !input.is_empty() {
-                return Err(input.error("expected exactly two arguments: METHOD, \"route\""));
+                let key: Ident = input.parse()?;
+                if key != "claims" {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "expected METHOD, \"route\" and optionally claims = \"expression\"",
+                    ));
+                }
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                let expr = crate::claims::parse(&lit)?;
+                claims = Some((lit, expr));
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                    if !input.is_empty() {
+                        return Err(input.error("nothing may follow claims = \"…\""));
+                    }
+                }
             }
         }
         Method::parse(&method).map_err(|e| syn::Error::new(method_span, e.to_string()))?;
@@ -92,6 +113,7 @@ impl Parse for MethodAndRoute {
             method,
             method_span,
             route,
+            claims,
         })
     }
 }
@@ -102,6 +124,12 @@ pub struct Grant;
 impl Grant {
     pub fn parse(attr: TokenStream) -> syn::Result<Self> {
         let mr: MethodAndRoute = syn::parse2(attr)?;
+        if let Some((lit, _)) = &mr.claims {
+            return Err(syn::Error::new(
+                lit.span(),
+                "a grant takes no claims: claims belong on the endpoint",
+            ));
+        }
         let url = mr.route.value();
         let rest = url
             .strip_prefix("https://")
@@ -219,6 +247,12 @@ fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
         )
     })?;
     let mr: MethodAndRoute = attr.parse_args()?;
+    if let (Kind::Event, Some((lit, _))) = (kind, &mr.claims) {
+        return Err(syn::Error::new(
+            lit.span(),
+            "an event declares no required claims: put them on the sink's endpoint",
+        ));
+    }
     let route = Route::parse(&mr.route.value())
         .map_err(|e| syn::Error::new(mr.route.span(), e.to_string()))?;
     if kind == Kind::Event && route.port != EVENT_PORT {
@@ -354,6 +388,7 @@ fn endpoint(f: &mut TraitItemFn) -> syn::Result<Endpoint> {
             .as_str()
             .to_string(),
         route: mr.route.value(),
+        claims: mr.claims.map(|(lit, expr)| (lit.value(), expr)),
         sig_ident: name.clone(),
         args,
         ret,

@@ -1,0 +1,331 @@
+//! Verification of the actor token a request carries, and the required
+//! claims of endpoints checked against what it verifies to.
+//!
+//! Only access tokens are bus actors: the header's `typ` must be `at+jwt`
+//! and `iss` must be `access.token.core` (with or without `https://`); a
+//! bearer token, or a token claiming any other issuer, is refused before any
+//! key is looked at. `alg` is pinned to EdDSA, `exp` is required (with
+//! [`CLOCK_SKEW`] of allowance) and the signature must verify with a key that
+//! access.token.core itself served on `:888/jwks`: keys are fetched only
+//! from that issuer, over the bus, so a key is bound to the issuer that
+//! served it and no other issuer's key can verify these tokens.
+//!
+//! Fetches are single-flight, and after a successful fetch the next one
+//! waits [`FETCH_COOLDOWN`] (a failed fetch leaves no cooldown): a flood of
+//! tokens naming unknown key ids costs at most one fetch per cooldown. A key
+//! not seen in the issuer's JWKS for [`KEY_EVICTION`] (the longest token
+//! lifetime plus the skew) is forgotten, so a key that left the JWKS stops
+//! verifying without a restart. A token that verified is kept (by its text,
+//! until its `exp`), so a token seen again costs a map lookup, not a
+//! signature check.
+//!
+//! Every refusal is a 401; claims that do not satisfy an endpoint are a 403.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+
+use crate::claims::{Check, Claims};
+use crate::connector::Connector;
+use crate::context::Frame;
+use crate::error::Error;
+use crate::token::{self, ACCESS_ISSUER, ACCESS_TYP};
+
+/// Clock skew allowed on `exp`.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(10);
+/// The least time between two successful JWKS fetches.
+pub const FETCH_COOLDOWN: Duration = Duration::from_secs(1);
+/// How long a key absent from the issuer's JWKS still verifies: the longest
+/// access token lifetime (15 min, plus its 5 s) and the skew.
+pub const KEY_EVICTION: Duration = Duration::from_secs(15 * 60 + 5 + 10);
+/// Verified tokens remembered at most.
+pub const VERIFIED_CACHE: usize = 4096;
+/// How long a JWKS fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A verified actor.
+#[derive(Debug)]
+pub struct Actor {
+    /// The token's claims, flattened.
+    pub claims: Claims,
+    /// `sub`, when the token names one.
+    pub subject: Option<String>,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires: i64,
+}
+
+/// Why an actor token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError {
+    /// Not a well-formed EdDSA JWT.
+    #[error("malformed actor token: {0}")]
+    Malformed(String),
+    /// A token that is not an access token (a bearer token, or another
+    /// issuer).
+    #[error("not an access token of {ACCESS_ISSUER}: {0}")]
+    NotAccessToken(String),
+    /// `exp` has passed.
+    #[error("actor token expired")]
+    Expired,
+    /// No key of access.token.core has this id.
+    #[error("no key {0:?} in the JWKS of {ACCESS_ISSUER}")]
+    UnknownKey(String),
+    /// The signature does not verify.
+    #[error("actor token signature does not verify")]
+    Signature,
+}
+
+impl From<ActorError> for Error {
+    fn from(e: ActorError) -> Error {
+        Error::status(401, e.to_string())
+    }
+}
+
+struct KnownKey {
+    key: VerifyingKey,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, KnownKey>,
+    last_fetch: Option<Instant>,
+    verified: HashMap<String, Arc<Actor>>,
+}
+
+/// The keys and verified tokens of one connector.
+pub(crate) struct Verifier {
+    state: Mutex<State>,
+    fetching: tokio::sync::Mutex<()>,
+    eviction_ms: AtomicU64,
+    fetches: AtomicU64,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier {
+            state: Mutex::default(),
+            fetching: tokio::sync::Mutex::new(()),
+            eviction_ms: AtomicU64::new(KEY_EVICTION.as_millis() as u64),
+            fetches: AtomicU64::new(0),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    iss: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+    sub: Option<serde_json::Value>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Verifier {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn eviction(&self) -> Duration {
+        Duration::from_millis(self.eviction_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_eviction(&self, after: Duration) {
+        self.eviction_ms
+            .store(after.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Verifies `text` as an actor token.
+    pub(crate) async fn verify(
+        &self,
+        svc: &Connector,
+        text: &str,
+    ) -> Result<Arc<Actor>, ActorError> {
+        let now = unix_now();
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        if let Some(actor) = self.state().verified.get(text)
+            && actor.expires.saturating_add(skew) >= now
+        {
+            return Ok(actor.clone());
+        }
+        let t = token::decode(text).map_err(|e| ActorError::Malformed(e.to_string()))?;
+        if t.header.typ != ACCESS_TYP {
+            return Err(ActorError::NotAccessToken(format!(
+                "typ {:?} (bearer tokens never travel the bus)",
+                t.header.typ
+            )));
+        }
+        let reg: Registered = serde_json::from_slice(&t.payload)
+            .map_err(|_| ActorError::Malformed("payload is not a JSON object".into()))?;
+        let iss = reg
+            .iss
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if iss.strip_prefix("https://").unwrap_or(iss) != ACCESS_ISSUER {
+            return Err(ActorError::NotAccessToken(format!("iss {iss:?}")));
+        }
+        let expires = reg
+            .exp
+            .as_ref()
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| ActorError::Malformed("no numeric exp".into()))?;
+        if expires.saturating_add(skew) < now {
+            return Err(ActorError::Expired);
+        }
+        let key = self.key(svc, &t.header.kid).await?;
+        t.verify(&key).map_err(|_| ActorError::Signature)?;
+        let claims: Claims = serde_json::from_slice(&t.payload)
+            .map_err(|e| ActorError::Malformed(format!("claims: {e}")))?;
+        let actor = Arc::new(Actor {
+            claims,
+            subject: reg.sub.and_then(|v| v.as_str().map(str::to_string)),
+            expires,
+        });
+        let mut state = self.state();
+        if state.verified.len() >= VERIFIED_CACHE {
+            state
+                .verified
+                .retain(|_, a| a.expires.saturating_add(skew) >= now);
+            if state.verified.len() >= VERIFIED_CACHE {
+                state.verified.clear();
+            }
+        }
+        state.verified.insert(text.to_string(), actor.clone());
+        Ok(actor)
+    }
+
+    /// The key `kid` of access.token.core, fetching the JWKS once (single
+    /// flight, cooldown after success) when it is not known.
+    async fn key(&self, svc: &Connector, kid: &str) -> Result<VerifyingKey, ActorError> {
+        if let Some(k) = self.known(kid) {
+            return Ok(k);
+        }
+        let _flight = self.fetching.lock().await;
+        if let Some(k) = self.known(kid) {
+            return Ok(k);
+        }
+        if self
+            .state()
+            .last_fetch
+            .is_some_and(|at| at.elapsed() < FETCH_COOLDOWN)
+        {
+            return Err(ActorError::UnknownKey(kid.to_string()));
+        }
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let url = format!("https://{ACCESS_ISSUER}:888/jwks");
+        // A fetch of its own: no actor, baggage or budget of the request
+        // being handled travels with it.
+        let fetched = Frame::default()
+            .scope(svc.post(&url, Vec::new()).timeout(FETCH_TIMEOUT).send())
+            .await;
+        let Ok(jwks) = fetched.and_then(|resp| token::jwks_of(&resp)) else {
+            return Err(ActorError::UnknownKey(kid.to_string()));
+        };
+        let now = Instant::now();
+        let mut state = self.state();
+        state.last_fetch = Some(now);
+        for jwk in &jwks.keys {
+            if let Some(key) = jwk.verifying_key() {
+                state.keys.insert(
+                    jwk.kid.clone(),
+                    KnownKey {
+                        key,
+                        last_seen: now,
+                    },
+                );
+            }
+        }
+        let eviction = self.eviction();
+        state
+            .keys
+            .retain(|_, k| now.duration_since(k.last_seen) <= eviction);
+        state
+            .keys
+            .get(kid)
+            .map(|k| k.key)
+            .ok_or_else(|| ActorError::UnknownKey(kid.to_string()))
+    }
+
+    fn known(&self, kid: &str) -> Option<VerifyingKey> {
+        let eviction = self.eviction();
+        let state = self.state();
+        let k = state.keys.get(kid)?;
+        (k.last_seen.elapsed() <= eviction).then_some(k.key)
+    }
+}
+
+/// A handler that runs only for a verified actor whose claims satisfy
+/// `check` (401 without a verifiable actor, 403 when the claims do not
+/// satisfy the expression `text`).
+pub(crate) fn guard(
+    svc: Connector,
+    text: &'static str,
+    check: Check,
+    inner: crate::serve::Handler,
+) -> crate::serve::Handler {
+    Arc::new(move |req| {
+        let svc = svc.clone();
+        let inner = inner.clone();
+        Box::pin(async move {
+            let Some(token) = crate::context::actor() else {
+                return Err(Error::status(
+                    401,
+                    format!("this endpoint requires claims `{text}`: no actor token"),
+                ));
+            };
+            let actor = svc.inner.shared.verifier.verify(&svc, &token).await?;
+            if !check(&actor.claims) {
+                return Err(Error::status(
+                    403,
+                    format!("the actor's claims do not satisfy `{text}`"),
+                ));
+            }
+            VERIFIED.scope(Some(actor), inner(req)).await
+        })
+    })
+}
+
+tokio::task_local! {
+    static VERIFIED: Option<Arc<Actor>>;
+}
+
+impl Connector {
+    /// The verified actor of the request being handled: `Ok(None)` without
+    /// an actor token, a 401 error for a token that does not verify (pass it
+    /// on with `?`). Endpoints with required claims have it verified already.
+    pub async fn actor(&self) -> Result<Option<Arc<Actor>>, Error> {
+        if let Ok(Some(actor)) = VERIFIED.try_with(Clone::clone) {
+            return Ok(Some(actor));
+        }
+        let Some(token) = crate::context::actor() else {
+            return Ok(None);
+        };
+        Ok(Some(self.inner.shared.verifier.verify(self, &token).await?))
+    }
+
+    /// How long a key absent from access.token.core's JWKS still verifies
+    /// (default [`KEY_EVICTION`]; shorter in tests of rotation).
+    pub fn with_actor_key_eviction(self, after: Duration) -> Self {
+        self.inner.shared.verifier.set_eviction(after);
+        self
+    }
+
+    /// JWKS fetches made by this connector's actor verifier.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.inner.shared.verifier.fetches()
+    }
+}
