@@ -257,18 +257,14 @@ fn read_layout(text: &str) -> Result<Layout<'_>, CredsError> {
         let line = text[..i].matches('\n').count() + 1;
         return Err(CredsError::CarriageReturn { line });
     }
-    let Some(body) = text.strip_suffix('\n') else {
-        let line = text.matches('\n').count() + 1;
-        return Err(if text.is_empty() {
-            CredsError::NoJwt
-        } else {
-            CredsError::Layout {
-                line,
-                expected: "a line feed at the end of the last line",
-            }
-        });
-    };
-    let lines: Vec<&str> = body.split('\n').collect();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // The text ends in a line feed exactly when the last piece is empty.
+    let unterminated = lines.pop().is_some_and(|last| !last.is_empty());
+    if unterminated {
+        // Reported after the first lines are checked, so a file that is not
+        // a `.creds` file at all says so first.
+        lines.push(text.rsplit('\n').next().unwrap_or_default());
+    }
     let (mut jwt, mut seed) = ("", "");
     for (i, want) in LAYOUT.iter().enumerate() {
         let fail = || CredsError::Layout {
@@ -292,6 +288,12 @@ fn read_layout(text: &str) -> Result<Layout<'_>, CredsError> {
             None if i == 1 => jwt = got,
             None => seed = got,
         }
+    }
+    if unterminated {
+        return Err(CredsError::Layout {
+            line: lines.len(),
+            expected: "a line feed at the end of the last line",
+        });
     }
     let rest = &lines[LAYOUT.len()..];
     let grants = match rest {

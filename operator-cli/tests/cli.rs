@@ -916,6 +916,20 @@ fn audit_catches_a_grants_block_that_hides_a_danger_grant_from_grep() {
         .filter(|l| !(l.starts_with("# PUB") && l.contains(".danger.")))
         .map(|l| format!("{l}\n"))
         .collect();
+    // A block whose header no longer counts its lines is not a `.creds`
+    // file the strict reader accepts: refused outright.
+    std::fs::write(&creds, &edited).unwrap();
+    let out = busop(dir.path(), &["audit", deploy.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("line 15"), "{}", out.stderr);
+    // A careful edit fixes the counts too: it parses, and the audit
+    // compares the block with the JWT.
+    let pubs = text.lines().filter(|l| l.starts_with("# PUB")).count();
+    let edited = edited.replacen(
+        &format!("; {pubs} PUB, "),
+        &format!("; {} PUB, ", pubs - 1),
+        1,
+    );
     std::fs::write(&creds, edited).unwrap();
     let grep = Command::new("grep")
         .arg(r"\.danger\.")

@@ -84,6 +84,36 @@ pub enum ValidationError {
     },
 }
 
+impl ValidationError {
+    /// The refused rule.
+    pub fn rule(&self) -> &Rule {
+        match self {
+            ValidationError::BadPlane { rule }
+            | ValidationError::Wildcard { rule, .. }
+            | ValidationError::NotLayout { rule, .. }
+            | ValidationError::ForeignSource { rule, .. }
+            | ValidationError::ForeignReplies { rule, .. }
+            | ValidationError::ForeignDestination { rule, .. }
+            | ValidationError::TrustPortMismatch { rule }
+            | ValidationError::ForeignEvent { rule } => rule,
+        }
+    }
+
+    /// A stable kebab-case code for reports (`busop audit`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ValidationError::BadPlane { .. } => "bad-plane",
+            ValidationError::Wildcard { .. } => "wildcard-token",
+            ValidationError::NotLayout { .. } => "not-layout",
+            ValidationError::ForeignSource { .. } => "foreign-source",
+            ValidationError::ForeignReplies { .. } => "foreign-replies",
+            ValidationError::ForeignDestination { .. } => "foreign-destination",
+            ValidationError::TrustPortMismatch { .. } => "trust-port-mismatch",
+            ValidationError::ForeignEvent { .. } => "foreign-event",
+        }
+    }
+}
+
 fn is_wild(t: &str) -> bool {
     t == "*" || t == ">"
 }
