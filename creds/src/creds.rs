@@ -381,6 +381,18 @@ pub fn parse_creds_with_grants(
     ))
 }
 
+/// The Go bytes (JWT block, notice, seed block) of a `.creds` file the
+/// strict reader accepts, as text for a client library that parses `.creds`
+/// text itself (async-nats `ConnectOptions::with_credentials`): on this
+/// canonical text every parser reads exactly the JWT and seed
+/// [`parse_creds`] read. Never hand such a library the file itself.
+pub fn canonical_text(bytes: &[u8]) -> Result<Zeroizing<String>, CredsError> {
+    let creds = parse_creds(bytes)?;
+    let go = format_user_config(&creds.jwt, &creds.key.seed());
+    // The Go layout is ASCII.
+    Ok(Zeroizing::new(String::from_utf8_lossy(&go).into_owned()))
+}
+
 /// The grants listed in a `.creds` file's grants block; empty when it has
 /// none or when the file is not in the one accepted layout (then
 /// [`parse_creds`] refuses it too).
@@ -427,6 +439,8 @@ mod tests {
         assert_eq!(parse_grants(&text), block().grants);
         assert!(text.contains("\n# buswarden grants of a.example: plane microbus, deploy d1, expires 2027-01-15T08:00:00Z (unix 1800000000); 1 PUB, 2 SUB\n"));
         assert!(!format!("{c:?}").contains(seed.expose()));
+        assert_eq!(canonical_text(&ours).unwrap().as_bytes(), &go[..]);
+        assert!(canonical_text(b"x").is_err());
     }
 
     /// Every departure from the one layout is refused, and the error never
