@@ -739,16 +739,17 @@ pub fn mint(
             issuer_account: signer.issuer_account(),
         },
     );
-    let danger_grants: Vec<String> = service
-        .rules
-        .iter()
-        .filter(|r| r.is_danger())
-        .map(|r| format!("{} {}", r.verb, r.subject_for_plane(opts.plane.as_str())))
-        .collect();
     let grants: Vec<(Verb, String)> = pubs
         .into_iter()
         .map(|s| (Verb::Pub, s))
         .chain(subs.into_iter().map(|s| (Verb::Sub, s)))
+        .collect();
+    // The trust-root entries as the JWT and the grants block hold them (a
+    // SUB rule may be signed twice: plain and pinned to the queue group).
+    let danger_grants: Vec<String> = grants
+        .iter()
+        .filter(|(_, s)| s.split('.').nth(1) == Some("danger"))
+        .map(|(v, s)| format!("{v} {s}"))
         .collect();
     let iat = jwt::issue_time(opts.now, signer.claims.as_ref(), user_key.public_key());
     let token = jwt::encode(&mut claims, &signer.key, iat).map_err(|source| {
