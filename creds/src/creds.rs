@@ -354,6 +354,9 @@ fn read_grants(header: &str, lines: &[&str], at: usize) -> Result<Vec<(Verb, Str
     Ok(grants)
 }
 
+/// The grants of a grants block, PUB first, plane filled in.
+pub type Grants = Vec<(Verb, String)>;
+
 /// Parses a `.creds` file: exactly the Go layout, then at most the grants
 /// block (see the module docs). The one reader of `.creds` files.
 pub fn parse_creds(bytes: &[u8]) -> Result<UserCredentials, CredsError> {
@@ -364,7 +367,7 @@ pub fn parse_creds(bytes: &[u8]) -> Result<UserCredentials, CredsError> {
 /// has none).
 pub fn parse_creds_with_grants(
     bytes: &[u8],
-) -> Result<(UserCredentials, Option<Vec<(Verb, String)>>), CredsError> {
+) -> Result<(UserCredentials, Option<Grants>), CredsError> {
     if bytes.len() > MAX_CREDS_LEN {
         return Err(CredsError::TooLarge { len: bytes.len() });
     }

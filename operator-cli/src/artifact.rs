@@ -6,9 +6,8 @@
 
 use crate::error::{BusopError, Result};
 use buswarden_creds::UserClaims;
-use buswarden_creds::creds::parse_creds_with_grants;
+use buswarden_creds::creds::{Grants, parse_creds_with_grants};
 use buswarden_creds::jwt::{self, AnyClaims};
-use buswarden_rules::Verb;
 use buswarden_rules::acl::{self, AclFile};
 use std::path::{Path, PathBuf};
 
@@ -186,7 +185,7 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
     }
 }
 
-fn load_creds(path: &Path, text: &str) -> Result<(String, UserClaims, Vec<(Verb, String)>)> {
+fn load_creds(path: &Path, text: &str) -> Result<(String, UserClaims, Grants)> {
     let (creds, grants) =
         parse_creds_with_grants(text.as_bytes()).map_err(|source| BusopError::Creds {
             path: path.to_path_buf(),
