@@ -198,8 +198,15 @@ impl ServerTask {
         let mut backoff = MIN_BACKOFF;
         loop {
             let attempt = async {
-                async_nats::ConnectOptions::with_credentials_file(&self.creds_file)
-                    .await
+                // The one strict `.creds` reader; async-nats gets its canonical text.
+                let bytes = zeroize::Zeroizing::new(
+                    tokio::fs::read(&self.creds_file)
+                        .await
+                        .map_err(|e| format!("{}: {e}", self.creds_file.display()))?,
+                );
+                let creds = buswarden_creds::creds::canonical_text(&bytes)
+                    .map_err(|e| format!("{}: {e}", self.creds_file.display()))?;
+                async_nats::ConnectOptions::with_credentials(&creds)
                     .map_err(|e| e.to_string())?
                     .name("buswarden-account-server")
                     .request_timeout(Some(REQUEST_TIMEOUT))

@@ -3,15 +3,21 @@
 //! the grants one per line, so `grep danger <hostname>_nats.creds` lists the
 //! trust-root grants and nothing else.
 //!
-//! Clients find the JWT and seed blocks with a regex (nats.go, async-nats:
-//! a dash line, one line of `[\w\-.=]+`, a dash line) or by scanning for the
-//! BEGIN lines (nats-py, nats.c). Every line of the grants block starts with
-//! `#`, so it can never be taken for a block, and it comes after the seed
-//! block, so parsers that stop at the seed never read it.
+//! One strict reader, [`parse_creds`], for every program that reads a
+//! `.creds` file (`busop audit`/`inspect`, the runtime's connect, the
+//! account server, the CI client): the file must be exactly the Go bytes
+//! (the JWT block, the notice, the seed block, LF line ends) followed by
+//! nothing or by exactly one grants block (a blank line, the header line
+//! whose counts match, then `# PUB`/`# SUB` lines). Anything else is refused
+//! with the line that is wrong, never its text (it could hold a seed).
 //!
-//! Parsing tolerates what real tools write: CRLF line ends, a byte-order
-//! mark, indentation, extra text and blank lines, a missing trailing newline,
-//! and (like the Go library) a bare seed line when the seed is not decorated.
+//! Why strict: clients find the blocks with a regex and ignore other lines,
+//! and ad hoc parsers each pick "the first line after the marker" their own
+//! way, so a file with a decoy block (before a blank line after the BEGIN
+//! marker, or a second block) read as one JWT to `grep` and an audit and as
+//! another to the connecting client. Exactly one accepted layout leaves one
+//! reading; programs that connect parse with this reader and hand the JWT
+//! and seed to the client themselves, never the file.
 
 use crate::keys::{KeyError, KeyKind, KeyPair, Seed};
 use buswarden_rules::Verb;
@@ -128,6 +134,24 @@ pub enum CredsError {
     /// No seed block (or bare seed line).
     #[error("no nkey seed found (expected a '-----BEGIN USER NKEY SEED-----' block)")]
     NoSeed,
+    /// A carriage return: the layout is LF only.
+    #[error(
+        "line {line} ends in CR (a CRLF file): credentials files are LF only; convert it (`sed -i 's/\\r$//' FILE`) or sign it again"
+    )]
+    CarriageReturn {
+        /// 1-based line.
+        line: usize,
+    },
+    /// The file departs from the one accepted layout.
+    #[error(
+        "line {line}: expected {expected}; a credentials file must be exactly what `gencreds sign`, the account server or nsc write (the JWT block, the notice, the seed block, then at most the buswarden grants block), sign it again"
+    )]
+    Layout {
+        /// 1-based line.
+        line: usize,
+        /// What the line should be.
+        expected: &'static str,
+    },
     /// The seed is invalid or not a user seed.
     #[error("the seed in the credentials file is unusable: {0}")]
     Seed(#[source] KeyError),
@@ -177,12 +201,6 @@ impl fmt::Debug for UserCredentials {
     }
 }
 
-fn is_dash_line(line: &str) -> bool {
-    // `-{3,}.*-{3,}`: dashes at both ends, at least six in all.
-    let l = line.trim();
-    l.len() >= 6 && l.starts_with("---") && l.ends_with("---")
-}
-
 fn is_token_line(line: &str) -> bool {
     !line.is_empty()
         && line
@@ -190,100 +208,212 @@ fn is_token_line(line: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'='))
 }
 
-/// The decorated blocks of a text (dash line, token line, dash line), in order.
-pub(crate) fn decorated_blocks(text: &str) -> Vec<&str> {
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i + 2 < lines.len() {
-        if is_dash_line(lines[i]) && is_token_line(lines[i + 1]) && is_dash_line(lines[i + 2]) {
-            found.push(lines[i + 1]);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    found
+/// The fixed lines of the Go layout, `None` standing for the JWT and the
+/// seed line.
+const LAYOUT: [Option<&str>; 13] = [
+    Some("-----BEGIN NATS USER JWT-----"),
+    None,
+    Some("------END NATS USER JWT------"),
+    Some(""),
+    Some("************************* IMPORTANT *************************"),
+    Some("NKEY Seed printed below can be used to sign and prove identity."),
+    Some("NKEYs are sensitive and should be treated as secrets."),
+    Some(""),
+    Some("-----BEGIN USER NKEY SEED-----"),
+    None,
+    Some("------END USER NKEY SEED------"),
+    Some(""),
+    Some("*************************************************************"),
+];
+
+/// What the fixed lines are called in errors (never their would-be text).
+const LAYOUT_NAMES: [&str; 13] = [
+    "the '-----BEGIN NATS USER JWT-----' line, first in the file",
+    "the user JWT",
+    "the '------END NATS USER JWT------' line",
+    "a blank line",
+    "the IMPORTANT notice line",
+    "the notice's second line",
+    "the notice's third line",
+    "a blank line",
+    "the '-----BEGIN USER NKEY SEED-----' line",
+    "the user nkey seed",
+    "the '------END USER NKEY SEED------' line",
+    "a blank line",
+    "the closing line of asterisks",
+];
+
+/// The strictly read parts of a `.creds` file.
+struct Layout<'a> {
+    jwt: &'a str,
+    seed: &'a str,
+    /// The grants block, when the file has one.
+    grants: Option<Vec<(Verb, String)>>,
 }
 
-/// Parses a `.creds` file.
+/// Splits a `.creds` text into its parts, accepting only the one layout.
+fn read_layout(text: &str) -> Result<Layout<'_>, CredsError> {
+    if let Some(i) = text.find('\r') {
+        let line = text[..i].matches('\n').count() + 1;
+        return Err(CredsError::CarriageReturn { line });
+    }
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // The text ends in a line feed exactly when the last piece is empty.
+    let unterminated = lines.pop().is_some_and(|last| !last.is_empty());
+    if unterminated {
+        // Reported after the first lines are checked, so a file that is not
+        // a `.creds` file at all says so first.
+        lines.push(text.rsplit('\n').next().unwrap_or_default());
+    }
+    let (mut jwt, mut seed) = ("", "");
+    for (i, want) in LAYOUT.iter().enumerate() {
+        let fail = || CredsError::Layout {
+            line: i + 1,
+            expected: LAYOUT_NAMES[i],
+        };
+        let got = *lines.get(i).ok_or_else(|| match i {
+            0 | 1 => CredsError::NoJwt,
+            8 | 9 => CredsError::NoSeed,
+            _ => fail(),
+        })?;
+        match want {
+            Some(w) if got == *w => {}
+            Some(_) => {
+                return Err(match i {
+                    0 if !got.contains("BEGIN NATS USER JWT") => CredsError::NoJwt,
+                    _ => fail(),
+                });
+            }
+            None if !is_token_line(got) => return Err(fail()),
+            None if i == 1 => jwt = got,
+            None => seed = got,
+        }
+    }
+    if unterminated {
+        return Err(CredsError::Layout {
+            line: lines.len(),
+            expected: "a line feed at the end of the last line",
+        });
+    }
+    let rest = &lines[LAYOUT.len()..];
+    let grants = match rest {
+        [] => None,
+        ["", header, grant_lines @ ..] => Some(read_grants(header, grant_lines, LAYOUT.len() + 2)?),
+        _ => {
+            return Err(CredsError::Layout {
+                line: LAYOUT.len() + 1,
+                expected: "the end of the file, or a blank line and the buswarden grants block",
+            });
+        }
+    };
+    Ok(Layout { jwt, seed, grants })
+}
+
+/// Reads the grants block: the header (at 1-based line `at`) and exactly the
+/// PUB then SUB lines its counts announce.
+fn read_grants(header: &str, lines: &[&str], at: usize) -> Result<Vec<(Verb, String)>, CredsError> {
+    let bad_header = CredsError::Layout {
+        line: at,
+        expected: "the grants header '# buswarden grants of <hostname>: …; <n> PUB, <m> SUB'",
+    };
+    let counts = header
+        .strip_prefix(GRANTS_HEADER)
+        .and_then(|h| h.rsplit_once("; "))
+        .and_then(|(_, c)| c.strip_suffix(" SUB"))
+        .and_then(|c| c.split_once(" PUB, "))
+        .and_then(|(p, s)| Some((p.parse::<usize>().ok()?, s.parse::<usize>().ok()?)));
+    let Some((pubs, subs)) = counts else {
+        return Err(bad_header);
+    };
+    if pubs.checked_add(subs) != Some(lines.len()) {
+        return Err(CredsError::Layout {
+            line: at,
+            expected: "a grants header whose counts match the '# PUB'/'# SUB' lines that follow, and nothing after them",
+        });
+    }
+    let mut grants = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let (verb, prefix) = if i < pubs {
+            (Verb::Pub, "# PUB ")
+        } else {
+            (Verb::Sub, "# SUB ")
+        };
+        let grant = line
+            .strip_prefix(prefix)
+            .filter(|g| !g.is_empty() && !g.contains(char::is_control))
+            .ok_or(CredsError::Layout {
+                line: at + 1 + i,
+                expected: if verb == Verb::Pub {
+                    "a '# PUB <subject>' line"
+                } else {
+                    "a '# SUB <subject>' line"
+                },
+            })?;
+        grants.push((verb, grant.to_string()));
+    }
+    Ok(grants)
+}
+
+/// The grants of a grants block, PUB first, plane filled in.
+pub type Grants = Vec<(Verb, String)>;
+
+/// Parses a `.creds` file: exactly the Go layout, then at most the grants
+/// block (see the module docs). The one reader of `.creds` files.
 pub fn parse_creds(bytes: &[u8]) -> Result<UserCredentials, CredsError> {
+    parse_creds_with_grants(bytes).map(|(c, _)| c)
+}
+
+/// [`parse_creds`], also returning the grants block (`None` when the file
+/// has none).
+pub fn parse_creds_with_grants(
+    bytes: &[u8],
+) -> Result<(UserCredentials, Option<Grants>), CredsError> {
     if bytes.len() > MAX_CREDS_LEN {
         return Err(CredsError::TooLarge { len: bytes.len() });
     }
     let text = std::str::from_utf8(bytes).map_err(|_| CredsError::NotText)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let blocks = decorated_blocks(text);
-    let jwt = match blocks.first() {
-        Some(j) => j.to_string(),
-        None => text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("eyJ") && l.matches('.').count() == 2 && is_token_line(l))
-            .ok_or(CredsError::NoJwt)?
-            .to_string(),
-    };
-    let seed_text = match blocks.get(1) {
-        Some(s) => *s,
-        None => text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("SU"))
-            .ok_or(CredsError::NoSeed)?,
-    };
+    let layout = read_layout(text)?;
     let key =
-        KeyPair::from_seed_of(KeyKind::User, &Seed::new(seed_text)).map_err(CredsError::Seed)?;
-    Ok(UserCredentials { jwt, key })
+        KeyPair::from_seed_of(KeyKind::User, &Seed::new(layout.seed)).map_err(CredsError::Seed)?;
+    Ok((
+        UserCredentials {
+            jwt: layout.jwt.to_string(),
+            key,
+        },
+        layout.grants,
+    ))
 }
 
-/// The grants listed in a `.creds` file's comment block (empty when it has none).
+/// The Go bytes (JWT block, notice, seed block) of a `.creds` file the
+/// strict reader accepts, as text for a client library that parses `.creds`
+/// text itself (async-nats `ConnectOptions::with_credentials`): on this
+/// canonical text every parser reads exactly the JWT and seed
+/// [`parse_creds`] read. Never hand such a library the file itself.
+pub fn canonical_text(bytes: &[u8]) -> Result<Zeroizing<String>, CredsError> {
+    let creds = parse_creds(bytes)?;
+    let go = format_user_config(&creds.jwt, &creds.key.seed());
+    // The Go layout is ASCII.
+    Ok(Zeroizing::new(String::from_utf8_lossy(&go).into_owned()))
+}
+
+/// The grants listed in a `.creds` file's grants block; empty when it has
+/// none or when the file is not in the one accepted layout (then
+/// [`parse_creds`] refuses it too).
 pub fn parse_grants(text: &str) -> Vec<(Verb, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            if let Some(s) = l.strip_prefix("# PUB ") {
-                Some((Verb::Pub, s.to_string()))
-            } else {
-                l.strip_prefix("# SUB ").map(|s| (Verb::Sub, s.to_string()))
-            }
-        })
-        .collect()
+    read_layout(text)
+        .ok()
+        .and_then(|l| l.grants)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn blocks_and_fallbacks() {
-        let kp = KeyPair::generate(KeyKind::User);
-        let seed = kp.seed();
-        let jwt = "eyJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVIn0.c2ln";
-        let text = format_user_config(jwt, &seed);
-        let creds = parse_creds(&text).unwrap();
-        assert_eq!(creds.jwt, jwt);
-        assert_eq!(creds.key.public_key(), kp.public_key());
-        let crlf = String::from_utf8(text.to_vec())
-            .unwrap()
-            .replace('\n', "\r\n");
-        assert_eq!(parse_creds(crlf.as_bytes()).unwrap().jwt, jwt);
-        let bare = format!("{jwt}\n{}\n", seed.expose());
-        assert_eq!(parse_creds(bare.as_bytes()).unwrap().jwt, jwt);
-        assert_eq!(parse_creds(b"").unwrap_err(), CredsError::NoJwt);
-        assert_eq!(
-            parse_creds(format!("{jwt}\n").as_bytes()).unwrap_err(),
-            CredsError::NoSeed
-        );
-        let dbg = format!("{creds:?}");
-        assert!(!dbg.contains(seed.expose()));
-    }
+    const JWT: &str = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVIn0.c2ln";
 
-    #[test]
-    fn tolerates_what_tools_write() {
-        let kp = KeyPair::generate(KeyKind::User);
-        let seed = kp.seed();
-        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVIn0.c2ln";
-        let block = GrantsBlock {
+    fn block() -> GrantsBlock {
+        GrantsBlock {
             hostname: "a.example".into(),
             plane: "microbus".into(),
             deploy: "d1".into(),
@@ -291,27 +421,101 @@ mod tests {
             grants: vec![
                 (Verb::Pub, "microbus.safe.443.a_example.b.*.GET.x---".into()),
                 (Verb::Sub, "microbus.reply._.*.a_example.*".into()),
+                (Verb::Sub, "microbus.safe.*.*.a_example.> a_example".into()),
             ],
-        };
-        let base = String::from_utf8(format_creds(jwt, &seed, &block).to_vec()).unwrap();
-        let variants = [
-            base.clone(),
-            base.replace('\n', "\r\n"),
-            format!("\u{feff}{base}"),
-            format!("# written by hand\nnotes: x\n\n{base}"),
-            base.trim_end().to_string(),
-            base.lines()
-                .map(|l| format!("  {l}  "))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ];
-        for v in variants {
-            let c = parse_creds(v.as_bytes()).unwrap_or_else(|e| panic!("{e}: {v:?}"));
-            assert_eq!(c.jwt, jwt);
-            assert_eq!(c.key.public_key(), kp.public_key());
-            assert_eq!(parse_grants(&v), block.grants);
         }
-        assert!(base.contains("\n# buswarden grants of a.example: plane microbus, deploy d1, expires 2027-01-15T08:00:00Z (unix 1800000000); 1 PUB, 1 SUB\n"));
+    }
+
+    #[test]
+    fn reads_exactly_what_we_and_go_write() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let go = format_user_config(JWT, &seed);
+        let (c, grants) = parse_creds_with_grants(&go).unwrap();
+        assert_eq!((c.jwt.as_str(), grants), (JWT, None));
+        assert_eq!(c.key.public_key(), kp.public_key());
+        let ours = format_creds(JWT, &seed, &block());
+        let (c, grants) = parse_creds_with_grants(&ours).unwrap();
+        assert_eq!(c.jwt, JWT);
+        assert_eq!(grants.as_ref(), Some(&block().grants));
+        let text = String::from_utf8(ours.to_vec()).unwrap();
+        assert_eq!(parse_grants(&text), block().grants);
+        assert!(text.contains("\n# buswarden grants of a.example: plane microbus, deploy d1, expires 2027-01-15T08:00:00Z (unix 1800000000); 1 PUB, 2 SUB\n"));
+        assert!(!format!("{c:?}").contains(seed.expose()));
+        assert_eq!(canonical_text(&ours).unwrap().as_bytes(), &go[..]);
+        assert!(canonical_text(b"x").is_err());
+    }
+
+    /// Every departure from the one layout is refused, and the error never
+    /// shows the seed.
+    #[test]
+    fn refuses_every_other_layout() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let base = String::from_utf8(format_creds(JWT, &seed, &block()).to_vec()).unwrap();
+        let wider = "eyJ0eXAiOiJKV1QifQ.eyJ3aWRlciI6dHJ1ZX0.c2ln";
+        let decoy = base.replacen(
+            "-----BEGIN NATS USER JWT-----\n",
+            &format!("-----BEGIN NATS USER JWT-----\n\n{wider}\n"),
+            1,
+        );
+        let decoy_before = format!(
+            "-----BEGIN NATS USER JWT-----\n{wider}\n------END NATS USER JWT------\n\n{base}"
+        );
+        let blank_after_marker = base.replacen(
+            "-----BEGIN NATS USER JWT-----\n",
+            "-----BEGIN NATS USER JWT-----\n\n",
+            1,
+        );
+        let grants_at = base.find("\n# buswarden").unwrap();
+        let go_part = &base[..grants_at + 1];
+        let cases: Vec<(&str, String)> = vec![
+            ("crlf", base.replace('\n', "\r\n")),
+            ("bom", format!("\u{feff}{base}")),
+            ("hand notes before", format!("# notes\n{base}")),
+            ("blank line after the marker", blank_after_marker),
+            ("a decoy block after the marker", decoy),
+            ("a decoy block before", decoy_before),
+            ("duplicated", format!("{base}{base}")),
+            ("duplicated go part", format!("{go_part}{go_part}")),
+            ("trailing garbage", format!("{base}garbage\n")),
+            ("trailing blank line", format!("{base}\n")),
+            ("no final newline", base.trim_end().to_string()),
+            (
+                "indented",
+                base.replace("\n-----BEGIN USER", "\n  -----BEGIN USER"),
+            ),
+            ("bare lines", format!("{JWT}\n{}\n", seed.expose())),
+            ("extra grant", format!("{base}# SUB microbus.>\n")),
+            (
+                "grant lines out of order",
+                base.replace("# PUB microbus.safe.443", "# SUB microbus.safe.443"),
+            ),
+            (
+                "header counts",
+                base.replace("1 PUB, 2 SUB", "1 PUB, 1 SUB"),
+            ),
+            ("empty", String::new()),
+            ("nul", base.replacen("IMPORTANT", "IMPORT\0NT", 1)),
+        ];
+        for (what, text) in cases {
+            let err = parse_creds(text.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            assert!(!err.to_string().contains(seed.expose()), "{what}: {err}");
+            assert!(parse_grants(&text).is_empty(), "{what}");
+        }
+        let err = parse_creds(base.replace('\n', "\r\n").as_bytes()).unwrap_err();
+        assert_eq!(err, CredsError::CarriageReturn { line: 1 });
+        let huge = vec![b'#'; MAX_CREDS_LEN + 1];
+        assert!(matches!(
+            parse_creds(&huge),
+            Err(CredsError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_creds(&[0xff, 0xfe]),
+            Err(CredsError::NotText)
+        ));
         // A user seed is required: an account seed is refused without showing it.
         let acc = KeyPair::generate(KeyKind::Account).seed();
         let wrong = base.replace(seed.expose(), acc.expose());

@@ -3,7 +3,6 @@
 //! as nsc keeps them (the seed on one line). Errors name paths, never
 //! contents.
 
-use crate::creds;
 use crate::keys::{KeyError, KeyKind, KeyPair, Seed};
 use std::fs;
 use std::io::{self, Write as _};
@@ -143,10 +142,41 @@ pub fn write_key_file(kp: &KeyPair, path: &Path) -> Result<(), KeyFileError> {
     write_private_file(path, &text, true)
 }
 
+fn is_dash_line(line: &str) -> bool {
+    // `-{3,}.*-{3,}`: dashes at both ends, at least six in all.
+    let l = line.trim();
+    l.len() >= 6 && l.starts_with("---") && l.ends_with("---")
+}
+
+fn is_token_line(line: &str) -> bool {
+    !line.is_empty()
+        && line
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'='))
+}
+
+/// The decorated blocks of a key file's text (dash line, token line, dash
+/// line), in order. Key files only: `.creds` files are read strictly by
+/// [`crate::creds::parse_creds`].
+fn decorated_blocks(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + 2 < lines.len() {
+        if is_dash_line(lines[i]) && is_token_line(lines[i + 1]) && is_dash_line(lines[i + 2]) {
+            found.push(lines[i + 1]);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
 /// The seed in a key file's text: a bare seed line (nsc's `.nk`), or the
 /// seed block of a decorated file.
 fn seed_in(text: &str) -> Option<&str> {
-    let blocks = creds::decorated_blocks(text);
+    let blocks = decorated_blocks(text);
     if let Some(s) = blocks.iter().find(|b| b.starts_with('S')) {
         return Some(s);
     }

@@ -17,6 +17,7 @@ use crate::jwt::{self, EncodeError, JwtError};
 use crate::keyfile::{self, KeyFileError};
 use crate::keys::{self, KeyKind, KeyPair};
 use buswarden_rules::acl::{self, AclError};
+use buswarden_rules::queue;
 use buswarden_rules::rule::PLANE_PLACEHOLDER;
 use buswarden_rules::validate::{self, ValidationError};
 use buswarden_rules::{Hostname, Plane, Rule, RuleSet, Verb};
@@ -626,14 +627,7 @@ fn check_rules(
             });
         }
     }
-    let fill = |verb| -> Vec<String> {
-        service
-            .rules
-            .of(verb)
-            .map(|r| r.subject_for_plane(plane.as_str()))
-            .collect()
-    };
-    let (pubs, subs) = (fill(Verb::Pub), fill(Verb::Sub));
+    let (pubs, subs) = allow_lists(&service.hostname, &service.rules, plane.as_str());
     for (verb, list) in [(Verb::Pub, &pubs), (Verb::Sub, &subs)] {
         if list.is_empty() {
             problems.push(ServiceProblem::EmptyAllowList {
@@ -648,6 +642,26 @@ fn check_rules(
     } else {
         Err(problems)
     }
+}
+
+/// The PUB and SUB allow lists of a service's user with the plane filled
+/// in: PUB rules as they are, each SUB rule in the forms
+/// [`queue::sub_allow`] gives (plain and/or pinned to the service's own
+/// queue group, `"<subject> <group>"`).
+pub fn allow_lists(
+    hostname: &Hostname,
+    rules: &RuleSet,
+    plane: &str,
+) -> (Vec<String>, Vec<String>) {
+    let pubs = rules
+        .of(Verb::Pub)
+        .map(|r| r.subject_for_plane(plane))
+        .collect();
+    let subs = queue::sub_allow(&queue::group(hostname), rules)
+        .iter()
+        .map(|e| fill_plane(e, plane))
+        .collect();
+    (pubs, subs)
 }
 
 /// What a service user's JWT carries besides its rules.
@@ -666,7 +680,8 @@ pub struct UserGrant<'a> {
 /// The claims of one service's user, the single definition shared by
 /// `gencreds sign` and the account server: name = hostname, expiry, the
 /// `deploy:<id>` tag, `issuer_account`, the PUB and SUB allow lists with the
-/// plane filled in, and the `sub.deny` guards that stop nats-server from
+/// plane filled in (SUB entries pinned to the service's queue group, see
+/// [`allow_lists`]), and the `sub.deny` guards that stop nats-server from
 /// widening a SUB rule ending in `*` to `>`. Rules are not validated here:
 /// callers validate them for the hostname first.
 pub fn user_claims(
@@ -683,10 +698,9 @@ pub fn user_claims(
     if let Some(ia) = grant.issuer_account {
         claims.nats.issuer_account = ia.to_string();
     }
-    let fill =
-        |verb| -> Vec<String> { rules.of(verb).map(|r| r.subject_for_plane(plane)).collect() };
-    claims.nats.limits.publish.allow = fill(Verb::Pub);
-    claims.nats.limits.subscribe.allow = fill(Verb::Sub);
+    let (pubs, subs) = allow_lists(hostname, rules, plane);
+    claims.nats.limits.publish.allow = pubs;
+    claims.nats.limits.subscribe.allow = subs;
     // nats-server lets `SUB a.>` through an allow of `a.*`; the guards deny
     // what such a subscription would receive beyond the rule.
     claims.nats.limits.subscribe.deny = rules
@@ -725,16 +739,17 @@ pub fn mint(
             issuer_account: signer.issuer_account(),
         },
     );
-    let danger_grants: Vec<String> = service
-        .rules
-        .iter()
-        .filter(|r| r.is_danger())
-        .map(|r| format!("{} {}", r.verb, r.subject_for_plane(opts.plane.as_str())))
-        .collect();
     let grants: Vec<(Verb, String)> = pubs
         .into_iter()
         .map(|s| (Verb::Pub, s))
         .chain(subs.into_iter().map(|s| (Verb::Sub, s)))
+        .collect();
+    // The trust-root entries as the JWT and the grants block hold them (a
+    // SUB rule may be signed twice: plain and pinned to the queue group).
+    let danger_grants: Vec<String> = grants
+        .iter()
+        .filter(|(_, s)| s.split('.').nth(1) == Some("danger"))
+        .map(|(v, s)| format!("{v} {s}"))
         .collect();
     let iat = jwt::issue_time(opts.now, signer.claims.as_ref(), user_key.public_key());
     let token = jwt::encode(&mut claims, &signer.key, iat).map_err(|source| {
@@ -773,8 +788,8 @@ pub fn mint(
         grants,
     };
     let creds = creds::format_creds(&token, &user_key.seed(), &block);
-    let pub_rules = claims.nats.limits.publish.allow.len();
-    let sub_rules = claims.nats.limits.subscribe.allow.len();
+    let pub_rules = service.rules.of(Verb::Pub).count();
+    let sub_rules = service.rules.of(Verb::Sub).count();
     Ok(MintedUser {
         report: ServiceReport {
             hostname: service.hostname.clone(),

@@ -540,8 +540,12 @@ async fn signed_sub_guards_stop_the_star_to_full_wildcard_widening() {
     let (src, _) = connect(server.url(), &out.join("src.example_nats.creds"), "src")
         .await
         .unwrap();
+    // A hook is signed pinned to the sink's own queue group.
     let mut wide = sink
-        .subscribe("microbus.safe.417.*.src_example.*.POST.on-x.>")
+        .queue_subscribe(
+            "microbus.safe.417.*.src_example.*.POST.on-x.>",
+            "sink_example".into(),
+        )
         .await
         .unwrap();
     round_trip(&sink, "microbus.reply._.sink_example.sink_example.probe").await;

@@ -112,7 +112,14 @@ fn signs_every_service_with_private_files_and_a_report() {
     assert!(claims.nats.issuer_account.is_empty());
     assert_eq!(claims.nats.limits.subs, -1);
     let grants = creds::parse_grants(std::str::from_utf8(&text).unwrap());
-    assert_eq!(grants.len(), 5);
+    // 2 PUB; 3 SUB rules: own requests plain and pinned to the queue group
+    // `calc_example`, replies and broadcasts plain.
+    assert_eq!(grants.len(), 6);
+    assert!(grants.contains(&(
+        Verb::Sub,
+        "prod.safe.*.*.calc_example.> calc_example".to_string()
+    )));
+    assert_eq!(claims.nats.limits.subscribe.allow.len(), 4);
     assert!(grants.contains(&(Verb::Sub, "prod.safe.888.*.all.>".to_string())));
     assert_eq!(
         grants

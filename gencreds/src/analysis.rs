@@ -15,6 +15,7 @@ use crate::source::{self, Limits};
 use crate::workspace::{self, Workspace};
 use buswarden_rules::derive::{call_rule, endpoint_rule, event_rule, hook_rule, implicit_rules};
 use buswarden_rules::policy::{self as rules_policy, Policy};
+use buswarden_rules::validate::ValidationError;
 use buswarden_rules::{
     Call, Dest, Endpoint, EventOut, Hook, Hostname, Rule, RuleSet, ServiceModel, budget,
 };
@@ -759,6 +760,7 @@ fn derive_service(
     }
     let rules = buswarden_rules::derive(&model);
     let mut provenance: Vec<Provenance> = vec![];
+    let mut foreign_endpoints: Vec<Rule> = vec![];
     for ep in &model.endpoints {
         if let Some(r) = endpoint_rule(host, ep) {
             let loc = apis
@@ -771,6 +773,18 @@ fn derive_service(
                 .first()
                 .map(|a| idx.module_file(idx.apis[*a].module))
                 .unwrap_or_default();
+            // A service subscribes only to its own host: serving under
+            // another host would take that host's requests.
+            sdiags.push(Diagnostic::new(
+                Code::ForeignEndpointHost,
+                &file,
+                loc,
+                format!(
+                    "endpoint {} {} is served under another host, which would take that host's requests; serve it under this service's own host ({host}) or move it to the other host's service",
+                    ep.method, ep.route
+                ),
+            ));
+            foreign_endpoints.push(r.clone());
             wanted.push((
                 r,
                 Site {
@@ -799,6 +813,11 @@ fn derive_service(
     let acl_rel = format!("{}/nats.acl", ws.rel(&c.dir));
     if let Err(errs) = buswarden_rules::validate::validate(host, &rules) {
         for e in errs {
+            if let ValidationError::ForeignDestination { rule, .. } = &e
+                && foreign_endpoints.contains(rule)
+            {
+                continue; // reported at the endpoint (`foreign-endpoint-host`)
+            }
             sdiags.push(Diagnostic::new(
                 Code::InvalidRules,
                 &acl_rel,

@@ -112,6 +112,8 @@ codes! {
         "A #[buswarden::grant] with host `*`, allowed because there is no buswarden.toml.";
     ForeignEvent = "foreign-event", Error,
         "A PUB on another host's :417 event route: only the source fires its own events.";
+    ForeignEndpointHost = "foreign-endpoint-host", Error,
+        "An endpoint served under another host (`//other.host/…`): a service subscribes only to its own host.";
     AclDrift = "acl-drift", Error,
         "The committed nats.acl differs from what the code says.";
     AclMissing = "acl-missing", Error,

@@ -149,6 +149,7 @@ const ELSEWHERE: &[Code] = &[
     Code::AclDrift,
     Code::AclMissing,
     Code::InvalidAcl,
+    Code::ForeignEndpointHost, // tests/foreign_endpoint.rs
 ];
 
 #[test]

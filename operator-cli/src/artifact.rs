@@ -5,8 +5,9 @@
 //! never kept, shown or put in an error.
 
 use crate::error::{BusopError, Result};
+use buswarden_creds::UserClaims;
+use buswarden_creds::creds::{Grants, parse_creds_with_grants};
 use buswarden_creds::jwt::{self, AnyClaims};
-use buswarden_creds::{UserClaims, parse_creds};
 use buswarden_rules::acl::{self, AclFile};
 use std::path::{Path, PathBuf};
 
@@ -94,21 +95,24 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
             artifact,
         })
     };
+    // A `.creds` file (by name or by its markers) is read by the one strict
+    // reader the runtime connects with: what busop shows is what connects.
+    let is_creds = path.extension().is_some_and(|e| e == "creds");
+    if is_creds || text.contains("BEGIN NATS USER JWT") || text.contains("USER NKEY SEED") {
+        return load_creds(path, text).and_then(|(token, claims, grants)| {
+            owned(Artifact::Creds {
+                token,
+                claims: Box::new(claims),
+                grants,
+            })
+        });
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    if text.contains("BEGIN NATS USER JWT") || text.contains("USER NKEY SEED") {
-        return load_creds(path, text).and_then(|(token, claims)| {
-            owned(Artifact::Creds {
-                token,
-                claims: Box::new(claims),
-                grants: buswarden_creds::creds::parse_grants(text),
-            })
-        });
-    }
     if lines
         .first()
         .is_some_and(|l| l.starts_with(acl::HEADER_PREFIX.trim_end()))
@@ -125,11 +129,13 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
     let tokens: Vec<&&str> = lines.iter().filter(|l| looks_like_token(l)).collect();
     let seeds = lines.iter().filter(|l| looks_like_seed(l)).count();
     if tokens.len() == 1 && seeds > 0 {
-        return load_creds(path, text).and_then(|(token, claims)| {
+        // A JWT and a seed outside the one layout: refused like any other
+        // malformed `.creds` file.
+        return load_creds(path, text).and_then(|(token, claims, grants)| {
             owned(Artifact::Creds {
                 token,
                 claims: Box::new(claims),
-                grants: buswarden_creds::creds::parse_grants(text),
+                grants,
             })
         });
     }
@@ -179,11 +185,12 @@ pub fn classify(path: &Path, text: &str) -> Result<Loaded> {
     }
 }
 
-fn load_creds(path: &Path, text: &str) -> Result<(String, UserClaims)> {
-    let creds = parse_creds(text.as_bytes()).map_err(|source| BusopError::Creds {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn load_creds(path: &Path, text: &str) -> Result<(String, UserClaims, Grants)> {
+    let (creds, grants) =
+        parse_creds_with_grants(text.as_bytes()).map_err(|source| BusopError::Creds {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let claims = jwt::decode_user(&creds.jwt).map_err(|source| BusopError::Jwt {
         path: path.to_path_buf(),
         source,
@@ -195,7 +202,7 @@ fn load_creds(path: &Path, text: &str) -> Result<(String, UserClaims)> {
             jwt_subject: claims.data.sub.clone(),
         });
     }
-    Ok((creds.jwt, claims))
+    Ok((creds.jwt, claims, grants.unwrap_or_default()))
 }
 
 /// Every `*.creds` and `nats.acl` file under `root` (a file is returned as

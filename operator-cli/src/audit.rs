@@ -1,6 +1,8 @@
 //! `busop audit DIR`: every service's `.creds` (or `nats.acl`) under DIR in
 //! one view — trust-root grants, wildcard grants, expired and soon-expiring
-//! credentials, and grants outside the `buswarden.toml` policy. Exit status:
+//! credentials, grants the rule validator refuses (a SUB on another host's
+//! requests, …), SUB entries not pinned to the service's own queue group, and
+//! grants outside the `buswarden.toml` policy. Exit status:
 //! 0 clean, 1 a grant violates the policy, 2 a file could not be read.
 //!
 //! The precise shell audit of trust-root grants is `grep '\.danger\.'`:
@@ -16,6 +18,9 @@ use crate::inspect::Unreadable;
 use crate::report::{EXIT_ERROR, EXIT_FINDINGS, Report, span, time};
 use buswarden_creds::jwt;
 use buswarden_rules::policy::{self, Policy, Severity};
+use buswarden_rules::queue;
+use buswarden_rules::rule::PLANE_PLACEHOLDER;
+use buswarden_rules::validate;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -115,6 +120,19 @@ fn audit_one(
     };
     let (mut violations, mut warnings) = (Vec::new(), Vec::new());
     if let Some(host) = &g.hostname {
+        // The validator every signer runs: a grant it refuses (a SUB on
+        // another host's requests, a PUB in another name…) is a finding
+        // whoever signed it.
+        if let Err(errors) = validate::validate(host, &g.rules) {
+            violations.extend(errors.iter().map(|e| PolicyFinding {
+                code: e.code(),
+                rule: e.rule().to_string(),
+                message: e.to_string(),
+            }));
+        }
+        if kind == "creds" {
+            check_queue_pinning(&mut violations, host, g);
+        }
         match pol {
             Some(p) => {
                 violations = policy::evaluate(p, host, &g.rules)
@@ -149,6 +167,54 @@ fn audit_one(
             .collect(),
         violations,
         warnings,
+    }
+}
+
+/// Every SUB entry of a user must be signed in exactly the forms
+/// [`queue::sub_allow`] gives for its rules: pinned to the service's own
+/// queue group where the runtime subscribes in one, plain where it
+/// subscribes without. A plain entry where a pinned one belongs lets the
+/// user join any queue group on those subjects (and take another service's
+/// share of its events); a pin to another group joins that group.
+fn check_queue_pinning(
+    violations: &mut Vec<PolicyFinding>,
+    host: &buswarden_rules::Hostname,
+    g: &ServiceGrants,
+) {
+    use buswarden_rules::Verb;
+    let plane = g.plane.as_deref().unwrap_or(PLANE_PLACEHOLDER);
+    let fill = |e: &str| match e.strip_prefix(PLANE_PLACEHOLDER) {
+        Some(rest) => format!("{plane}{rest}"),
+        None => e.to_string(),
+    };
+    let expected: Vec<String> = queue::sub_allow(&queue::group(host), &g.rules)
+        .iter()
+        .map(|e| fill(e))
+        .collect();
+    for l in g.allow.iter().filter(|l| l.verb == Verb::Sub) {
+        let entry = match &l.queue {
+            Some(q) => format!("{} {q}", l.subject),
+            None => l.subject.clone(),
+        };
+        if expected.contains(&entry) {
+            continue;
+        }
+        let message = match &l.queue {
+            Some(q) => format!(
+                "SUB {} is pinned to the queue group {q:?}, but this service's group is {:?}: it would join another service's group; sign it again",
+                l.subject,
+                queue::group(host)
+            ),
+            None => format!(
+                "SUB {} has no queue group pinned: the user may join any queue group on it (and take another service's share); sign it again",
+                l.subject
+            ),
+        };
+        violations.push(PolicyFinding {
+            code: "queue-group-not-pinned",
+            rule: format!("SUB {entry}"),
+            message,
+        });
     }
 }
 

@@ -5,6 +5,7 @@
 
 use buswarden_creds::UserClaims;
 use buswarden_rules::policy::{is_trust_root_grant, is_wildcard_grant};
+use buswarden_rules::queue;
 use buswarden_rules::rule::PLANE_PLACEHOLDER;
 use buswarden_rules::{Hostname, Rule, RuleSet, Verb};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub struct GrantLine {
     pub danger: bool,
     /// A wildcard grant (any host, port or method).
     pub wildcard: bool,
+    /// The queue group a SUB entry is pinned to (`"<subject> <group>"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// The grants of one service.
@@ -81,7 +85,12 @@ fn template(subject: &str, plane: Option<&str>) -> String {
     }
 }
 
-fn line(me: &str, verb: Verb, subject: &str, plane: Option<&str>) -> GrantLine {
+fn line(me: &str, verb: Verb, entry: &str, plane: Option<&str>) -> GrantLine {
+    // A SUB entry may carry its queue group after a space.
+    let (subject, queue) = match verb {
+        Verb::Sub => queue::split_entry(entry),
+        Verb::Pub => (entry, None),
+    };
     let (danger, wildcard) = match Rule::new(verb, template(subject, plane)) {
         Ok(rule) => {
             let danger = is_trust_root_grant(me, &rule);
@@ -95,6 +104,7 @@ fn line(me: &str, verb: Verb, subject: &str, plane: Option<&str>) -> GrantLine {
         subject: subject.to_string(),
         danger,
         wildcard,
+        queue: queue.map(str::to_string),
     }
 }
 
@@ -122,10 +132,11 @@ pub fn of_user(claims: &UserClaims) -> ServiceGrants {
     let mut rules = RuleSet::new();
     for (verb, perm) in [(Verb::Pub, &limits.publish), (Verb::Sub, &limits.subscribe)] {
         for s in &perm.allow {
-            allow.push(line(&me, verb, s, p));
-            if let Ok(rule) = Rule::new(verb, template(s, p)) {
+            let l = line(&me, verb, s, p);
+            if let Ok(rule) = Rule::new(verb, template(&l.subject, p)) {
                 rules.insert(rule);
             }
+            allow.push(l);
         }
         for s in &perm.deny {
             // A deny entry takes reach away: never a trust-root or wildcard grant.
@@ -134,6 +145,7 @@ pub fn of_user(claims: &UserClaims) -> ServiceGrants {
                 subject: s.clone(),
                 danger: false,
                 wildcard: false,
+                queue: None,
             });
         }
     }

@@ -478,7 +478,14 @@ pub fn describe(out: &mut String, i: &Inspected, now: i64) {
             let mut sorted: Vec<&GrantLine> = list.iter().collect();
             sorted.sort_by_key(|l| (!l.danger, !l.wildcard, l.subject.clone()));
             for l in sorted {
-                let _ = writeln!(out, "    {} {}", marker(l), l.subject);
+                match &l.queue {
+                    Some(q) => {
+                        let _ = writeln!(out, "    {} {} (queue group {q})", marker(l), l.subject);
+                    }
+                    None => {
+                        let _ = writeln!(out, "    {} {}", marker(l), l.subject);
+                    }
+                }
             }
         }
     }

@@ -60,10 +60,18 @@ impl Fleet {
         if urls.is_empty() {
             return Err(BusopError::NoServers);
         }
+        // Read with the one strict reader; async-nats gets the canonical
+        // text of what it read, never the file as written.
+        let creds = buswarden_creds::creds::canonical_text(creds.as_bytes()).map_err(|e| {
+            BusopError::Nats {
+                server: urls[0].clone(),
+                message: format!("system user credentials: {e}"),
+            }
+        })?;
         let mut clients = Vec::new();
         for url in urls {
             let err = nats_err(url);
-            let opts = async_nats::ConnectOptions::with_credentials(creds)
+            let opts = async_nats::ConnectOptions::with_credentials(&creds)
                 .map_err(|e| err(format!("system user credentials: {e}")))?
                 .connection_timeout(timeout)
                 .name("busop");

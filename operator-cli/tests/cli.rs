@@ -916,6 +916,20 @@ fn audit_catches_a_grants_block_that_hides_a_danger_grant_from_grep() {
         .filter(|l| !(l.starts_with("# PUB") && l.contains(".danger.")))
         .map(|l| format!("{l}\n"))
         .collect();
+    // A block whose header no longer counts its lines is not a `.creds`
+    // file the strict reader accepts: refused outright.
+    std::fs::write(&creds, &edited).unwrap();
+    let out = busop(dir.path(), &["audit", deploy.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("line 15"), "{}", out.stderr);
+    // A careful edit fixes the counts too: it parses, and the audit
+    // compares the block with the JWT.
+    let pubs = text.lines().filter(|l| l.starts_with("# PUB")).count();
+    let edited = edited.replacen(
+        &format!("; {pubs} PUB, "),
+        &format!("; {} PUB, ", pubs - 1),
+        1,
+    );
     std::fs::write(&creds, edited).unwrap();
     let grep = Command::new("grep")
         .arg(r"\.danger\.")
@@ -1023,4 +1037,158 @@ fn walkdir_acls(root: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// A `.creds` file for `hostname` signed with `sub_allow` as its SUB allow
+/// list, without the validator (what a signer lacking it produced), with a
+/// grants block that matches the JWT.
+fn hand_minted(setup: &Path, acl: &str, sub_allow: &[&str], out: &Path) -> std::path::PathBuf {
+    use buswarden_creds::creds::{GrantsBlock, format_creds};
+    use buswarden_creds::keys::{KeyKind, KeyPair};
+    use buswarden_creds::sign::{UserGrant, user_claims};
+    use buswarden_rules::Verb;
+    let (app, key) = app_signer(setup);
+    let parsed = buswarden_rules::acl::parse(acl).unwrap();
+    let user = KeyPair::generate(KeyKind::User);
+    let plane = buswarden_rules::Plane::parse("microbus").unwrap();
+    let mut claims = user_claims(
+        user.public_key(),
+        &parsed.hostname,
+        &parsed.rules,
+        &UserGrant {
+            plane: &plane,
+            deploy: "d1",
+            exp: jwt::now() + 3600,
+            issuer_account: Some(app.claims.data.sub.as_str()),
+        },
+    );
+    claims.nats.limits.subscribe.allow = sub_allow.iter().map(|s| s.to_string()).collect();
+    let token = jwt::encode(&mut claims, &key, jwt::now()).unwrap();
+    let mut pubs = claims.nats.limits.publish.allow.clone();
+    let mut subs = claims.nats.limits.subscribe.allow.clone();
+    pubs.sort();
+    subs.sort();
+    let block = GrantsBlock {
+        hostname: parsed.hostname.to_string(),
+        plane: "microbus".into(),
+        deploy: "d1".into(),
+        expires: claims.data.exp,
+        grants: pubs
+            .into_iter()
+            .map(|s| (Verb::Pub, s))
+            .chain(subs.into_iter().map(|s| (Verb::Sub, s)))
+            .collect(),
+    };
+    std::fs::create_dir_all(out).unwrap();
+    let path = out.join(format!("{}_nats.creds", parsed.hostname));
+    std::fs::write(&path, &*format_creds(&token, &user.seed(), &block)).unwrap();
+    path
+}
+
+/// Issue 15, High 1 and 3: `busop audit` flags a user holding a SUB on
+/// another host's requests (the validator every signer runs) and SUB entries
+/// not pinned to the service's own queue group.
+#[test]
+fn audit_flags_foreign_sub_grants_and_unpinned_queue_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let deploy = dir.path().join("deploy");
+    let own = [
+        "microbus.reply._.*.calc_example.*",
+        "microbus.safe.*.*.calc_example.>",
+        "microbus.safe.*.*.calc_example.> calc_example",
+        "microbus.safe.888.*.all.>",
+    ];
+    let mut subs = own.to_vec();
+    subs.push("microbus.safe.*.*.orders_example.> calc_example");
+    subs.push("microbus.safe.417.*.catalog_example.*.POST.on-item-changed");
+    subs.push("microbus.safe.417.*.catalog_example.*.POST.on-x orders_example");
+    hand_minted(dir.path(), CALC_ACL, &subs, &deploy);
+    let out = busop(
+        dir.path(),
+        &["--format", "json", "audit", deploy.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let found: Vec<(String, String)> = v["services"][0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |code: &str, rule: &str| found.iter().any(|(c, r)| c == code && r == rule);
+    assert!(
+        has(
+            "foreign-destination",
+            "SUB {{plane}}.safe.*.*.orders_example.>"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            "queue-group-not-pinned",
+            "SUB microbus.safe.417.*.catalog_example.*.POST.on-item-changed"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            "queue-group-not-pinned",
+            "SUB microbus.safe.417.*.catalog_example.*.POST.on-x orders_example"
+        ),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
+    let human = busop(dir.path(), &["audit", deploy.to_str().unwrap()]);
+    assert!(
+        human.stdout.contains("VIOLATION [foreign-destination]"),
+        "{}",
+        human.stdout
+    );
+
+    // The same user signed true to code: nothing to report.
+    std::fs::remove_dir_all(&deploy).unwrap();
+    hand_minted(dir.path(), CALC_ACL, &own, &deploy);
+    let out = busop(dir.path(), &["audit", deploy.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// Issue 15, Medium 6: a `.creds` file with a decoy block (which grep and
+/// the old audit read as one JWT while the runtime connected with another)
+/// is refused by `busop audit` and `inspect`, naming the line, never
+/// showing the seed.
+#[test]
+fn audit_and_inspect_refuse_a_creds_file_with_a_decoy_block() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let deploy = dir.path().join("deploy");
+    let (creds, _) = mint_creds(dir.path(), CALC_ACL, &deploy, Some(3600), jwt::now());
+    let real = std::fs::read_to_string(&creds).unwrap();
+    let seed = real.lines().nth(9).unwrap().to_string();
+    let marker = "-----BEGIN NATS USER JWT-----\n";
+    let decoy = real.replacen(
+        marker,
+        &format!(
+            "{marker}-----BEGIN DECOY-----\neyJ0eXAiOiJKV1QifQ.eyJ9.c2ln\n------END DECOY------\n\n"
+        ),
+        1,
+    );
+    for text in [decoy, real.replace('\n', "\r\n"), format!("{real}{real}")] {
+        std::fs::write(&creds, &text).unwrap();
+        for args in [
+            vec!["audit", deploy.to_str().unwrap()],
+            vec!["inspect", creds.to_str().unwrap()],
+        ] {
+            let out = busop(dir.path(), &args);
+            assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+            let all = format!("{}{}", out.stdout, out.stderr);
+            assert!(all.contains("line "), "{args:?}: {all}");
+            assert!(!all.contains(&seed), "{args:?}: the seed is never shown");
+        }
+    }
 }

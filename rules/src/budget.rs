@@ -35,6 +35,8 @@
 //!          "type":"user","version":2}}
 //! ```
 //!
+//! SUB entries are the plain and queue-pinned forms of each SUB rule
+//! ([`crate::queue::sub_allow`]: `"<subject> <group>"` for a pinned one).
 //! Subjects are the rules with `{{plane}}` replaced by the plane, JSON
 //! escaped the way the signer's encoder does it ([`JsonFlavor`]: Go's
 //! `encoding/json` writes `>` as `\u003e`, six bytes; serde_json writes one).
@@ -52,6 +54,7 @@
 //! plus the same for its guard if it has one.
 
 use crate::hostname::Hostname;
+use crate::queue;
 use crate::rule::{Guard, PLANE_PLACEHOLDER, Rule, RuleSet, Verb};
 use crate::subject::DEFAULT_PLANE;
 use std::fmt;
@@ -222,9 +225,35 @@ pub fn base64url_len(n: usize) -> usize {
 }
 
 fn subject_len(rule: &Rule, plane: &str, flavor: JsonFlavor) -> usize {
-    match rule.subject.strip_prefix(PLANE_PLACEHOLDER) {
+    entry_len(&rule.subject, plane, flavor)
+}
+
+/// The escaped length of an allow or deny entry (`{{plane}}` filled in).
+fn entry_len(entry: &str, plane: &str, flavor: JsonFlavor) -> usize {
+    match entry.strip_prefix(PLANE_PLACEHOLDER) {
         Some(rest) => json_escaped_len(plane, flavor) + json_escaped_len(rest, flavor),
-        None => json_escaped_len(&rule.subject, flavor),
+        None => json_escaped_len(entry, flavor),
+    }
+}
+
+/// The escaped lengths of the entries a rule is signed as: its subject for
+/// a PUB rule, its plain and/or queue-pinned entries for a SUB rule
+/// ([`crate::queue`]), each with its separating comma's share left out.
+fn rule_entries_len(me: &str, rule: &Rule, model: &ConnectModel) -> Vec<usize> {
+    let plain = subject_len(rule, &model.plane, model.json);
+    match rule.verb {
+        Verb::Pub => vec![plain],
+        Verb::Sub => {
+            let f = queue::form(me, rule);
+            let mut v = Vec::with_capacity(2);
+            if f.plain() {
+                v.push(plain);
+            }
+            if f.pinned() {
+                v.push(plain + 1 + json_escaped_len(me, model.json));
+            }
+            v
+        }
     }
 }
 
@@ -284,11 +313,8 @@ fn claims_len(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> usi
     };
     let guards = guards(rules, model);
     for (name, verb) in [("pub", Verb::Pub), ("sub", Verb::Sub)] {
-        let allow = list_len(
-            rules
-                .of(verb)
-                .map(|r| subject_len(r, &model.plane, model.json)),
-        );
+        let me = hostname.flatten();
+        let allow = list_len(rules.of(verb).flat_map(|r| rule_entries_len(&me, r, model)));
         let deny = match verb {
             Verb::Sub => list_len(guards.iter().map(|g| guard_len(g, model))),
             Verb::Pub => None,
@@ -354,6 +380,7 @@ pub fn estimate(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> E
         + base64url_len(SIGNATURE_BYTES);
     let connect = connect_len(hostname, jwt, model);
     let guards = guards(rules, model);
+    let me = hostname.flatten();
     let mut contributors: Vec<Contributor> = rules
         .iter()
         .map(|r| {
@@ -361,9 +388,13 @@ pub fn estimate(hostname: &Hostname, rules: &RuleSet, model: &ConnectModel) -> E
                 .iter()
                 .find(|g| &g.rule == r)
                 .map_or(0, |g| guard_len(g, model) + 3);
+            let entries: usize = rule_entries_len(&me, r, model)
+                .iter()
+                .map(|len| len + 3)
+                .sum();
             Contributor {
                 rule: r.clone(),
-                bytes: base64url_len(subject_len(r, &model.plane, model.json) + 3 + guard),
+                bytes: base64url_len(entries + guard),
             }
         })
         .collect();
@@ -411,10 +442,16 @@ mod tests {
     fn literal_claims(host: &Hostname, rules: &RuleSet, m: &ConnectModel) -> String {
         let fill = |s: &str| s.replacen("{{plane}}", &m.plane, 1);
         let list = |verb| {
-            let items: Vec<String> = rules
-                .of(verb)
-                .map(|r| format!("\"{}\"", r.subject_for_plane(&m.plane)))
-                .collect();
+            let items: Vec<String> = match verb {
+                Verb::Pub => rules
+                    .of(verb)
+                    .map(|r| format!("\"{}\"", r.subject_for_plane(&m.plane)))
+                    .collect(),
+                Verb::Sub => queue::sub_allow(&host.flatten(), rules)
+                    .iter()
+                    .map(|e| format!("\"{}\"", fill(e)))
+                    .collect(),
+            };
             let deny: Vec<String> = if verb == Verb::Sub && m.sub_deny_guards {
                 rules
                     .sub_guards()

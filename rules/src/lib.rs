@@ -16,6 +16,7 @@
 //! - [`naming`]: the names `#[buswarden::api]` generates (macro and analyzer);
 //! - [`validate`]: the checks run on a rule set before it is signed;
 //! - [`diff`]: what changed between two rule sets;
+//! - [`queue`]: the queue group a service may join and the `sub.allow` entries pinned to it;
 //! - [`budget`]: the CONNECT line a rule set will produce, against the 4 KiB limit;
 //! - [`policy`]: the `buswarden.toml` policy and its evaluation.
 
@@ -29,6 +30,7 @@ pub mod hostname;
 pub mod naming;
 pub mod pattern;
 pub mod policy;
+pub mod queue;
 pub mod route;
 pub mod rule;
 pub mod subject;

@@ -60,6 +60,20 @@ pub enum ValidationError {
         /// The rule.
         rule: Rule,
     },
+    /// A SUB on requests addressed to another host: a service subscribes to
+    /// its own destination, to `all` on the control port 888, and to another
+    /// host only for one of that host's `:417` events.
+    #[error(
+        "{rule}: subscribes to requests for {found:?}, but this service is {expected:?}; a service subscribes to its own host (or 'all' on :888), and to another host only for one of its :417 events ({{{{plane}}}}.safe.417.*.<source>.*.<METHOD>.<route>)"
+    )]
+    ForeignDestination {
+        /// The rule.
+        rule: Rule,
+        /// The destination token found.
+        found: String,
+        /// The service's flattened hostname.
+        expected: String,
+    },
     /// A PUB on another host's event port (417): only the source fires its events.
     #[error(
         "{rule}: publishes an event (:417) of another host; only the source fires its own events"
@@ -70,8 +84,62 @@ pub enum ValidationError {
     },
 }
 
+impl ValidationError {
+    /// The refused rule.
+    pub fn rule(&self) -> &Rule {
+        match self {
+            ValidationError::BadPlane { rule }
+            | ValidationError::Wildcard { rule, .. }
+            | ValidationError::NotLayout { rule, .. }
+            | ValidationError::ForeignSource { rule, .. }
+            | ValidationError::ForeignReplies { rule, .. }
+            | ValidationError::ForeignDestination { rule, .. }
+            | ValidationError::TrustPortMismatch { rule }
+            | ValidationError::ForeignEvent { rule } => rule,
+        }
+    }
+
+    /// A stable kebab-case code for reports (`busop audit`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ValidationError::BadPlane { .. } => "bad-plane",
+            ValidationError::Wildcard { .. } => "wildcard-token",
+            ValidationError::NotLayout { .. } => "not-layout",
+            ValidationError::ForeignSource { .. } => "foreign-source",
+            ValidationError::ForeignReplies { .. } => "foreign-replies",
+            ValidationError::ForeignDestination { .. } => "foreign-destination",
+            ValidationError::TrustPortMismatch { .. } => "trust-port-mismatch",
+            ValidationError::ForeignEvent { .. } => "foreign-event",
+        }
+    }
+}
+
 fn is_wild(t: &str) -> bool {
     t == "*" || t == ">"
+}
+
+/// The control port, whose requests may also be addressed to [`BROADCAST`].
+const CONTROL: &str = "888";
+/// The event port: the only one on which a service hears another host.
+const EVENT: &str = "417";
+/// The broadcast destination of control requests.
+const BROADCAST: &str = "all";
+
+/// Whether the tokens of a SUB subject addressed to another host name one
+/// event route of that host: `{{plane}}.safe.417.<src>.<source>.<pos>.<METHOD>.<route>`
+/// with a literal port 417, a method (or `*` for a hook on `ANY`) and a
+/// literal first path token. Wildcards in the source, the position and
+/// deeper path tokens (path arguments of the route) are fine.
+fn check_foreign_event_sub(t: &[&str]) -> Result<(), ()> {
+    let literal = |i: usize| t.get(i).is_some_and(|x| !is_wild(x));
+    let ok = t.len() >= 8
+        && t[1] == "safe"
+        && t[2] == EVENT
+        && t[3] != ">"
+        && t[5] != ">"
+        && t[6] != ">"
+        && literal(7);
+    if ok { Ok(()) } else { Err(()) }
 }
 
 /// Checks one rule for a service with flattened hostname `me`.
@@ -168,6 +236,15 @@ pub fn validate_rule(me: &str, rule: &Rule) -> Result<(), ValidationError> {
                 Verb::Sub => {
                     if is_wild(dest) {
                         return Err(wild("destination"));
+                    }
+                    if dest != me && !(port == CONTROL && dest == BROADCAST) {
+                        check_foreign_event_sub(&t).map_err(|()| {
+                            ValidationError::ForeignDestination {
+                                rule: rule.clone(),
+                                found: dest.to_string(),
+                                expected: me.to_string(),
+                            }
+                        })?;
                     }
                 }
             }
@@ -279,6 +356,40 @@ mod tests {
             check("PUB Bad.safe.443.calc_example.x.*.GET.a"),
             Err(ValidationError::BadPlane { .. })
         ));
+        for foreign in [
+            "SUB {{plane}}.safe.*.*.orders_example.>",
+            "SUB {{plane}}.safe.443.*.orders_example.*.POST.orders",
+            "SUB {{plane}}.danger.666.*.access_token_core.>",
+            "SUB {{plane}}.safe.417.*.orders_example.>",
+            "SUB {{plane}}.safe.417.*.orders_example.*.>",
+            "SUB {{plane}}.safe.417.*.orders_example.*.POST.*",
+            "SUB {{plane}}.safe.417.*.orders_example.*.POST.>",
+            "SUB {{plane}}.safe.*.*.orders_example.*.POST.on-x",
+            "SUB {{plane}}.safe.888.*.orders_example.>",
+            "SUB {{plane}}.safe.443.*.all.>",
+            "SUB {{plane}}.safe.*.*.all.>",
+        ] {
+            assert!(
+                matches!(
+                    check(foreign),
+                    Err(ValidationError::ForeignDestination { .. })
+                ),
+                "{foreign}: {:?}",
+                check(foreign)
+            );
+        }
+        for fine in [
+            "SUB {{plane}}.safe.*.*.calc_example.>",
+            "SUB {{plane}}.danger.666.*.calc_example.>",
+            "SUB {{plane}}.reply._.*.calc_example.*",
+            "SUB {{plane}}.safe.888.*.all.>",
+            "SUB {{plane}}.safe.417.*.orders_example.*.POST.on-x",
+            "SUB {{plane}}.safe.417.*.orders_example.*.*.on-x",
+            "SUB {{plane}}.safe.417.*.orders_example.*.POST.on-x.*",
+            "SUB {{plane}}.safe.417.*.orders_example.*.POST.on-x.>",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
         assert!(check("PUB microbus.safe.443.calc_example.x.*.GET.a").is_ok());
         assert!(check("PUB {{plane}}.danger.666.calc_example.x.*.POST.mint").is_ok());
         assert!(check("PUB {{plane}}.safe.443.calc_example.*.*.GET.a").is_ok());

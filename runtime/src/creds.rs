@@ -1,5 +1,12 @@
 //! The `.creds` file and the NATS auth callback that reads it.
 //!
+//! The file is read with the project's one strict reader
+//! ([`buswarden_creds::creds::parse_creds`]), the same one `busop audit`
+//! and `inspect` use, and the JWT and seed it finds are handed to async-nats
+//! through the auth callback: async-nats never parses the file itself, so
+//! what connects is exactly what the audit saw. A file the reader does not
+//! accept exactly is refused at connect.
+//!
 //! The file is read at EVERY connect and reconnect (async-nats calls the
 //! callback with the server's nonce each time), so a renewed file written
 //! before the old JWT expires is picked up by the next reconnect. The seed
@@ -7,13 +14,14 @@
 //! content.
 
 use crate::error::Error;
+use buswarden_creds::creds::{MAX_CREDS_LEN, UserCredentials, parse_creds};
 use std::path::{Path, PathBuf};
 
 /// The two secrets of a `.creds` file.
 pub struct UserCreds {
     /// The user JWT.
     pub jwt: String,
-    seed: String,
+    creds: UserCredentials,
 }
 
 impl std::fmt::Debug for UserCreds {
@@ -26,52 +34,39 @@ impl std::fmt::Debug for UserCreds {
 }
 
 impl UserCreds {
-    /// Parses the text of a `.creds` file: the first line after a
-    /// `-----BEGIN NATS USER JWT-----` line, and the first after
-    /// `-----BEGIN USER NKEY SEED-----`; other lines are ignored.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut jwt = None;
-        let mut seed = None;
-        let mut lines = text.lines().map(str::trim);
-        while let Some(line) = lines.next() {
-            if !(line.starts_with("-----BEGIN") && line.ends_with("-----")) {
-                continue;
-            }
-            let value = lines.by_ref().find(|l| !l.is_empty()).unwrap_or_default();
-            if line.contains("JWT") && jwt.is_none() {
-                jwt = Some(value.to_string());
-            } else if line.contains("SEED") && seed.is_none() {
-                seed = Some(value.to_string());
-            }
-        }
-        let jwt = jwt
-            .filter(|j| !j.is_empty() && !j.starts_with('-'))
-            .ok_or("no user JWT block")?;
-        let seed = seed
-            .filter(|s| s.starts_with("SU"))
-            .ok_or("no user nkey seed block (a seed starting with SU)")?;
-        Ok(UserCreds { jwt, seed })
+    /// Parses the bytes of a `.creds` file with the strict reader.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let creds = parse_creds(bytes).map_err(|e| e.to_string())?;
+        Ok(UserCreds {
+            jwt: creds.jwt.clone(),
+            creds,
+        })
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses a file (refusing one over the reader's size limit
+    /// before reading it whole).
     pub async fn read(path: &Path) -> Result<Self, Error> {
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| Error::Creds {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        UserCreds::parse(&text).map_err(|reason| Error::Creds {
+        use tokio::io::AsyncReadExt as _;
+        let creds_err = |reason: String| Error::Creds {
             path: path.to_path_buf(),
             reason,
-        })
+        };
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| creds_err(e.to_string()))?;
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
+        file.take(MAX_CREDS_LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| creds_err(e.to_string()))?;
+        UserCreds::parse(&bytes).map_err(creds_err)
     }
 
     /// Signs the server nonce: the auth answer for CONNECT.
     pub fn sign(&self, nonce: &[u8]) -> Result<async_nats::Auth, String> {
-        let kp = nkeys::KeyPair::from_seed(&self.seed)
-            .map_err(|_| "the nkey seed is not a valid user seed".to_string())?;
-        let signature = kp
+        let signature = self
+            .creds
+            .key
             .sign(nonce)
             .map_err(|_| "signing the server nonce failed".to_string())?;
         let mut auth = async_nats::Auth::new();
@@ -108,33 +103,42 @@ pub(crate) fn auth_callback(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(jwt: &str, seed: &str) -> String {
-        format!(
-            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
-             ************************* IMPORTANT *************************\n\
-             NKEY Seed printed below can be used to sign and prove identity.\n\n\
-             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
-        )
-    }
+    use buswarden_creds::keys::{KeyKind, KeyPair};
 
     #[test]
     fn parses_and_signs_without_showing_the_seed() {
-        let kp = nkeys::KeyPair::new_user();
-        let seed = kp.seed().unwrap();
-        let creds = UserCreds::parse(&file("eyJhbGciOi.x.y", &seed)).unwrap();
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let file = buswarden_creds::creds::format_user_config("eyJhbGciOi.x.y", &seed);
+        let creds = UserCreds::parse(&file).unwrap();
         assert_eq!(creds.jwt, "eyJhbGciOi.x.y");
-        assert!(!format!("{creds:?}").contains(&seed));
+        assert!(!format!("{creds:?}").contains(seed.expose()));
         let auth = creds.sign(b"nonce").unwrap();
-        kp.verify(b"nonce", &auth.signature.unwrap()).unwrap();
+        assert!(buswarden_creds::keys::verify(
+            kp.public_key(),
+            b"nonce",
+            &auth.signature.unwrap()
+        ));
     }
 
     #[test]
-    fn refuses_files_without_both_blocks() {
-        assert!(UserCreds::parse("nothing here").is_err());
-        assert!(UserCreds::parse(&file("a.b.c", "not-a-seed")).is_err());
-        let kp = nkeys::KeyPair::new_user();
-        let err = UserCreds::parse(&file("", &kp.seed().unwrap())).unwrap_err();
-        assert!(err.contains("JWT"));
+    fn refuses_what_the_strict_reader_refuses() {
+        assert!(UserCreds::parse(b"nothing here").is_err());
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let good = buswarden_creds::creds::format_user_config("a.b.c", &seed);
+        let text = String::from_utf8(good.to_vec()).unwrap();
+        // A decoy before a blank line after the marker: refused, not read
+        // differently from the audit.
+        let decoy = text.replacen(
+            "-----BEGIN NATS USER JWT-----\n",
+            "-----BEGIN NATS USER JWT-----\n\nw.i.de\n",
+            1,
+        );
+        let err = UserCreds::parse(decoy.as_bytes()).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains(seed.expose()));
+        let err = UserCreds::parse(text.replace('\n', "\r\n").as_bytes()).unwrap_err();
+        assert!(err.contains("CR"), "{err}");
     }
 }

@@ -65,7 +65,8 @@ impl Connector {
     }
 
     /// Subscribes `handler` to the event `method route` fired by `source`.
-    /// Replicas of this host share the event (queue group of this host).
+    /// Replicas of this host share the event (this host's queue group,
+    /// [`buswarden_rules::queue::group`], the one its creds pin the hook to).
     pub async fn hook(
         &self,
         source: &str,
@@ -86,7 +87,7 @@ impl Connector {
             &method,
             &parsed,
         );
-        let queue = live.host.to_string();
+        let queue = buswarden_rules::queue::group(&live.host);
         live.listen(&subject, Some(&queue), handler, Inbound::Event)
             .await?;
         live.confirm_subscriptions(&[subject]).await

@@ -2,7 +2,8 @@
 //! subjects, each received request checked and handed to its handler.
 //!
 //! Every endpoint is subscribed twice: on the `_` position (load-balanced
-//! across the replicas of the host by a queue group named after the host;
+//! across the replicas of the host by its queue group ([`buswarden_rules::queue::group`],
+//! the flattened hostname, the only group its creds let it join);
 //! `:888` control endpoints use no queue group, so every replica answers) and
 //! on this instance's own `id-…` position (direct addressing). `:888`
 //! endpoints also listen on the broadcast host `all`.
@@ -203,7 +204,9 @@ impl Connector {
                 ep.handler = crate::actor::guard(self.clone(), text, check, ep.handler);
             }
             let dest = route.host.clone().unwrap_or_else(|| live.host.clone());
-            let queue = (route.port != CONTROL_PORT).then(|| live.host.to_string());
+            // The queue group the creds pin this service's SUB entries to.
+            let queue =
+                (route.port != CONTROL_PORT).then(|| buswarden_rules::queue::group(&live.host));
             let any =
                 subject::subscription(&live.plane, dest.as_str(), &Position::Any, &method, &route);
             let direct =

@@ -551,7 +551,7 @@ async fn a_missing_creds_file_is_named_at_connect() {
     }
     std::fs::write(dir.path().join("calc.example_nats.creds"), "no blocks here").unwrap();
     let err = svc.connect().await.unwrap_err();
-    assert!(err.to_string().contains("no user JWT block"), "{err}");
+    assert!(err.to_string().contains("no user JWT found"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,9 +163,18 @@ impl KvStore {
     /// Connects with the KV account's creds and opens (or creates) the
     /// buckets; nonces are kept for `nonce_ttl`. Needs a tokio runtime.
     pub async fn connect(config: &KvConfig, nonce_ttl: Duration) -> Result<Self, StoreError> {
-        let client = async_nats::ConnectOptions::with_credentials_file(&config.creds_file)
-            .await
-            .map_err(|e| backend(format!("KV creds {}: {e}", config.creds_file.display())))?
+        // The one strict `.creds` reader; async-nats gets its canonical text.
+        let creds_err =
+            |e: String| backend(format!("KV creds {}: {e}", config.creds_file.display()));
+        let bytes = zeroize::Zeroizing::new(
+            tokio::fs::read(&config.creds_file)
+                .await
+                .map_err(|e| creds_err(e.to_string()))?,
+        );
+        let creds =
+            buswarden_creds::creds::canonical_text(&bytes).map_err(|e| creds_err(e.to_string()))?;
+        let client = async_nats::ConnectOptions::with_credentials(&creds)
+            .map_err(|e| creds_err(e.to_string()))?
             .name("buswarden-account-server")
             .request_timeout(Some(REQUEST_TIMEOUT))
             .retry_on_initial_connect()
