@@ -20,6 +20,8 @@
 //! signature check.
 //!
 //! Every refusal is a 401; claims that do not satisfy an endpoint are a 403.
+//! Only endpoints that declare required claims verify (and so fetch keys):
+//! gencreds grants a service the JWKS fetch from those declarations.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -304,17 +306,25 @@ tokio::task_local! {
 }
 
 impl Connector {
-    /// The verified actor of the request being handled: `Ok(None)` without
-    /// an actor token, a 401 error for a token that does not verify (pass it
-    /// on with `?`). Endpoints with required claims have it verified already.
-    pub async fn actor(&self) -> Result<Option<Arc<Actor>>, Error> {
+    /// The verified actor of the request being handled. Only an endpoint
+    /// that declares required claims verifies its actor (its service's
+    /// allow-list then holds the grant to fetch access.token.core's keys,
+    /// which gencreds derives from the `claims` attribute); write
+    /// `claims = "true"` on an endpoint that needs an actor but no
+    /// particular claim. Elsewhere this is `Ok(None)` without a token and a
+    /// 401 error with one (pass it on with `?`): a token is never read
+    /// unverified.
+    pub fn actor(&self) -> Result<Option<Arc<Actor>>, Error> {
         if let Ok(Some(actor)) = VERIFIED.try_with(Clone::clone) {
             return Ok(Some(actor));
         }
-        let Some(token) = crate::context::actor() else {
-            return Ok(None);
-        };
-        Ok(Some(self.inner.shared.verifier.verify(self, &token).await?))
+        match crate::context::actor() {
+            None => Ok(None),
+            Some(_) => Err(Error::status(
+                401,
+                "the actor of an endpoint without required claims is not verified: declare claims on the endpoint (claims = \"true\" for any actor)",
+            )),
+        }
     }
 
     /// How long a key absent from access.token.core's JWKS still verifies

@@ -18,8 +18,10 @@ use serde_json::{Map, Value, json};
 pub trait Vault {
     #[function(GET, "/open", claims = "roles.admin || (level > 5 && !guest)")]
     async fn open(&self) -> Result<String, Error>;
-    #[function(GET, "/whoami")]
+    #[function(GET, "/whoami", claims = "true")]
     async fn whoami(&self) -> Result<Option<String>, Error>;
+    #[function(GET, "/anonymous")]
+    async fn anonymous(&self) -> Result<Option<String>, Error>;
 }
 
 struct VaultService {
@@ -29,18 +31,17 @@ struct VaultService {
 impl Vault for VaultService {
     async fn open(&self) -> Result<String, Error> {
         // The verified actor is at hand without a second verification.
-        let actor = self
-            .svc
-            .actor()
-            .await?
-            .expect("verified before the handler");
+        let actor = self.svc.actor()?.expect("verified before the handler");
         Ok(format!(
             "opened for {}",
             actor.subject.clone().unwrap_or_default()
         ))
     }
     async fn whoami(&self) -> Result<Option<String>, Error> {
-        Ok(self.svc.actor().await?.and_then(|a| a.subject.clone()))
+        Ok(self.svc.actor()?.and_then(|a| a.subject.clone()))
+    }
+    async fn anonymous(&self) -> Result<Option<String>, Error> {
+        Ok(self.svc.actor()?.and_then(|a| a.subject.clone()))
     }
 }
 
@@ -133,9 +134,15 @@ async fn required_claims_decide_on_verified_tokens_only() {
     assert_eq!(status(open_as(&gateway, None).await), 401);
     assert_eq!(status(open_as(&gateway, Some(&expired)).await), 401);
     assert_eq!(status(open_as(&gateway, Some("not.a.token")).await), 401);
-    // A present token that does not verify is refused on an endpoint
-    // without claims too, when the handler reads the actor.
+    // `claims = "true"`: any verified actor; none or a junk token is 401.
     let r = context::with_actor("junk", VaultClient::new(&gateway).whoami()).await;
+    assert!(matches!(r, Err(Error::Remote { status: 401, .. })), "{r:?}");
+    let r = VaultClient::new(&gateway).whoami().await;
+    assert!(matches!(r, Err(Error::Remote { status: 401, .. })), "{r:?}");
+    // An endpoint without claims never reads a token: none is fine, a
+    // present one is refused rather than read unverified.
+    assert_eq!(VaultClient::new(&gateway).anonymous().await.unwrap(), None);
+    let r = context::with_actor(&minted, VaultClient::new(&gateway).anonymous()).await;
     assert!(matches!(r, Err(Error::Remote { status: 401, .. })), "{r:?}");
     // No claims of a token whose signature fails are read.
     let mut forged = admin.clone();
