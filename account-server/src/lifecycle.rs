@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::auth::Caller;
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::push::PushStatus;
@@ -561,6 +562,7 @@ impl AccountServer {
         if l.users_of(id).next().is_none() {
             return Err(ApiError::Conflict(format!("deploy {id:?} has no users")));
         }
+        may_activate(caller, &l, id)?;
         let now = crate::server::now();
         let grace = i64::try_from(self.config.deploys.grace.as_secs()).unwrap_or(i64::MAX / 2);
         d.state = DeployState::Active;
@@ -905,6 +907,33 @@ impl AccountServer {
         self.commit(&mut l, change).await?;
         Ok(())
     }
+}
+
+/// Activation replaces the whole account's active deploy: an operator may
+/// always; a CI key only when its hostnames cover every service of the
+/// deploy it activates and of the active deploy it would retire, so a key
+/// limited to one service cannot take the others off the bus.
+fn may_activate(caller: &Caller, l: &Ledger, id: &str) -> Result<(), ApiError> {
+    if caller.role == Role::Operator {
+        return Ok(());
+    }
+    let retired = l.active().map(|a| a.id.as_str());
+    let uncovered: BTreeSet<&str> = l
+        .users
+        .values()
+        .filter(|u| u.deploy == id || Some(u.deploy.as_str()) == retired)
+        .map(|u| u.hostname.as_str())
+        .filter(|h| !caller.may_sign_for(h))
+        .collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = uncovered.iter().take(10).copied().collect();
+    Err(ApiError::Forbidden(format!(
+        "this key may not sign for {}: activating {id:?} (retiring {}) needs the operator role or a ci key whose hostnames cover every service of both deploys",
+        shown.join(", "),
+        retired.map_or_else(|| "nothing".to_string(), |r| format!("{r:?}"))
+    )))
 }
 
 fn revoke_into(revocations: &mut BTreeMap<String, Revocation>, u: &UserRecord, now: i64) {

@@ -42,6 +42,8 @@ pub struct Bed {
     pub sys: KeyPair,
     pub app: KeyPair,
     pub ci: KeyPair,
+    /// A ci key limited to `calc.example` alone.
+    pub ci_calc: KeyPair,
     pub op: KeyPair,
     pub reader: KeyPair,
     pub http_port: u16,
@@ -122,6 +124,7 @@ impl Bed {
         }
 
         let ci = KeyPair::generate(KeyKind::User);
+        let ci_calc = KeyPair::generate(KeyKind::User);
         let op = KeyPair::generate(KeyKind::User);
         let reader = KeyPair::generate(KeyKind::User);
         let http_port = free_port();
@@ -164,6 +167,10 @@ key = "{ci}"
 role = "ci"
 hostnames = ["calc.example", "*.shop.example"]
 [[keys]]
+key = "{ci_calc}"
+role = "ci"
+hostnames = ["calc.example"]
+[[keys]]
 key = "{op}"
 role = "operator"
 [[keys]]
@@ -173,6 +180,7 @@ role = "read-only"
             grace = opts.grace,
             max_body = opts.max_body,
             ci = ci.public_key(),
+            ci_calc = ci_calc.public_key(),
             op = op.public_key(),
             reader = reader.public_key(),
         );
@@ -186,6 +194,7 @@ role = "read-only"
             sys,
             app,
             ci,
+            ci_calc,
             op,
             reader,
             http_port,
