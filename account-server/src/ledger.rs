@@ -86,6 +86,10 @@ pub fn sign_account(
     // pushed itself): a full resolver keeps the newer `iat`.
     let iat = jwt::account_issue_time(now, live).max(jwt::account_issue_time(now, Some(base)));
     let token = jwt::encode(&mut claims, operator, iat)?;
+    // A revoked key stays revoked after its JWT entry is pruned.
+    let mut revoked_keys = previous.revoked_keys.clone();
+    revoked_keys.extend(previous.revocations.keys().cloned());
+    revoked_keys.extend(revocations.keys().cloned());
     let record = AccountRecord {
         account: previous.account.clone(),
         base_jwt: previous.base_jwt.clone(),
@@ -93,6 +97,7 @@ pub fn sign_account(
         iat,
         version: previous.version + 1,
         revocations,
+        revoked_keys,
     };
     Ok((record, claims))
 }

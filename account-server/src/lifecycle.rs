@@ -450,9 +450,9 @@ impl AccountServer {
                     u.user_key
                 )));
             }
-            if l.account.revocations.contains_key(&u.user_key) {
+            if l.account.is_revoked(&u.user_key) {
                 return Err(ApiError::Conflict(format!(
-                    "user key {} is revoked",
+                    "user key {} is revoked (for good: a revoked key is never signed again; generate a new one)",
                     u.user_key
                 )));
             }
@@ -721,8 +721,10 @@ impl AccountServer {
                 u.hostname
             )));
         }
-        if l.account.revocations.contains_key(user_key) {
-            return Err(ApiError::Conflict(format!("user {user_key} is revoked")));
+        if l.account.is_revoked(user_key) {
+            return Err(ApiError::Conflict(format!(
+                "user {user_key} is revoked (for good: a revoked key is never renewed; sign a new one)"
+            )));
         }
         let d = deploy(&l, &u.deploy)?.clone();
         if !matches!(d.state, DeployState::Open | DeployState::Active) {

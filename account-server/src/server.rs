@@ -347,6 +347,7 @@ fn import(
                 iat: 0,
                 version: 0,
                 revocations: Default::default(),
+                revoked_keys: Default::default(),
             },
             file_jwt.to_string(),
             None,

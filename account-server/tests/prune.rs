@@ -170,3 +170,114 @@ async fn a_later_account_jwt_from_busop_is_taken_as_the_base_and_revocations_are
     let audit = server.audit(0, 100).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "rebase"));
 }
+
+/// Issue 15, Medium 4: revoke a user on a real broker, let its JWT expire
+/// and the janitor prune its entry from the account JWT: renewing it and
+/// signing the same key again are still refused (the server keeps a
+/// permanent record of revoked keys, across a restart too), so it never
+/// reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stays_revoked_after_its_entry_is_pruned() {
+    let bed = Bed::new(Options::default());
+    let (server, stop, handle) = serve_in_process(&bed).await;
+    let nats = bed.start_nats();
+    let client = http();
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys",
+        json!({ "deploy": "d1" }),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let victim = KeyPair::generate(KeyKind::User);
+    let sign_body = json!({ "users": [{ "hostname": "calc.example", "user_key": victim.public_key(), "rules": rules_for("calc.example") }], "expires": "3s" });
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d1/users",
+        sign_body.clone(),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let jwt = r.json()["users"][0]["jwt"].as_str().unwrap().to_string();
+    let (_c, mut events) = connect_user(nats.url(), &jwt, &victim)
+        .await
+        .expect("connects");
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/revocations",
+        json!({ "user_key": victim.public_key() }),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        disconnected(&mut events, std::time::Duration::from_secs(10)).await,
+        "revoked user dropped"
+    );
+
+    // Past the JWT's expiry the janitor prunes the entry (on the broker too).
+    let exp = buswarden_creds::jwt::decode_user(&jwt).unwrap().data.exp;
+    while buswarden_creds::jwt::now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.tidy(buswarden_creds::jwt::now()).await.unwrap();
+    let app = bed.app.public_key();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let on_broker = broker_account(nats.url(), &bed.sys_creds, app).await;
+        if !on_broker.nats.revocations.contains_key(victim.public_key()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker never got the pruned JWT"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The attack: renew, then sign the same key again.
+    let renew = format!("/v1/users/{}/renew", victim.public_key());
+    let r = api(&client, &bed, "POST", &renew, json!(null), &bed.ci).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("revoked"), "{}", r.text);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d1/users",
+        sign_body.clone(),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        connect_user(nats.url(), &jwt, &victim).await.is_err(),
+        "the old JWT expired"
+    );
+
+    // And after a restart.
+    let _ = stop.send(());
+    handle.await.unwrap();
+    common::stop_server(server).await;
+    let (_server, _stop, _handle) = serve_in_process(&bed).await;
+    let r = api(&client, &bed, "POST", &renew, json!(null), &bed.ci).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/d1/users",
+        sign_body,
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+}

@@ -189,6 +189,18 @@ pub struct AccountRecord {
     pub version: u64,
     /// Revocations (a union: entries are added, and removed only by pruning).
     pub revocations: BTreeMap<String, Revocation>,
+    /// Every user key ever revoked, kept after its entry in
+    /// [`AccountRecord::revocations`] is pruned: such a key is never signed
+    /// or renewed again.
+    #[serde(default)]
+    pub revoked_keys: std::collections::BTreeSet<String>,
+}
+
+impl AccountRecord {
+    /// Whether `user_key` was ever revoked (pruned from the JWT or not).
+    pub fn is_revoked(&self, user_key: &str) -> bool {
+        self.revoked_keys.contains(user_key) || self.revocations.contains_key(user_key)
+    }
 }
 
 /// An operator's approval of a `:666` rule for one deploy.

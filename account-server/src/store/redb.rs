@@ -266,6 +266,7 @@ mod tests {
             iat: 10,
             version: 1,
             revocations: Default::default(),
+            revoked_keys: Default::default(),
         };
         account.revocations.insert(
             "UVICTIM".into(),
