@@ -737,6 +737,11 @@ impl AccountServer {
         let hostname =
             Hostname::parse(&u.hostname).map_err(|e| ApiError::Internal(e.to_string()))?;
         let rules = parse_rules(&hostname, &u.rules)?;
+        // The policy may have changed since the user was signed: a renewal
+        // is a new signature and must pass the policy in force now.
+        self.policy
+            .check(&hostname, &rules)
+            .map_err(ApiError::PolicyViolation)?;
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
         let exp = now + (u.expires_at - u.issued_at).max(1);

@@ -484,3 +484,63 @@ async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
     let (s, v) = send(&server, &twice).await;
     refused(s, &v, 401, "replayed");
 }
+
+/// Issue 15, Medium 8: a user signed with a trust-root grant the policy
+/// allowed; the operator then drops the grant from the policy and restarts
+/// the server. Renewing the user is refused (422, policy violation) and
+/// nothing is signed or stored.
+#[tokio::test]
+async fn renew_refuses_grants_the_current_policy_forbids() {
+    let bed = Bed::new(Options {
+        policy: Some(POLICY),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let mint = "PUB {{plane}}.danger.666.calc_example.token_core.*.POST.mint";
+    let mut rules = rules_for("calc.example");
+    rules.push(mint.into());
+    let (s, _) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys", json!({ "deploy": "d1" }), &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let approval = json!({ "deploy": "d1", "rule": mint });
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/approvals", approval, &bed.op),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let key = KeyPair::generate(KeyKind::User);
+    let body = json!({ "users": [{ "hostname": "calc.example", "user_key": key.public_key(), "rules": rules }] });
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys/d1/users", body, &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let renew = format!("/v1/users/{}/renew", key.public_key());
+    let (s, v) = send(&server, &Call::signed("POST", &renew, Value::Null, &bed.ci)).await;
+    assert_eq!(s, 200, "renewal under the same policy: {v}");
+
+    // The policy no longer lists the grant.
+    common::stop_server(server).await;
+    std::fs::write(bed.dir.path().join("buswarden.toml"), "version = 1\n").unwrap();
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let before = state(&server, &bed.reader).await;
+    let (s, v) = send(&server, &Call::signed("POST", &renew, Value::Null, &bed.ci)).await;
+    refused(s, &v, 422, "policy violation");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("token_core.*.POST.mint"),
+        "{v}"
+    );
+    let after = state(&server, &bed.reader).await;
+    assert_eq!(before.0, after.0, "account unchanged");
+    assert_eq!(before.1, after.1, "deploys unchanged");
+    assert_eq!(before.2, after.2, "audit unchanged");
+}
