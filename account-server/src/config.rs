@@ -230,6 +230,11 @@ pub struct Config {
     /// `store` when absent.
     #[serde(default)]
     pub kv: Option<crate::store::KvConfig>,
+    /// Create a fresh store (`serve --init`, the first start only): without
+    /// it a missing or empty store is refused, and with it a store that
+    /// holds state is refused. Never read from the file.
+    #[serde(skip)]
+    pub init: bool,
 }
 
 fn default_listen() -> SocketAddr {

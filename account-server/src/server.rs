@@ -136,6 +136,12 @@ impl AccountServer {
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let store: Arc<dyn Store> = match &config.kv {
             Some(kv) => Arc::new(KvStore::connect(kv, crate::replica::nonce_ttl(&config)).await?),
+            None if config.init => {
+                // The secrets first: a failed first start leaves no store
+                // behind that a second `--init` would refuse.
+                load_secrets(&config)?;
+                Arc::new(RedbStore::create(&config.store)?)
+            }
             None => Arc::new(RedbStore::open(&config.store)?),
         };
         Self::start_with(config, store).await
@@ -148,9 +154,7 @@ impl AccountServer {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, StartError> {
-        let kek = Kek::load(&config.kek_file)?;
-        let operator =
-            keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+        let (kek, operator) = load_secrets(&config)?;
         let policy = ServerPolicy::load(config.policy_file.as_deref())?;
         let file_jwt = read_jwt(&config.account.jwt_file)?;
         let file_claims = decode_account_file(&config.account.jwt_file, &file_jwt)?;
@@ -169,6 +173,9 @@ impl AccountServer {
             let snap = tokio::task::spawn_blocking(move || s2.load())
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
+            if attempt == 1 {
+                check_initialised(&config, snap.account.is_some())?;
+            }
             let position = snap.position;
             let (mut ledger, change) = import(snap, &file_jwt, &file_claims, &operator, now())?;
             let Some(mut change) = change else {
@@ -325,6 +332,33 @@ impl AccountServer {
             now,
         )?;
         Ok(record)
+    }
+}
+
+/// The key-encryption key and the operator signing key.
+fn load_secrets(config: &Config) -> Result<(Kek, KeyPair), StartError> {
+    let kek = Kek::load(&config.kek_file)?;
+    let operator =
+        keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+    Ok((kek, operator))
+}
+
+/// A store without an account is refused unless the server was told to
+/// initialise one (a lost store must be restored, never replaced by a fresh
+/// one that forgets the revocations); `--init` on a store with an account
+/// is refused too.
+fn check_initialised(config: &Config, has_account: bool) -> Result<(), StoreError> {
+    let location = match &config.kv {
+        Some(kv) => format!("JetStream KV bucket {}", kv.bucket),
+        None => config.store.display().to_string(),
+    };
+    match (has_account, config.init) {
+        (false, false) => Err(StoreError::NotInitialised {
+            location,
+            what: "it holds no account",
+        }),
+        (true, true) => Err(StoreError::AlreadyInitialised { location }),
+        _ => Ok(()),
     }
 }
 

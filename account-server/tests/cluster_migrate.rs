@@ -124,6 +124,10 @@ async fn one_command_moves_the_embedded_store_to_kv() {
     );
     assert!(!has_seed(&said) && !has_seed(&String::from_utf8_lossy(&out.stderr)));
 
+    // The bucket holds the migrated state: the KV replica starts without --init.
+    cluster
+        .kv_initialised
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let kv = cluster.spawn_on("m-kv", config.clone(), port).await;
     let after_account = call_on(
         kv.base.clone(),

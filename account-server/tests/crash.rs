@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,7 @@ fn spawn(config: &Path, generation: usize) -> Child {
     let log =
         std::fs::File::create(config.with_file_name(format!("account-server.{generation}.log")))
             .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_account-server"))
-        .args(["serve", "--config"])
-        .arg(config)
+    serve_command(config)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

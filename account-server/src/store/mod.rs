@@ -40,6 +40,44 @@ pub enum StoreError {
     /// backend, which resolves it before it answers.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// No store to start from, and the server was not told to create one.
+    #[error(
+        "store {location}: {what}; only a first start may pass --init (which creates a fresh store); on any later start restore the store from a backup: a fresh store forgets every revocation, deploy key and audit entry"
+    )]
+    NotInitialised {
+        /// The file or bucket.
+        location: String,
+        /// What was found.
+        what: &'static str,
+    },
+    /// `--init` on a store that already holds state.
+    #[error(
+        "store {location}: --init was given but the store already holds state; start without --init"
+    )]
+    AlreadyInitialised {
+        /// The file or bucket.
+        location: String,
+    },
+    /// The store file is open to group or others.
+    #[error(
+        "store {path} has mode {mode:o}; it holds sealed deploy seeds and the audit log and must be 0600 (chmod 600)"
+    )]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The store file is not a store we can read.
+    #[error(
+        "store {path} is not a readable account-server store (corrupted or not a redb file): {reason}; restore it from a backup"
+    )]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What redb said.
+        reason: String,
+    },
     /// A record could not be encoded or decoded.
     #[error("store record {key}: {source}")]
     Record {

@@ -25,6 +25,24 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+/// Whether a first start on the embedded store of the config at `path`
+/// needs `--init` (its store file does not exist yet).
+pub fn needs_init(path: &Path) -> bool {
+    let c = Config::load(path).unwrap();
+    c.kv.is_none() && !c.store.exists()
+}
+
+/// `account-server serve --config <path>`, with `--init` when its embedded
+/// store does not exist yet.
+pub fn serve_command(path: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_account-server"));
+    cmd.args(["serve", "--config"]).arg(path);
+    if needs_init(path) {
+        cmd.arg("--init");
+    }
+    cmd
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -205,8 +223,12 @@ role = "read-only"
         }
     }
 
+    /// The config, with `init` set when its store does not exist yet (as
+    /// `serve --init` on a first start).
     pub fn config(&self) -> Config {
-        Config::load(&self.config_path).unwrap()
+        let mut c = Config::load(&self.config_path).unwrap();
+        c.init = needs_init(&self.config_path);
+        c
     }
 
     pub fn base_url(&self) -> String {

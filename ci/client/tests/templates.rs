@@ -249,6 +249,7 @@ role = "operator"
         Command::new(bin_dir().join("account-server"))
             .args(["serve", "--config"])
             .arg(state.join("account-server.toml"))
+            .arg("--init")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(state.join("log")).unwrap())
             .spawn()
