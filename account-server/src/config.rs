@@ -176,12 +176,18 @@ pub struct Auth {
     /// The largest accepted `|now - ts|`.
     #[serde(default = "default_window", deserialize_with = "duration")]
     pub window: Duration,
+    /// The `host:port` names clients reach this server by (the `aud` a
+    /// request must be signed for); default: the `listen` address, and for
+    /// a loopback address also `localhost:<port>`.
+    #[serde(default)]
+    pub audience: Vec<String>,
 }
 
 impl Default for Auth {
     fn default() -> Self {
         Self {
             window: default_window(),
+            audience: Vec::new(),
         }
     }
 }
@@ -322,6 +328,24 @@ impl Config {
             source,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The audiences a request may be signed for (see [`Auth::audience`]),
+    /// lower case.
+    pub fn audiences(&self) -> Vec<String> {
+        if !self.auth.audience.is_empty() {
+            return self
+                .auth
+                .audience
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect();
+        }
+        let mut out = vec![self.listen.to_string()];
+        if self.listen.ip().is_loopback() {
+            out.push(format!("localhost:{}", self.listen.port()));
+        }
+        out
     }
 
     /// The configured key entry for `key`.

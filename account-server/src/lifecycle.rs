@@ -460,7 +460,7 @@ impl AccountServer {
         }
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
-        let exp = now + lifetime;
+        let exp = now.saturating_add(lifetime);
         let mut out = Vec::with_capacity(parsed.len());
         let mut records = Vec::with_capacity(parsed.len());
         for (hostname, rules, u) in &parsed {
@@ -744,7 +744,7 @@ impl AccountServer {
             .map_err(ApiError::PolicyViolation)?;
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
-        let exp = now + (u.expires_at - u.issued_at).max(1);
+        let exp = now.saturating_add(u.expires_at.saturating_sub(u.issued_at).max(1));
         let (token, iat) = self.sign_user(
             &l,
             (&signer, &d.id),

@@ -24,6 +24,9 @@ const POLICY: &str = r#"version = 1
 trust-root = ["POST token.core:666/mint"]
 "#;
 
+/// The name the servers of these tests answer to (`[auth] audience`).
+const AUD: &str = "accounts.test:7370";
+
 struct Call<'a> {
     method: &'a str,
     path: &'a str,
@@ -38,7 +41,7 @@ impl<'a> Call<'a> {
         } else {
             serde_json::to_vec(&body).unwrap()
         };
-        let auth = request_auth::sign_now(key, method, path, &body).unwrap();
+        let auth = request_auth::sign_now(key, AUD, method, path, &body).unwrap();
         Call {
             method,
             path,
@@ -115,6 +118,7 @@ fn user(hostname: &str, rules: Vec<String>) -> Value {
 #[tokio::test]
 async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         policy: Some(POLICY),
         with_nats: false,
         ..Options::default()
@@ -172,6 +176,7 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     let body = serde_json::to_vec(&json!({ "deploy": "x" })).unwrap();
     let stale = request_auth::sign(
         &bed.ci,
+        AUD,
         "POST",
         "/v1/deploys",
         &body,
@@ -215,7 +220,8 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     .await;
     let mut bad_json = Call::signed("POST", users, Value::Null, &bed.ci);
     bad_json.body = b"{\"users\": [".to_vec();
-    bad_json.auth = Some(request_auth::sign_now(&bed.ci, "POST", users, &bad_json.body).unwrap());
+    bad_json.auth =
+        Some(request_auth::sign_now(&bed.ci, AUD, "POST", users, &bad_json.body).unwrap());
     refused_call(&server, bad_json, 400, "invalid JSON").await;
     refused_call(
         &server,
@@ -360,6 +366,7 @@ async fn refused_call(server: &Arc<AccountServer>, c: Call<'_>, status: u16, con
 #[tokio::test]
 async fn a_new_trust_root_grant_needs_an_operator_approval() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         policy: Some(POLICY),
         with_nats: false,
         ..Options::default()
@@ -436,6 +443,7 @@ async fn a_new_trust_root_grant_needs_an_operator_approval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         with_nats: false,
         ..Options::default()
     });
@@ -492,6 +500,7 @@ async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
 #[tokio::test]
 async fn renew_refuses_grants_the_current_policy_forbids() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         policy: Some(POLICY),
         with_nats: false,
         ..Options::default()
@@ -543,4 +552,74 @@ async fn renew_refuses_grants_the_current_policy_forbids() {
     assert_eq!(before.0, after.0, "account unchanged");
     assert_eq!(before.1, after.1, "deploys unchanged");
     assert_eq!(before.2, after.2, "audit unchanged");
+}
+
+/// Issue 15, Low: timestamps at the ends of i64 (`ts = now - 2^63` made the
+/// handler overflow) and a request signed for another account server are
+/// each a plain 401, and the server keeps answering.
+#[tokio::test]
+async fn extreme_timestamps_and_requests_for_another_server_are_401() {
+    let bed = Bed::new(Options {
+        audience: Some(AUD),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let before = state(&server, &bed.reader).await;
+    let body = serde_json::to_vec(&json!({ "deploy": "x" })).unwrap();
+    let now = buswarden_creds::jwt::now();
+    for ts in [
+        now.wrapping_add(i64::MIN),
+        i64::MIN,
+        i64::MAX,
+        now.wrapping_sub(i64::MAX),
+    ] {
+        let auth = request_auth::sign(
+            &bed.ci,
+            AUD,
+            "POST",
+            "/v1/deploys",
+            &body,
+            ts,
+            &request_auth::new_nonce().unwrap(),
+        )
+        .unwrap();
+        refused_call(
+            &server,
+            Call {
+                method: "POST",
+                path: "/v1/deploys",
+                body: body.clone(),
+                auth: Some(auth),
+            },
+            401,
+            "window",
+        )
+        .await;
+    }
+    // Signed (correctly, by a key this server trusts) for another server.
+    let auth = request_auth::sign_now(
+        &bed.ci,
+        "other-accounts.test:7370",
+        "POST",
+        "/v1/deploys",
+        &body,
+    )
+    .unwrap();
+    refused_call(
+        &server,
+        Call {
+            method: "POST",
+            path: "/v1/deploys",
+            body: body.clone(),
+            auth: Some(auth),
+        },
+        401,
+        "signed for account server \"other-accounts.test:7370\"",
+    )
+    .await;
+    let after = state(&server, &bed.reader).await;
+    assert_eq!(before.0, after.0);
+    assert_eq!(before.1, after.1);
+    assert_eq!(before.2, after.2);
 }

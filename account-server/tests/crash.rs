@@ -136,9 +136,14 @@ async fn acknowledged_revocations_survive_sigkill_and_reach_the_broker() {
             break;
         }
         let body = serde_json::to_vec(&json!({ "user_key": k.public_key() })).unwrap();
-        let auth =
-            buswarden_creds::request_auth::sign_now(&bed.op, "POST", "/v1/revocations", &body)
-                .unwrap();
+        let auth = buswarden_creds::request_auth::sign_now(
+            &bed.op,
+            &buswarden_creds::request_auth::audience(&bed.base_url()).unwrap(),
+            "POST",
+            "/v1/revocations",
+            &body,
+        )
+        .unwrap();
         let req = hyper::Request::builder()
             .method("POST")
             .uri(format!("{}/v1/revocations", bed.base_url()))

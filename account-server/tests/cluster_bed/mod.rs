@@ -23,6 +23,9 @@ use buswarden_testkit::NatsServer;
 use crate::common::{Bed, Options, free_port};
 
 /// The cluster and the files of its account servers.
+/// The name every replica answers to besides its own address.
+pub const SHARED_AUDIENCE: &str = "replicas.test:7370";
+
 pub struct Cluster {
     pub bed: Bed,
     pub nodes: Vec<Option<NatsServer>>,
@@ -196,6 +199,11 @@ impl Cluster {
                 "store = \"state/store.redb\"",
                 &format!("store = \"state/{name}.redb\""),
             );
+        // Every replica also answers to one shared name, as behind a load
+        // balancer: a request signed for it is valid at each of them.
+        text.push_str(&format!(
+            "[auth]\naudience = [\"127.0.0.1:{http_port}\", \"{SHARED_AUDIENCE}\"]\n"
+        ));
         if !embedded {
             let servers: Vec<String> = (0..3).map(|i| format!("{:?}", self.url(i))).collect();
             text.push_str(&format!(

@@ -80,6 +80,8 @@ pub struct Options {
     pub max_body: usize,
     /// nats-servers besides the first.
     pub more_nats: usize,
+    /// `[auth] audience` (the server's names), instead of the default.
+    pub audience: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             with_nats: true,
             max_body: 65536,
             more_nats: 0,
+            audience: None,
         }
     }
 }
@@ -162,6 +165,10 @@ impl Bed {
         } else {
             ""
         };
+        let auth_table = match opts.audience {
+            Some(a) => format!("[auth]\naudience = [\"{a}\"]\n"),
+            None => String::new(),
+        };
         let config = format!(
             r#"listen = "127.0.0.1:{http_port}"
 store = "state/store.redb"
@@ -180,7 +187,7 @@ servers = {servers}
 push_wait = "3s"
 [deploys]
 grace = "{grace}"
-[[keys]]
+{auth_table}[[keys]]
 key = "{ci}"
 role = "ci"
 hostnames = ["calc.example", "*.shop.example"]
@@ -311,7 +318,14 @@ pub async fn call(
     if let Some(k) = key {
         req = req.header(
             "authorization",
-            request_auth::sign_now(k, method, path, body).unwrap(),
+            request_auth::sign_now(
+                k,
+                &request_auth::audience(base).unwrap(),
+                method,
+                path,
+                body,
+            )
+            .unwrap(),
         );
     }
     for (n, v) in headers {
