@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use buswarden_creds::connect;
 use buswarden_creds::jwt;
 use buswarden_creds::keys::{self, KeyKind, KeyPair, Seed};
-use buswarden_creds::sign;
+use buswarden_creds::sign::{self, DeployId};
 use buswarden_rules::{Hostname, Plane, Rule, RuleSet, Verb};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -161,19 +161,20 @@ fn audit(
     }
 }
 
+/// The deploy id rule of `gencreds sign` ([`DeployId::parse`]: no
+/// `danger`, which `grep '\.danger\.'` on a `.creds` file would hit), in
+/// lower case as it is carried in the JWT tag.
 fn check_deploy_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && id.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(
-            "deploy id must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit".into(),
-        ))
+    match DeployId::parse(id) {
+        Ok(parsed) if parsed.as_str() == id => Ok(()),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "deploy id {:?} must be lower case (it is carried as the JWT tag deploy:<id>, which is lower case)",
+            id.chars().take(64).collect::<String>()
+        ))),
+        Err(e) if id.len() <= 64 => Err(ApiError::BadRequest(e.to_string())),
+        Err(_) => Err(ApiError::BadRequest(
+            "deploy id is longer than 64 characters".into(),
+        )),
     }
 }
 

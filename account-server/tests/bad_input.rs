@@ -242,6 +242,18 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
         "deploy id",
     )
     .await;
+    // Issue 15, Low: `grep '\.danger\.'` on a .creds file must list only
+    // trust-root grants; the deploy id is printed there, so ids containing
+    // `danger` are refused as `gencreds sign` refuses them.
+    for id in ["x.danger.y", "danger", "d1-danger", "D1"] {
+        refused_call(
+            &server,
+            Call::signed("POST", "/v1/deploys", json!({ "deploy": id }), &bed.ci),
+            400,
+            "deploy id",
+        )
+        .await;
+    }
     refused_call(&server, Call::signed("POST", users, json!({ "users": [{ "hostname": "calc.example", "user_key": "UNOTAKEY", "rules": rules_for("calc.example") }] }), &bed.ci), 400, "user public key").await;
     refused_call(
         &server,

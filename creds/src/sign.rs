@@ -52,14 +52,16 @@ pub struct ServiceAcl {
 pub struct DeployId(String);
 
 impl DeployId {
-    /// 1 to 64 characters of `[a-z0-9._-]` (upper case is lower-cased, as
-    /// the Go library does with tags), not containing `danger`: the id is
-    /// printed in every `.creds` file, where `grep danger` must list the
-    /// trust-root grants and nothing else.
+    /// 1 to 64 characters of `[a-z0-9._-]` starting with a letter or digit
+    /// (upper case is lower-cased, as the Go library does with tags), not
+    /// containing `danger`: the id is printed in every `.creds` file, where
+    /// `grep danger` must list the trust-root grants and nothing else. The
+    /// account server applies the same rule (without the lower-casing).
     pub fn parse(id: &str) -> Result<DeployId, SignError> {
         let lower = id.to_ascii_lowercase();
         let ok = !lower.is_empty()
             && lower.len() <= 64
+            && lower.as_bytes()[0].is_ascii_alphanumeric()
             && !lower.contains("danger")
             && lower
                 .bytes()
@@ -452,7 +454,7 @@ pub enum SignError {
     },
     /// A deploy id with characters other than `[a-z0-9._-]` or over 64 long.
     #[error(
-        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', without the word 'danger'"
+        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, without the word 'danger'"
     )]
     BadDeployId {
         /// The id.

@@ -283,6 +283,11 @@ fn signers() {
         "would show in grep danger"
     );
     assert!(DeployId::parse(&"x".repeat(65)).is_err());
+    assert!(
+        DeployId::parse(".hidden").is_err(),
+        "starts with a letter or digit"
+    );
+    assert!(DeployId::parse("-flag").is_err());
     assert_eq!(DeployId::at(0).as_str(), "19700101t000000z");
 }
 
