@@ -157,6 +157,14 @@ pub struct Deploys {
     /// The longest user JWT lifetime a request may ask for.
     #[serde(default = "default_max_expiry", deserialize_with = "duration")]
     pub max_user_expiry: Duration,
+    /// Deploys open (opened, not yet activated) at once at most; each adds
+    /// a signing key to the account JWT.
+    #[serde(default = "default_max_open")]
+    pub max_open: usize,
+    /// An open deploy not activated within this time is retired by the
+    /// janitor (its key leaves the account JWT).
+    #[serde(default = "default_open_ttl", deserialize_with = "duration")]
+    pub open_ttl: Duration,
 }
 
 impl Default for Deploys {
@@ -165,6 +173,8 @@ impl Default for Deploys {
             grace: default_grace(),
             default_user_expiry: default_expiry(),
             max_user_expiry: default_max_expiry(),
+            max_open: default_max_open(),
+            open_ttl: default_open_ttl(),
         }
     }
 }
@@ -263,6 +273,12 @@ fn default_expiry() -> Duration {
 }
 fn default_max_expiry() -> Duration {
     Duration::from_secs(30 * 86400)
+}
+fn default_max_open() -> usize {
+    8
+}
+fn default_open_ttl() -> Duration {
+    Duration::from_secs(86400)
 }
 fn default_window() -> Duration {
     Duration::from_secs(60)

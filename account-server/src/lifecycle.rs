@@ -344,6 +344,18 @@ impl AccountServer {
                 req.deploy
             )));
         }
+        let max_open = self.config.deploys.max_open;
+        let open = l
+            .deploys
+            .values()
+            .filter(|d| d.state == DeployState::Open)
+            .count();
+        if open >= max_open {
+            return Err(ApiError::Conflict(format!(
+                "{open} deploys are open already (deploys.max_open is {max_open}): activate or retire one, or wait until an unused one expires (deploys.open_ttl {})",
+                humantime::format_duration(self.config.deploys.open_ttl)
+            )));
+        }
         let now = crate::server::now();
         let key = KeyPair::generate(KeyKind::Account);
         let seed = key.seed();
@@ -860,14 +872,27 @@ impl AccountServer {
         )
     }
 
-    /// The janitor's work at `now`: retire deploys whose grace ended, prune
-    /// revocations whose revoked JWTs have all expired.
+    /// The janitor's work at `now`: retire deploys whose grace ended and
+    /// open deploys left unused for `deploys.open_ttl`, prune revocations
+    /// whose revoked JWTs have all expired.
     pub async fn tidy(&self, now: i64) -> Result<(), ApiError> {
         let mut l = self.ledger.lock().await;
+        let open_ttl = i64::try_from(self.config.deploys.open_ttl.as_secs()).unwrap_or(i64::MAX);
+        let ends = |d: &DeployRecord| match d.state {
+            DeployState::Retiring => d.retire_at.is_some_and(|t| t <= now),
+            DeployState::Open => d.opened_at.saturating_add(open_ttl) <= now,
+            _ => false,
+        };
+        let expired: BTreeSet<String> = l
+            .deploys
+            .values()
+            .filter(|d| d.state == DeployState::Open && ends(d))
+            .map(|d| d.id.clone())
+            .collect();
         let retiring: Vec<DeployRecord> = l
             .deploys
             .values()
-            .filter(|d| d.state == DeployState::Retiring && d.retire_at.is_some_and(|t| t <= now))
+            .filter(|d| ends(d))
             .map(|d| DeployRecord {
                 state: DeployState::Retired,
                 ended_at: Some(now),
@@ -884,10 +909,15 @@ impl AccountServer {
         let mut audit_entries: Vec<AuditEntry> = retiring
             .iter()
             .map(|d| {
+                let action = if expired.contains(&d.id) {
+                    "expire"
+                } else {
+                    "retire"
+                };
                 audit(
                     now,
                     "server",
-                    "retire",
+                    action,
                     Some(&d.id),
                     vec![d.signing_key.clone()],
                 )

@@ -281,3 +281,140 @@ async fn a_revoked_key_stays_revoked_after_its_entry_is_pruned() {
     .await;
     assert_eq!(r.status, 409, "{}", r.text);
 }
+
+/// Issue 15, Low: open deploys are capped (each adds a signing key to the
+/// account JWT) and an open deploy left unused past `deploys.open_ttl` is
+/// retired by the janitor; an active deploy is never expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_deploys_are_capped_and_unused_ones_expire() {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        max_open: 2,
+        open_ttl: "1h",
+        ..Options::default()
+    });
+    let (server, _stop, _handle) = serve_in_process(&bed).await;
+    let client = http();
+    let open = |id: &'static str| {
+        let (client, bed) = (&client, &bed);
+        async move {
+            api(
+                client,
+                bed,
+                "POST",
+                "/v1/deploys",
+                json!({ "deploy": id }),
+                &bed.ci,
+            )
+            .await
+        }
+    };
+    assert_eq!(open("live").await.status, 201);
+    let key = KeyPair::generate(KeyKind::User);
+    let body = json!({ "users": [{ "hostname": "calc.example", "user_key": key.public_key(), "rules": rules_for("calc.example") }] });
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/live/users",
+        body,
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/live/activate",
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(open("a").await.status, 201);
+    assert_eq!(open("b").await.status, 201);
+    let r = open("c").await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("max_open"), "{}", r.text);
+    let keys = |v: &serde_json::Value| v["signing_keys"].as_array().unwrap().len();
+    let account = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/account",
+        json!(null),
+        &bed.reader,
+    )
+    .await
+    .json();
+    assert_eq!(keys(&account), 3, "live, a and b: {account}");
+
+    // An hour on, a and b expire; the active deploy stays.
+    server
+        .tidy(buswarden_creds::jwt::now() + 3601)
+        .await
+        .unwrap();
+    let r = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/deploys",
+        json!(null),
+        &bed.reader,
+    )
+    .await;
+    let states: Vec<(String, String)> = r.json()["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy"].as_str().unwrap().into(),
+                d["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("live".into(), "active".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("a".into(), "retired".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("b".into(), "retired".into())),
+        "{states:?}"
+    );
+    let account = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/account",
+        json!(null),
+        &bed.reader,
+    )
+    .await
+    .json();
+    assert_eq!(keys(&account), 1, "only the active deploy's key: {account}");
+    let audit = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/audit?since=0",
+        json!(null),
+        &bed.reader,
+    )
+    .await
+    .json();
+    let expired: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "expire")
+        .map(|e| e["deploy"].as_str().unwrap())
+        .collect();
+    assert_eq!(expired, ["a", "b"]);
+    assert_eq!(open("c").await.status, 201, "room again");
+}

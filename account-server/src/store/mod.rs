@@ -264,7 +264,7 @@ pub struct AuditEntry {
     pub at: i64,
     /// The caller's public key (`server` for the server's own changes).
     pub caller: String,
-    /// What happened: `open`, `sign`, `activate`, `retire`, `revoke-user`,
+    /// What happened: `open`, `sign`, `activate`, `retire`, `expire`, `revoke-user`,
     /// `revoke-deploy`, `renew`, `approve`, `prune`, `import`.
     pub action: String,
     /// The deploy involved.

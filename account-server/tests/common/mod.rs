@@ -82,6 +82,10 @@ pub struct Options {
     pub more_nats: usize,
     /// `[auth] audience` (the server's names), instead of the default.
     pub audience: Option<&'static str>,
+    /// `[deploys] max_open` (high by default: most tests open many).
+    pub max_open: usize,
+    /// `[deploys] open_ttl`.
+    pub open_ttl: &'static str,
 }
 
 impl Default for Options {
@@ -93,6 +97,8 @@ impl Default for Options {
             max_body: 65536,
             more_nats: 0,
             audience: None,
+            max_open: 10_000,
+            open_ttl: "1d",
         }
     }
 }
@@ -187,6 +193,8 @@ servers = {servers}
 push_wait = "3s"
 [deploys]
 grace = "{grace}"
+max_open = {max_open}
+open_ttl = "{open_ttl}"
 {auth_table}[[keys]]
 key = "{ci}"
 role = "ci"
@@ -203,6 +211,8 @@ key = "{reader}"
 role = "read-only"
 "#,
             grace = opts.grace,
+            max_open = opts.max_open,
+            open_ttl = opts.open_ttl,
             max_body = opts.max_body,
             ci = ci.public_key(),
             ci_calc = ci_calc.public_key(),
