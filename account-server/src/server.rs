@@ -38,6 +38,9 @@ pub enum StartError {
     /// The operator signing key could not be loaded.
     #[error("operator signing key: {0}")]
     OperatorKey(#[from] keyfile::KeyFileError),
+    /// A secret file (creds, TLS key) is open to group or others.
+    #[error("{0}")]
+    Secret(keyfile::KeyFileError),
     /// A JWT file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -339,7 +342,16 @@ impl AccountServer {
 fn load_secrets(config: &Config) -> Result<(Kek, KeyPair), StartError> {
     let kek = Kek::load(&config.kek_file)?;
     let operator =
-        keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+        keyfile::load_private_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+    // The other secrets the server reads: the system user's creds (a seed)
+    // and the TLS private key, each its owner's alone.
+    keyfile::check_private(&config.system_account.creds_file).map_err(StartError::Secret)?;
+    if let Some(tls) = &config.tls {
+        keyfile::check_private(&tls.key_file).map_err(StartError::Secret)?;
+    }
+    if let Some(kv) = &config.kv {
+        keyfile::check_private(&kv.creds_file).map_err(StartError::Secret)?;
+    }
     Ok((kek, operator))
 }
 

@@ -135,3 +135,35 @@ async fn a_lost_or_corrupted_store_is_refused_and_the_revocations_stay_on_the_br
     assert!(account["revocations"].get(victim.public_key()).is_some());
     still_revoked().await;
 }
+
+/// Issue 15, Low: every secret the server reads (operator signing key, KEK,
+/// the system user's creds) open to group or others stops the start with
+/// the file named and the fix; nothing is created or pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_readable_by_others_stop_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let d = bed.dir.path();
+    for file in ["keys/operator-signing.nk", "keys/kek", "keys/sys.creds"] {
+        let path = d.join(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = AccountServer::start(bed.config())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(file) && err.contains("644") && err.contains("chmod 600"),
+            "{file}: {err}"
+        );
+        assert!(
+            !bed.config().store.exists(),
+            "{file}: a refused start creates no store"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    drop(server);
+}

@@ -886,7 +886,7 @@ pub fn sign_root(
 /// [`SIGNING_KEY_ENV`] environment variable.
 pub fn load_signing_key(file: Option<&Path>) -> Result<KeyPair, SignError> {
     let key = match file {
-        Some(path) => keyfile::load_key_file(path, None)?,
+        Some(path) => keyfile::load_private_key_file(path, None)?,
         None => keyfile::load_key_env(SIGNING_KEY_ENV, None)?,
     };
     if key.kind() != KeyKind::Account {
