@@ -202,6 +202,29 @@ impl Default for Auth {
     }
 }
 
+/// HTTP connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// A client must send a whole request head within this (also between
+    /// keep-alive requests), or is disconnected.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long while the
+    /// server waits on it is closed (a trickled body, an unread answer).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
 /// The whole config.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +262,9 @@ pub struct Config {
     /// Request authentication.
     #[serde(default)]
     pub auth: Auth,
+    /// HTTP connection timeouts.
+    #[serde(default)]
+    pub http: Http,
     /// API keys.
     #[serde(default)]
     pub keys: Vec<ApiKey>,
@@ -273,6 +299,12 @@ fn default_expiry() -> Duration {
 }
 fn default_max_expiry() -> Duration {
     Duration::from_secs(30 * 86400)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_open() -> usize {
     8
@@ -316,6 +348,12 @@ impl Config {
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
+        }
+        if config.http.header_read_timeout.is_zero() || config.http.idle_timeout.is_zero() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: "[http] header_read_timeout and idle_timeout must be more than 0".into(),
+            });
         }
         let mut seen = std::collections::BTreeSet::new();
         for k in &config.keys {

@@ -86,6 +86,8 @@ pub struct Options {
     pub max_open: usize,
     /// `[deploys] open_ttl`.
     pub open_ttl: &'static str,
+    /// An `[http]` table (its lines), e.g. short connection timeouts.
+    pub http: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -99,6 +101,7 @@ impl Default for Options {
             audience: None,
             max_open: 10_000,
             open_ttl: "1d",
+            http: None,
         }
     }
 }
@@ -171,10 +174,13 @@ impl Bed {
         } else {
             ""
         };
-        let auth_table = match opts.audience {
+        let mut auth_table = match opts.audience {
             Some(a) => format!("[auth]\naudience = [\"{a}\"]\n"),
             None => String::new(),
         };
+        if let Some(http) = opts.http {
+            auth_table.push_str(&format!("[http]\n{http}\n"));
+        }
         let config = format!(
             r#"listen = "127.0.0.1:{http_port}"
 store = "state/store.redb"
