@@ -98,6 +98,7 @@ pub fn sign_account(
         version: previous.version + 1,
         revocations,
         revoked_keys,
+        kek_check: previous.kek_check.clone(),
     };
     Ok((record, claims))
 }

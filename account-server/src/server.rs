@@ -38,6 +38,16 @@ pub enum StartError {
     /// The operator signing key could not be loaded.
     #[error("operator signing key: {0}")]
     OperatorKey(#[from] keyfile::KeyFileError),
+    /// The KEK does not open what the store sealed under its KEK.
+    #[error(
+        "key-encryption key {path} does not open {what}: it is not the KEK this store was sealed with (or the store was tampered with); start with the right kek_file"
+    )]
+    WrongKek {
+        /// The KEK file.
+        path: std::path::PathBuf,
+        /// What did not open.
+        what: String,
+    },
     /// A secret file (creds, TLS key) is open to group or others.
     #[error("{0}")]
     Secret(keyfile::KeyFileError),
@@ -180,7 +190,8 @@ impl AccountServer {
                 check_initialised(&config, snap.account.is_some())?;
             }
             let position = snap.position;
-            let (mut ledger, change) = import(snap, &file_jwt, &file_claims, &operator, now())?;
+            let (mut ledger, change) =
+                import(snap, &file_jwt, &file_claims, (&operator, &kek), now())?;
             let Some(mut change) = change else {
                 break ledger;
             };
@@ -199,6 +210,7 @@ impl AccountServer {
             }
         };
 
+        check_kek(&kek, &ledger, &config)?;
         let metrics = Arc::new(Metrics::default());
         let pusher = Pusher::start(
             &config.nats.servers,
@@ -338,6 +350,35 @@ impl AccountServer {
     }
 }
 
+/// Opens the KEK check value and the sealed seed of every deploy whose key
+/// is live: a wrong KEK stops the start with the file named, instead of
+/// failing at the first signing.
+fn check_kek(kek: &Kek, ledger: &Ledger, config: &Config) -> Result<(), StartError> {
+    let wrong = |what: String| StartError::WrongKek {
+        path: config.kek_file.clone(),
+        what,
+    };
+    if let Some(check) = &ledger.account.kek_check {
+        let ok = hex::decode(check).is_ok_and(|c| kek.verify_check(&c));
+        if !ok {
+            return Err(wrong("the store's check value".into()));
+        }
+    }
+    for d in ledger.deploys.values().filter(|d| d.state.key_is_live()) {
+        let opens = hex::decode(&d.sealed_seed).is_ok_and(|sealed| {
+            kek.open(&sealed, &crate::seal::deploy_context(&d.id, &d.signing_key))
+                .is_ok()
+        });
+        if !opens {
+            return Err(wrong(format!(
+                "the sealed signing key of deploy {:?}",
+                d.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The key-encryption key and the operator signing key.
 fn load_secrets(config: &Config) -> Result<(Kek, KeyPair), StartError> {
     let kek = Kek::load(&config.kek_file)?;
@@ -381,7 +422,7 @@ fn import(
     snap: crate::store::Snapshot,
     file_jwt: &str,
     file_claims: &AccountClaims,
-    operator: &KeyPair,
+    (operator, kek): (&KeyPair, &Kek),
     now: i64,
 ) -> Result<(Ledger, Option<Change>), StartError> {
     let (previous, base_jwt, live, action) = match snap.account {
@@ -394,6 +435,7 @@ fn import(
                 version: 0,
                 revocations: Default::default(),
                 revoked_keys: Default::default(),
+                kek_check: Some(hex::encode(kek.make_check()?)),
             },
             file_jwt.to_string(),
             None,

@@ -167,3 +167,64 @@ async fn secrets_readable_by_others_stop_the_start() {
     let server = AccountServer::start(bed.config()).await.unwrap();
     drop(server);
 }
+
+/// Issue 15, Low: a wrong key-encryption key stops the start with a clear
+/// error (not the first signing), with or without deploys in the store; the
+/// right one starts and signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_kek_stops_the_start() {
+    let bed = Bed::new(Options {
+        with_nats: false,
+        ..Options::default()
+    });
+    let kek = bed.dir.path().join("keys/kek");
+    let right = std::fs::read(&kek).unwrap();
+    let wrong_kek = || {
+        std::fs::remove_file(&kek).unwrap();
+        account_server::seal::Kek::generate_file(&kek).unwrap();
+    };
+    let right_kek = || {
+        std::fs::write(&kek, &right).unwrap();
+    };
+    stop_server(AccountServer::start(bed.config()).await.unwrap()).await;
+
+    wrong_kek();
+    let err = AccountServer::start(bed.config())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keys/kek") && err.contains("not the KEK this store was sealed with"),
+        "{err}"
+    );
+
+    right_kek();
+    let (server, stop, handle) = serve_in_process(&bed).await;
+    let client = http();
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys",
+        json!({ "deploy": "d1" }),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let _ = stop.send(());
+    handle.await.unwrap();
+    stop_server(server).await;
+
+    wrong_kek();
+    let err = AccountServer::start(bed.config())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not the KEK"), "{err}");
+    right_kek();
+    let (_server, _stop, _handle) = serve_in_process(&bed).await;
+    let key = KeyPair::generate(KeyKind::User);
+    let body = json!({ "users": [{ "hostname": "calc.example", "user_key": key.public_key(), "rules": rules_for("calc.example") }] });
+    let r = api(&client, &bed, "POST", "/v1/deploys/d1/users", body, &bed.ci).await;
+    assert_eq!(r.status, 200, "the right KEK signs: {}", r.text);
+}

@@ -232,6 +232,10 @@ pub struct AccountRecord {
     /// or renewed again.
     #[serde(default)]
     pub revoked_keys: std::collections::BTreeSet<String>,
+    /// A fixed text sealed under the KEK at the first start (hex), opened at
+    /// every start so a wrong KEK stops the start, not the first signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_check: Option<String>,
 }
 
 impl AccountRecord {

@@ -330,6 +330,7 @@ mod tests {
             version: 1,
             revocations: Default::default(),
             revoked_keys: Default::default(),
+            kek_check: None,
         };
         account.revocations.insert(
             "UVICTIM".into(),
