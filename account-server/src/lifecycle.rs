@@ -188,10 +188,10 @@ fn check_user_key(key: &str) -> Result<(), ApiError> {
     if keys::is_public_key(KeyKind::User, key) {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{:?} is not a user public key (U…)",
-            key.chars().take(64).collect::<String>()
-        )))
+        // The value is not echoed: it may be a seed sent by mistake.
+        Err(ApiError::BadRequest(
+            "user_key is not a user public key (U followed by 55 base32 characters); send the public key, never the seed".into(),
+        ))
     }
 }
 

@@ -126,10 +126,55 @@ pub fn check_public_key(kind: KeyKind, key: &str) -> Result<(), KeyError> {
     if is_public_key(kind, key) {
         Ok(())
     } else {
+        let shown: String = key.chars().take(64).collect();
         Err(KeyError::InvalidPublicKey {
-            key: key.chars().take(64).collect(),
+            key: redact_seeds(&shown).into_owned(),
             expected: kind,
         })
+    }
+}
+
+/// The shortest run that counts as a (possibly truncated) seed.
+const SEED_LIKE_MIN: usize = 16;
+
+/// `text` with every run that looks like an nkey seed (`S`, a key-kind
+/// letter, then base32 — at least 16 characters, so a truncated seed
+/// counts too, lower case as well) replaced by `<redacted seed>`: for
+/// messages that echo a value a client sent, where a seed may have been
+/// sent by mistake.
+pub fn redact_seeds(text: &str) -> std::borrow::Cow<'_, str> {
+    let b32 = |c: u8| c.is_ascii_alphabetic() || (b'2'..=b'7').contains(&c);
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !b32(bytes[i]) || (i > 0 && b32(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let end = bytes[i..]
+            .iter()
+            .position(|&c| !b32(c))
+            .map_or(bytes.len(), |n| i + n);
+        let run = &bytes[i..end];
+        let seed_like = run.len() >= SEED_LIKE_MIN
+            && run[0].eq_ignore_ascii_case(&b'S')
+            && b"OAUNCXP".contains(&run[1].to_ascii_uppercase());
+        if seed_like {
+            let o = out.get_or_insert_with(String::new);
+            o.push_str(&text[last..i]);
+            o.push_str("<redacted seed>");
+            last = end;
+        }
+        i = end;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[last..]);
+            std::borrow::Cow::Owned(o)
+        }
     }
 }
 
@@ -292,5 +337,25 @@ mod tests {
         let mut broken = a.public_key().to_string();
         broken.replace_range(20..21, if &broken[20..21] == "B" { "C" } else { "B" });
         assert!(!is_public_key(KeyKind::Account, &broken));
+    }
+
+    #[test]
+    fn seeds_in_messages_are_redacted() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let seed = seed.expose();
+        let msg = format!("\"{seed}\" is not a user public key; also {}", &seed[..20]);
+        let red = redact_seeds(&msg);
+        assert!(!red.contains(&seed[..16]), "{red}");
+        assert_eq!(red.matches("<redacted seed>").count(), 2, "{red}");
+        let lower = seed.to_ascii_lowercase();
+        assert!(!redact_seeds(&lower).contains(&lower[..16]));
+        // Public keys, words and short tokens stay.
+        let text = format!("{} SUB microbus.safe.> SUBSCRIBE x", kp.public_key());
+        assert_eq!(redact_seeds(&text), text);
+        let err = check_public_key(KeyKind::User, seed)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&seed[..16]), "{err}");
     }
 }
