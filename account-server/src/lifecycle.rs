@@ -26,7 +26,8 @@ use crate::push::PushStatus;
 use crate::seal::deploy_context;
 use crate::server::AccountServer;
 use crate::store::{
-    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, StoreError, UserRecord,
+    Approval, AuditEntry, AuditGrant, Change, DeployRecord, DeployState, Revocation, StoreError,
+    UserRecord,
 };
 
 /// Rules per user at most (the JWT budget ends well before).
@@ -158,6 +159,7 @@ fn audit(
         action: action.into(),
         deploy: deploy.map(Into::into),
         subjects,
+        grants: Vec::new(),
     }
 }
 
@@ -509,9 +511,14 @@ impl AccountServer {
             .iter()
             .map(|r| format!("{} {}", r.hostname, r.user_key))
             .collect();
+        let mut entry = audit(now, &caller.key, "sign", Some(id), subjects);
+        entry.grants = records
+            .iter()
+            .map(|r| AuditGrant::new(&r.user_key, &r.hostname, &r.rules))
+            .collect();
         let change = Change {
             users: records,
-            audit: vec![audit(now, &caller.key, "sign", Some(id), subjects)],
+            audit: vec![entry],
             ..Default::default()
         };
         self.commit_as(caller, &mut l, change).await?;
@@ -772,15 +779,21 @@ impl AccountServer {
             signed_by: caller.key.clone(),
             ..u
         };
+        let mut entry = audit(
+            now,
+            &caller.key,
+            "renew",
+            Some(&d.id),
+            vec![user_key.to_string()],
+        );
+        entry.grants = vec![AuditGrant::new(
+            &record.user_key,
+            &record.hostname,
+            &record.rules,
+        )];
         let change = Change {
             users: vec![record.clone()],
-            audit: vec![audit(
-                now,
-                &caller.key,
-                "renew",
-                Some(&d.id),
-                vec![user_key.to_string()],
-            )],
+            audit: vec![entry],
             ..Default::default()
         };
         self.commit_as(caller, &mut l, change).await?;

@@ -491,6 +491,7 @@ fn import(
                 action: a.into(),
                 deploy: None,
                 subjects: vec![record.account.clone()],
+                grants: Vec::new(),
             })
             .into_iter()
             .collect(),

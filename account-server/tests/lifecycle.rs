@@ -347,6 +347,37 @@ async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() 
     let entries = r.json()["entries"].as_array().unwrap().clone();
     assert_eq!(entries[4]["caller"], bed.op.public_key());
     assert_eq!(entries[1]["caller"], bed.ci.public_key());
+    // Issue 15, Low: a `sign` (and `renew`) entry records what was signed,
+    // the rules and their hash, per user, so a rogue grant can be found.
+    let grants = entries[2]["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 2, "{}", entries[2]);
+    for (g, (key, host)) in grants.iter().zip([
+        (d1[0].0.public_key(), "calc.example"),
+        (d1[1].0.public_key(), "cart.shop.example"),
+    ]) {
+        assert_eq!(g["user_key"], key);
+        assert_eq!(g["hostname"], host);
+        let rules: Vec<String> = g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        let mut sorted_expected = rules_for(host);
+        sorted_expected.sort();
+        let mut sorted = rules.clone();
+        sorted.sort();
+        assert_eq!(sorted, sorted_expected, "the rules signed for {host}");
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for r in &rules {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        assert_eq!(g["rules_sha256"], hex::encode(h.finalize()));
+    }
+    let renew = entries.last().unwrap();
+    assert_eq!(renew["grants"].as_array().unwrap().len(), 1, "{renew}");
 
     // Health and metrics.
     let r = call(&client, &base, "GET", "/healthz", b"", None, &[]).await;

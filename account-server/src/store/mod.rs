@@ -277,6 +277,42 @@ pub struct AuditEntry {
     /// Keys or hostnames involved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
+    /// For `sign` and `renew`: what each user was signed with, so a rogue
+    /// grant can be found afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<AuditGrant>,
+}
+
+/// The rules one user JWT was signed with, in an audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditGrant {
+    /// The user's public key.
+    pub user_key: String,
+    /// The service hostname.
+    pub hostname: String,
+    /// Hex SHA-256 of the rules, each followed by a newline, in the order
+    /// listed (as stored: with `{{plane}}`).
+    pub rules_sha256: String,
+    /// The rules.
+    pub rules: Vec<String>,
+}
+
+impl AuditGrant {
+    /// The grant of `user_key` for `hostname` with `rules`.
+    pub fn new(user_key: &str, hostname: &str, rules: &[String]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for r in rules {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        Self {
+            user_key: user_key.to_string(),
+            hostname: hostname.to_string(),
+            rules_sha256: hex::encode(h.finalize()),
+            rules: rules.to_vec(),
+        }
+    }
 }
 
 /// Everything the server loads at start.

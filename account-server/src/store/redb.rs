@@ -349,6 +349,7 @@ mod tests {
                 action: "open".into(),
                 deploy: Some("d1".into()),
                 subjects: vec![],
+                grants: vec![],
             }],
             ..Default::default()
         };
