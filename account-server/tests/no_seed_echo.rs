@@ -107,7 +107,7 @@ async fn a_seed_sent_by_mistake_is_never_echoed() {
         assert!(!r.text.contains(&seed[..16]), "echoed: {}", r.text);
     }
     assert!(
-        replies.iter().any(|r| r.text.contains("<redacted seed>")),
+        replies.iter().any(|r| r.text.contains("<seed redacted>")),
         "the redaction is visible"
     );
 

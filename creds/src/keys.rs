@@ -137,34 +137,39 @@ pub fn check_public_key(kind: KeyKind, key: &str) -> Result<(), KeyError> {
 /// The shortest run that counts as a (possibly truncated) seed.
 const SEED_LIKE_MIN: usize = 16;
 
-/// `text` with every run that looks like an nkey seed (`S`, a key-kind
-/// letter, then base32 — at least 16 characters, so a truncated seed
-/// counts too, lower case as well) replaced by `<redacted seed>`: for
-/// messages that echo a value a client sent, where a seed may have been
-/// sent by mistake.
+/// What [`redact_seeds`] puts in place of a seed.
+pub const REDACTED_SEED: &str = "<seed redacted>";
+
+/// `text` with every word that looks like an nkey seed (`S`, a key-kind
+/// letter, then base32 upper case — at least 16 characters, so a truncated
+/// seed counts too) replaced by [`REDACTED_SEED`]: the last line of defence
+/// for text that echoes a value a client sent or a file held, where a seed
+/// may have been put by mistake. A run inside a longer word is left alone.
 pub fn redact_seeds(text: &str) -> std::borrow::Cow<'_, str> {
-    let b32 = |c: u8| c.is_ascii_alphabetic() || (b'2'..=b'7').contains(&c);
+    let b32 = |c: u8| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c);
+    let word = |c: u8| c.is_ascii_alphanumeric();
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut last = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if !b32(bytes[i]) || (i > 0 && b32(bytes[i - 1])) {
+        if !word(bytes[i]) || (i > 0 && word(bytes[i - 1])) {
             i += 1;
             continue;
         }
         let end = bytes[i..]
             .iter()
-            .position(|&c| !b32(c))
+            .position(|&c| !word(c))
             .map_or(bytes.len(), |n| i + n);
         let run = &bytes[i..end];
         let seed_like = run.len() >= SEED_LIKE_MIN
-            && run[0].eq_ignore_ascii_case(&b'S')
-            && b"OAUNCXP".contains(&run[1].to_ascii_uppercase());
+            && run[0] == b'S'
+            && b"OAUNCXP".contains(&run[1])
+            && run.iter().all(|&c| b32(c));
         if seed_like {
             let o = out.get_or_insert_with(String::new);
             o.push_str(&text[last..i]);
-            o.push_str("<redacted seed>");
+            o.push_str(REDACTED_SEED);
             last = end;
         }
         i = end;
@@ -347,9 +352,9 @@ mod tests {
         let msg = format!("\"{seed}\" is not a user public key; also {}", &seed[..20]);
         let red = redact_seeds(&msg);
         assert!(!red.contains(&seed[..16]), "{red}");
-        assert_eq!(red.matches("<redacted seed>").count(), 2, "{red}");
-        let lower = seed.to_ascii_lowercase();
-        assert!(!redact_seeds(&lower).contains(&lower[..16]));
+        assert_eq!(red.matches(REDACTED_SEED).count(), 2, "{red}");
+        let embedded = format!("x{seed}");
+        assert_eq!(redact_seeds(&embedded), embedded, "inside a longer word");
         // Public keys, words and short tokens stay.
         let text = format!("{} SUB microbus.safe.> SUBSCRIBE x", kp.public_key());
         assert_eq!(redact_seeds(&text), text);
