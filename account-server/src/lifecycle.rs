@@ -465,7 +465,7 @@ impl AccountServer {
                     u.user_key
                 )));
             }
-            if l.account.is_revoked(&u.user_key) {
+            if l.is_revoked(&u.user_key) {
                 return Err(ApiError::Conflict(format!(
                     "user key {} is revoked (for good: a revoked key is never signed again; generate a new one)",
                     u.user_key
@@ -499,6 +499,7 @@ impl AccountServer {
                 expires_at: exp,
                 max_expires_at: max_exp,
                 signed_by: caller.key.clone(),
+                revoked: false,
             });
             out.push(SignedUser {
                 hostname: hostname.as_str().to_string(),
@@ -708,8 +709,20 @@ impl AccountServer {
         let account = self.resign(&l, &[], revocations, now)?;
         let version = account.version;
         let deploy = l.users.get(&req.user_key).map(|u| u.deploy.clone());
+        // Ours: marked for good, so the key stays refused after the JWT's
+        // entry is pruned (a key we did not sign is never pruned).
+        let users = l
+            .users
+            .get(&req.user_key)
+            .map(|u| UserRecord {
+                revoked: true,
+                ..u.clone()
+            })
+            .into_iter()
+            .collect();
         let change = Change {
             account: Some(account),
+            users,
             audit: vec![audit(
                 now,
                 &caller.key,
@@ -741,7 +754,7 @@ impl AccountServer {
                 u.hostname
             )));
         }
-        if l.account.is_revoked(user_key) {
+        if l.is_revoked(user_key) {
             return Err(ApiError::Conflict(format!(
                 "user {user_key} is revoked (for good: a revoked key is never renewed; sign a new one)"
             )));

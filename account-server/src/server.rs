@@ -434,7 +434,6 @@ fn import(
                 iat: 0,
                 version: 0,
                 revocations: Default::default(),
-                revoked_keys: Default::default(),
                 kek_check: Some(hex::encode(kek.make_check()?)),
             },
             file_jwt.to_string(),

@@ -197,6 +197,11 @@ pub struct UserRecord {
     pub max_expires_at: i64,
     /// The key that signed (or renewed) it.
     pub signed_by: String,
+    /// Revoked by an operator: kept for good, after the revocation's entry
+    /// in the account JWT is pruned, so the key is never signed or renewed
+    /// again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
 }
 
 /// One entry of the account JWT's `revocations`.
@@ -227,22 +232,10 @@ pub struct AccountRecord {
     pub version: u64,
     /// Revocations (a union: entries are added, and removed only by pruning).
     pub revocations: BTreeMap<String, Revocation>,
-    /// Every user key ever revoked, kept after its entry in
-    /// [`AccountRecord::revocations`] is pruned: such a key is never signed
-    /// or renewed again.
-    #[serde(default)]
-    pub revoked_keys: std::collections::BTreeSet<String>,
     /// A fixed text sealed under the KEK at the first start (hex), opened at
     /// every start so a wrong KEK stops the start, not the first signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kek_check: Option<String>,
-}
-
-impl AccountRecord {
-    /// Whether `user_key` was ever revoked (pruned from the JWT or not).
-    pub fn is_revoked(&self, user_key: &str) -> bool {
-        self.revoked_keys.contains(user_key) || self.revocations.contains_key(user_key)
-    }
 }
 
 /// An operator's approval of a `:666` rule for one deploy.

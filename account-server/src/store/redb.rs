@@ -329,7 +329,6 @@ mod tests {
             iat: 10,
             version: 1,
             revocations: Default::default(),
-            revoked_keys: Default::default(),
             kek_check: None,
         };
         account.revocations.insert(
