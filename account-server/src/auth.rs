@@ -206,7 +206,7 @@ async fn authenticate(
     let limit = state.config.max_body_bytes;
     let body = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::TooLarge)?;
+        .map_err(|e| body_error(&e))?;
     let path = parts
         .uri
         .path_and_query()
@@ -266,4 +266,17 @@ async fn authenticate(
         },
         body,
     })
+}
+
+/// Over the size limit is 413; a body that broke off (the client went away
+/// or stalled past the idle timeout) is a plain 400.
+fn body_error(e: &axum::Error) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge;
+        }
+        cause = c.source();
+    }
+    ApiError::BadRequest("the request body could not be read (incomplete or too slow)".into())
 }
