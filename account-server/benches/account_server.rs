@@ -129,9 +129,7 @@ async fn resolver(toy: bool) {
         ..Options::default()
     });
     let log = std::fs::File::create(bed.dir.path().join("account-server.log")).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_account-server"))
-        .args(["serve", "--config"])
-        .arg(&bed.config_path)
+    let mut server = common::serve_command(&bed.config_path)
         .env("RUST_LOG", "warn")
         // Experiments: TOKIO_WORKER_THREADS passes through when set.
         .envs(std::env::var("TOKIO_WORKER_THREADS").map(|v| ("TOKIO_WORKER_THREADS", v)))

@@ -122,7 +122,7 @@ async fn activate(
     Path(id): Path<String>,
     req: Signed,
 ) -> Result<Response, ApiError> {
-    req.require(&[Role::Ci])?;
+    req.require(&[Role::Ci, Role::Operator])?;
     let (d, pushed) = s.retrying(|| s.activate(&req.caller, &id)).await?;
     Ok(Json(serde_json::json!({ "deploy": d, "push": pushed })).into_response())
 }

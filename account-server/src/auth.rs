@@ -1,6 +1,6 @@
 //! Request authentication for the JSON API: the `Authorization` header of
-//! [`buswarden_creds::request_auth`], a key listed in the config, a
-//! timestamp within the window, a signature over method, path, timestamp,
+//! [`buswarden_creds::request_auth`], a key listed in the config, an
+//! audience naming this server, a timestamp within the window, a signature over method, path, timestamp,
 //! nonce and body hash, and a nonce never seen before (remembered in the
 //! store, so a restart does not reopen a replay window). The signature is
 //! checked before the nonce is stored, so unauthenticated traffic cannot
@@ -187,9 +187,18 @@ async fn authenticate(
         .key(&auth.key)
         .cloned()
         .ok_or_else(|| ApiError::Unauthenticated("unknown key".into()))?;
-    let window = i64::try_from(state.config.auth.window.as_secs()).unwrap_or(i64::MAX / 4);
+    let audiences = state.config.audiences();
+    if !audiences.contains(&auth.aud) {
+        return Err(ApiError::Unauthenticated(format!(
+            "request signed for account server {:?}; this server is {} (a request signed for one server is never valid at another; the server's names are auth.audience)",
+            auth.aud,
+            audiences.join(", ")
+        )));
+    }
+    let window = state.config.auth.window.as_secs();
     let now = now();
-    if (now - auth.ts).abs() > window {
+    // `abs_diff` cannot overflow, whatever `ts` the header carries.
+    if now.abs_diff(auth.ts) > window {
         return Err(ApiError::Unauthenticated(format!(
             "timestamp outside the {window}s window; check the clock"
         )));
@@ -197,7 +206,7 @@ async fn authenticate(
     let limit = state.config.max_body_bytes;
     let body = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::TooLarge)?;
+        .map_err(|e| body_error(&e))?;
     let path = parts
         .uri
         .path_and_query()
@@ -209,7 +218,7 @@ async fn authenticate(
         caller: auth.key.clone(),
         nonce: auth.nonce.clone(),
         ts: auth.ts,
-        forget_before: now - 2 * window,
+        forget_before: now.saturating_sub_unsigned(window.saturating_mul(2)),
     };
     let store = state.store.clone();
     let Some(slot) = parts.extensions.get::<NonceSlot>().cloned() else {
@@ -257,4 +266,17 @@ async fn authenticate(
         },
         body,
     })
+}
+
+/// Over the size limit is 413; a body that broke off (the client went away
+/// or stalled past the idle timeout) is a plain 400.
+fn body_error(e: &axum::Error) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge;
+        }
+        cause = c.source();
+    }
+    ApiError::BadRequest("the request body could not be read (incomplete or too slow)".into())
 }

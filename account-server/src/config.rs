@@ -157,6 +157,14 @@ pub struct Deploys {
     /// The longest user JWT lifetime a request may ask for.
     #[serde(default = "default_max_expiry", deserialize_with = "duration")]
     pub max_user_expiry: Duration,
+    /// Deploys open (opened, not yet activated) at once at most; each adds
+    /// a signing key to the account JWT.
+    #[serde(default = "default_max_open")]
+    pub max_open: usize,
+    /// An open deploy not activated within this time is retired by the
+    /// janitor (its key leaves the account JWT).
+    #[serde(default = "default_open_ttl", deserialize_with = "duration")]
+    pub open_ttl: Duration,
 }
 
 impl Default for Deploys {
@@ -165,6 +173,8 @@ impl Default for Deploys {
             grace: default_grace(),
             default_user_expiry: default_expiry(),
             max_user_expiry: default_max_expiry(),
+            max_open: default_max_open(),
+            open_ttl: default_open_ttl(),
         }
     }
 }
@@ -176,12 +186,41 @@ pub struct Auth {
     /// The largest accepted `|now - ts|`.
     #[serde(default = "default_window", deserialize_with = "duration")]
     pub window: Duration,
+    /// The `host:port` names clients reach this server by (the `aud` a
+    /// request must be signed for); default: the `listen` address, and for
+    /// a loopback address also `localhost:<port>`.
+    #[serde(default)]
+    pub audience: Vec<String>,
 }
 
 impl Default for Auth {
     fn default() -> Self {
         Self {
             window: default_window(),
+            audience: Vec::new(),
+        }
+    }
+}
+
+/// HTTP connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// A client must send a whole request head within this (also between
+    /// keep-alive requests), or is disconnected.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long while the
+    /// server waits on it is closed (a trickled body, an unread answer).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -223,6 +262,9 @@ pub struct Config {
     /// Request authentication.
     #[serde(default)]
     pub auth: Auth,
+    /// HTTP connection timeouts.
+    #[serde(default)]
+    pub http: Http,
     /// API keys.
     #[serde(default)]
     pub keys: Vec<ApiKey>,
@@ -230,6 +272,11 @@ pub struct Config {
     /// `store` when absent.
     #[serde(default)]
     pub kv: Option<crate::store::KvConfig>,
+    /// Create a fresh store (`serve --init`, the first start only): without
+    /// it a missing or empty store is refused, and with it a store that
+    /// holds state is refused. Never read from the file.
+    #[serde(skip)]
+    pub init: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -252,6 +299,18 @@ fn default_expiry() -> Duration {
 }
 fn default_max_expiry() -> Duration {
     Duration::from_secs(30 * 86400)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_open() -> usize {
+    8
+}
+fn default_open_ttl() -> Duration {
+    Duration::from_secs(86400)
 }
 fn default_window() -> Duration {
     Duration::from_secs(60)
@@ -290,6 +349,12 @@ impl Config {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
         }
+        if config.http.header_read_timeout.is_zero() || config.http.idle_timeout.is_zero() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: "[http] header_read_timeout and idle_timeout must be more than 0".into(),
+            });
+        }
         let mut seen = std::collections::BTreeSet::new();
         for k in &config.keys {
             let bad = |reason| ConfigError::Key {
@@ -317,6 +382,24 @@ impl Config {
             source,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The audiences a request may be signed for (see [`Auth::audience`]),
+    /// lower case.
+    pub fn audiences(&self) -> Vec<String> {
+        if !self.auth.audience.is_empty() {
+            return self
+                .auth
+                .audience
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect();
+        }
+        let mut out = vec![self.listen.to_string()];
+        if self.listen.ip().is_loopback() {
+            out.push(format!("localhost:{}", self.listen.port()));
+        }
+        out
     }
 
     /// The configured key entry for `key`.

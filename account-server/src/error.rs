@@ -1,10 +1,13 @@
 //! The one error type of the HTTP API. Every variant maps to a status and a
 //! plain message `{"error": "..."}`; internal failures are logged with their
-//! cause and answered with a fixed message, so internals never leak.
+//! cause and answered with a fixed message, so internals never leak, and
+//! anything shaped like a seed is redacted from both.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+use buswarden_creds::keys::redact_seeds;
 
 use crate::store::StoreError;
 
@@ -82,15 +85,22 @@ impl From<crate::ledger::LedgerError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // A refusal may echo what the client sent (a key, a hostname, a JSON
+        // value): a seed sent by mistake never reaches the answer or the log.
         match &self {
-            ApiError::Store(e) => tracing::error!(error = %e, "store failure"),
-            ApiError::Internal(e) => tracing::error!(error = %e, "internal failure"),
-            other => tracing::info!(status = status.as_u16(), error = %other, "request refused"),
+            ApiError::Store(e) => {
+                tracing::error!(error = %redact_seeds(&e.to_string()), "store failure")
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %redact_seeds(e), "internal failure")
+            }
+            other => tracing::info!(
+                status = status.as_u16(),
+                error = %redact_seeds(&other.to_string()),
+                "request refused"
+            ),
         }
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let message = redact_seeds(&self.to_string()).into_owned();
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
     }
 }

@@ -52,6 +52,14 @@ impl Ledger {
             .find(|d| d.state == DeployState::Active)
     }
 
+    /// Whether `user_key` was revoked: in the account JWT's revocations, or
+    /// (after that entry was pruned) by the permanent mark on its user
+    /// record. Users of a revoked deploy are refused by the deploy's state.
+    pub fn is_revoked(&self, user_key: &str) -> bool {
+        self.account.revocations.contains_key(user_key)
+            || self.users.get(user_key).is_some_and(|u| u.revoked)
+    }
+
     /// The users of `deploy`.
     pub fn users_of<'a>(&'a self, deploy: &'a str) -> impl Iterator<Item = &'a UserRecord> + 'a {
         self.users.values().filter(move |u| u.deploy == deploy)
@@ -93,6 +101,7 @@ pub fn sign_account(
         iat,
         version: previous.version + 1,
         revocations,
+        kek_check: previous.kek_check.clone(),
     };
     Ok((record, claims))
 }

@@ -6,6 +6,7 @@
 //! confirmed.
 //!
 //! - [`config`]: the config file; [`api`]: the router ([`app`]);
+//! - [`conn`]: the connection loop and its timeouts;
 //! - [`auth`]: signed requests, roles, nonces; [`error`]: the API error;
 //! - [`server`]: state and start; [`lifecycle`]: deploys, users, revocations;
 //! - [`ledger`]: the working set and the account JWT it signs;
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod ledger;
 pub mod lifecycle;
@@ -58,7 +60,8 @@ pub enum ServeError {
 }
 
 /// Serves `server` on its configured address (TLS when configured) until
-/// `shutdown` resolves; in-flight requests finish first.
+/// `shutdown` resolves; in-flight requests finish first. Connections get
+/// the configured header-read and idle timeouts ([`conn`]).
 pub async fn serve(
     server: Arc<AccountServer>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -68,24 +71,23 @@ pub async fn serve(
     let tcp = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
     tracing::info!(%addr, tls = server.config.tls.is_some(), "listening");
     let router = app(server.clone());
+    let timeouts = conn::Timeouts {
+        header_read: server.config.http.header_read_timeout,
+        idle: server.config.http.idle_timeout,
+    };
     match &server.config.tls {
         Some(t) => {
             let config = tls::server_config(&t.cert_file, &t.key_file)?;
             let listener = tls::TlsListener::new(tcp, config)?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(listen)
+            conn::serve(listener, router, timeouts, shutdown).await;
         }
-        None => axum::serve(
+        None => {
             // Small answers go out at once, without waiting on Nagle.
-            tcp.tap_io(|s| {
+            let listener = tcp.tap_io(|s| {
                 let _ = s.set_nodelay(true);
-            }),
-            router,
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(listen),
+            });
+            conn::serve(listener, router, timeouts, shutdown).await;
+        }
     }
+    Ok(())
 }

@@ -13,19 +13,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use buswarden_creds::connect;
 use buswarden_creds::jwt;
 use buswarden_creds::keys::{self, KeyKind, KeyPair, Seed};
-use buswarden_creds::sign;
+use buswarden_creds::sign::{self, DeployId};
 use buswarden_rules::{Hostname, Plane, Rule, RuleSet, Verb};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::auth::Caller;
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::push::PushStatus;
 use crate::seal::deploy_context;
 use crate::server::AccountServer;
 use crate::store::{
-    Approval, AuditEntry, Change, DeployRecord, DeployState, Revocation, StoreError, UserRecord,
+    Approval, AuditEntry, AuditGrant, Change, DeployRecord, DeployState, Revocation, StoreError,
+    UserRecord,
 };
 
 /// Rules per user at most (the JWT budget ends well before).
@@ -157,22 +159,24 @@ fn audit(
         action: action.into(),
         deploy: deploy.map(Into::into),
         subjects,
+        grants: Vec::new(),
     }
 }
 
+/// The deploy id rule of `gencreds sign` ([`DeployId::parse`]: no
+/// `danger`, which `grep '\.danger\.'` on a `.creds` file would hit), in
+/// lower case as it is carried in the JWT tag.
 fn check_deploy_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && id.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(
-            "deploy id must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit".into(),
-        ))
+    match DeployId::parse(id) {
+        Ok(parsed) if parsed.as_str() == id => Ok(()),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "deploy id {:?} must be lower case (it is carried as the JWT tag deploy:<id>, which is lower case)",
+            id.chars().take(64).collect::<String>()
+        ))),
+        Err(e) if id.len() <= 64 => Err(ApiError::BadRequest(e.to_string())),
+        Err(_) => Err(ApiError::BadRequest(
+            "deploy id is longer than 64 characters".into(),
+        )),
     }
 }
 
@@ -186,10 +190,10 @@ fn check_user_key(key: &str) -> Result<(), ApiError> {
     if keys::is_public_key(KeyKind::User, key) {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{:?} is not a user public key (U…)",
-            key.chars().take(64).collect::<String>()
-        )))
+        // The value is not echoed: it may be a seed sent by mistake.
+        Err(ApiError::BadRequest(
+            "user_key is not a user public key (U followed by 55 base32 characters); send the public key, never the seed".into(),
+        ))
     }
 }
 
@@ -342,6 +346,18 @@ impl AccountServer {
                 req.deploy
             )));
         }
+        let max_open = self.config.deploys.max_open;
+        let open = l
+            .deploys
+            .values()
+            .filter(|d| d.state == DeployState::Open)
+            .count();
+        if open >= max_open {
+            return Err(ApiError::Conflict(format!(
+                "{open} deploys are open already (deploys.max_open is {max_open}): activate or retire one, or wait until an unused one expires (deploys.open_ttl {})",
+                humantime::format_duration(self.config.deploys.open_ttl)
+            )));
+        }
         let now = crate::server::now();
         let key = KeyPair::generate(KeyKind::Account);
         let seed = key.seed();
@@ -449,9 +465,9 @@ impl AccountServer {
                     u.user_key
                 )));
             }
-            if l.account.revocations.contains_key(&u.user_key) {
+            if l.is_revoked(&u.user_key) {
                 return Err(ApiError::Conflict(format!(
-                    "user key {} is revoked",
+                    "user key {} is revoked (for good: a revoked key is never signed again; generate a new one)",
                     u.user_key
                 )));
             }
@@ -459,7 +475,7 @@ impl AccountServer {
         }
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
-        let exp = now + lifetime;
+        let exp = now.saturating_add(lifetime);
         let mut out = Vec::with_capacity(parsed.len());
         let mut records = Vec::with_capacity(parsed.len());
         for (hostname, rules, u) in &parsed {
@@ -483,6 +499,7 @@ impl AccountServer {
                 expires_at: exp,
                 max_expires_at: max_exp,
                 signed_by: caller.key.clone(),
+                revoked: false,
             });
             out.push(SignedUser {
                 hostname: hostname.as_str().to_string(),
@@ -495,9 +512,14 @@ impl AccountServer {
             .iter()
             .map(|r| format!("{} {}", r.hostname, r.user_key))
             .collect();
+        let mut entry = audit(now, &caller.key, "sign", Some(id), subjects);
+        entry.grants = records
+            .iter()
+            .map(|r| AuditGrant::new(&r.user_key, &r.hostname, &r.rules))
+            .collect();
         let change = Change {
             users: records,
-            audit: vec![audit(now, &caller.key, "sign", Some(id), subjects)],
+            audit: vec![entry],
             ..Default::default()
         };
         self.commit_as(caller, &mut l, change).await?;
@@ -561,6 +583,7 @@ impl AccountServer {
         if l.users_of(id).next().is_none() {
             return Err(ApiError::Conflict(format!("deploy {id:?} has no users")));
         }
+        may_activate(caller, &l, id)?;
         let now = crate::server::now();
         let grace = i64::try_from(self.config.deploys.grace.as_secs()).unwrap_or(i64::MAX / 2);
         d.state = DeployState::Active;
@@ -686,8 +709,20 @@ impl AccountServer {
         let account = self.resign(&l, &[], revocations, now)?;
         let version = account.version;
         let deploy = l.users.get(&req.user_key).map(|u| u.deploy.clone());
+        // Ours: marked for good, so the key stays refused after the JWT's
+        // entry is pruned (a key we did not sign is never pruned).
+        let users = l
+            .users
+            .get(&req.user_key)
+            .map(|u| UserRecord {
+                revoked: true,
+                ..u.clone()
+            })
+            .into_iter()
+            .collect();
         let change = Change {
             account: Some(account),
+            users,
             audit: vec![audit(
                 now,
                 &caller.key,
@@ -719,8 +754,10 @@ impl AccountServer {
                 u.hostname
             )));
         }
-        if l.account.revocations.contains_key(user_key) {
-            return Err(ApiError::Conflict(format!("user {user_key} is revoked")));
+        if l.is_revoked(user_key) {
+            return Err(ApiError::Conflict(format!(
+                "user {user_key} is revoked (for good: a revoked key is never renewed; sign a new one)"
+            )));
         }
         let d = deploy(&l, &u.deploy)?.clone();
         if !matches!(d.state, DeployState::Open | DeployState::Active) {
@@ -733,9 +770,14 @@ impl AccountServer {
         let hostname =
             Hostname::parse(&u.hostname).map_err(|e| ApiError::Internal(e.to_string()))?;
         let rules = parse_rules(&hostname, &u.rules)?;
+        // The policy may have changed since the user was signed: a renewal
+        // is a new signature and must pass the policy in force now.
+        self.policy
+            .check(&hostname, &rules)
+            .map_err(ApiError::PolicyViolation)?;
         let signer = self.unseal(&d)?;
         let now = crate::server::now();
-        let exp = now + (u.expires_at - u.issued_at).max(1);
+        let exp = now.saturating_add(u.expires_at.saturating_sub(u.issued_at).max(1));
         let (token, iat) = self.sign_user(
             &l,
             (&signer, &d.id),
@@ -750,15 +792,21 @@ impl AccountServer {
             signed_by: caller.key.clone(),
             ..u
         };
+        let mut entry = audit(
+            now,
+            &caller.key,
+            "renew",
+            Some(&d.id),
+            vec![user_key.to_string()],
+        );
+        entry.grants = vec![AuditGrant::new(
+            &record.user_key,
+            &record.hostname,
+            &record.rules,
+        )];
         let change = Change {
             users: vec![record.clone()],
-            audit: vec![audit(
-                now,
-                &caller.key,
-                "renew",
-                Some(&d.id),
-                vec![user_key.to_string()],
-            )],
+            audit: vec![entry],
             ..Default::default()
         };
         self.commit_as(caller, &mut l, change).await?;
@@ -850,14 +898,27 @@ impl AccountServer {
         )
     }
 
-    /// The janitor's work at `now`: retire deploys whose grace ended, prune
-    /// revocations whose revoked JWTs have all expired.
+    /// The janitor's work at `now`: retire deploys whose grace ended and
+    /// open deploys left unused for `deploys.open_ttl`, prune revocations
+    /// whose revoked JWTs have all expired.
     pub async fn tidy(&self, now: i64) -> Result<(), ApiError> {
         let mut l = self.ledger.lock().await;
+        let open_ttl = i64::try_from(self.config.deploys.open_ttl.as_secs()).unwrap_or(i64::MAX);
+        let ends = |d: &DeployRecord| match d.state {
+            DeployState::Retiring => d.retire_at.is_some_and(|t| t <= now),
+            DeployState::Open => d.opened_at.saturating_add(open_ttl) <= now,
+            _ => false,
+        };
+        let expired: BTreeSet<String> = l
+            .deploys
+            .values()
+            .filter(|d| d.state == DeployState::Open && ends(d))
+            .map(|d| d.id.clone())
+            .collect();
         let retiring: Vec<DeployRecord> = l
             .deploys
             .values()
-            .filter(|d| d.state == DeployState::Retiring && d.retire_at.is_some_and(|t| t <= now))
+            .filter(|d| ends(d))
             .map(|d| DeployRecord {
                 state: DeployState::Retired,
                 ended_at: Some(now),
@@ -874,10 +935,15 @@ impl AccountServer {
         let mut audit_entries: Vec<AuditEntry> = retiring
             .iter()
             .map(|d| {
+                let action = if expired.contains(&d.id) {
+                    "expire"
+                } else {
+                    "retire"
+                };
                 audit(
                     now,
                     "server",
-                    "retire",
+                    action,
                     Some(&d.id),
                     vec![d.signing_key.clone()],
                 )
@@ -905,6 +971,33 @@ impl AccountServer {
         self.commit(&mut l, change).await?;
         Ok(())
     }
+}
+
+/// Activation replaces the whole account's active deploy: an operator may
+/// always; a CI key only when its hostnames cover every service of the
+/// deploy it activates and of the active deploy it would retire, so a key
+/// limited to one service cannot take the others off the bus.
+fn may_activate(caller: &Caller, l: &Ledger, id: &str) -> Result<(), ApiError> {
+    if caller.role == Role::Operator {
+        return Ok(());
+    }
+    let retired = l.active().map(|a| a.id.as_str());
+    let uncovered: BTreeSet<&str> = l
+        .users
+        .values()
+        .filter(|u| u.deploy == id || Some(u.deploy.as_str()) == retired)
+        .map(|u| u.hostname.as_str())
+        .filter(|h| !caller.may_sign_for(h))
+        .collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = uncovered.iter().take(10).copied().collect();
+    Err(ApiError::Forbidden(format!(
+        "this key may not sign for {}: activating {id:?} (retiring {}) needs the operator role or a ci key whose hostnames cover every service of both deploys",
+        shown.join(", "),
+        retired.map_or_else(|| "nothing".to_string(), |r| format!("{r:?}"))
+    )))
 }
 
 fn revoke_into(revocations: &mut BTreeMap<String, Revocation>, u: &UserRecord, now: i64) {

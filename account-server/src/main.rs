@@ -1,4 +1,6 @@
-//! `account-server serve --config FILE` runs the server;
+//! `account-server serve --config FILE [--init]` runs the server (`--init`
+//! on the first start only: it creates the store, which is refused missing
+//! or empty otherwise);
 //! `account-server gen-kek FILE` writes a fresh key-encryption key (0600);
 //! `account-server migrate --to-kv --config FILE` moves the embedded store
 //! into the JetStream KV buckets of the config's `[kv]` table.
@@ -12,7 +14,7 @@ use account_server::seal::Kek;
 use account_server::{AccountServer, serve};
 use anyhow::Context;
 
-const USAGE: &str = "usage: account-server serve --config FILE | account-server gen-kek FILE | account-server migrate --to-kv --config FILE";
+const USAGE: &str = "usage: account-server serve --config FILE [--init] | account-server gen-kek FILE | account-server migrate --to-kv --config FILE";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -58,8 +60,9 @@ fn run() -> anyhow::Result<()> {
             Kek::generate_file(&PathBuf::from(path))?;
             Ok(())
         }
-        ["serve", "--config", path] => {
-            let config = Config::load(&PathBuf::from(path))?;
+        ["serve", "--config", path] | ["serve", "--config", path, "--init"] => {
+            let mut config = Config::load(&PathBuf::from(path))?;
+            config.init = args.iter().any(|a| a == "--init");
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async {
                 let server = AccountServer::start(config).await?;

@@ -38,7 +38,11 @@ const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// How long nonces are remembered in a shared store: twice the timestamp
 /// window (as the embedded store) plus a margin for clock differences.
 pub fn nonce_ttl(config: &Config) -> Duration {
-    config.auth.window * 2 + Duration::from_secs(10)
+    config
+        .auth
+        .window
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(10))
 }
 
 impl AccountServer {

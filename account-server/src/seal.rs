@@ -173,6 +173,23 @@ impl Kek {
     }
 }
 
+const CHECK_TEXT: &[u8] = b"buswarden-kek-check";
+
+impl Kek {
+    /// A fixed text sealed under this KEK, stored with the account so that
+    /// [`Kek::verify_check`] can tell at start whether the KEK is the one
+    /// the store was sealed with.
+    pub fn make_check(&self) -> Result<Vec<u8>, SealError> {
+        self.seal(CHECK_TEXT, CHECK_TEXT)
+    }
+
+    /// Whether `check` (from [`Kek::make_check`]) opens under this KEK.
+    pub fn verify_check(&self, check: &[u8]) -> bool {
+        self.open(check, CHECK_TEXT)
+            .is_ok_and(|plain| plain.as_slice() == CHECK_TEXT)
+    }
+}
+
 /// The additional data that binds a deploy's sealed seed to its record.
 pub fn deploy_context(deploy: &str, signing_key: &str) -> Vec<u8> {
     format!("buswarden-deploy-seed\0{deploy}\0{signing_key}").into_bytes()

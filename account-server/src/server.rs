@@ -38,6 +38,19 @@ pub enum StartError {
     /// The operator signing key could not be loaded.
     #[error("operator signing key: {0}")]
     OperatorKey(#[from] keyfile::KeyFileError),
+    /// The KEK does not open what the store sealed under its KEK.
+    #[error(
+        "key-encryption key {path} does not open {what}: it is not the KEK this store was sealed with (or the store was tampered with); start with the right kek_file"
+    )]
+    WrongKek {
+        /// The KEK file.
+        path: std::path::PathBuf,
+        /// What did not open.
+        what: String,
+    },
+    /// A secret file (creds, TLS key) is open to group or others.
+    #[error("{0}")]
+    Secret(keyfile::KeyFileError),
     /// A JWT file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -136,6 +149,12 @@ impl AccountServer {
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let store: Arc<dyn Store> = match &config.kv {
             Some(kv) => Arc::new(KvStore::connect(kv, crate::replica::nonce_ttl(&config)).await?),
+            None if config.init => {
+                // The secrets first: a failed first start leaves no store
+                // behind that a second `--init` would refuse.
+                load_secrets(&config)?;
+                Arc::new(RedbStore::create(&config.store)?)
+            }
             None => Arc::new(RedbStore::open(&config.store)?),
         };
         Self::start_with(config, store).await
@@ -148,9 +167,7 @@ impl AccountServer {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, StartError> {
-        let kek = Kek::load(&config.kek_file)?;
-        let operator =
-            keyfile::load_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+        let (kek, operator) = load_secrets(&config)?;
         let policy = ServerPolicy::load(config.policy_file.as_deref())?;
         let file_jwt = read_jwt(&config.account.jwt_file)?;
         let file_claims = decode_account_file(&config.account.jwt_file, &file_jwt)?;
@@ -169,8 +186,12 @@ impl AccountServer {
             let snap = tokio::task::spawn_blocking(move || s2.load())
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
+            if attempt == 1 {
+                check_initialised(&config, snap.account.is_some())?;
+            }
             let position = snap.position;
-            let (mut ledger, change) = import(snap, &file_jwt, &file_claims, &operator, now())?;
+            let (mut ledger, change) =
+                import(snap, &file_jwt, &file_claims, (&operator, &kek), now())?;
             let Some(mut change) = change else {
                 break ledger;
             };
@@ -189,6 +210,7 @@ impl AccountServer {
             }
         };
 
+        check_kek(&kek, &ledger, &config)?;
         let metrics = Arc::new(Metrics::default());
         let pusher = Pusher::start(
             &config.nats.servers,
@@ -328,6 +350,71 @@ impl AccountServer {
     }
 }
 
+/// Opens the KEK check value and the sealed seed of every deploy whose key
+/// is live: a wrong KEK stops the start with the file named, instead of
+/// failing at the first signing.
+fn check_kek(kek: &Kek, ledger: &Ledger, config: &Config) -> Result<(), StartError> {
+    let wrong = |what: String| StartError::WrongKek {
+        path: config.kek_file.clone(),
+        what,
+    };
+    if let Some(check) = &ledger.account.kek_check {
+        let ok = hex::decode(check).is_ok_and(|c| kek.verify_check(&c));
+        if !ok {
+            return Err(wrong("the store's check value".into()));
+        }
+    }
+    for d in ledger.deploys.values().filter(|d| d.state.key_is_live()) {
+        let opens = hex::decode(&d.sealed_seed).is_ok_and(|sealed| {
+            kek.open(&sealed, &crate::seal::deploy_context(&d.id, &d.signing_key))
+                .is_ok()
+        });
+        if !opens {
+            return Err(wrong(format!(
+                "the sealed signing key of deploy {:?}",
+                d.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The key-encryption key and the operator signing key.
+fn load_secrets(config: &Config) -> Result<(Kek, KeyPair), StartError> {
+    let kek = Kek::load(&config.kek_file)?;
+    let operator =
+        keyfile::load_private_key_file(&config.operator.signing_key_file, Some(KeyKind::Operator))?;
+    // The other secrets the server reads: the system user's creds (a seed)
+    // and the TLS private key, each its owner's alone.
+    keyfile::check_private(&config.system_account.creds_file).map_err(StartError::Secret)?;
+    if let Some(tls) = &config.tls {
+        keyfile::check_private(&tls.key_file).map_err(StartError::Secret)?;
+    }
+    if let Some(kv) = &config.kv {
+        keyfile::check_private(&kv.creds_file).map_err(StartError::Secret)?;
+    }
+    Ok((kek, operator))
+}
+
+/// A store without an account is refused unless the server was told to
+/// initialise one (a lost store must be restored, never replaced by a fresh
+/// one that forgets the revocations); `--init` on a store with an account
+/// is refused too.
+fn check_initialised(config: &Config, has_account: bool) -> Result<(), StoreError> {
+    let location = match &config.kv {
+        Some(kv) => format!("JetStream KV bucket {}", kv.bucket),
+        None => config.store.display().to_string(),
+    };
+    match (has_account, config.init) {
+        (false, false) => Err(StoreError::NotInitialised {
+            location,
+            what: "it holds no account",
+        }),
+        (true, true) => Err(StoreError::AlreadyInitialised { location }),
+        _ => Ok(()),
+    }
+}
+
 /// Builds the ledger from the stored snapshot and busop's account JWT:
 /// imports it at first start, re-bases on it when it carries a later `iat`
 /// (keeping every revocation), and re-signs so the served JWT is ours.
@@ -335,7 +422,7 @@ fn import(
     snap: crate::store::Snapshot,
     file_jwt: &str,
     file_claims: &AccountClaims,
-    operator: &KeyPair,
+    (operator, kek): (&KeyPair, &Kek),
     now: i64,
 ) -> Result<(Ledger, Option<Change>), StartError> {
     let (previous, base_jwt, live, action) = match snap.account {
@@ -347,6 +434,7 @@ fn import(
                 iat: 0,
                 version: 0,
                 revocations: Default::default(),
+                kek_check: Some(hex::encode(kek.make_check()?)),
             },
             file_jwt.to_string(),
             None,
@@ -402,6 +490,7 @@ fn import(
                 action: a.into(),
                 deploy: None,
                 subjects: vec![record.account.clone()],
+                grants: Vec::new(),
             })
             .into_iter()
             .collect(),

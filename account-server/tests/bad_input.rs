@@ -24,6 +24,9 @@ const POLICY: &str = r#"version = 1
 trust-root = ["POST token.core:666/mint"]
 "#;
 
+/// The name the servers of these tests answer to (`[auth] audience`).
+const AUD: &str = "accounts.test:7370";
+
 struct Call<'a> {
     method: &'a str,
     path: &'a str,
@@ -38,7 +41,7 @@ impl<'a> Call<'a> {
         } else {
             serde_json::to_vec(&body).unwrap()
         };
-        let auth = request_auth::sign_now(key, method, path, &body).unwrap();
+        let auth = request_auth::sign_now(key, AUD, method, path, &body).unwrap();
         Call {
             method,
             path,
@@ -115,6 +118,7 @@ fn user(hostname: &str, rules: Vec<String>) -> Value {
 #[tokio::test]
 async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         policy: Some(POLICY),
         with_nats: false,
         ..Options::default()
@@ -172,6 +176,7 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     let body = serde_json::to_vec(&json!({ "deploy": "x" })).unwrap();
     let stale = request_auth::sign(
         &bed.ci,
+        AUD,
         "POST",
         "/v1/deploys",
         &body,
@@ -215,7 +220,8 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
     .await;
     let mut bad_json = Call::signed("POST", users, Value::Null, &bed.ci);
     bad_json.body = b"{\"users\": [".to_vec();
-    bad_json.auth = Some(request_auth::sign_now(&bed.ci, "POST", users, &bad_json.body).unwrap());
+    bad_json.auth =
+        Some(request_auth::sign_now(&bed.ci, AUD, "POST", users, &bad_json.body).unwrap());
     refused_call(&server, bad_json, 400, "invalid JSON").await;
     refused_call(
         &server,
@@ -236,6 +242,18 @@ async fn bad_input_gets_a_plain_4xx_and_changes_nothing() {
         "deploy id",
     )
     .await;
+    // Issue 15, Low: `grep '\.danger\.'` on a .creds file must list only
+    // trust-root grants; the deploy id is printed there, so ids containing
+    // `danger` are refused as `gencreds sign` refuses them.
+    for id in ["x.danger.y", "danger", "d1-danger", "D1"] {
+        refused_call(
+            &server,
+            Call::signed("POST", "/v1/deploys", json!({ "deploy": id }), &bed.ci),
+            400,
+            "deploy id",
+        )
+        .await;
+    }
     refused_call(&server, Call::signed("POST", users, json!({ "users": [{ "hostname": "calc.example", "user_key": "UNOTAKEY", "rules": rules_for("calc.example") }] }), &bed.ci), 400, "user public key").await;
     refused_call(
         &server,
@@ -360,6 +378,7 @@ async fn refused_call(server: &Arc<AccountServer>, c: Call<'_>, status: u16, con
 #[tokio::test]
 async fn a_new_trust_root_grant_needs_an_operator_approval() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         policy: Some(POLICY),
         with_nats: false,
         ..Options::default()
@@ -436,6 +455,7 @@ async fn a_new_trust_root_grant_needs_an_operator_approval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
     let bed = Bed::new(Options {
+        audience: Some(AUD),
         with_nats: false,
         ..Options::default()
     });
@@ -483,4 +503,135 @@ async fn a_successful_change_cannot_be_replayed_not_even_concurrently() {
     refused(s, &v, 401, "replayed");
     let (s, v) = send(&server, &twice).await;
     refused(s, &v, 401, "replayed");
+}
+
+/// Issue 15, Medium 8: a user signed with a trust-root grant the policy
+/// allowed; the operator then drops the grant from the policy and restarts
+/// the server. Renewing the user is refused (422, policy violation) and
+/// nothing is signed or stored.
+#[tokio::test]
+async fn renew_refuses_grants_the_current_policy_forbids() {
+    let bed = Bed::new(Options {
+        audience: Some(AUD),
+        policy: Some(POLICY),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let mint = "PUB {{plane}}.danger.666.calc_example.token_core.*.POST.mint";
+    let mut rules = rules_for("calc.example");
+    rules.push(mint.into());
+    let (s, _) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys", json!({ "deploy": "d1" }), &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let approval = json!({ "deploy": "d1", "rule": mint });
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/approvals", approval, &bed.op),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let key = KeyPair::generate(KeyKind::User);
+    let body = json!({ "users": [{ "hostname": "calc.example", "user_key": key.public_key(), "rules": rules }] });
+    let (s, v) = send(
+        &server,
+        &Call::signed("POST", "/v1/deploys/d1/users", body, &bed.ci),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let renew = format!("/v1/users/{}/renew", key.public_key());
+    let (s, v) = send(&server, &Call::signed("POST", &renew, Value::Null, &bed.ci)).await;
+    assert_eq!(s, 200, "renewal under the same policy: {v}");
+
+    // The policy no longer lists the grant.
+    common::stop_server(server).await;
+    std::fs::write(bed.dir.path().join("buswarden.toml"), "version = 1\n").unwrap();
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let before = state(&server, &bed.reader).await;
+    let (s, v) = send(&server, &Call::signed("POST", &renew, Value::Null, &bed.ci)).await;
+    refused(s, &v, 422, "policy violation");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("token_core.*.POST.mint"),
+        "{v}"
+    );
+    let after = state(&server, &bed.reader).await;
+    assert_eq!(before.0, after.0, "account unchanged");
+    assert_eq!(before.1, after.1, "deploys unchanged");
+    assert_eq!(before.2, after.2, "audit unchanged");
+}
+
+/// Issue 15, Low: timestamps at the ends of i64 (`ts = now - 2^63` made the
+/// handler overflow) and a request signed for another account server are
+/// each a plain 401, and the server keeps answering.
+#[tokio::test]
+async fn extreme_timestamps_and_requests_for_another_server_are_401() {
+    let bed = Bed::new(Options {
+        audience: Some(AUD),
+        with_nats: false,
+        ..Options::default()
+    });
+    let server = AccountServer::start(bed.config()).await.unwrap();
+    let before = state(&server, &bed.reader).await;
+    let body = serde_json::to_vec(&json!({ "deploy": "x" })).unwrap();
+    let now = buswarden_creds::jwt::now();
+    for ts in [
+        now.wrapping_add(i64::MIN),
+        i64::MIN,
+        i64::MAX,
+        now.wrapping_sub(i64::MAX),
+    ] {
+        let auth = request_auth::sign(
+            &bed.ci,
+            AUD,
+            "POST",
+            "/v1/deploys",
+            &body,
+            ts,
+            &request_auth::new_nonce().unwrap(),
+        )
+        .unwrap();
+        refused_call(
+            &server,
+            Call {
+                method: "POST",
+                path: "/v1/deploys",
+                body: body.clone(),
+                auth: Some(auth),
+            },
+            401,
+            "window",
+        )
+        .await;
+    }
+    // Signed (correctly, by a key this server trusts) for another server.
+    let auth = request_auth::sign_now(
+        &bed.ci,
+        "other-accounts.test:7370",
+        "POST",
+        "/v1/deploys",
+        &body,
+    )
+    .unwrap();
+    refused_call(
+        &server,
+        Call {
+            method: "POST",
+            path: "/v1/deploys",
+            body: body.clone(),
+            auth: Some(auth),
+        },
+        401,
+        "signed for account server \"other-accounts.test:7370\"",
+    )
+    .await;
+    let after = state(&server, &bed.reader).await;
+    assert_eq!(before.0, after.0);
+    assert_eq!(before.1, after.1);
+    assert_eq!(before.2, after.2);
 }

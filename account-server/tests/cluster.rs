@@ -49,7 +49,14 @@ async fn signed(
         .header("content-type", "application/json");
     req = req.header(
         "authorization",
-        buswarden_creds::request_auth::sign_now(key, method, path, &bytes).unwrap(),
+        buswarden_creds::request_auth::sign_now(
+            key,
+            &buswarden_creds::request_auth::audience(base).unwrap(),
+            method,
+            path,
+            &bytes,
+        )
+        .unwrap(),
     );
     let fut = client.request(
         req.body(http_body_util::Full::new(hyper::body::Bytes::from(bytes)))

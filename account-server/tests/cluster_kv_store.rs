@@ -43,6 +43,7 @@ fn change(id: &str, base: u64, nonce: &str) -> Change {
             action: "open".into(),
             deploy: Some(id.into()),
             subjects: vec![],
+            grants: vec![],
         }],
         base,
         ..Default::default()

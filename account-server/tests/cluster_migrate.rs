@@ -76,7 +76,16 @@ async fn one_command_moves_the_embedded_store_to_kv() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     // A read whose signed header we replay after the move.
-    let header = request_auth::sign_now(&bed.reader, "GET", "/v1/deploys", b"").unwrap();
+    // Signed for the replicas' shared name, so only its nonce can refuse it
+    // at the KV replica.
+    let header = request_auth::sign_now(
+        &bed.reader,
+        cluster_bed::SHARED_AUDIENCE,
+        "GET",
+        "/v1/deploys",
+        b"",
+    )
+    .unwrap();
     let r = call(
         &client,
         &base,
@@ -124,6 +133,10 @@ async fn one_command_moves_the_embedded_store_to_kv() {
     );
     assert!(!has_seed(&said) && !has_seed(&String::from_utf8_lossy(&out.stderr)));
 
+    // The bucket holds the migrated state: the KV replica starts without --init.
+    cluster
+        .kv_initialised
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let kv = cluster.spawn_on("m-kv", config.clone(), port).await;
     let after_account = call_on(
         kv.base.clone(),

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,7 @@ fn spawn(config: &Path, generation: usize) -> Child {
     let log =
         std::fs::File::create(config.with_file_name(format!("account-server.{generation}.log")))
             .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_account-server"))
-        .args(["serve", "--config"])
-        .arg(config)
+    serve_command(config)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -138,9 +136,14 @@ async fn acknowledged_revocations_survive_sigkill_and_reach_the_broker() {
             break;
         }
         let body = serde_json::to_vec(&json!({ "user_key": k.public_key() })).unwrap();
-        let auth =
-            buswarden_creds::request_auth::sign_now(&bed.op, "POST", "/v1/revocations", &body)
-                .unwrap();
+        let auth = buswarden_creds::request_auth::sign_now(
+            &bed.op,
+            &buswarden_creds::request_auth::audience(&bed.base_url()).unwrap(),
+            "POST",
+            "/v1/revocations",
+            &body,
+        )
+        .unwrap();
         let req = hyper::Request::builder()
             .method("POST")
             .uri(format!("{}/v1/revocations", bed.base_url()))

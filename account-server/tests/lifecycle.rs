@@ -347,6 +347,37 @@ async fn a_real_server_resolves_accepts_and_drops_users_through_the_lifecycle() 
     let entries = r.json()["entries"].as_array().unwrap().clone();
     assert_eq!(entries[4]["caller"], bed.op.public_key());
     assert_eq!(entries[1]["caller"], bed.ci.public_key());
+    // Issue 15, Low: a `sign` (and `renew`) entry records what was signed,
+    // the rules and their hash, per user, so a rogue grant can be found.
+    let grants = entries[2]["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 2, "{}", entries[2]);
+    for (g, (key, host)) in grants.iter().zip([
+        (d1[0].0.public_key(), "calc.example"),
+        (d1[1].0.public_key(), "cart.shop.example"),
+    ]) {
+        assert_eq!(g["user_key"], key);
+        assert_eq!(g["hostname"], host);
+        let rules: Vec<String> = g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        let mut sorted_expected = rules_for(host);
+        sorted_expected.sort();
+        let mut sorted = rules.clone();
+        sorted.sort();
+        assert_eq!(sorted, sorted_expected, "the rules signed for {host}");
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for r in &rules {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        assert_eq!(g["rules_sha256"], hex::encode(h.finalize()));
+    }
+    let renew = entries.last().unwrap();
+    assert_eq!(renew["grants"].as_array().unwrap().len(), 1, "{renew}");
 
     // Health and metrics.
     let r = call(&client, &base, "GET", "/healthz", b"", None, &[]).await;
@@ -495,4 +526,138 @@ async fn every_server_gets_the_update_and_confirms_it() {
     }
     let _ = stop.send(());
     handle.await.unwrap();
+}
+
+/// Issue 15, High 2: a ci key limited to one service opens a deploy, signs
+/// its one user and tries to activate it over the live two-service deploy
+/// (grace 0, so a successful activation would drop the live users at once).
+/// The activation is refused with 403, the live deploy stays active and its
+/// users stay connected on the real broker; the operator may activate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ci_key_for_one_service_cannot_activate_over_the_live_deploy() {
+    let bed = Bed::new(Options {
+        grace: "0s",
+        ..Options::default()
+    });
+    let (_server, stop, handle) = serve_in_process(&bed).await;
+    let nats = bed.start_nats();
+    let client = http();
+    let live = open_and_sign(
+        &client,
+        &bed,
+        "live",
+        &["calc.example", "cart.shop.example"],
+    )
+    .await;
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/live/activate",
+        json!(null),
+        &bed.ci,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_calc, mut calc_events) = connect_user(nats.url(), &live[0].1, &live[0].0)
+        .await
+        .expect("calc connects");
+    let (_cart, mut cart_events) = connect_user(nats.url(), &live[1].1, &live[1].0)
+        .await
+        .expect("cart connects");
+
+    // The attack: the calc-only key opens, signs calc, activates.
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys",
+        json!({ "deploy": "rogue" }),
+        &bed.ci_calc,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let user = KeyPair::generate(KeyKind::User);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/rogue/users",
+        json!({ "users": [{ "hostname": "calc.example", "user_key": user.public_key(), "rules": rules_for("calc.example") }] }),
+        &bed.ci_calc,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/rogue/activate",
+        json!(null),
+        &bed.ci_calc,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("cart.shop.example"), "{}", r.text);
+    assert!(r.text.contains("operator role"), "{}", r.text);
+
+    let r = api(
+        &client,
+        &bed,
+        "GET",
+        "/v1/deploys",
+        json!(null),
+        &bed.reader,
+    )
+    .await;
+    let states: Vec<(String, String)> = r.json()["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy"].as_str().unwrap().into(),
+                d["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("live".into(), "active".into()),
+            ("rogue".into(), "open".into())
+        ]
+    );
+    assert!(
+        !disconnected(&mut calc_events, Duration::from_secs(2)).await,
+        "the live calc stays connected"
+    );
+    assert!(
+        !disconnected(&mut cart_events, Duration::from_millis(300)).await,
+        "the live cart stays connected"
+    );
+    assert!(
+        connect_user(nats.url(), &live[1].1, &live[1].0)
+            .await
+            .is_ok(),
+        "the live deploy's users still connect"
+    );
+
+    // The operator may activate (and with grace 0 the live deploy goes at once).
+    let r = api(
+        &client,
+        &bed,
+        "POST",
+        "/v1/deploys/rogue/activate",
+        json!(null),
+        &bed.op,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        disconnected(&mut cart_events, Duration::from_secs(10)).await,
+        "an operator's activation retires the live deploy"
+    );
+    drop(stop);
+    let _ = handle.await;
 }

@@ -44,9 +44,7 @@ async fn serve_stops_cleanly_on_sigterm() {
         with_nats: false,
         ..Options::default()
     });
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&bed.config_path)
+    let mut child = serve_command(&bed.config_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -53,6 +53,12 @@ async fn serves_https_with_the_configured_certificate() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
+    // The private key is its owner's alone (the server refuses it otherwise).
+    std::fs::set_permissions(
+        d.join("key.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&bed.config_path)

@@ -17,7 +17,7 @@ call() {
     body_args=(--body "$body")
     data_args=(-H 'Content-Type: application/json' --data-binary "@$body")
   fi
-  auth="$(buswarden-ci auth "$method" "$path" "${body_args[@]}" "${key_args[@]}")" || exit 2
+  auth="$(buswarden-ci auth "$method" "$path" --server "$server" "${body_args[@]}" "${key_args[@]}")" || exit 2
   code="$(curl "${curl_args[@]}" -X "$method" -H "Authorization: $auth" "${data_args[@]}" \
     -o "$answer" -w '%{http_code}' "$server$path")" || {
     echo "$server unreachable" >&2

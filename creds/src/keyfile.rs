@@ -49,6 +49,14 @@ pub enum KeyFileError {
         /// Why.
         source: KeyError,
     },
+    /// A secret file group or others may read or write.
+    #[error("{path} has mode {mode:o}; a key file must be readable by its owner only (chmod 600)")]
+    Permissions {
+        /// The path.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
     /// The environment variable is not set (or empty).
     #[error("environment variable {var} is not set")]
     EnvMissing {
@@ -221,6 +229,27 @@ pub fn load_key_file(path: &Path, kind: Option<KeyKind>) -> Result<KeyPair, KeyF
         });
     }
     key_from_text(text, kind, &path.display().to_string())
+}
+
+/// Refuses a secret file that group or others may read or write (mode
+/// bits `0o077`), naming the path and the fix; follows symbolic links.
+pub fn check_private(path: &Path) -> Result<(), KeyFileError> {
+    let meta = fs::metadata(path).map_err(io_err("reading", path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// [`load_key_file`] for a file that must be private: refused when group
+/// or others may read or write it ([`check_private`]).
+pub fn load_private_key_file(path: &Path, kind: Option<KeyKind>) -> Result<KeyPair, KeyFileError> {
+    check_private(path)?;
+    load_key_file(path, kind)
 }
 
 /// Loads a seed from environment variable `var`, requiring `kind` if given.

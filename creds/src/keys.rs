@@ -126,10 +126,60 @@ pub fn check_public_key(kind: KeyKind, key: &str) -> Result<(), KeyError> {
     if is_public_key(kind, key) {
         Ok(())
     } else {
+        let shown: String = key.chars().take(64).collect();
         Err(KeyError::InvalidPublicKey {
-            key: key.chars().take(64).collect(),
+            key: redact_seeds(&shown).into_owned(),
             expected: kind,
         })
+    }
+}
+
+/// The shortest run that counts as a (possibly truncated) seed.
+const SEED_LIKE_MIN: usize = 16;
+
+/// What [`redact_seeds`] puts in place of a seed.
+pub const REDACTED_SEED: &str = "<seed redacted>";
+
+/// `text` with every word that looks like an nkey seed (`S`, a key-kind
+/// letter, then base32 upper case — at least 16 characters, so a truncated
+/// seed counts too) replaced by [`REDACTED_SEED`]: the last line of defence
+/// for text that echoes a value a client sent or a file held, where a seed
+/// may have been put by mistake. A run inside a longer word is left alone.
+pub fn redact_seeds(text: &str) -> std::borrow::Cow<'_, str> {
+    let b32 = |c: u8| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c);
+    let word = |c: u8| c.is_ascii_alphanumeric();
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !word(bytes[i]) || (i > 0 && word(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let end = bytes[i..]
+            .iter()
+            .position(|&c| !word(c))
+            .map_or(bytes.len(), |n| i + n);
+        let run = &bytes[i..end];
+        let seed_like = run.len() >= SEED_LIKE_MIN
+            && run[0] == b'S'
+            && b"OAUNCXP".contains(&run[1])
+            && run.iter().all(|&c| b32(c));
+        if seed_like {
+            let o = out.get_or_insert_with(String::new);
+            o.push_str(&text[last..i]);
+            o.push_str(REDACTED_SEED);
+            last = end;
+        }
+        i = end;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[last..]);
+            std::borrow::Cow::Owned(o)
+        }
     }
 }
 
@@ -292,5 +342,25 @@ mod tests {
         let mut broken = a.public_key().to_string();
         broken.replace_range(20..21, if &broken[20..21] == "B" { "C" } else { "B" });
         assert!(!is_public_key(KeyKind::Account, &broken));
+    }
+
+    #[test]
+    fn seeds_in_messages_are_redacted() {
+        let kp = KeyPair::generate(KeyKind::User);
+        let seed = kp.seed();
+        let seed = seed.expose();
+        let msg = format!("\"{seed}\" is not a user public key; also {}", &seed[..20]);
+        let red = redact_seeds(&msg);
+        assert!(!red.contains(&seed[..16]), "{red}");
+        assert_eq!(red.matches(REDACTED_SEED).count(), 2, "{red}");
+        let embedded = format!("x{seed}");
+        assert_eq!(redact_seeds(&embedded), embedded, "inside a longer word");
+        // Public keys, words and short tokens stay.
+        let text = format!("{} SUB microbus.safe.> SUBSCRIBE x", kp.public_key());
+        assert_eq!(redact_seeds(&text), text);
+        let err = check_public_key(KeyKind::User, seed)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&seed[..16]), "{err}");
     }
 }

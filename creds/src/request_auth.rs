@@ -2,12 +2,15 @@
 //! clients (busop, CI scripts), so both sides use one implementation:
 //!
 //! ```text
-//! Authorization: Buswarden-Nkey key=<U-pub>,ts=<unix-seconds>,nonce=<32 hex>,sig=<base64url>
+//! Authorization: Buswarden-Nkey key=<U-pub>,aud=<host:port>,ts=<unix-seconds>,nonce=<32 hex>,sig=<base64url>
 //! ```
 //!
 //! `sig` is the nkey (ed25519) signature, base64url without padding, over
-//! `"<METHOD>\n<path-and-query>\n<ts>\n<nonce>\n<hex sha256 of body>"`.
-//! This module signs and checks the signature; the timestamp window, the
+//! `"<aud>\n<METHOD>\n<path-and-query>\n<ts>\n<nonce>\n<hex sha256 of body>"`.
+//! `aud` names the account server the request is for (the `host:port` of
+//! the URL the client calls, see [`audience`]), so a request signed for one
+//! server is refused by another that trusts the same key. This module signs
+//! and checks the signature; the audience list, the timestamp window, the
 //! nonce memory and the key's role are the server's business.
 
 use base64::Engine;
@@ -38,6 +41,13 @@ pub enum RequestAuthError {
     /// `nonce` is not 32 lower-case hex characters.
     #[error("authorization nonce must be 32 lower-case hex characters")]
     Nonce,
+    /// `aud` is not a `host:port` (1 to 255 characters of letters, digits,
+    /// `.`, `-`, `:`, `[`, `]`, lower case).
+    #[error("authorization audience must be the account server's host:port in lower case")]
+    Audience,
+    /// The account server URL is not `http(s)://host[:port][/path]`.
+    #[error("account server URL must be http://host[:port] or https://host[:port]")]
+    Url,
     /// `sig` is not base64url of 64 bytes.
     #[error("authorization signature is not base64url of an ed25519 signature")]
     SignatureEncoding,
@@ -57,6 +67,8 @@ pub enum RequestAuthError {
 pub struct RequestAuth {
     /// The caller's public user nkey (`U…`).
     pub key: String,
+    /// The account server the request is for (`host:port`).
+    pub aud: String,
     /// Unix seconds when the request was signed.
     pub ts: i64,
     /// 32 lower-case hex characters, never reused.
@@ -65,8 +77,51 @@ pub struct RequestAuth {
     pub sig: String,
 }
 
+/// The audience of requests to the account server at `url`: its
+/// `host:port` in lower case, the port filled in from the scheme (80 for
+/// http, 443 for https) when the URL has none.
+pub fn audience(url: &str) -> Result<String, RequestAuthError> {
+    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return Err(RequestAuthError::Url);
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(RequestAuthError::Url);
+    }
+    let has_port = match authority.rfind(']') {
+        Some(end) => authority[end..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let aud = if has_port {
+        authority.to_ascii_lowercase()
+    } else {
+        format!("{}:{default_port}", authority.to_ascii_lowercase())
+    };
+    check_audience(&aud).map_err(|_| RequestAuthError::Url)?;
+    Ok(aud)
+}
+
+fn check_audience(aud: &str) -> Result<(), RequestAuthError> {
+    let ok = (1..=255).contains(&aud.len())
+        && aud.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestAuthError::Audience)
+    }
+}
+
 /// The bytes that are signed.
 pub fn signed_text(
+    aud: &str,
     method: &str,
     path_and_query: &str,
     ts: i64,
@@ -79,7 +134,7 @@ pub fn signed_text(
         hex.push_str(&format!("{b:02x}"));
     }
     format!(
-        "{}\n{path_and_query}\n{ts}\n{nonce}\n{hex}",
+        "{aud}\n{}\n{path_and_query}\n{ts}\n{nonce}\n{hex}",
         method.to_ascii_uppercase()
     )
 }
@@ -91,22 +146,24 @@ pub fn new_nonce() -> Result<String, RequestAuthError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The `Authorization` header value for a request signed by `key` at `ts`
-/// with `nonce`.
+/// The `Authorization` header value for a request to the account server
+/// `aud` (see [`audience`]) signed by `key` at `ts` with `nonce`.
 pub fn sign(
     key: &KeyPair,
+    aud: &str,
     method: &str,
     path_and_query: &str,
     body: &[u8],
     ts: i64,
     nonce: &str,
 ) -> Result<String, RequestAuthError> {
-    let text = signed_text(method, path_and_query, ts, nonce, body);
+    check_audience(aud)?;
+    let text = signed_text(aud, method, path_and_query, ts, nonce, body);
     let sig = key
         .sign(text.as_bytes())
         .map_err(|e| RequestAuthError::Sign(e.to_string()))?;
     Ok(format!(
-        "{SCHEME} key={},ts={ts},nonce={nonce},sig={}",
+        "{SCHEME} key={},aud={aud},ts={ts},nonce={nonce},sig={}",
         key.public_key(),
         URL_SAFE_NO_PAD.encode(sig)
     ))
@@ -115,6 +172,7 @@ pub fn sign(
 /// [`sign`] with the current time and a fresh nonce.
 pub fn sign_now(
     key: &KeyPair,
+    aud: &str,
     method: &str,
     path_and_query: &str,
     body: &[u8],
@@ -123,7 +181,7 @@ pub fn sign_now(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    sign(key, method, path_and_query, body, ts, &new_nonce()?)
+    sign(key, aud, method, path_and_query, body, ts, &new_nonce()?)
 }
 
 impl RequestAuth {
@@ -133,7 +191,7 @@ impl RequestAuth {
             .strip_prefix(SCHEME)
             .and_then(|r| r.strip_prefix(' '))
             .ok_or(RequestAuthError::Scheme)?;
-        let (mut key, mut ts, mut nonce, mut sig) = (None, None, None, None);
+        let (mut key, mut aud, mut ts, mut nonce, mut sig) = (None, None, None, None, None);
         for field in rest.split(',') {
             let (name, value) = field
                 .trim()
@@ -141,6 +199,7 @@ impl RequestAuth {
                 .ok_or_else(|| RequestAuthError::Field(field.trim().to_string()))?;
             let slot = match name {
                 "key" => &mut key,
+                "aud" => &mut aud,
                 "ts" => &mut ts,
                 "nonce" => &mut nonce,
                 "sig" => &mut sig,
@@ -155,6 +214,8 @@ impl RequestAuth {
         if !keys::is_public_key(keys::KeyKind::User, &key) {
             return Err(RequestAuthError::Key);
         }
+        let aud = aud.ok_or_else(|| missing("aud"))?;
+        check_audience(&aud)?;
         let ts = ts
             .ok_or_else(|| missing("ts"))?
             .parse::<i64>()
@@ -170,6 +231,7 @@ impl RequestAuth {
         let sig = sig.ok_or_else(|| missing("sig"))?;
         Ok(Self {
             key,
+            aud,
             ts,
             nonce,
             sig,
@@ -189,7 +251,14 @@ impl RequestAuth {
         if sig.len() != 64 {
             return Err(RequestAuthError::SignatureEncoding);
         }
-        let text = signed_text(method, path_and_query, self.ts, &self.nonce, body);
+        let text = signed_text(
+            &self.aud,
+            method,
+            path_and_query,
+            self.ts,
+            &self.nonce,
+            body,
+        );
         if keys::verify(&self.key, text.as_bytes(), &sig) {
             Ok(())
         } else {
@@ -206,7 +275,16 @@ mod tests {
     fn a_signed_request_verifies_and_any_change_breaks_it() {
         let kp = KeyPair::generate(keys::KeyKind::User);
         let nonce = new_nonce().unwrap();
-        let h = sign(&kp, "post", "/v1/deploys?x=1", b"{}", 1_700_000_000, &nonce).unwrap();
+        let h = sign(
+            &kp,
+            "acct.example:7370",
+            "post",
+            "/v1/deploys?x=1",
+            b"{}",
+            1_700_000_000,
+            &nonce,
+        )
+        .unwrap();
         let auth = RequestAuth::parse(&h).unwrap();
         assert_eq!(auth.key, kp.public_key());
         assert_eq!(auth.ts, 1_700_000_000);
@@ -225,6 +303,15 @@ mod tests {
         assert_eq!(
             other.verify("POST", "/v1/deploys?x=1", b"{}"),
             Err(RequestAuthError::BadSignature)
+        );
+        let elsewhere = RequestAuth {
+            aud: "other.example:7370".into(),
+            ..auth.clone()
+        };
+        assert_eq!(
+            elsewhere.verify("POST", "/v1/deploys?x=1", b"{}"),
+            Err(RequestAuthError::BadSignature),
+            "the audience is signed"
         );
         let impostor = RequestAuth {
             key: KeyPair::generate(keys::KeyKind::User)
@@ -249,29 +336,80 @@ mod tests {
             Err(RequestAuthError::Scheme)
         );
         assert_eq!(
-            RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce={n}")),
+            RequestAuth::parse(&format!("{SCHEME} key={k},aud=a.example:1,ts=1,nonce={n}")),
             Err(RequestAuthError::Field("sig".into()))
         );
         assert_eq!(
-            RequestAuth::parse(&format!("{SCHEME} key={k},key={k},ts=1,nonce={n},sig=x")),
+            RequestAuth::parse(&format!(
+                "{SCHEME} key={k},key={k},aud=a.example:1,ts=1,nonce={n},sig=x"
+            )),
             Err(RequestAuthError::Field("key".into()))
         );
         assert_eq!(
-            RequestAuth::parse(&format!("{SCHEME} key=UNOPE,ts=1,nonce={n},sig=x")),
+            RequestAuth::parse(&format!(
+                "{SCHEME} key=UNOPE,aud=a.example:1,ts=1,nonce={n},sig=x"
+            )),
             Err(RequestAuthError::Key)
         );
         assert_eq!(
-            RequestAuth::parse(&format!("{SCHEME} key={k},ts=x,nonce={n},sig=x")),
+            RequestAuth::parse(&format!(
+                "{SCHEME} key={k},aud=a.example:1,ts=x,nonce={n},sig=x"
+            )),
             Err(RequestAuthError::Timestamp)
         );
         assert_eq!(
-            RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce=ABC,sig=x")),
+            RequestAuth::parse(&format!(
+                "{SCHEME} key={k},aud=a.example:1,ts=1,nonce=ABC,sig=x"
+            )),
             Err(RequestAuthError::Nonce)
         );
-        let a = RequestAuth::parse(&format!("{SCHEME} key={k},ts=1,nonce={n},sig=!!")).unwrap();
+        let a = RequestAuth::parse(&format!(
+            "{SCHEME} key={k},aud=a.example:1,ts=1,nonce={n},sig=!!"
+        ))
+        .unwrap();
         assert_eq!(
             a.verify("GET", "/", b""),
             Err(RequestAuthError::SignatureEncoding)
+        );
+    }
+
+    #[test]
+    fn the_audience_is_the_host_and_port_of_the_url() {
+        assert_eq!(audience("http://127.0.0.1:7370").unwrap(), "127.0.0.1:7370");
+        assert_eq!(
+            audience("https://Acct.Example/api").unwrap(),
+            "acct.example:443"
+        );
+        assert_eq!(audience("http://acct.example").unwrap(), "acct.example:80");
+        assert_eq!(audience("http://[::1]:7370/").unwrap(), "[::1]:7370");
+        assert_eq!(audience("http://[::1]/").unwrap(), "[::1]:80");
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://u@h:1",
+            "http://a b:1",
+            "acct.example:7370",
+        ] {
+            assert_eq!(audience(bad), Err(RequestAuthError::Url), "{bad}");
+        }
+        let k = KeyPair::generate(keys::KeyKind::User);
+        assert_eq!(
+            sign(
+                &k,
+                "A,b=1",
+                "GET",
+                "/",
+                b"",
+                1,
+                "0123456789abcdef0123456789abcdef"
+            ),
+            Err(RequestAuthError::Audience)
+        );
+        let n = "0123456789abcdef0123456789abcdef";
+        let pk = k.public_key();
+        assert_eq!(
+            RequestAuth::parse(&format!("{SCHEME} key={pk},ts=1,nonce={n},sig=x")),
+            Err(RequestAuthError::Field("aud".into()))
         );
     }
 }

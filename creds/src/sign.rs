@@ -53,14 +53,16 @@ pub struct ServiceAcl {
 pub struct DeployId(String);
 
 impl DeployId {
-    /// 1 to 64 characters of `[a-z0-9._-]` (upper case is lower-cased, as
-    /// the Go library does with tags), not containing `danger`: the id is
-    /// printed in every `.creds` file, where `grep danger` must list the
-    /// trust-root grants and nothing else.
+    /// 1 to 64 characters of `[a-z0-9._-]` starting with a letter or digit
+    /// (upper case is lower-cased, as the Go library does with tags), not
+    /// containing `danger`: the id is printed in every `.creds` file, where
+    /// `grep danger` must list the trust-root grants and nothing else. The
+    /// account server applies the same rule (without the lower-casing).
     pub fn parse(id: &str) -> Result<DeployId, SignError> {
         let lower = id.to_ascii_lowercase();
         let ok = !lower.is_empty()
             && lower.len() <= 64
+            && lower.as_bytes()[0].is_ascii_alphanumeric()
             && !lower.contains("danger")
             && lower
                 .bytes()
@@ -453,7 +455,7 @@ pub enum SignError {
     },
     /// A deploy id with characters other than `[a-z0-9._-]` or over 64 long.
     #[error(
-        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', without the word 'danger'"
+        "deploy id {id:?} must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, without the word 'danger'"
     )]
     BadDeployId {
         /// The id.
@@ -899,7 +901,7 @@ pub fn sign_root(
 /// [`SIGNING_KEY_ENV`] environment variable.
 pub fn load_signing_key(file: Option<&Path>) -> Result<KeyPair, SignError> {
     let key = match file {
-        Some(path) => keyfile::load_key_file(path, None)?,
+        Some(path) => keyfile::load_private_key_file(path, None)?,
         None => keyfile::load_key_env(SIGNING_KEY_ENV, None)?,
     };
     if key.kind() != KeyKind::Account {

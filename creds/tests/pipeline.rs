@@ -290,6 +290,11 @@ fn signers() {
         "would show in grep danger"
     );
     assert!(DeployId::parse(&"x".repeat(65)).is_err());
+    assert!(
+        DeployId::parse(".hidden").is_err(),
+        "starts with a letter or digit"
+    );
+    assert!(DeployId::parse("-flag").is_err());
     assert_eq!(DeployId::at(0).as_str(), "19700101t000000z");
 }
 
@@ -302,6 +307,19 @@ fn signing_key_from_file_or_environment() {
         sign::load_signing_key(Some(&path)).unwrap().public_key(),
         kp.public_key()
     );
+    // Issue 15, Low: a key file others may read is refused, not used.
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let err = sign::load_signing_key(Some(&path)).err().unwrap();
+        assert!(
+            matches!(err, SignError::Write(KeyFileError::Permissions { .. })),
+            "{mode:o}: {err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    sign::load_signing_key(Some(&path)).unwrap();
     let user_path = dir.path().join("user.nk");
     keyfile::generate_key_file(KeyKind::User, &user_path).unwrap();
     assert!(matches!(

@@ -26,9 +26,10 @@ pub struct SignArgs {
     /// The tree to analyse and sign.
     #[arg(default_value = ".")]
     pub root: PathBuf,
-    /// The account's key file (its identity key or one of its signing keys).
-    /// Without it, the seed is read from the environment variable
-    /// BUSWARDEN_SIGNING_KEY.
+    /// The account's key file (its identity key or one of its signing keys),
+    /// readable by its owner only (a file group or others may read is
+    /// refused: chmod 600). Without it, the seed is read from the environment
+    /// variable BUSWARDEN_SIGNING_KEY.
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
     /// Where to write `<hostname>_nats.creds` (created 0700).

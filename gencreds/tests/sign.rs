@@ -198,3 +198,29 @@ fn bad_arguments_are_clear_errors() {
     assert!(!out.exists());
     assert!(!regex_free_seed_check(&stderr), "{stderr}");
 }
+
+/// Issue 15, Low: a signing key file group or others may read is refused
+/// (exit 2, the path and `chmod 600` named) before anything is signed.
+#[test]
+fn a_signing_key_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("keys/account.nk");
+    keyfile::generate_key_file(KeyKind::Account, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = dir.path().join("creds");
+    let app = app();
+    let (code, stdout, stderr) = run(&[
+        "sign",
+        app.to_str().unwrap(),
+        "--signing-key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("account.nk") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

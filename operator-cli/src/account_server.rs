@@ -72,7 +72,8 @@ pub async fn call(
     };
     let path_and_query = format!("{}{path}", target.base);
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let auth = request_auth::sign_now(key, method, &path_and_query, &bytes)
+    let aud = request_auth::audience(&cfg.url).map_err(|e| err(e.to_string()))?;
+    let auth = request_auth::sign_now(key, &aud, method, &path_and_query, &bytes)
         .map_err(|e| err(e.to_string()))?;
     let work = async {
         let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))

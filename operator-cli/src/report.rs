@@ -90,46 +90,9 @@ pub fn span(seconds: i64) -> String {
     }
 }
 
-/// What a seed is replaced with.
-pub const REDACTED: &str = "<seed redacted>";
-
-/// Replaces anything shaped like an nkey seed (a whole word `S[OAUNCX]`
-/// followed by 50 or more base32 characters) with [`REDACTED`]. Seeds are
-/// never put into output on purpose; this is the last line of defence for
-/// text that comes from a file (a JWT whose `iss` holds a seed, say).
-pub fn redact_seeds(text: &str) -> std::borrow::Cow<'_, str> {
-    let bytes = text.as_bytes();
-    let is_word = |b: u8| b.is_ascii_alphanumeric();
-    let is_b32 = |b: u8| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b);
-    let mut out = String::new();
-    let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if !is_word(bytes[i]) || (i > 0 && is_word(bytes[i - 1])) {
-            i += 1;
-            continue;
-        }
-        let end = (i..bytes.len())
-            .find(|&j| !is_word(bytes[j]))
-            .unwrap_or(bytes.len());
-        let word = &bytes[i..end];
-        if word.len() >= 52
-            && word[0] == b'S'
-            && b"OAUNCX".contains(&word[1])
-            && word.iter().all(|&b| is_b32(b))
-        {
-            out.push_str(&text[copied..i]);
-            out.push_str(REDACTED);
-            copied = end;
-        }
-        i = end;
-    }
-    if copied == 0 {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    std::borrow::Cow::Owned(out)
-}
+/// Seeds in output are redacted with the creds crate's one definition of
+/// "shaped like a seed" (whole words `S[OAUNCXP]` + base32, 16 or more).
+pub use buswarden_creds::keys::{REDACTED_SEED as REDACTED, redact_seeds};
 
 #[cfg(test)]
 mod tests {

@@ -170,6 +170,7 @@ role = "operator"
         Command::new(bin.join("account-server"))
             .args(["serve", "--config"])
             .arg(state.join("account-server.toml"))
+            .arg("--init")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(state.join("log")).unwrap())
             .spawn()

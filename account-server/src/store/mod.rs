@@ -40,6 +40,44 @@ pub enum StoreError {
     /// backend, which resolves it before it answers.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// No store to start from, and the server was not told to create one.
+    #[error(
+        "store {location}: {what}; only a first start may pass --init (which creates a fresh store); on any later start restore the store from a backup: a fresh store forgets every revocation, deploy key and audit entry"
+    )]
+    NotInitialised {
+        /// The file or bucket.
+        location: String,
+        /// What was found.
+        what: &'static str,
+    },
+    /// `--init` on a store that already holds state.
+    #[error(
+        "store {location}: --init was given but the store already holds state; start without --init"
+    )]
+    AlreadyInitialised {
+        /// The file or bucket.
+        location: String,
+    },
+    /// The store file is open to group or others.
+    #[error(
+        "store {path} has mode {mode:o}; it holds sealed deploy seeds and the audit log and must be 0600 (chmod 600)"
+    )]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The store file is not a store we can read.
+    #[error(
+        "store {path} is not a readable account-server store (corrupted or not a redb file): {reason}; restore it from a backup"
+    )]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What redb said.
+        reason: String,
+    },
     /// A record could not be encoded or decoded.
     #[error("store record {key}: {source}")]
     Record {
@@ -159,6 +197,11 @@ pub struct UserRecord {
     pub max_expires_at: i64,
     /// The key that signed (or renewed) it.
     pub signed_by: String,
+    /// Revoked by an operator: kept for good, after the revocation's entry
+    /// in the account JWT is pruned, so the key is never signed or renewed
+    /// again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
 }
 
 /// One entry of the account JWT's `revocations`.
@@ -189,6 +232,10 @@ pub struct AccountRecord {
     pub version: u64,
     /// Revocations (a union: entries are added, and removed only by pruning).
     pub revocations: BTreeMap<String, Revocation>,
+    /// A fixed text sealed under the KEK at the first start (hex), opened at
+    /// every start so a wrong KEK stops the start, not the first signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_check: Option<String>,
 }
 
 /// An operator's approval of a `:666` rule for one deploy.
@@ -214,7 +261,7 @@ pub struct AuditEntry {
     pub at: i64,
     /// The caller's public key (`server` for the server's own changes).
     pub caller: String,
-    /// What happened: `open`, `sign`, `activate`, `retire`, `revoke-user`,
+    /// What happened: `open`, `sign`, `activate`, `retire`, `expire`, `revoke-user`,
     /// `revoke-deploy`, `renew`, `approve`, `prune`, `import`.
     pub action: String,
     /// The deploy involved.
@@ -223,6 +270,42 @@ pub struct AuditEntry {
     /// Keys or hostnames involved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
+    /// For `sign` and `renew`: what each user was signed with, so a rogue
+    /// grant can be found afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<AuditGrant>,
+}
+
+/// The rules one user JWT was signed with, in an audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditGrant {
+    /// The user's public key.
+    pub user_key: String,
+    /// The service hostname.
+    pub hostname: String,
+    /// Hex SHA-256 of the rules, each followed by a newline, in the order
+    /// listed (as stored: with `{{plane}}`).
+    pub rules_sha256: String,
+    /// The rules.
+    pub rules: Vec<String>,
+}
+
+impl AuditGrant {
+    /// The grant of `user_key` for `hostname` with `rules`.
+    pub fn new(user_key: &str, hostname: &str, rules: &[String]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for r in rules {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        Self {
+            user_key: user_key.to_string(),
+            hostname: hostname.to_string(),
+            rules_sha256: hex::encode(h.finalize()),
+            rules: rules.to_vec(),
+        }
+    }
 }
 
 /// Everything the server loads at start.

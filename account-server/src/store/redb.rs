@@ -9,6 +9,7 @@
 //! acknowledged change survives a SIGKILL or power loss. Records are JSON so
 //! that a JetStream KV backend can store the same bytes.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -69,9 +70,71 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens the existing store at `path`: a missing or zero-length file is
+    /// refused ([`StoreError::NotInitialised`]; only [`RedbStore::create`]
+    /// makes a fresh store), so is a file open to group or others, and a
+    /// file redb cannot read is [`StoreError::Corrupt`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+        let not_init = |what| StoreError::NotInitialised {
+            location: path.display().to_string(),
+            what,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_init("the file does not exist"));
+            }
+            Err(e) => return Err(backend(format!("{}: {e}", path.display()))),
+        };
+        if meta.len() == 0 {
+            return Err(not_init("the file is empty (zero length)"));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        Self::open_file(path)
+    }
+
+    /// Creates a fresh store at `path` (mode 0600; a missing folder is
+    /// created 0700). A zero-length file there is taken over; a file with
+    /// anything in it is refused ([`StoreError::AlreadyInitialised`]).
+    pub fn create(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| backend(format!("creating {}: {e}", parent.display())))?;
+        }
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return Err(StoreError::AlreadyInitialised {
+                location: path.display().to_string(),
+            });
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| backend(format!("creating {}: {e}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| backend(format!("{}: {e}", path.display())))?;
+        Self::open_file(path)
+    }
+
+    fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(META).map_err(backend)?;
@@ -258,7 +321,7 @@ mod tests {
     fn a_change_is_durable_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let store = RedbStore::open(&path).unwrap();
+        let store = RedbStore::create(&path).unwrap();
         let mut account = AccountRecord {
             account: "AACC".into(),
             base_jwt: "base".into(),
@@ -266,6 +329,7 @@ mod tests {
             iat: 10,
             version: 1,
             revocations: Default::default(),
+            kek_check: None,
         };
         account.revocations.insert(
             "UVICTIM".into(),
@@ -284,6 +348,7 @@ mod tests {
                 action: "open".into(),
                 deploy: Some("d1".into()),
                 subjects: vec![],
+                grants: vec![],
             }],
             ..Default::default()
         };
@@ -303,7 +368,7 @@ mod tests {
     fn nonces_are_refused_twice_and_forgotten_after_the_window() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let store = RedbStore::open(&path).unwrap();
+        let store = RedbStore::create(&path).unwrap();
         let n = |caller: &str, nonce: &str, ts, forget_before| NonceUse {
             caller: caller.into(),
             nonce: nonce.into(),
@@ -339,5 +404,39 @@ mod tests {
             "forgotten once outside the window"
         );
         assert!(!store.nonce_seen("U3", "n1").unwrap());
+    }
+
+    #[test]
+    fn only_create_makes_a_store_and_it_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/s.redb");
+        assert!(matches!(
+            RedbStore::open(&path),
+            Err(StoreError::NotInitialised { .. })
+        ));
+        assert!(!path.exists(), "open never creates");
+        drop(RedbStore::create(&path).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert!(matches!(
+            RedbStore::create(&path),
+            Err(StoreError::AlreadyInitialised { .. })
+        ));
+        drop(RedbStore::open(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            RedbStore::open(&path),
+            Err(StoreError::Permissions { mode: 0o644, .. })
+        ));
+        let empty = dir.path().join("empty.redb");
+        std::fs::write(&empty, b"").unwrap();
+        let err = RedbStore::open(&empty).err().unwrap();
+        assert!(err.to_string().contains("--init"), "{err}");
+        let garbage = dir.path().join("garbage.redb");
+        std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = RedbStore::open(&garbage).err().unwrap();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 }

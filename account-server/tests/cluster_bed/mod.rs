@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use buswarden_creds::claims::{AccountClaims, UserClaims};
@@ -23,6 +23,9 @@ use buswarden_testkit::NatsServer;
 use crate::common::{Bed, Options, free_port};
 
 /// The cluster and the files of its account servers.
+/// The name every replica answers to besides its own address.
+pub const SHARED_AUDIENCE: &str = "replicas.test:7370";
+
 pub struct Cluster {
     pub bed: Bed,
     pub nodes: Vec<Option<NatsServer>>,
@@ -31,6 +34,9 @@ pub struct Cluster {
     pub kv_creds: PathBuf,
     /// `[nats] push_wait` of the replicas' configs.
     pub push_wait: &'static str,
+    /// Whether the KV bucket holds state already (the next KV replica
+    /// starts without `--init`).
+    pub kv_initialised: std::sync::atomic::AtomicBool,
 }
 
 /// An account-server child process; killed (SIGKILL) when dropped.
@@ -132,6 +138,7 @@ impl Cluster {
             kv_account,
             kv_creds,
             push_wait: "300ms",
+            kv_initialised: Default::default(),
         };
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         for i in 0..3 {
@@ -192,6 +199,11 @@ impl Cluster {
                 "store = \"state/store.redb\"",
                 &format!("store = \"state/{name}.redb\""),
             );
+        // Every replica also answers to one shared name, as behind a load
+        // balancer: a request signed for it is valid at each of them.
+        text.push_str(&format!(
+            "[auth]\naudience = [\"127.0.0.1:{http_port}\", \"{SHARED_AUDIENCE}\"]\n"
+        ));
         if !embedded {
             let servers: Vec<String> = (0..3).map(|i| format!("{:?}", self.url(i))).collect();
             text.push_str(&format!(
@@ -214,9 +226,16 @@ impl Cluster {
     /// Starts `account-server serve` on an existing config listening on `port`.
     pub async fn spawn_on(&self, name: &str, config: PathBuf, port: u16) -> Replica {
         let log = std::fs::File::create(self.bed.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_account-server"))
-            .args(["serve", "--config"])
-            .arg(&config)
+        let mut cmd = crate::common::serve_command(&config);
+        // The first replica on the shared KV bucket creates it (`--init`).
+        if std::fs::read_to_string(&config).unwrap().contains("[kv]")
+            && !self
+                .kv_initialised
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            cmd.arg("--init");
+        }
+        let child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -25,6 +25,24 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+/// Whether a first start on the embedded store of the config at `path`
+/// needs `--init` (its store file does not exist yet).
+pub fn needs_init(path: &Path) -> bool {
+    let c = Config::load(path).unwrap();
+    c.kv.is_none() && !c.store.exists()
+}
+
+/// `account-server serve --config <path>`, with `--init` when its embedded
+/// store does not exist yet.
+pub fn serve_command(path: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_account-server"));
+    cmd.args(["serve", "--config"]).arg(path);
+    if needs_init(path) {
+        cmd.arg("--init");
+    }
+    cmd
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -42,6 +60,8 @@ pub struct Bed {
     pub sys: KeyPair,
     pub app: KeyPair,
     pub ci: KeyPair,
+    /// A ci key limited to `calc.example` alone.
+    pub ci_calc: KeyPair,
     pub op: KeyPair,
     pub reader: KeyPair,
     pub http_port: u16,
@@ -60,6 +80,14 @@ pub struct Options {
     pub max_body: usize,
     /// nats-servers besides the first.
     pub more_nats: usize,
+    /// `[auth] audience` (the server's names), instead of the default.
+    pub audience: Option<&'static str>,
+    /// `[deploys] max_open` (high by default: most tests open many).
+    pub max_open: usize,
+    /// `[deploys] open_ttl`.
+    pub open_ttl: &'static str,
+    /// An `[http]` table (its lines), e.g. short connection timeouts.
+    pub http: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -70,6 +98,10 @@ impl Default for Options {
             with_nats: true,
             max_body: 65536,
             more_nats: 0,
+            audience: None,
+            max_open: 10_000,
+            open_ttl: "1d",
+            http: None,
         }
     }
 }
@@ -122,6 +154,7 @@ impl Bed {
         }
 
         let ci = KeyPair::generate(KeyKind::User);
+        let ci_calc = KeyPair::generate(KeyKind::User);
         let op = KeyPair::generate(KeyKind::User);
         let reader = KeyPair::generate(KeyKind::User);
         let http_port = free_port();
@@ -141,6 +174,13 @@ impl Bed {
         } else {
             ""
         };
+        let mut auth_table = match opts.audience {
+            Some(a) => format!("[auth]\naudience = [\"{a}\"]\n"),
+            None => String::new(),
+        };
+        if let Some(http) = opts.http {
+            auth_table.push_str(&format!("[http]\n{http}\n"));
+        }
         let config = format!(
             r#"listen = "127.0.0.1:{http_port}"
 store = "state/store.redb"
@@ -159,10 +199,16 @@ servers = {servers}
 push_wait = "3s"
 [deploys]
 grace = "{grace}"
-[[keys]]
+max_open = {max_open}
+open_ttl = "{open_ttl}"
+{auth_table}[[keys]]
 key = "{ci}"
 role = "ci"
 hostnames = ["calc.example", "*.shop.example"]
+[[keys]]
+key = "{ci_calc}"
+role = "ci"
+hostnames = ["calc.example"]
 [[keys]]
 key = "{op}"
 role = "operator"
@@ -171,8 +217,11 @@ key = "{reader}"
 role = "read-only"
 "#,
             grace = opts.grace,
+            max_open = opts.max_open,
+            open_ttl = opts.open_ttl,
             max_body = opts.max_body,
             ci = ci.public_key(),
+            ci_calc = ci_calc.public_key(),
             op = op.public_key(),
             reader = reader.public_key(),
         );
@@ -186,6 +235,7 @@ role = "read-only"
             sys,
             app,
             ci,
+            ci_calc,
             op,
             reader,
             http_port,
@@ -196,8 +246,12 @@ role = "read-only"
         }
     }
 
+    /// The config, with `init` set when its store does not exist yet (as
+    /// `serve --init` on a first start).
     pub fn config(&self) -> Config {
-        Config::load(&self.config_path).unwrap()
+        let mut c = Config::load(&self.config_path).unwrap();
+        c.init = needs_init(&self.config_path);
+        c
     }
 
     pub fn base_url(&self) -> String {
@@ -280,7 +334,14 @@ pub async fn call(
     if let Some(k) = key {
         req = req.header(
             "authorization",
-            request_auth::sign_now(k, method, path, body).unwrap(),
+            request_auth::sign_now(
+                k,
+                &request_auth::audience(base).unwrap(),
+                method,
+                path,
+                body,
+            )
+            .unwrap(),
         );
     }
     for (n, v) in headers {

@@ -14,6 +14,9 @@ use std::path::PathBuf;
 /// The environment variable that may hold the CI request key's seed.
 pub const CI_KEY_ENV: &str = "BUSWARDEN_CI_KEY";
 
+/// The environment variable that may hold the account server's URL.
+pub const SERVER_ENV: &str = "BUSWARDEN_ACCOUNT_SERVER";
+
 /// buswarden-ci: the CI side of a deploy through the account server.
 ///
 /// User keys are made here and never leave this machine; the account server
@@ -59,6 +62,9 @@ pub enum Command {
         /// The request key's seed file; default: $BUSWARDEN_CI_KEY.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// The account server's URL the request goes to (its host:port is signed, so the request is valid there only); default: $BUSWARDEN_ACCOUNT_SERVER.
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Check the account server's answer against the keys made by users-request and write <hostname>_nats.creds files.
     WriteCreds {
@@ -111,10 +117,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             path,
             body,
             key,
+            server,
         } => {
+            let server = match server {
+                Some(s) => s,
+                None => std::env::var(SERVER_ENV).map_err(|_| {
+                    anyhow::anyhow!("the account server's URL: pass --server or set {SERVER_ENV}")
+                })?,
+            };
+            let aud = request_auth::audience(&server)?;
             let key = request_key(key.as_ref())?;
             let body = body.as_ref().map(read).transpose()?.unwrap_or_default();
-            let header = request_auth::sign_now(&key, &method, &path, &body)?;
+            let header = request_auth::sign_now(&key, &aud, &method, &path, &body)?;
             writeln!(out, "{header}")?;
         }
         Command::WriteCreds {

@@ -79,6 +79,11 @@ fn templates_end_to_end_on_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     copy_tree(&repo_root().join("fixtures/app"), &repo.join("app"));
+    // The repository carries the templates, as the README says to.
+    copy_tree(
+        &repo_root().join("ci/templates"),
+        &repo.join("ci/templates"),
+    );
     let bed = Bed {
         repo: repo.clone(),
         templates: repo_root().join("ci/templates"),
@@ -133,6 +138,8 @@ fn pull_request(bed: &Bed) {
         "{sarif}"
     );
 
+    base_branch_scripts_check_a_pull_request_that_rewrites_them(bed, &pr_env);
+
     // Rescanning is not enough: gencreds will not write a nats.acl over a
     // policy violation, and the check still fails.
     let scan = bed.tool("gencreds", &["scan", "app"]);
@@ -163,6 +170,133 @@ fn pull_request(bed: &Bed) {
     let sarif = std::fs::read_to_string(bed.repo.join("out/gencreds.sarif")).unwrap();
     let sarif: serde_json::Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["runs"][0]["results"], serde_json::json!([]));
+}
+
+/// Issue 15, Low: the failing pull request also rewrites its own copy of
+/// `pr-check.sh` to pass. Run from the pull request's checkout (the old
+/// templates) the check would pass; run as the templates now do, from the
+/// base branch's scripts (`git archive main ci/templates`, as the GitLab
+/// template does; the GitHub one checks the base out), it still fails.
+fn base_branch_scripts_check_a_pull_request_that_rewrites_them(bed: &Bed, pr_env: &[(&str, &str)]) {
+    let own = bed.repo.join("ci/templates/pr-check.sh");
+    std::fs::write(&own, "#!/usr/bin/env bash\nexit 0\n").unwrap();
+    bed.git(&["commit", "-q", "-am", "the check always passes"]);
+    let run = |script: &Path| {
+        let mut cmd = Command::new(script);
+        cmd.current_dir(&bed.repo).env("PATH", &bed.path);
+        for (k, v) in pr_env {
+            cmd.env(k, v);
+        }
+        run_limited(&mut cmd, LIMIT)
+    };
+    let own_run = run(&own);
+    assert_eq!(
+        own_run.status.code(),
+        Some(0),
+        "the attack works on the pull request's own script"
+    );
+    let base = bed.repo.join(".buswarden-base");
+    std::fs::create_dir_all(&base).unwrap();
+    let extract = run_limited(
+        Command::new("bash")
+            .arg("-c")
+            .arg("git archive main ci/templates | tar -x -C .buswarden-base")
+            .current_dir(&bed.repo)
+            .env("PATH", &bed.path),
+        LIMIT,
+    );
+    assert!(extract.status.success(), "{}", show(&extract));
+    let base_run = run(&base.join("ci/templates/pr-check.sh"));
+    assert_eq!(base_run.status.code(), Some(1), "{}", show(&base_run));
+    assert!(
+        text(&base_run.stderr).contains("error[policy-violation]"),
+        "{}",
+        show(&base_run)
+    );
+    // Back to the pull request without the rewrite.
+    std::fs::remove_dir_all(&base).unwrap();
+    bed.git(&["checkout", "-q", "main", "--", "ci/templates"]);
+    bed.git(&["commit", "-q", "-m", "the check script restored"]);
+}
+
+/// The pull-request templates run the base branch's scripts, and the job
+/// that reads the pull request holds a read-only token and no credentials:
+/// whatever writes (the PR comment, the SARIF upload, the MR note) happens
+/// in a job that runs nothing from the pull request.
+#[test]
+fn pull_request_templates_run_base_branch_scripts_with_a_read_only_token() {
+    let dir = repo_root().join("ci/templates");
+    let github = std::fs::read_to_string(dir.join("github/buswarden-pr.yml")).unwrap();
+    let (head, report) = github
+        .split_once("\n  report:\n")
+        .expect("a separate report job");
+    let grants = head.split_once("\n  grants:\n").expect("the check job").1;
+    let steps: Vec<&str> = github
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    for line in &steps {
+        for (n, _) in line.match_indices("ci/templates/") {
+            assert!(
+                line[..n].ends_with(".buswarden-base/"),
+                "a script from the pull request's checkout: {line}"
+            );
+        }
+    }
+    assert!(
+        steps
+            .iter()
+            .any(|l| l.contains(".buswarden-base/ci/templates/pr-check.sh"))
+    );
+    assert!(
+        grants.contains("ref: ${{ github.base_ref }}") && grants.contains("path: .buswarden-base")
+    );
+    assert_eq!(
+        grants.matches("persist-credentials: false").count(),
+        2,
+        "{grants}"
+    );
+    assert!(
+        !grants.contains("write"),
+        "the check job's token is read-only: {grants}"
+    );
+    assert!(!grants.contains("secrets."), "{grants}");
+    let top = github.split_once("\njobs:").unwrap().0;
+    assert!(
+        !top.contains("write"),
+        "the workflow default is read-only: {top}"
+    );
+    assert!(
+        !report.contains("checkout") && !report.contains(".sh"),
+        "{report}"
+    );
+    assert!(report.contains("pull-requests: write"));
+
+    let gitlab = std::fs::read_to_string(dir.join("gitlab/buswarden.gitlab-ci.yml")).unwrap();
+    let pr = gitlab
+        .split_once("buswarden:pull-request:\n")
+        .unwrap()
+        .1
+        .split_once("\nbuswarden:pull-request-note:\n")
+        .expect("a separate note job");
+    let (check, note) = (pr.0, pr.1.split_once("\nbuswarden:deploy:").unwrap().0);
+    for (n, _) in check.match_indices("ci/templates/") {
+        let script = check[n..].split_whitespace().next().unwrap();
+        if script.ends_with(".sh") {
+            assert!(check[..n].ends_with(".buswarden-base/"), "{script}");
+        }
+    }
+    assert!(
+        check.contains("git archive \"origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME\" ci/templates")
+    );
+    assert!(
+        !check.contains("TOKEN") && !check.contains("extends"),
+        "{check}"
+    );
+    assert!(
+        note.contains("GIT_STRATEGY: none") && !note.contains(".sh"),
+        "{note}"
+    );
 }
 
 /// Bootstraps operator mode with the account server as URL resolver,
@@ -249,6 +383,7 @@ role = "operator"
         Command::new(bin_dir().join("account-server"))
             .args(["serve", "--config"])
             .arg(state.join("account-server.toml"))
+            .arg("--init")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(state.join("log")).unwrap())
             .spawn()
