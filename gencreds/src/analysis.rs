@@ -8,7 +8,7 @@
 //! of another crate grants only when a service body reaches it through calls.
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
-use crate::eval::{CallDest, Fact, FactKind, eval_unit_with};
+use crate::eval::{CallDest, Fact, FactKind, Flow, UnitOut, eval_unit_with};
 use crate::index::{self, Def, Gen, Index, UnitId};
 use crate::ir::Loc;
 use crate::source::{self, Limits};
@@ -212,10 +212,7 @@ fn analyze_in(
         Err(_) => unreachable_index(),
     };
     timing.mark("index");
-    let facts: Vec<Vec<Fact>> = (0..idx.units.len())
-        .into_par_iter()
-        .map_init(Vec::new, |scopes, u| eval_unit_with(&idx, u, scopes))
-        .collect();
+    let facts = eval_all(&idx);
     timing.mark("eval");
     let mut out = Collector::default();
     out.ws_diags(ws, &idx);
@@ -271,6 +268,38 @@ fn analyze_in(
         diags,
         files: file_count,
     })
+}
+
+/// Evaluates every body, then again every body that read a flow entry
+/// (a client parameter, field or return value) while what flows into
+/// them grows, until nothing changes (the destinations are finite sets of
+/// the hosts the code names, so this ends); the facts of the last round.
+fn eval_all(idx: &Index<'_>) -> Vec<Vec<Fact>> {
+    let mut flow = Flow::default();
+    let mut outs: Vec<UnitOut> = (0..idx.units.len())
+        .into_par_iter()
+        .map_init(Vec::new, |scopes, u| eval_unit_with(idx, &flow, u, scopes))
+        .collect();
+    let merge = |flow: &mut Flow, outs: &[UnitOut]| {
+        let mut changed = false;
+        for o in outs {
+            for (k, d) in &o.flows {
+                changed |= flow.merge(k, d);
+            }
+        }
+        changed
+    };
+    let readers: Vec<UnitId> = (0..outs.len()).filter(|&u| outs[u].reads).collect();
+    while merge(&mut flow, &outs) {
+        let again: Vec<UnitOut> = readers
+            .par_iter()
+            .map_init(Vec::new, |scopes, &u| eval_unit_with(idx, &flow, u, scopes))
+            .collect();
+        for (&u, o) in readers.iter().zip(again) {
+            outs[u] = o;
+        }
+    }
+    outs.into_iter().map(|o| o.facts).collect()
 }
 
 /// The policy file at the root of the scanned tree.
@@ -669,14 +698,15 @@ fn derive_service(
                     }
                     // With a policy file, trust-root and wildcard grants
                     // are judged on the rule set below.
+                    // A computed host on a :666 call is always refused.
+                    if *dynamic && port == buswarden_rules::route::TRUST_ROOT_PORT {
+                        sdiags.push(diag(
+                                Code::DynamicHostTrustRoot,
+                                format!("{what} is a :666 trust-root endpoint called with a host the analyzer cannot follow (for_host(expr), or a client whose host is lost on the way); call it with a literal host: for_host(\"x.example\") on a client the call site can see"),
+                            ));
+                        continue;
+                    }
                     if *dynamic && policy.is_none() {
-                        if port == buswarden_rules::route::TRUST_ROOT_PORT {
-                            sdiags.push(diag(
-                                    Code::DynamicHostTrustRoot,
-                                    format!("{what} is a :666 trust-root endpoint called with a computed host (for_host(expr)); call it with a literal host: for_host(\"x.example\")"),
-                                ));
-                            continue;
-                        }
                         sdiags.push(diag(
                                 Code::DynamicHost,
                                 format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),

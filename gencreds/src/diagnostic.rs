@@ -118,6 +118,8 @@ codes! {
         "A service crate has no committed nats.acl.";
     InvalidAcl = "invalid-acl", Error,
         "A committed nats.acl cannot be parsed.";
+    ClientEscapes = "client-escapes", Error,
+        "A client (or a struct holding one) flows where the analyzer does not follow it: a collection, a tuple, a static, an enum, a closure's result, a value of another declared type, an argument of code outside the tree.";
 }
 
 impl fmt::Display for Code {

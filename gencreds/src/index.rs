@@ -170,6 +170,14 @@ pub struct Index<'a> {
     pub diags: Vec<FileDiag>,
     /// Methods of each struct, by name.
     pub methods: BTreeMap<(StructId, Name), Vec<UnitId>>,
+    /// Methods written for a generated client type (`impl XClient { … }`,
+    /// `impl Ext for XClient`), by name: helpers that resolve to what they call.
+    pub client_methods: BTreeMap<(ApiId, Gen, Name), Vec<UnitId>>,
+    /// The names of [`Index::client_methods`].
+    pub client_method_names: BTreeSet<Name>,
+    /// Whether each struct holds a client, directly or through a field of a
+    /// struct that does.
+    pub bearing: Vec<bool>,
     /// Every generated client type name (`XClient`, `XTrigger`…).
     pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
@@ -213,6 +221,9 @@ pub fn build<'a>(
             macro_rules: vec![],
             diags: vec![],
             methods: BTreeMap::new(),
+            client_methods: BTreeMap::new(),
+            client_method_names: BTreeSet::new(),
+            bearing: vec![],
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
             self_method_names: std::collections::HashSet::new(),
@@ -563,17 +574,23 @@ impl<'a> Builder<'a> {
         // (stable: a name's units keep impl order), then grouped into the
         // map in one bulk build.
         let idx = &self.idx;
-        let mut entries: Vec<((StructId, Name), UnitId)> = idx
+        let self_defs: Vec<Option<Def>> = idx
             .impls
             .par_iter()
-            .flat_map_iter(|im| {
-                let s = match im
-                    .def
+            .map(|im| {
+                im.def
                     .self_ty
                     .as_ref()
                     .and_then(|t| idx.resolve(im.module, t))
-                {
-                    Some(Def::Struct(s)) => Some(s),
+            })
+            .collect();
+        let mut entries: Vec<((StructId, Name), UnitId)> = idx
+            .impls
+            .par_iter()
+            .zip(self_defs.par_iter())
+            .flat_map_iter(|(im, d)| {
+                let s = match d {
+                    Some(Def::Struct(s)) => Some(*s),
                     _ => None,
                 };
                 im.units
@@ -591,6 +608,54 @@ impl<'a> Builder<'a> {
         }
         let methods: BTreeMap<(StructId, Name), Vec<UnitId>> = grouped.into_iter().collect();
         self.idx.methods = methods;
+        let mut client_methods: BTreeMap<(ApiId, Gen, Name), Vec<UnitId>> = BTreeMap::new();
+        for (im, d) in self.idx.impls.iter().zip(&self_defs) {
+            if let Some(Def::Api(a, g)) = d.clone()
+                && !matches!(g, Gen::Trait | Gen::HostConst)
+            {
+                for &u in &im.units {
+                    let name = self.idx.units[u].def.name.clone();
+                    self.idx.client_method_names.insert(name.clone());
+                    client_methods.entry((a, g, name)).or_default().push(u);
+                }
+            }
+        }
+        self.idx.client_methods = client_methods;
+        // A struct holds a client when a field's type is a client or a
+        // struct that holds one (to a fixed point: nesting is shallow).
+        let n = self.idx.structs.len();
+        let mut bearing = vec![false; n];
+        let field_defs: Vec<Vec<Option<Def>>> = (0..n)
+            .map(|s| {
+                let st = &self.idx.structs[s];
+                st.def
+                    .fields
+                    .iter()
+                    .map(|(_, t)| t.as_ref().and_then(|t| self.idx.resolve(st.module, t)))
+                    .collect()
+            })
+            .collect();
+        loop {
+            let mut changed = false;
+            for s in 0..n {
+                if bearing[s] {
+                    continue;
+                }
+                let holds = field_defs[s].iter().any(|d| match d {
+                    Some(Def::Api(_, g)) => !matches!(g, Gen::Trait | Gen::HostConst),
+                    Some(Def::Struct(t)) => bearing[*t],
+                    _ => false,
+                });
+                if holds {
+                    bearing[s] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.idx.bearing = bearing;
     }
 }
 

@@ -43,6 +43,7 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         arms: Vec::with_capacity(source_bytes / 512),
         macros: Vec::with_capacity(source_bytes / 512),
         params: Vec::with_capacity(source_bytes / 512),
+        field_names: Vec::new(),
     };
     let items = cx.items(&file.items);
     FileIr {
@@ -52,6 +53,7 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         arms: cx.arms,
         macros: cx.macros,
         params: cx.params,
+        field_names: cx.field_names,
         diags: cx.diags,
         volatile: cx.volatile,
     }
@@ -126,7 +128,7 @@ fn path_ref(p: &syn::Path) -> PathRef {
 
 /// Wrapper types whose value is, for the analyzer, the wrapped value.
 pub const WRAPPERS: &[&str] = &[
-    "Arc", "Rc", "Box", "Option", "Mutex", "RwLock", "RefCell", "Cow", "Pin", "OnceCell",
+    "Arc", "Rc", "Box", "Option", "Result", "Mutex", "RwLock", "RefCell", "Cow", "Pin", "OnceCell",
     "OnceLock", "LazyLock", "Lazy",
 ];
 
@@ -312,6 +314,8 @@ struct Lowerer<'a> {
     macros: Vec<MacroCall>,
     /// The file's closure parameters.
     params: Vec<Param>,
+    /// The file's struct literal field names.
+    field_names: Vec<Name>,
 }
 
 impl Lowerer<'_> {
@@ -368,6 +372,13 @@ impl Lowerer<'_> {
     fn other_of<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
         let mark = self.gather(es);
         Expr::Other(self.settle(mark, true))
+    }
+
+    /// `Other` of the lowered `es`, every operand kept (a value that
+    /// moves somewhere: a tuple or array element, an assigned value).
+    fn other_keep<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
+        let mark = self.gather(es);
+        Expr::Other(self.settle(mark, false))
     }
 
     /// Whether a value can do nothing the analyzer sees.
@@ -834,25 +845,36 @@ impl Lowerer<'_> {
                 Expr::If(cond, self.block(&w.body.stmts), None)
             }
             E::Struct(s) => {
+                let names = self.field_names.len() as u32;
+                self.field_names
+                    .extend(s.fields.iter().map(|f| match &f.member {
+                        syn::Member::Named(i) => i.to_compact_string(),
+                        syn::Member::Unnamed(i) => i.index.to_compact_string(),
+                    }));
+                // `..base` has the empty name.
+                self.field_names
+                    .extend(s.rest.iter().map(|_| Name::default()));
                 let fields = s.fields.iter().map(|f| &f.expr).chain(s.rest.as_deref());
-                Expr::StructLit(path_ref(&s.path), self.sub_list(fields))
+                Expr::StructLit(path_ref(&s.path), self.sub_list(fields), names)
             }
             E::Macro(m) if !is_excluded(&m.attrs) => {
                 let call = self.macro_call(&m.mac);
                 self.macro_expr(call)
             }
             E::Macro(_) => Expr::Other(ExprList::default()),
-            E::Array(a) => self.other_of(&a.elems),
-            E::Tuple(t) => self.other_of(&t.elems),
-            E::Assign(a) => self.other_of([&*a.left, &*a.right]),
+            // A client named in a collection, a tuple or an assignment
+            // leaves what the analyzer follows: those operands are kept.
+            E::Array(a) => self.other_keep(&a.elems),
+            E::Tuple(t) => self.other_keep(&t.elems),
+            E::Assign(a) => self.other_keep([&*a.left, &*a.right]),
             E::Binary(b) => self.other_of([&*b.left, &*b.right]),
             E::Cast(c) => self.other_of([&*c.expr]),
             E::Index(i) => self.other_of([&*i.expr, &*i.index]),
             E::Range(r) => self.other_of(r.start.iter().chain(r.end.iter()).map(|b| &**b)),
             E::Repeat(r) => self.other_of([&*r.expr, &*r.len]),
-            E::Return(r) => self.other_of(r.expr.iter().map(|b| &**b)),
-            E::Break(b) => self.other_of(b.expr.iter().map(|b| &**b)),
-            E::Yield(y) => self.other_of(y.expr.iter().map(|b| &**b)),
+            E::Return(r) => Expr::Return(r.expr.as_ref().map(|e| self.sub(e))),
+            E::Break(b) => self.other_keep(b.expr.iter().map(|b| &**b)),
+            E::Yield(y) => self.other_keep(y.expr.iter().map(|b| &**b)),
             E::RawAddr(r) => self.other_of([&*r.expr]),
             _ => Expr::Other(ExprList::default()),
         }
@@ -1143,6 +1165,7 @@ mod tests {
             arms: Vec::new(),
             macros: Vec::new(),
             params: Vec::new(),
+            field_names: Vec::new(),
         }
     }
 
