@@ -1011,7 +1011,25 @@ impl Eval<'_, '_> {
         }
         let first = || args.first().map_or(Ty::Unknown, |a| a.0.clone());
         match self.resolve_value(p) {
-            Some(Def::Fn(u)) => self.call_units(&[u], None, args, loc).unwrap_or(Ty::Other),
+            Some(Def::Fn(u)) => {
+                // Same-named fns of one module (complementary `cfg`s): each
+                // may be the one built, so each is called.
+                let unit = &self.idx.units[u];
+                let units: smallvec::SmallVec<[UnitId; 2]> = self.idx.modules[unit.module]
+                    .names
+                    .get(&unit.def.name)
+                    .map(|defs| {
+                        defs.iter()
+                            .filter_map(|d| match d {
+                                Def::Fn(v) => Some(*v),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let units = if units.contains(&u) { units } else { smallvec::smallvec![u] };
+                self.call_units(&units, None, args, loc).unwrap_or(Ty::Other)
+            }
             Some(Def::Assoc(base, name)) => match *base {
                 Def::Api(a, g) if g != Gen::Trait && g != Gen::HostConst => {
                     if self.idx.apis[a].endpoints.contains_key(name.as_str()) {

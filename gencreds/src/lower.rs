@@ -151,9 +151,15 @@ pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
             }
             Some(path_ref(&tp.path))
         }
-        _ => None,
+        // A trait object, `impl Trait`, a tuple, an array, a slice, a fn
+        // pointer: declared, and no type a client value can be followed into.
+        _ => Some(PathRef::single(OPAQUE_TYPE)),
     }
 }
+
+/// The name [`type_ref`] gives a declared type that is not a path; it
+/// resolves to nothing.
+pub const OPAQUE_TYPE: &str = "<opaque>";
 
 fn pat(p: &syn::Pat) -> Pat {
     match p {
