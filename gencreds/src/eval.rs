@@ -27,7 +27,7 @@
 //! `map.get(&k)` is never a finding.
 
 use crate::diagnostic::{Code, Severity};
-use crate::index::{Def, Gen, Index, StructId, UnitId};
+use crate::index::{Def, Gen, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK, WRAP_OPT};
 use crate::ir::*;
 use buswarden_rules::{Hostname, Method, Route, Url};
 use std::collections::HashMap;
@@ -61,6 +61,69 @@ pub enum Ty {
     Str(Name),
     /// A `Method::X` value.
     Method(Name),
+    /// A client or a struct inside wrapper layers that must be taken off
+    /// to reach it (`Option`/`Result`, `Mutex`/`RwLock`, `RefCell`/
+    /// `OnceLock`: [`crate::index::WRAP_OPT`]…), the outermost in the low
+    /// two bits.
+    Wrapped(u16, Box<Ty>),
+}
+
+impl Ty {
+    /// The value inside its wrapper layers.
+    pub fn peel(&self) -> &Ty {
+        match self {
+            Ty::Wrapped(_, i) => i,
+            t => t,
+        }
+    }
+
+    /// `inner` inside the layers `w` (only a client or a struct is kept wrapped).
+    pub fn wrap(w: u16, inner: Ty) -> Ty {
+        match inner {
+            Ty::Wrapped(w2, i) if w != 0 => Ty::Wrapped(w2 | (w << (2 * layers(w2))), i),
+            i @ (Ty::Client(..) | Ty::Struct(_)) if w != 0 => Ty::Wrapped(w, Box::new(i)),
+            i => i,
+        }
+    }
+
+    /// The same value with the destinations `d` (a client, wrapped or not).
+    fn with_dests(self, d: Dests) -> Ty {
+        match self {
+            Ty::Client(a, g, _) => Ty::Client(a, g, d),
+            Ty::Wrapped(w, i) => Ty::Wrapped(w, Box::new(i.with_dests(d))),
+            t => t,
+        }
+    }
+
+    /// Whether it is a client (wrapped or not).
+    fn is_client(&self) -> bool {
+        matches!(self.peel(), Ty::Client(..))
+    }
+}
+
+/// How many layers a wrapper stack holds.
+fn layers(w: u16) -> u32 {
+    (16 - w.leading_zeros()).div_ceil(2)
+}
+
+/// Takes the outermost layer off `t` when it is of kind `layer`; `None` otherwise.
+fn unwrap_layer(t: &Ty, layer: u16) -> Option<Ty> {
+    match t {
+        Ty::Wrapped(w, i) if w & 3 == layer => Some(match w >> 2 {
+            0 => (**i).clone(),
+            rest => Ty::Wrapped(rest, i.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// Puts a layer of kind `layer` around `t` (outermost).
+fn push_layer(t: Ty, layer: u16) -> Ty {
+    match t {
+        Ty::Wrapped(w, i) if layers(w) < 8 => Ty::Wrapped((w << 2) | layer, i),
+        i @ (Ty::Client(..) | Ty::Struct(_)) => Ty::Wrapped(layer, Box::new(i)),
+        t => t,
+    }
 }
 
 /// The hosts a client value may send to: sorted, without repeats.
@@ -283,19 +346,24 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
         ev.grant(g);
     }
     if unit.def.has_self {
-        let t = match ev.self_ty() {
-            Ty::Client(a, g, _) => Ty::Client(a, g, ev.read(FlowKey::Param(u, SELF_PARAM))),
-            t => t,
+        let t = ev.self_ty();
+        let t = if t.is_client() {
+            let d = ev.read(FlowKey::Param(u, SELF_PARAM));
+            t.with_dests(d)
+        } else {
+            t
         };
         ev.bind("self", t);
     }
     for (i, (p, t)) in unit.def.params.iter().enumerate() {
-        let ty = match t
+        let ty = t
             .as_ref()
-            .map_or(Ty::Unknown, |t| ev.ty_of(unit.module, t, unit.self_ty))
-        {
-            Ty::Client(a, g, _) => Ty::Client(a, g, ev.read(FlowKey::Param(u, i as u32))),
-            t => t,
+            .map_or(Ty::Unknown, |t| ev.ty_of(unit.module, t, unit.self_ty));
+        let ty = if ty.is_client() {
+            let d = ev.read(FlowKey::Param(u, i as u32));
+            ty.with_dests(d)
+        } else {
+            ty
         };
         let loc = unit.def.loc;
         ev.bind_pat(p, ty, loc);
@@ -400,7 +468,7 @@ impl Eval<'_, '_> {
 
     /// Whether a value may carry a client.
     fn bearing(&self, t: &Ty) -> bool {
-        match t {
+        match t.peel() {
             Ty::Client(..) => true,
             Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(false),
             _ => false,
@@ -409,7 +477,7 @@ impl Eval<'_, '_> {
 
     /// A short name of a client-bearing type, for messages.
     fn ty_name(&self, t: &Ty) -> String {
-        match t {
+        match t.peel() {
             Ty::Client(a, g, _) => {
                 let suffix = match g {
                     Gen::Multicast => "MulticastClient",
@@ -451,17 +519,17 @@ impl Eval<'_, '_> {
     /// A value flowing into a slot of declared type `slot` (a parameter, a
     /// field, a return value) through `key`.
     fn flow_into(&mut self, slot: &Ty, v: &Ty, key: FlowKey, loc: Loc, into: &str) {
-        match (slot, v) {
+        match (slot.peel(), v.peel()) {
             (Ty::Client(a, g, _), Ty::Client(a2, g2, d)) if a == a2 && g == g2 => {
                 if !d.is_empty() {
                     self.flows.push((key, d.clone()));
                 }
             }
-            (Ty::Client(..), v) if self.bearing(v) => self.escape(v, loc, into),
+            (Ty::Client(..), _) if self.bearing(v) => self.escape(v, loc, into),
             // A client typed value whose origin is not followed: any host.
             (Ty::Client(..), _) => self.flows.push((key, one(ClientDest::Dynamic))),
             (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => {}
-            (_, v) => self.escape(v, loc, into),
+            _ => self.escape(v, loc, into),
         }
     }
 
@@ -518,10 +586,10 @@ impl Eval<'_, '_> {
                     }
                 }
                 if names.len() == 1 && ty != Ty::Other {
-                    // `Some(c)`, `Ok(c)`, `&c`, `let Some(c) = … else`: one
-                    // name takes the scrutinee's type (wrappers are stripped
-                    // the same way in types).
-                    self.bind(&names[0], ty);
+                    // `Some(c)`, `Ok(c)`, `let Some(c) = … else` take an
+                    // `Option`/`Result` layer off; `&c` binds the value.
+                    let t = unwrap_layer(&ty, WRAP_OPT).unwrap_or(ty);
+                    self.bind(&names[0], t);
                     return;
                 }
                 self.escape(&ty, loc, "a destructuring pattern");
@@ -564,7 +632,8 @@ impl Eval<'_, '_> {
                 None => Ty::Unknown,
             };
         }
-        match self.idx.resolve(m, p) {
+        let (wraps, def) = self.idx.resolve_type(m, p);
+        let t = match def {
             Some(Def::Api(a, g)) if g != Gen::Trait && g != Gen::HostConst => {
                 Ty::Client(a, g, Dests::new())
             }
@@ -572,7 +641,8 @@ impl Eval<'_, '_> {
             Some(Def::Struct(s)) => Ty::Struct(s),
             None if p.last() == Some("Connector") => Ty::Connector,
             _ => Ty::Other,
-        }
+        };
+        Ty::wrap(wraps, t)
     }
 
     fn resolve_value(&self, p: &PathRef) -> Option<Def> {
@@ -605,21 +675,39 @@ impl Eval<'_, '_> {
         if let Some(decl) = ty {
             let unit = &self.idx.units[self.unit];
             let d = self.ty_of(self.m, decl, unit.self_ty);
-            t = match (d, t) {
-                (Ty::Client(a, g, _), Ty::Client(a2, g2, ds)) if a == a2 && g == g2 => {
-                    Ty::Client(a, g, ds)
+            // 0: same client, 1: another client type, 2: same struct,
+            // 3: a client-bearing value into another type, 4: a literal
+            // kept, 5: the declared type.
+            let kind = match (d.peel(), t.peel()) {
+                (Ty::Client(a, g, _), Ty::Client(a2, g2, _)) if a == a2 && g == g2 => 0,
+                (Ty::Client(..), _) => 1,
+                (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => 2,
+                _ if self.bearing(&t) => 3,
+                (Ty::Other, Ty::Str(_) | Ty::Method(_)) => 4,
+                _ => 5,
+            };
+            t = match kind {
+                0 => {
+                    let ds = match t.peel() {
+                        Ty::Client(_, _, ds) => ds.clone(),
+                        _ => Dests::new(),
+                    };
+                    d.with_dests(ds)
                 }
-                (Ty::Client(a, g, _), v) => {
-                    self.escape(&v, at, "a `let` of another client type");
-                    Ty::Client(a, g, one(ClientDest::Dynamic))
+                1 => {
+                    self.escape(&t, at, "a `let` of another client type");
+                    d.with_dests(one(ClientDest::Dynamic))
                 }
-                (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => Ty::Struct(s),
-                (d, v) if self.bearing(&v) => {
-                    self.escape(&v, at, "a `let` of another declared type (an alias, a trait object, a collection…)");
+                3 => {
+                    self.escape(
+                        &t,
+                        at,
+                        "a `let` of another declared type (an alias, a trait object, a collection…)",
+                    );
                     d
                 }
-                (Ty::Other, v @ (Ty::Str(_) | Ty::Method(_))) => v,
-                (d, _) => d,
+                4 => t,
+                _ => d,
             };
         }
         if let Some(b) = els {
@@ -651,6 +739,12 @@ impl Eval<'_, '_> {
     fn join(&mut self, a: Ty, b: Ty, loc: Loc) -> Ty {
         match (a, b) {
             (a, b) if a == b => a,
+            (Ty::Wrapped(w, i), Ty::Wrapped(w2, i2)) if w == w2 => {
+                let j = self.join(*i, *i2, loc);
+                Ty::wrap(w, j)
+            }
+            (w @ Ty::Wrapped(..), Ty::Other | Ty::Unknown)
+            | (Ty::Other | Ty::Unknown, w @ Ty::Wrapped(..)) => w,
             (Ty::Client(a, g, mut d), Ty::Client(a2, g2, d2)) if a == a2 && g == g2 => {
                 join_dests(&mut d, &d2);
                 Ty::Client(a, g, d)
@@ -789,6 +883,10 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             Expr::StructLit(p, fields, names) => self.struct_lit(p, *fields, *names),
+            Expr::Try(e) => {
+                let t = self.sub(*e);
+                unwrap_layer(&t, WRAP_OPT).unwrap_or(t)
+            }
             Expr::Return(v) => {
                 if let Some(v) = v {
                     let t = self.sub(*v);
@@ -869,8 +967,9 @@ impl Eval<'_, '_> {
         let st = &self.idx.structs[s];
         match st.def.fields.iter().find(|(n, _)| n == name) {
             Some((_, Some(t))) => match self.ty_of(st.module, t, None) {
-                Ty::Client(a, g, _) => {
-                    Ty::Client(a, g, self.read(FlowKey::Field(s, Name::from(name))))
+                t if t.is_client() => {
+                    let d = self.read(FlowKey::Field(s, Name::from(name)));
+                    t.with_dests(d)
                 }
                 t => t,
             },
@@ -924,7 +1023,10 @@ impl Eval<'_, '_> {
         let unit = &self.idx.units[callee];
         match &unit.def.ret {
             Some(t) => match self.ty_of(unit.module, t, unit.self_ty) {
-                Ty::Client(a, g, _) => Ty::Client(a, g, self.read(FlowKey::Ret(callee))),
+                t if t.is_client() => {
+                    let d = self.read(FlowKey::Ret(callee));
+                    t.with_dests(d)
+                }
                 t => t,
             },
             None => Ty::Other,
@@ -947,7 +1049,7 @@ impl Eval<'_, '_> {
         };
         if let Some((r, l)) = recv
             && has_self
-            && let Ty::Client(..) = r
+            && r.is_client()
         {
             let slot = self.ty_of(m, &PathRef::single("Self"), self_ty);
             self.flow_into(
@@ -1027,15 +1129,20 @@ impl Eval<'_, '_> {
                             .collect()
                     })
                     .unwrap_or_default();
-                let units = if units.contains(&u) { units } else { smallvec::smallvec![u] };
-                self.call_units(&units, None, args, loc).unwrap_or(Ty::Other)
+                let units = if units.contains(&u) {
+                    units
+                } else {
+                    smallvec::smallvec![u]
+                };
+                self.call_units(&units, None, args, loc)
+                    .unwrap_or(Ty::Other)
             }
             Some(Def::Assoc(base, name)) => match *base {
                 Def::Api(a, g) if g != Gen::Trait && g != Gen::HostConst => {
                     if self.idx.apis[a].endpoints.contains_key(name.as_str()) {
                         // UFCS: `CalculatorClient::square(&c, 1)`.
-                        let dests = match first() {
-                            Ty::Client(a2, g2, d) if a2 == a && g2 == g => d,
+                        let dests = match first().peel() {
+                            Ty::Client(a2, g2, d) if *a2 == a && *g2 == g => d.clone(),
                             _ => one(ClientDest::Dynamic),
                         };
                         return self.endpoint_call(a, g, &dests, &name, loc);
@@ -1131,7 +1238,17 @@ impl Eval<'_, '_> {
                     for (t, l) in args.iter().skip(1) {
                         self.escape(t, *l, "an argument of a call the analyzer does not resolve");
                     }
-                    first()
+                    let layer = if variant {
+                        crate::lower::WRAP_OPT
+                    } else {
+                        crate::lower::wrapper_marker(&p.segs[n - 2]).unwrap_or_default()
+                    };
+                    match layer {
+                        crate::lower::WRAP_OPT => push_layer(first(), WRAP_OPT),
+                        crate::lower::WRAP_LOCK => push_layer(first(), WRAP_LOCK),
+                        crate::lower::WRAP_CELL => push_layer(first(), WRAP_CELL),
+                        _ => first(),
+                    }
                 } else {
                     if !dropped {
                         let what = format!(
@@ -1177,6 +1294,7 @@ impl Eval<'_, '_> {
     fn method(&mut self, recv: Ty, name: &str, args: &[(Ty, Loc)], loc: Loc) -> Ty {
         let tys: smallvec::SmallVec<[Ty; 4]> = args.iter().map(|a| a.0.clone()).collect();
         match recv {
+            Ty::Wrapped(w, inner) => self.wrapped_method(w, *inner, name, args, loc),
             Ty::Client(a, g, dests) => {
                 // Endpoint names are looked up first, whatever the name.
                 if self.idx.apis[a].endpoints.contains_key(name) {
@@ -1239,16 +1357,24 @@ impl Eval<'_, '_> {
                 if let Some(t) = self.call_units(&units, Some(&recv), args, loc) {
                     return t;
                 }
-                if PASSTHROUGH.contains(&name) && name != "deref" {
-                    self.escape_args(args, "an argument of a method the analyzer does not find");
-                    return recv;
-                }
-                // A `Deref` newtype: the method is the target's.
+                // A `Deref` newtype: the method is the target's (an
+                // endpoint name of the target first).
                 let deref = self
                     .idx
                     .methods
                     .get(&(s, Name::from("deref")))
                     .and_then(|u| u.first().copied());
+                let target_endpoint = deref.is_some_and(|d| {
+                    let u = &self.idx.units[d];
+                    u.def.ret.as_ref().is_some_and(|r| {
+                        matches!(self.ty_of(u.module, r, u.self_ty),
+                            Ty::Client(a, _, _) if self.idx.apis[a].endpoints.contains_key(name))
+                    })
+                });
+                if PASSTHROUGH.contains(&name) && name != "deref" && !target_endpoint {
+                    self.escape_args(args, "an argument of a method the analyzer does not find");
+                    return recv;
+                }
                 if let Some(d) = deref {
                     self.fact(FactKind::Edge(d), loc);
                     let target = self.ret_ty(d);
@@ -1298,6 +1424,78 @@ impl Eval<'_, '_> {
                     "an argument of a method on a value whose type the analyzer cannot determine",
                 );
                 Ty::Unknown
+            }
+        }
+    }
+
+    /// A method of a wrapper layer around a client or struct: the layer's
+    /// own methods take it off (or turn it into another); any other method
+    /// is the wrapped value's.
+    fn wrapped_method(
+        &mut self,
+        w: u16,
+        inner: Ty,
+        name: &str,
+        args: &[(Ty, Loc)],
+        loc: Loc,
+    ) -> Ty {
+        let t = Ty::Wrapped(w, Box::new(inner));
+        let layer = w & 3;
+        let off = || unwrap_layer(&t, layer).unwrap_or(Ty::Unknown);
+        let became = |other: u16| push_layer(off(), other);
+        let r = match (layer, name) {
+            (
+                WRAP_OPT,
+                "unwrap" | "expect" | "unwrap_or_default" | "unwrap_or" | "unwrap_or_else"
+                | "unwrap_unchecked",
+            ) => Some(off()),
+            (
+                WRAP_OPT,
+                "as_ref" | "as_mut" | "as_deref" | "as_deref_mut" | "clone" | "cloned" | "copied"
+                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context",
+            ) => Some(t.clone()),
+            (WRAP_OPT, "is_some" | "is_none" | "is_ok" | "is_err") => Some(Ty::Other),
+            (
+                WRAP_LOCK,
+                "lock" | "read" | "write" | "try_lock" | "try_read" | "try_write" | "get_mut"
+                | "into_inner",
+            ) => Some(became(WRAP_OPT)),
+            (WRAP_CELL, "borrow" | "borrow_mut" | "get_mut" | "get_or_init" | "force") => {
+                Some(off())
+            }
+            (WRAP_CELL, "get" | "take" | "into_inner" | "try_borrow" | "try_borrow_mut") => {
+                Some(became(WRAP_OPT))
+            }
+            _ => None,
+        };
+        if let Some(r) = r {
+            self.escape_args(args, "an argument of a wrapper's method");
+            return r;
+        }
+        match t.peel() {
+            // An endpoint name on the wrapped client (the layer does not
+            // have it): the call.
+            Ty::Client(a, _, _) if self.idx.apis[*a].endpoints.contains_key(name) => {
+                let inner = t.peel().clone();
+                self.method(inner, name, args, loc)
+            }
+            Ty::Struct(_) => {
+                let inner = t.peel().clone();
+                self.method(inner, name, args, loc)
+            }
+            _ => {
+                let what = match layer {
+                    WRAP_OPT => "an `Option`/`Result`",
+                    WRAP_LOCK => "a `Mutex`/`RwLock`",
+                    _ => "a cell",
+                };
+                self.escape(
+                    &t,
+                    loc,
+                    &format!("`.{name}(…)` on {what} the analyzer does not follow (take the value out with `?`, `match`, `if let`, `unwrap`, `lock` or `borrow` first)"),
+                );
+                self.escape_args(args, "an argument of a wrapper's method");
+                Ty::Other
             }
         }
     }

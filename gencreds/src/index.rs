@@ -41,6 +41,13 @@ pub enum Gen {
     HostConst,
 }
 
+/// A wrapper layer of a type: `Option`/`Result`.
+pub const WRAP_OPT: u16 = 1;
+/// A wrapper layer of a type: `Mutex`/`RwLock`.
+pub const WRAP_LOCK: u16 = 2;
+/// A wrapper layer of a type: `RefCell`/`OnceCell`/`OnceLock`.
+pub const WRAP_CELL: u16 = 3;
+
 /// What a name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Def {
@@ -631,7 +638,10 @@ impl<'a> Builder<'a> {
                 st.def
                     .fields
                     .iter()
-                    .map(|(_, t)| t.as_ref().and_then(|t| self.idx.resolve(st.module, t)))
+                    .map(|(_, t)| {
+                        t.as_ref()
+                            .and_then(|t| self.idx.resolve_type(st.module, t).1)
+                    })
                     .collect()
             })
             .collect();
@@ -793,6 +803,35 @@ impl<'a> Index<'a> {
             }
         }
         None
+    }
+
+    /// Resolves a type path written in module `m` (as lowered by
+    /// [`crate::lower::type_ref`]): its wrapper layers, outermost in the
+    /// low two bits ([`WRAP_OPT`], [`WRAP_LOCK`], [`WRAP_CELL`]; 8 at most),
+    /// and what the wrapped path names.
+    pub fn resolve_type(&self, m: ModId, p: &PathRef) -> (u16, Option<Def>) {
+        let n = p
+            .segs
+            .iter()
+            .take_while(|s| s.starts_with('<') && s.as_str() != crate::lower::OPAQUE_TYPE)
+            .count();
+        if n == 0 {
+            return (0, self.resolve(m, p));
+        }
+        let mut wraps = 0u16;
+        for s in p.segs[..n].iter().rev().take(8) {
+            let code = match s.as_str() {
+                crate::lower::WRAP_OPT => WRAP_OPT,
+                crate::lower::WRAP_LOCK => WRAP_LOCK,
+                _ => WRAP_CELL,
+            };
+            wraps = (wraps << 2) | code;
+        }
+        let inner = PathRef {
+            global: p.global,
+            segs: Segs::from(p.segs[n..].to_vec()),
+        };
+        (wraps, self.resolve(m, &inner))
     }
 
     /// Whether module `m` has a glob import from a crate outside the tree

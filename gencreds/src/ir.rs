@@ -3,8 +3,10 @@
 //! parallel parse phase so the (large) syn tree can be dropped right away.
 //!
 //! Nothing here is resolved: paths are still written as in the source, and
-//! types are the paths the source names (with `&`, `Arc<…>`, `Option<…>`
-//! and similar wrappers stripped). Excluded code (`#[cfg(test)]`, `#[test]`)
+//! types are the paths the source names (with `&`, `Arc<…>` and similar
+//! auto-deref wrappers stripped, and `Option`/`Result`, `Mutex`/`RwLock`,
+//! `RefCell`/`OnceCell`/`OnceLock` as marker segments in front:
+//! [`crate::lower::wrapper_marker`]). Excluded code (`#[cfg(test)]`, `#[test]`)
 //! never reaches this form.
 
 use serde::{Deserialize, Serialize};
@@ -407,6 +409,8 @@ pub enum Expr {
     StructLit(PathRef, ExprList, u32),
     /// `return e`.
     Return(Option<ExprId>),
+    /// `e?`.
+    Try(ExprId),
     /// A macro call ([`FileIr::macros`]).
     Macro(u32),
     /// Any other expression: its operands; its value's type is known but

@@ -132,12 +132,46 @@ pub const WRAPPERS: &[&str] = &[
     "OnceLock", "LazyLock", "Lazy",
 ];
 
-/// The path a type names, wrappers and references stripped.
+/// The marker segment a wrapper type leaves in front of the path it wraps
+/// (`Option<Mutex<X>>` is `<opt>::<lock>::X`), `None` for a wrapper the
+/// value is reached through by auto-deref (`Arc`, `Box`, `LazyLock`…).
+pub fn wrapper_marker(wrapper: &str) -> Option<&'static str> {
+    match wrapper {
+        "Option" | "Result" => Some(WRAP_OPT),
+        "Mutex" | "RwLock" => Some(WRAP_LOCK),
+        "RefCell" | "OnceCell" | "OnceLock" => Some(WRAP_CELL),
+        _ => None,
+    }
+}
+
+/// The marker of an `Option`/`Result` layer (unwrapped by `?`, `unwrap`,
+/// `expect`, `Some(x)`/`Ok(x)` patterns).
+pub const WRAP_OPT: &str = "<opt>";
+/// The marker of a `Mutex`/`RwLock` layer (`lock`, `read`, `write`).
+pub const WRAP_LOCK: &str = "<lock>";
+/// The marker of a `RefCell`/`OnceCell`/`OnceLock` layer (`borrow`, `get`, `get_or_init`).
+pub const WRAP_CELL: &str = "<cell>";
+
+/// The path a type names, references stripped, each wrapper as a marker
+/// segment in front ([`wrapper_marker`]).
 pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
+    let mut markers: Vec<Name> = Vec::new();
+    let inner = type_ref_in(ty, &mut markers)?;
+    if markers.is_empty() {
+        return Some(inner);
+    }
+    markers.extend(inner.segs.iter().cloned());
+    Some(PathRef {
+        global: inner.global,
+        segs: Segs::from(markers),
+    })
+}
+
+fn type_ref_in(ty: &syn::Type, markers: &mut Vec<Name>) -> Option<PathRef> {
     match ty {
-        syn::Type::Reference(r) => type_ref(&r.elem),
-        syn::Type::Paren(p) => type_ref(&p.elem),
-        syn::Type::Group(g) => type_ref(&g.elem),
+        syn::Type::Reference(r) => type_ref_in(&r.elem, markers),
+        syn::Type::Paren(p) => type_ref_in(&p.elem, markers),
+        syn::Type::Group(g) => type_ref_in(&g.elem, markers),
         syn::Type::Path(tp) if tp.qself.is_none() => {
             let last = tp.path.segments.last()?;
             if WRAPPERS.iter().any(|w| last.ident == w)
@@ -145,7 +179,10 @@ pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
             {
                 for a in &args.args {
                     if let syn::GenericArgument::Type(t) = a {
-                        return type_ref(t);
+                        if let Some(m) = wrapper_marker(&last.ident.to_string()) {
+                            markers.push(Name::from(m));
+                        }
+                        return type_ref_in(t, markers);
                     }
                 }
             }
@@ -788,7 +825,7 @@ impl Lowerer<'_> {
             E::Reference(r) => self.expr(&r.expr),
             E::Paren(p) => self.expr(&p.expr),
             E::Group(g) => self.expr(&g.expr),
-            E::Try(t) => self.expr(&t.expr),
+            E::Try(t) => Expr::Try(self.sub(&t.expr)),
             E::Await(a) => self.expr(&a.base),
             E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
             E::Unary(u) => self.other_of([&*u.expr]),
