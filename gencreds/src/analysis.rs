@@ -489,7 +489,11 @@ fn bus_methods(
     for (u, fs) in facts.iter().enumerate() {
         for f in fs {
             match &f.kind {
-                FactKind::Edge(v) => callers[*v].push(u),
+                FactKind::Edge(v) => {
+                    for alt in idx.alternates(*v) {
+                        callers[alt].push(u);
+                    }
+                }
                 FactKind::Call { .. } | FactKind::Event { .. } | FactKind::Hook { .. }
                     if !busy[u] =>
                 {
@@ -606,9 +610,14 @@ fn derive_service(
     let mut q: VecDeque<UnitId> = own.iter().copied().collect();
     while let Some(u) = q.pop_front() {
         for f in &facts[u] {
-            if let FactKind::Edge(v) = f.kind
-                && !via.contains_key(&v)
-            {
+            let FactKind::Edge(target) = f.kind else {
+                continue;
+            };
+            // A call reaches every cfg alternative of its callee.
+            for v in idx.alternates(target) {
+                if via.contains_key(&v) {
+                    continue;
+                }
                 let from = match via.get(&u).cloned().flatten() {
                     Some(v) => Some(v),
                     None => Some(format!("{}:{}:{}", idx.unit_file(u), f.loc.line, f.loc.col)),

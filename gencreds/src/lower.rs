@@ -1,6 +1,7 @@
 //! Lowering of one parsed file (syn's tree) into the analyzer's compact
 //! form ([`crate::ir`]), applying the exclusions on the way: items and
-//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` and `#[test]`
+//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` (also as an
+//! inner `#![cfg(test)]` at the top of a file or module) and `#[test]`
 //! functions (any attribute whose last segment is `test`) never reach the IR,
 //! so they can never grant.
 //!
@@ -44,7 +45,12 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         macros: Vec::with_capacity(source_bytes / 512),
         params: Vec::with_capacity(source_bytes / 512),
     };
-    let items = cx.items(&file.items);
+    // `#![cfg(test)]` at the top of a file excludes the whole file.
+    let items = if is_excluded(&file.attrs) {
+        vec![]
+    } else {
+        cx.items(&file.items)
+    };
     FileIr {
         items,
         exprs: cx.arena,
