@@ -412,6 +412,9 @@ fn service_crates(
     let mut out_map = BTreeMap::new();
     for (ci, c) in ws.crates.iter().enumerate() {
         let impls = found.remove(&ci).unwrap_or_default();
+        if !c.member {
+            continue;
+        }
         let mut hosts: BTreeSet<Hostname> = impls
             .iter()
             .filter_map(|(a, _, _)| idx.apis[*a].host.clone())
@@ -456,9 +459,75 @@ fn service_crates(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        out_map.insert(ci, (host, apis));
+        let at = impls.first().map_or_else(
+            || {
+                let manifest = c.dir.join("Cargo.toml");
+                (ws.rel(&manifest), hostname_line(&manifest))
+            },
+            |(_, loc, m)| (idx.module_file(*m), *loc),
+        );
+        out_map.insert(ci, (host, apis, at));
     }
+    duplicate_hostnames(ws, &out_map, out);
     out_map
+        .into_iter()
+        .map(|(ci, (host, apis, _))| (ci, (host, apis)))
+        .collect()
+}
+
+/// Where a manifest's `[package.metadata.buswarden] hostname` is written
+/// (the first `hostname` key after that table header), else nowhere.
+fn hostname_line(manifest: &Path) -> Loc {
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let mut in_table = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_table = t.replace(' ', "") == "[package.metadata.buswarden]";
+        } else if in_table && t.starts_with("hostname") {
+            return Loc {
+                line: i as u32 + 1,
+                col: (line.len() - line.trim_start().len()) as u32 + 1,
+            };
+        }
+    }
+    Loc::default()
+}
+
+/// Two service crates claiming one hostname: an error in each (both are
+/// blocked), at the impl or the manifest that claims it.
+fn duplicate_hostnames(
+    ws: &Workspace,
+    services: &BTreeMap<usize, (Hostname, Vec<usize>, (String, Loc))>,
+    out: &mut Collector,
+) {
+    let mut by_host: BTreeMap<&Hostname, Vec<usize>> = BTreeMap::new();
+    for (ci, (host, _, _)) in services {
+        by_host.entry(host).or_default().push(*ci);
+    }
+    for (host, crates) in by_host.into_iter().filter(|(_, c)| c.len() > 1) {
+        for &ci in &crates {
+            let others: Vec<String> = crates
+                .iter()
+                .filter(|&&o| o != ci)
+                .map(|&o| format!("`{}` ({})", ws.crates[o].package, ws.rel(&ws.crates[o].dir)))
+                .collect();
+            let (file, loc) = &services[&ci].2;
+            out.push(
+                Diagnostic::new(
+                    Code::DuplicateHostname,
+                    file,
+                    *loc,
+                    format!(
+                        "crate `{}` claims hostname {host}, and so does {}; one hostname is one service crate (their credentials would overwrite each other): give each crate its own hostname or merge them",
+                        ws.crates[ci].package,
+                        others.join(", ")
+                    ),
+                ),
+                Some(ci),
+            );
+        }
+    }
 }
 
 /// Crates a crate depends on, transitively (path dependencies), itself included.
@@ -562,6 +631,7 @@ fn services(
             error_crates.insert(*ci);
         }
     }
+    calls_outside_services(ws, idx, facts, &svc_set, out);
     let mut result = Vec::with_capacity(built.len());
     for (ci, sdiags, mut service) in built {
         service.blocked = dep_closure(ws, ci).iter().any(|k| error_crates.contains(k));
@@ -572,6 +642,52 @@ fn services(
     }
     result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
     result
+}
+
+/// A bus call, event or hook in a crate no service crate reaches (not a
+/// service and in no service's dependencies) is made with no service's
+/// credentials: an error at the call, unless the crate is only a dev- or
+/// build-dependency (test and build code never grants).
+fn calls_outside_services(
+    ws: &Workspace,
+    idx: &Index<'_>,
+    facts: &[Vec<Fact>],
+    services: &BTreeSet<usize>,
+    out: &mut Collector,
+) {
+    let reached: BTreeSet<usize> = services.iter().flat_map(|&s| dep_closure(ws, s)).collect();
+    let test_only: BTreeSet<usize> = ws
+        .crates
+        .iter()
+        .flat_map(|c| c.dev_deps.iter())
+        .flat_map(|&d| dep_closure(ws, d))
+        .collect();
+    for (u, fs) in facts.iter().enumerate() {
+        let ci = idx.unit_crate(u);
+        if reached.contains(&ci) || test_only.contains(&ci) || ws.crates[ci].is_runtime {
+            continue;
+        }
+        for f in fs {
+            let what = match &f.kind {
+                FactKind::Call { what, .. }
+                | FactKind::Event { what, .. }
+                | FactKind::Hook { what, .. } => what,
+                _ => continue,
+            };
+            out.push(
+                Diagnostic::new(
+                    Code::CallOutsideService,
+                    &idx.unit_file(u),
+                    f.loc,
+                    format!(
+                        "{what} is in crate `{}`, which no service crate reaches: it would run with no service's credentials and the broker would refuse it. Move the call into the service crate that makes it (a function there, called from here)",
+                        ws.crates[ci].package
+                    ),
+                ),
+                Some(ci),
+            );
+        }
+    }
 }
 
 /// What deriving one service reads.

@@ -44,12 +44,19 @@ pub struct CrateInfo {
     /// Dependencies: extern name -> crate index (path dependencies) or `None`
     /// (registry dependencies: known as a name only).
     pub deps: BTreeMap<String, Option<usize>>,
+    /// Path crates it uses only as dev- or build-dependencies (code that
+    /// runs in tests and build scripts, never in the deployed service).
+    pub dev_deps: Vec<usize>,
     /// `[package.metadata.buswarden] hostname`: a service that serves no API trait.
     pub hostname_meta: Option<String>,
     /// Whether this is the buswarden runtime crate.
     pub is_runtime: bool,
     /// The `.rs` files that may belong to its targets.
     pub files: Vec<PathBuf>,
+    /// Whether it is a member of its workspace (or a workspace of its own).
+    /// A crate a workspace `exclude`s is not: it is never a service, and
+    /// its code is analysed only if a member depends on it.
+    pub member: bool,
 }
 
 /// A discovered tree.
@@ -201,11 +208,34 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
                 .iter()
                 .find(|w| m.dir.starts_with(&w.dir) && is_member(w, &m.dir))
                 .copied();
-            dependencies(m, ws, &by_dir, &lib_names)
+            let deps = dependencies(m, ws, &by_dir, &lib_names, &dependency_tables(&m.table));
+            let dev = dependencies(m, ws, &by_dir, &lib_names, &dev_dependency_tables(&m.table));
+            (deps, dev.into_values().flatten().collect())
         })
         .collect();
-    for (c, deps) in crates.iter_mut().zip(all_deps) {
+    for (c, (deps, dev)) in crates.iter_mut().zip(all_deps) {
         c.deps = deps;
+        c.dev_deps = dev;
+    }
+    for (c, m) in crates.iter_mut().zip(&packages) {
+        c.member = !excluded(&ws_roots, m);
+    }
+    // An excluded crate no member depends on is not read at all.
+    let mut reached: BTreeSet<usize> = (0..crates.len()).filter(|&i| crates[i].member).collect();
+    let mut q: Vec<usize> = reached.iter().copied().collect();
+    while let Some(i) = q.pop() {
+        for d in crates[i].deps.values().flatten() {
+            if reached.insert(*d) {
+                q.push(*d);
+            }
+        }
+    }
+    for (i, c) in crates.iter_mut().enumerate() {
+        if !reached.contains(&i) {
+            c.files.clear();
+            c.lib_root = None;
+            c.bin_roots.clear();
+        }
     }
 
     // Sources under no crate at all.
@@ -478,32 +508,74 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn is_member(ws: &Manifest, dir: &Path) -> bool {
-    if ws.dir == dir {
-        return true;
-    }
-    let Some(w) = ws.table.get("workspace").and_then(toml::Value::as_table) else {
+/// Whether a package is left out of the workspace it sits in, as Cargo
+/// decides: the nearest enclosing workspace root (its own manifest first)
+/// that does not `exclude` it is its workspace; a package some root
+/// excludes and no root above takes is not a member of the scanned tree.
+fn excluded(ws_roots: &[&Manifest], m: &Manifest) -> bool {
+    if m.table.contains_key("workspace") {
         return false;
-    };
+    }
+    let mut excluded_by_one = false;
+    for w in ws_roots.iter().filter(|w| m.dir.starts_with(&w.dir)) {
+        if excludes(w, &m.dir) {
+            excluded_by_one = true;
+        } else {
+            return false;
+        }
+    }
+    excluded_by_one
+}
+
+/// The `exclude` and `members` lists of a workspace root.
+fn ws_list(ws: &Manifest, key: &str) -> Vec<String> {
+    ws.table
+        .get("workspace")
+        .and_then(toml::Value::as_table)
+        .and_then(|w| w.get(key))
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim_end_matches('/').trim_start_matches("./").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the workspace `ws` excludes the package in `dir`: a path of its
+/// `exclude` list is the folder or one of its ancestors, and no `members`
+/// entry names the folder exactly (Cargo's rule).
+fn excludes(ws: &Manifest, dir: &Path) -> bool {
     let Ok(relative) = dir.strip_prefix(&ws.dir) else {
         return false;
     };
     let relative = rel(Path::new(""), relative);
-    let list = |key: &str| -> Vec<String> {
-        w.get(key)
-            .and_then(toml::Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|s| s.trim_end_matches('/').trim_start_matches("./").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let excluded = list("exclude")
+    let under = ws_list(ws, "exclude")
         .iter()
         .any(|e| relative == *e || relative.starts_with(&format!("{e}/")));
-    !excluded && list("members").iter().any(|g| glob_match(g, &relative))
+    // Cargo: a `members` entry written as the folder or an ancestor of it
+    // (literally: a glob does not) overrides the exclusion.
+    let named = ws_list(ws, "members")
+        .iter()
+        .any(|m| relative == *m || relative.starts_with(&format!("{m}/")));
+    under && !named
+}
+
+fn is_member(ws: &Manifest, dir: &Path) -> bool {
+    if ws.dir == dir {
+        return true;
+    }
+    if !ws.table.get("workspace").is_some_and(toml::Value::is_table) || excludes(ws, dir) {
+        return false;
+    }
+    let Ok(relative) = dir.strip_prefix(&ws.dir) else {
+        return false;
+    };
+    let relative = rel(Path::new(""), relative);
+    ws_list(ws, "members")
+        .iter()
+        .any(|g| glob_match(g, &relative))
 }
 
 /// Matches a `members` glob (`*`, `?`, `**` per path segment) against a
@@ -624,8 +696,10 @@ fn crate_info(
         lib_root,
         bin_roots: bin_roots.into_iter().collect(),
         deps: BTreeMap::new(),
+        dev_deps: vec![],
         hostname_meta,
         files,
+        member: true,
     }
 }
 
@@ -646,19 +720,39 @@ fn dependency_tables(t: &toml::Table) -> Vec<&toml::Table> {
     out
 }
 
+/// The dependency tables that never grant: dev- and build-dependencies,
+/// also per target.
+fn dev_dependency_tables(t: &toml::Table) -> Vec<&toml::Table> {
+    let keys = ["dev-dependencies", "build-dependencies"];
+    let mut out: Vec<&toml::Table> = keys
+        .iter()
+        .filter_map(|k| t.get(*k).and_then(toml::Value::as_table))
+        .collect();
+    if let Some(targets) = t.get("target").and_then(toml::Value::as_table) {
+        for (_, tv) in targets {
+            out.extend(
+                keys.iter()
+                    .filter_map(|k| tv.get(*k).and_then(toml::Value::as_table)),
+            );
+        }
+    }
+    out
+}
+
 fn dependencies(
     m: &Manifest,
     ws: Option<&Manifest>,
     by_dir: &BTreeMap<PathBuf, usize>,
     lib_names: &[String],
+    tables: &[&toml::Table],
 ) -> BTreeMap<String, Option<usize>> {
     let ws_deps = ws
         .and_then(|w| w.table.get("workspace"))
         .and_then(|w| w.get("dependencies"))
         .and_then(toml::Value::as_table);
     let mut out = BTreeMap::new();
-    for table in dependency_tables(&m.table) {
-        for (key, spec) in table {
+    for table in tables {
+        for (key, spec) in *table {
             // `x.workspace = true` takes path and package from the workspace.
             let (spec, base) = match spec.get("workspace").and_then(toml::Value::as_bool) {
                 Some(true) => match (ws_deps.and_then(|d| d.get(key)), ws) {
