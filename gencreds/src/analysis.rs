@@ -494,11 +494,15 @@ fn hostname_line(manifest: &Path) -> Loc {
     Loc::default()
 }
 
+/// A service crate's hostname, API traits and where it claims the hostname
+/// (file, place).
+type ClaimedService = (Hostname, Vec<usize>, (String, Loc));
+
 /// Two service crates claiming one hostname: an error in each (both are
 /// blocked), at the impl or the manifest that claims it.
 fn duplicate_hostnames(
     ws: &Workspace,
-    services: &BTreeMap<usize, (Hostname, Vec<usize>, (String, Loc))>,
+    services: &BTreeMap<usize, ClaimedService>,
     out: &mut Collector,
 ) {
     let mut by_host: BTreeMap<&Hostname, Vec<usize>> = BTreeMap::new();
@@ -1012,12 +1016,18 @@ pub fn implicit(service: &Service) -> Vec<Rule> {
 
 fn attach_source_lines(root: &Path, diags: &mut [Diagnostic]) {
     let mut cache: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    let canon = crate::workspace::canonical_root(root);
     for d in diags.iter_mut() {
         if d.line == 0 || d.file.is_empty() {
             continue;
         }
         let lines = cache.entry(d.file.clone()).or_insert_with(|| {
             let p = root.join(&d.file);
+            // Only source and manifests inside the tree are ever echoed.
+            let source = p.extension().is_some_and(|x| x == "rs" || x == "toml");
+            if !source || !crate::workspace::inside_root(&canon, &p) {
+                return None;
+            }
             let md = std::fs::metadata(&p).ok()?;
             if md.len() > 64 * 1024 * 1024 {
                 return None;

@@ -197,6 +197,8 @@ struct Builder<'a> {
     limits: Limits,
     load_extra: bool,
     extra: Vec<SourceFile>,
+    /// The canonical root: a module file must resolve inside it.
+    canon_root: PathBuf,
 }
 
 /// Builds the index over parsed `files`. With `load_extra`, files named by
@@ -237,6 +239,7 @@ pub fn build<'a>(
         limits,
         load_extra,
         extra: vec![],
+        canon_root: crate::workspace::canonical_root(&ws.root),
     };
     for (ci, c) in ws.crates.iter().enumerate() {
         if c.is_runtime {
@@ -404,6 +407,23 @@ impl<'a> Builder<'a> {
                     ));
                     return;
                 };
+                // A file the walk did not find may lie outside the tree
+                // (`#[path = "/proc/self/environ"]`, a link out): refused
+                // here, at the `mod` line, and never read.
+                if !self.by_path.contains_key(path.as_path())
+                    && !crate::workspace::inside_root(&self.canon_root, &path)
+                {
+                    self.idx.diags.push((
+                        file,
+                        Code::OutsideRoot,
+                        *loc,
+                        format!(
+                            "`mod {name};` leads to {}, outside the scanned root (through `#[path]` or a symbolic link); it is not read. Move the module file into the tree",
+                            self.idx.ws.rel(&path)
+                        ),
+                    ));
+                    return;
+                }
                 if !seen.insert(path.clone()) {
                     return;
                 }

@@ -986,6 +986,23 @@ impl Lowerer<'_> {
             "include! of a computed path cannot be read by the analyzer".to_string()
         })?;
         let path = self.file_dir.join(lit.value());
+        // Never read through `include!` outside the project: the target must
+        // resolve inside the outermost folder above this file that holds a
+        // Cargo.toml (a link or an absolute path out is refused).
+        let project = self
+            .file_dir
+            .ancestors()
+            .filter(|a| a.join("Cargo.toml").is_file())
+            .last()
+            .and_then(|a| std::fs::canonicalize(a).ok());
+        let inside =
+            project.is_some_and(|p| std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(p)));
+        if !inside {
+            return Err(format!(
+                "include!({:?}) leads outside the project; it is not read. Keep included files in the tree",
+                lit.value()
+            ));
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("include!({:?}) cannot be read: {e}", lit.value()))?;
         let ts: TokenStream = text

@@ -220,6 +220,30 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
     for (c, m) in crates.iter_mut().zip(&packages) {
         c.member = !excluded(&ws_roots, m);
     }
+    // A target the manifest names outside the tree (`[lib] path =
+    // "/proc/self/environ"`, a link out) is refused, never read.
+    let canon = canonical_root(&root);
+    for (c, m) in crates.iter_mut().zip(&packages) {
+        let mut outside = |p: &PathBuf| {
+            let bad = !walked_rs.contains(p.as_path()) && p.exists() && !inside_root(&canon, p);
+            if bad {
+                diags.push(Diagnostic::new(
+                    Code::OutsideRoot,
+                    &rel(&root, &m.path),
+                    Loc::default(),
+                    format!(
+                        "names the target {} outside the scanned root; it is not read. Keep crate targets inside the tree",
+                        p.display()
+                    ),
+                ));
+            }
+            bad
+        };
+        if c.lib_root.as_ref().is_some_and(&mut outside) {
+            c.lib_root = None;
+        }
+        c.bin_roots.retain(|b| !outside(b));
+    }
     // An excluded crate no member depends on is not read at all.
     let mut reached: BTreeSet<usize> = (0..crates.len()).filter(|&i| crates[i].member).collect();
     let mut q: Vec<usize> = reached.iter().copied().collect();
@@ -292,7 +316,30 @@ fn dir_id(_: &std::fs::Metadata) -> DirId {
 /// the result does not depend on the threads.
 fn pool_walk(root: &Path) -> Walked {
     let id = std::fs::metadata(root).ok().and_then(|m| dir_id(&m));
-    walk_dir(root, root, &[(root.to_path_buf(), id)])
+    let canon = canonical_root(root);
+    let tree = Tree {
+        root,
+        canon: &canon,
+    };
+    walk_dir(&tree, root, &[(root.to_path_buf(), id)])
+}
+
+/// The scanned root as the walk sees it, and its canonical form (what a
+/// link's target must stay inside).
+struct Tree<'p> {
+    root: &'p Path,
+    canon: &'p Path,
+}
+
+/// The canonical form of the root (the root itself if it has none).
+pub fn canonical_root(root: &Path) -> PathBuf {
+    std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// Whether `path` (through every link on the way) stays inside the
+/// canonical root `canon`. A path that cannot be resolved is not inside.
+pub fn inside_root(canon: &Path, path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(canon))
 }
 
 /// How deep the walk recurses in parallel; below that, each subtree is
@@ -310,11 +357,12 @@ enum Kind {
 /// A folder's entries sorted by name, classified (links followed); what
 /// cannot be read is reported to `diags`.
 fn list(
-    root: &Path,
+    tree: &Tree<'_>,
     dir: &Path,
     ancestors: &[(PathBuf, DirId)],
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(PathBuf, Kind)> {
+    let root = tree.root;
     let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
         Diagnostic::new(
             Code::UnreadableFile,
@@ -353,6 +401,17 @@ fn list(
                 }
             };
             let (is_dir, is_file, id) = if ft.is_symlink() {
+                // A link is followed only while it stays inside the root:
+                // a link to `/proc/self/environ` or `/etc` is never read.
+                if !inside_root(tree.canon, &path) && std::fs::metadata(&path).is_ok() {
+                    diags.push(Diagnostic::new(
+                        Code::OutsideRoot,
+                        &rel(root, &path),
+                        Loc::default(),
+                        "symbolic link leads outside the scanned root; it is not read. Copy what it points at into the tree, or scan from a root that contains it",
+                    ));
+                    return (path, Kind::Skip);
+                }
                 match std::fs::metadata(&path) {
                     Ok(md) => (md.is_dir(), md.is_file(), dir_id(&md)),
                     Err(err) => {
@@ -406,10 +465,11 @@ fn found_file(out: &mut Walked, path: PathBuf) {
 }
 
 /// Walks `dir`: its subfolders in parallel down to [`PARALLEL_DEPTH`].
-fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
+fn walk_dir(tree: &Tree<'_>, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
     use rayon::prelude::*;
+    let root = tree.root;
     let mut out = Walked::default();
-    let kinds = list(root, dir, ancestors, &mut out.diags);
+    let kinds = list(tree, dir, ancestors, &mut out.diags);
     let subdirs: Vec<Option<Walked>> = kinds
         .par_iter()
         .map(|(path, kind)| {
@@ -422,9 +482,9 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
             let mut chain = ancestors.to_vec();
             chain.push((path.clone(), *id));
             Some(if chain.len() < PARALLEL_DEPTH {
-                walk_dir(root, path, &chain)
+                walk_dir(tree, path, &chain)
             } else {
-                walk_deep(root, path, chain)
+                walk_deep(tree, path, chain)
             })
         })
         .collect();
@@ -442,13 +502,14 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
 /// Walks `dir` on this thread with an explicit stack (any depth), in the
 /// same order as [`walk_dir`]: entries by name, a folder's contents right
 /// after it.
-fn walk_deep(root: &Path, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
+fn walk_deep(tree: &Tree<'_>, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
+    let root = tree.root;
     struct Frame {
         kinds: std::vec::IntoIter<(PathBuf, Kind)>,
         chain: Vec<(PathBuf, DirId)>,
     }
     let mut out = Walked::default();
-    let kinds = list(root, dir, &chain, &mut out.diags);
+    let kinds = list(tree, dir, &chain, &mut out.diags);
     let mut stack = vec![Frame {
         kinds: kinds.into_iter(),
         chain,
@@ -468,7 +529,7 @@ fn walk_deep(root: &Path, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
                 }
                 let mut chain = top.chain.clone();
                 chain.push((path.clone(), id));
-                let kinds = list(root, &path, &chain, &mut out.diags);
+                let kinds = list(tree, &path, &chain, &mut out.diags);
                 stack.push(Frame {
                     kinds: kinds.into_iter(),
                     chain,

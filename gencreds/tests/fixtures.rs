@@ -148,6 +148,7 @@ const ELSEWHERE: &[Code] = &[
     Code::FileTooLarge,
     Code::NestingTooDeep,
     Code::SymlinkLoop,
+    Code::OutsideRoot,
     Code::BudgetExceeded,
     Code::InvalidRules,
     Code::PolicyViolation,
