@@ -787,6 +787,13 @@ fn derive_service(
                         CallDest::Any => Dest::Any,
                     };
                     let port = route.port;
+                    if port == 0 {
+                        sdiags.push(diag(
+                            Code::InvalidRoute,
+                            format!("{what} publishes to port 0, which means any port and is for subscriptions only; a call is sent to one port: name the endpoint's real port (e.g. :443)"),
+                        ));
+                        continue;
+                    }
                     if port == buswarden_rules::route::EVENT_PORT
                         && dest != Dest::Host(host.clone())
                     {
@@ -845,6 +852,13 @@ fn derive_service(
                                 Code::ForeignEvent,
                                 format!("{what} fires an event of {source} from {host}; only {source} fires its own events: hook it with the Hook type instead"),
                             ));
+                        continue;
+                    }
+                    if route.port == 0 {
+                        sdiags.push(diag(
+                            Code::InvalidRoute,
+                            format!("{what} fires an event on port 0, which means any port and is for subscriptions only; declare the event on :417"),
+                        ));
                         continue;
                     }
                     let ev = EventOut {

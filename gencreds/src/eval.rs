@@ -216,7 +216,7 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
     let dest = if host == "*" {
         CallDest::Any
     } else {
-        CallDest::Host(Hostname::parse(host).map_err(|e| e.to_string())?)
+        CallDest::Host(Hostname::parse_destination(host).map_err(|e| e.to_string())?)
     };
     let route = Route::parse(&format!(":{port}{path}")).map_err(|e| e.to_string())?;
     Ok((dest, method, route))
@@ -615,7 +615,7 @@ impl Eval<'_, '_> {
             Ty::Client(a, g, dest) => {
                 if name == "for_host" {
                     let dest = match args.first() {
-                        Some(Ty::Str(h)) => match Hostname::parse(h) {
+                        Some(Ty::Str(h)) => match Hostname::parse_destination(h) {
                             Ok(h) => ClientDest::Host(h),
                             Err(e) => {
                                 self.diag(Code::InvalidRoute, loc, format!("for_host({h:?}): {e}"));
