@@ -96,6 +96,8 @@ codes! {
         "A module file, crate target or link that leads outside the scanned root; it is not read.";
     DuplicateHostname = "duplicate-hostname", Error,
         "Two service crates claim the same hostname: one hostname, one service crate.";
+    PrivateRuntimeApi = "private-runtime-api", Error,
+        "User code names buswarden::__private, the runtime's internals for generated code.";
     CallOutsideService = "call-outside-service", Error,
         "A bus call in a binary or library that no service crate reaches: it would be made without credentials.";
     SymlinkLoop = "symlink-loop", Warning,
