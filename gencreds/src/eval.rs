@@ -418,7 +418,7 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
     let dest = if host == "*" {
         CallDest::Any
     } else {
-        CallDest::Host(Hostname::parse(host).map_err(|e| e.to_string())?)
+        CallDest::Host(Hostname::parse_destination(host).map_err(|e| e.to_string())?)
     };
     let route = Route::parse(&format!(":{port}{path}")).map_err(|e| e.to_string())?;
     Ok((dest, method, route))
@@ -1114,26 +1114,8 @@ impl Eval<'_, '_> {
         let first = || args.first().map_or(Ty::Unknown, |a| a.0.clone());
         match self.resolve_value(p) {
             Some(Def::Fn(u)) => {
-                // Same-named fns of one module (complementary `cfg`s): each
-                // may be the one built, so each is called.
-                let unit = &self.idx.units[u];
-                let units: smallvec::SmallVec<[UnitId; 2]> = self.idx.modules[unit.module]
-                    .names
-                    .get(&unit.def.name)
-                    .map(|defs| {
-                        defs.iter()
-                            .filter_map(|d| match d {
-                                Def::Fn(v) => Some(*v),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let units = if units.contains(&u) {
-                    units
-                } else {
-                    smallvec::smallvec![u]
-                };
+                // Each cfg alternative may be the one built: each is called.
+                let units: smallvec::SmallVec<[UnitId; 2]> = self.idx.alternates(u).collect();
                 self.call_units(&units, None, args, loc)
                     .unwrap_or(Ty::Other)
             }
@@ -1306,7 +1288,7 @@ impl Eval<'_, '_> {
                         return Ty::Client(a, g, dests);
                     }
                     let dest = match tys.first() {
-                        Some(Ty::Str(h)) => match Hostname::parse(h) {
+                        Some(Ty::Str(h)) => match Hostname::parse_destination(h) {
                             Ok(h) => ClientDest::Host(h),
                             Err(e) => {
                                 self.diag(Code::InvalidRoute, loc, format!("for_host({h:?}): {e}"));

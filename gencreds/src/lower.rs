@@ -1,6 +1,7 @@
 //! Lowering of one parsed file (syn's tree) into the analyzer's compact
 //! form ([`crate::ir`]), applying the exclusions on the way: items and
-//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` and `#[test]`
+//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` (also as an
+//! inner `#![cfg(test)]` at the top of a file or module) and `#[test]`
 //! functions (any attribute whose last segment is `test`) never reach the IR,
 //! so they can never grant.
 //!
@@ -45,7 +46,12 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         params: Vec::with_capacity(source_bytes / 512),
         field_names: Vec::new(),
     };
-    let items = cx.items(&file.items);
+    // `#![cfg(test)]` at the top of a file excludes the whole file.
+    let items = if is_excluded(&file.attrs) {
+        vec![]
+    } else {
+        cx.items(&file.items)
+    };
     FileIr {
         items,
         exprs: cx.arena,
@@ -89,6 +95,78 @@ fn cfg_is_test(meta: &syn::Meta) -> bool {
             .is_ok_and(|v| v.iter().any(cfg_is_test)),
         _ => false,
     }
+}
+
+/// The attributes of an item (empty for items that carry none here).
+fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
+    use syn::Item as I;
+    match item {
+        I::Const(i) => &i.attrs,
+        I::Enum(i) => &i.attrs,
+        I::ExternCrate(i) => &i.attrs,
+        I::Fn(i) => &i.attrs,
+        I::ForeignMod(i) => &i.attrs,
+        I::Impl(i) => &i.attrs,
+        I::Macro(i) => &i.attrs,
+        I::Mod(i) => &i.attrs,
+        I::Static(i) => &i.attrs,
+        I::Struct(i) => &i.attrs,
+        I::Trait(i) => &i.attrs,
+        I::TraitAlias(i) => &i.attrs,
+        I::Type(i) => &i.attrs,
+        I::Union(i) => &i.attrs,
+        I::Use(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+/// Every use of the runtime's `__private` module (the internals of the code
+/// `#[buswarden::api]` generates: a `Caller` publishes to any host, the raw
+/// NATS client to any subject) in code that is not test-only: each is an
+/// error, since the analyzer cannot know what it publishes. `text` is the
+/// file's source; only files that mention `__private` are tokenized again.
+pub fn private_runtime_uses(file: &syn::File, text: &str) -> Vec<LocalDiag> {
+    const NAME: &str = "__private";
+    if memchr::memmem::find(text.as_bytes(), NAME.as_bytes()).is_none() || is_excluded(&file.attrs)
+    {
+        return vec![];
+    }
+    let excluded: Vec<(usize, usize)> = file
+        .items
+        .iter()
+        .filter(|i| is_excluded(item_attrs(i)))
+        .map(|i| {
+            let sp = i.span();
+            (sp.start().line, sp.end().line)
+        })
+        .collect();
+    let Ok(tokens) = text.parse::<TokenStream>() else {
+        return vec![];
+    };
+    let mut out = vec![];
+    let mut stack = vec![tokens.into_iter()];
+    while let Some(top) = stack.last_mut() {
+        let Some(t) = top.next() else {
+            stack.pop();
+            continue;
+        };
+        match t {
+            TokenTree::Group(g) => stack.push(g.stream().into_iter()),
+            TokenTree::Ident(i) if i == NAME => {
+                let l = loc(i.span());
+                let line = l.line as usize;
+                if !excluded.iter().any(|&(a, b)| a <= line && line <= b) {
+                    out.push(LocalDiag {
+                        code: Code::PrivateRuntimeApi,
+                        loc: l,
+                        message: "buswarden::__private is the runtime's internals for the code #[buswarden::api] generates; what it publishes or subscribes cannot be analysed. Call the generated clients, triggers and hooks or the Connector's raw calls instead".to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where a path starts. (`Spanned::span` on a whole expression prints its
@@ -1045,6 +1123,23 @@ impl Lowerer<'_> {
             "include! of a computed path cannot be read by the analyzer".to_string()
         })?;
         let path = self.file_dir.join(lit.value());
+        // Never read through `include!` outside the project: the target must
+        // resolve inside the outermost folder above this file that holds a
+        // Cargo.toml (a link or an absolute path out is refused).
+        let project = self
+            .file_dir
+            .ancestors()
+            .filter(|a| a.join("Cargo.toml").is_file())
+            .last()
+            .and_then(|a| std::fs::canonicalize(a).ok());
+        let inside =
+            project.is_some_and(|p| std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(p)));
+        if !inside {
+            return Err(format!(
+                "include!({:?}) leads outside the project; it is not read. Keep included files in the tree",
+                lit.value()
+            ));
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("include!({:?}) cannot be read: {e}", lit.value()))?;
         let ts: TokenStream = text

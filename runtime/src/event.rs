@@ -14,8 +14,9 @@ use buswarden_rules::{Hostname, Position};
 impl Connector {
     /// Fires the event `method route` of `source` (which must be this
     /// connector's own host) with a concrete `path`; returns every sink's
-    /// response.
-    pub async fn trigger(
+    /// response. Crate-private: services fire events through the generated
+    /// `…Trigger`, the one form the analyzer resolves.
+    pub(crate) async fn trigger(
         &self,
         source: &str,
         method: &str,
@@ -50,7 +51,8 @@ impl Connector {
 
     /// Subscribes `handler` to the event `method route` fired by `source`.
     /// Replicas of this host share the event (queue group of this host).
-    pub async fn hook(
+    /// Crate-private: sinks subscribe through the generated `…Hook`.
+    pub(crate) async fn hook(
         &self,
         source: &str,
         method: &str,

@@ -17,7 +17,7 @@
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
 //! connection, pending calls, reply dispatch), [`call`] (unicast, multicast,
-//! raw calls), `pump` (who reads the reply subscription), [`serve`]
+//! raw calls), `pump` (who reads the reply subscription), `serve`
 //! (endpoints and certified caller identity), [`event`]
 //! (triggers and hooks), [`error`], [`method`], [`id`].
 
@@ -33,7 +33,7 @@ pub mod event;
 pub mod id;
 pub mod method;
 mod pump;
-pub mod serve;
+pub(crate) mod serve;
 pub mod wire;
 
 #[doc(hidden)]
@@ -45,7 +45,6 @@ pub use config::{Config, Credentials};
 pub use connector::{Connector, Stats};
 pub use error::Error;
 pub use method::Method;
-pub use serve::{Endpoint, Serve};
 pub use wire::{Request, Response};
 
 /// `Result` with the runtime's [`Error`].
