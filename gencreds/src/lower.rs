@@ -987,7 +987,18 @@ impl Lowerer<'_> {
             // leaves what the analyzer follows: those operands are kept.
             E::Array(a) => self.other_keep(&a.elems),
             E::Tuple(t) => self.other_keep(&t.elems),
-            E::Assign(a) => self.other_keep([&*a.left, &*a.right]),
+            // The assigned place (`x = …`, `self.f = …`) goes nowhere: only
+            // a place with calls in it is kept.
+            E::Assign(a) => {
+                let mark = self.scratch.len();
+                let place = self.expr(&a.left);
+                if !self.inert(&place) {
+                    self.scratch.push(place);
+                }
+                let value = self.expr(&a.right);
+                self.scratch.push(value);
+                Expr::Other(self.settle(mark, false))
+            }
             E::Binary(b) => self.other_of([&*b.left, &*b.right]),
             E::Cast(c) => self.other_of([&*c.expr]),
             E::Index(i) => self.other_of([&*i.expr, &*i.index]),

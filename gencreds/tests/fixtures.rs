@@ -132,6 +132,19 @@ cases! {
     diag_missing_module => "cases/diag-missing-module",
     diag_trust_root_grant => "cases/diag-trust-root-grant",
     diag_invalid_manifest => "cases/bad-manifest",
+    api_store_common_names_and_helpers => "apis/store-api",
+    escape_collections => "cases/escape-collections",
+    escape_alias => "cases/escape-alias",
+    escape_static => "cases/escape-static",
+    escape_enum_tuple_assignment_pattern => "cases/escape-enum-pattern",
+    escape_generic_impl_trait_dyn => "cases/escape-generic",
+    escape_trait_provided_method => "cases/escape-trait-default",
+    escape_macro_rules_and_closure => "cases/escape-macro",
+    followed_result_option_mutex_deref => "cases/followed-wrappers",
+    host_travels_through_helpers_fields_params => "cases/host-travels",
+    computed_host_through_helper_on_trust_root => "cases/host-travels-trust-root",
+    endpoint_names_first => "cases/endpoint-names-first",
+    client_helpers_form5 => "cases/client-helpers",
 }
 
 #[test]
