@@ -8,7 +8,7 @@
 //! of another crate grants only when a service body reaches it through calls.
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
-use crate::eval::{CallDest, Fact, FactKind, eval_unit_with};
+use crate::eval::{CallDest, Fact, FactKind, Flow, UnitOut, eval_unit_with};
 use crate::index::{self, Def, Gen, Index, UnitId};
 use crate::ir::Loc;
 use crate::source::{self, Limits};
@@ -213,10 +213,7 @@ fn analyze_in(
         Err(_) => unreachable_index(),
     };
     timing.mark("index");
-    let facts: Vec<Vec<Fact>> = (0..idx.units.len())
-        .into_par_iter()
-        .map_init(Vec::new, |scopes, u| eval_unit_with(&idx, u, scopes))
-        .collect();
+    let facts = eval_all(&idx);
     timing.mark("eval");
     let mut out = Collector::default();
     out.ws_diags(ws, &idx);
@@ -272,6 +269,38 @@ fn analyze_in(
         diags,
         files: file_count,
     })
+}
+
+/// Evaluates every body, then again every body that read a flow entry
+/// (a client parameter, field or return value) while what flows into
+/// them grows, until nothing changes (the destinations are finite sets of
+/// the hosts the code names, so this ends); the facts of the last round.
+fn eval_all(idx: &Index<'_>) -> Vec<Vec<Fact>> {
+    let mut flow = Flow::default();
+    let mut outs: Vec<UnitOut> = (0..idx.units.len())
+        .into_par_iter()
+        .map_init(Vec::new, |scopes, u| eval_unit_with(idx, &flow, u, scopes))
+        .collect();
+    let merge = |flow: &mut Flow, outs: &[UnitOut]| {
+        let mut changed = false;
+        for o in outs {
+            for (k, d) in &o.flows {
+                changed |= flow.merge(k, d);
+            }
+        }
+        changed
+    };
+    let readers: Vec<UnitId> = (0..outs.len()).filter(|&u| outs[u].reads).collect();
+    while merge(&mut flow, &outs) {
+        let again: Vec<UnitOut> = readers
+            .par_iter()
+            .map_init(Vec::new, |scopes, &u| eval_unit_with(idx, &flow, u, scopes))
+            .collect();
+        for (&u, o) in readers.iter().zip(again) {
+            outs[u] = o;
+        }
+    }
+    outs.into_iter().map(|o| o.facts).collect()
 }
 
 /// The policy file at the root of the scanned tree.
@@ -413,6 +442,9 @@ fn service_crates(
     let mut out_map = BTreeMap::new();
     for (ci, c) in ws.crates.iter().enumerate() {
         let impls = found.remove(&ci).unwrap_or_default();
+        if !c.member {
+            continue;
+        }
         let mut hosts: BTreeSet<Hostname> = impls
             .iter()
             .filter_map(|(a, _, _)| idx.apis[*a].host.clone())
@@ -457,9 +489,79 @@ fn service_crates(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        out_map.insert(ci, (host, apis));
+        let at = impls.first().map_or_else(
+            || {
+                let manifest = c.dir.join("Cargo.toml");
+                (ws.rel(&manifest), hostname_line(&manifest))
+            },
+            |(_, loc, m)| (idx.module_file(*m), *loc),
+        );
+        out_map.insert(ci, (host, apis, at));
     }
+    duplicate_hostnames(ws, &out_map, out);
     out_map
+        .into_iter()
+        .map(|(ci, (host, apis, _))| (ci, (host, apis)))
+        .collect()
+}
+
+/// Where a manifest's `[package.metadata.buswarden] hostname` is written
+/// (the first `hostname` key after that table header), else nowhere.
+fn hostname_line(manifest: &Path) -> Loc {
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let mut in_table = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_table = t.replace(' ', "") == "[package.metadata.buswarden]";
+        } else if in_table && t.starts_with("hostname") {
+            return Loc {
+                line: i as u32 + 1,
+                col: (line.len() - line.trim_start().len()) as u32 + 1,
+            };
+        }
+    }
+    Loc::default()
+}
+
+/// A service crate's hostname, API traits and where it claims the hostname
+/// (file, place).
+type ClaimedService = (Hostname, Vec<usize>, (String, Loc));
+
+/// Two service crates claiming one hostname: an error in each (both are
+/// blocked), at the impl or the manifest that claims it.
+fn duplicate_hostnames(
+    ws: &Workspace,
+    services: &BTreeMap<usize, ClaimedService>,
+    out: &mut Collector,
+) {
+    let mut by_host: BTreeMap<&Hostname, Vec<usize>> = BTreeMap::new();
+    for (ci, (host, _, _)) in services {
+        by_host.entry(host).or_default().push(*ci);
+    }
+    for (host, crates) in by_host.into_iter().filter(|(_, c)| c.len() > 1) {
+        for &ci in &crates {
+            let others: Vec<String> = crates
+                .iter()
+                .filter(|&&o| o != ci)
+                .map(|&o| format!("`{}` ({})", ws.crates[o].package, ws.rel(&ws.crates[o].dir)))
+                .collect();
+            let (file, loc) = &services[&ci].2;
+            out.push(
+                Diagnostic::new(
+                    Code::DuplicateHostname,
+                    file,
+                    *loc,
+                    format!(
+                        "crate `{}` claims hostname {host}, and so does {}; one hostname is one service crate (their credentials would overwrite each other): give each crate its own hostname or merge them",
+                        ws.crates[ci].package,
+                        others.join(", ")
+                    ),
+                ),
+                Some(ci),
+            );
+        }
+    }
 }
 
 /// Crates a crate depends on, transitively (path dependencies), itself included.
@@ -490,7 +592,11 @@ fn bus_methods(
     for (u, fs) in facts.iter().enumerate() {
         for f in fs {
             match &f.kind {
-                FactKind::Edge(v) => callers[*v].push(u),
+                FactKind::Edge(v) => {
+                    for alt in idx.alternates(*v) {
+                        callers[alt].push(u);
+                    }
+                }
                 FactKind::Call { .. } | FactKind::Event { .. } | FactKind::Hook { .. }
                     if !busy[u] =>
                 {
@@ -559,6 +665,7 @@ fn services(
             error_crates.insert(*ci);
         }
     }
+    calls_outside_services(ws, idx, facts, &svc_set, out);
     let mut result = Vec::with_capacity(built.len());
     for (ci, sdiags, mut service) in built {
         service.blocked = dep_closure(ws, ci).iter().any(|k| error_crates.contains(k));
@@ -569,6 +676,52 @@ fn services(
     }
     result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
     result
+}
+
+/// A bus call, event or hook in a crate no service crate reaches (not a
+/// service and in no service's dependencies) is made with no service's
+/// credentials: an error at the call, unless the crate is only a dev- or
+/// build-dependency (test and build code never grants).
+fn calls_outside_services(
+    ws: &Workspace,
+    idx: &Index<'_>,
+    facts: &[Vec<Fact>],
+    services: &BTreeSet<usize>,
+    out: &mut Collector,
+) {
+    let reached: BTreeSet<usize> = services.iter().flat_map(|&s| dep_closure(ws, s)).collect();
+    let test_only: BTreeSet<usize> = ws
+        .crates
+        .iter()
+        .flat_map(|c| c.dev_deps.iter())
+        .flat_map(|&d| dep_closure(ws, d))
+        .collect();
+    for (u, fs) in facts.iter().enumerate() {
+        let ci = idx.unit_crate(u);
+        if reached.contains(&ci) || test_only.contains(&ci) || ws.crates[ci].is_runtime {
+            continue;
+        }
+        for f in fs {
+            let what = match &f.kind {
+                FactKind::Call { what, .. }
+                | FactKind::Event { what, .. }
+                | FactKind::Hook { what, .. } => what,
+                _ => continue,
+            };
+            out.push(
+                Diagnostic::new(
+                    Code::CallOutsideService,
+                    &idx.unit_file(u),
+                    f.loc,
+                    format!(
+                        "{what} is in crate `{}`, which no service crate reaches: it would run with no service's credentials and the broker would refuse it. Move the call into the service crate that makes it (a function there, called from here)",
+                        ws.crates[ci].package
+                    ),
+                ),
+                Some(ci),
+            );
+        }
+    }
 }
 
 /// What deriving one service reads.
@@ -607,9 +760,14 @@ fn derive_service(
     let mut q: VecDeque<UnitId> = own.iter().copied().collect();
     while let Some(u) = q.pop_front() {
         for f in &facts[u] {
-            if let FactKind::Edge(v) = f.kind
-                && !via.contains_key(&v)
-            {
+            let FactKind::Edge(target) = f.kind else {
+                continue;
+            };
+            // A call reaches every cfg alternative of its callee.
+            for v in idx.alternates(target) {
+                if via.contains_key(&v) {
+                    continue;
+                }
                 let from = match via.get(&u).cloned().flatten() {
                     Some(v) => Some(v),
                     None => Some(format!("{}:{}:{}", idx.unit_file(u), f.loc.line, f.loc.col)),
@@ -659,6 +817,13 @@ fn derive_service(
                         CallDest::Any => Dest::Any,
                     };
                     let port = route.port;
+                    if port == 0 {
+                        sdiags.push(diag(
+                            Code::InvalidRoute,
+                            format!("{what} publishes to port 0, which means any port and is for subscriptions only; a call is sent to one port: name the endpoint's real port (e.g. :443)"),
+                        ));
+                        continue;
+                    }
                     if port == buswarden_rules::route::EVENT_PORT
                         && dest != Dest::Host(host.clone())
                     {
@@ -670,14 +835,15 @@ fn derive_service(
                     }
                     // With a policy file, trust-root and wildcard grants
                     // are judged on the rule set below.
+                    // A computed host on a :666 call is always refused.
+                    if *dynamic && port == buswarden_rules::route::TRUST_ROOT_PORT {
+                        sdiags.push(diag(
+                                Code::DynamicHostTrustRoot,
+                                format!("{what} is a :666 trust-root endpoint called with a host the analyzer cannot follow (for_host(expr), or a client whose host is lost on the way); call it with a literal host: for_host(\"x.example\") on a client the call site can see"),
+                            ));
+                        continue;
+                    }
                     if *dynamic && policy.is_none() {
-                        if port == buswarden_rules::route::TRUST_ROOT_PORT {
-                            sdiags.push(diag(
-                                    Code::DynamicHostTrustRoot,
-                                    format!("{what} is a :666 trust-root endpoint called with a computed host (for_host(expr)); call it with a literal host: for_host(\"x.example\")"),
-                                ));
-                            continue;
-                        }
                         sdiags.push(diag(
                                 Code::DynamicHost,
                                 format!("{what} with a computed host (for_host(expr)) is granted to every host (`*`) for {host}; use a literal host to narrow it"),
@@ -717,6 +883,13 @@ fn derive_service(
                                 Code::ForeignEvent,
                                 format!("{what} fires an event of {source} from {host}; only {source} fires its own events: hook it with the Hook type instead"),
                             ));
+                        continue;
+                    }
+                    if route.port == 0 {
+                        sdiags.push(diag(
+                            Code::InvalidRoute,
+                            format!("{what} fires an event on port 0, which means any port and is for subscriptions only; declare the event on :417"),
+                        ));
                         continue;
                     }
                     let ev = EventOut {
@@ -906,12 +1079,18 @@ pub fn implicit(service: &Service) -> Vec<Rule> {
 
 fn attach_source_lines(root: &Path, diags: &mut [Diagnostic]) {
     let mut cache: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    let canon = crate::workspace::canonical_root(root);
     for d in diags.iter_mut() {
         if d.line == 0 || d.file.is_empty() {
             continue;
         }
         let lines = cache.entry(d.file.clone()).or_insert_with(|| {
             let p = root.join(&d.file);
+            // Only source and manifests inside the tree are ever echoed.
+            let source = p.extension().is_some_and(|x| x == "rs" || x == "toml");
+            if !source || !crate::workspace::inside_root(&canon, &p) {
+                return None;
+            }
             let md = std::fs::metadata(&p).ok()?;
             if md.len() > 64 * 1024 * 1024 {
                 return None;

@@ -92,6 +92,14 @@ codes! {
         "A source file nests brackets or expressions deeper than the analyzer's limit.";
     MissingModule = "missing-module", Error,
         "A `mod x;` whose file does not exist.";
+    OutsideRoot = "outside-root", Error,
+        "A module file, crate target or link that leads outside the scanned root; it is not read.";
+    DuplicateHostname = "duplicate-hostname", Error,
+        "Two service crates claim the same hostname: one hostname, one service crate.";
+    PrivateRuntimeApi = "private-runtime-api", Error,
+        "User code names buswarden::__private, the runtime's internals for generated code.";
+    CallOutsideService = "call-outside-service", Error,
+        "A bus call in a binary or library that no service crate reaches: it would be made without credentials.";
     SymlinkLoop = "symlink-loop", Warning,
         "A symbolic link that loops back to one of its own ancestors; it is skipped.";
     InvalidManifest = "invalid-manifest", Error,
@@ -120,6 +128,8 @@ codes! {
         "A service crate has no committed nats.acl.";
     InvalidAcl = "invalid-acl", Error,
         "A committed nats.acl cannot be parsed.";
+    ClientEscapes = "client-escapes", Error,
+        "A client (or a struct holding one) flows where the analyzer does not follow it: a collection, a tuple, a static, an enum, a closure's result, a value of another declared type, an argument of code outside the tree.";
 }
 
 impl fmt::Display for Code {

@@ -4,22 +4,36 @@
 //! call, an event fired or hooked, a raw call, an explicit grant, a call of
 //! another body (a helper), or a finding.
 //!
-//! Receiver types come from `let` bindings (with shadowing and type
-//! annotations), parameters, struct fields, `self.field`, return types of
-//! helpers, and constructor calls. A type is either bus-related (a client,
-//! a `Connector`, a workspace struct), known and unrelated (`Other`), or
-//! unknown. Raw-call method names (`get`, `post`, `request`, `publish`) are
-//! treated as bus calls on a `Connector`, and on an unknown receiver only
-//! when the arguments look like a bus call (a `Method::X` first argument, or
-//! an `http(s)://` literal); so `map.get(&k)` is never a finding.
+//! Client values are tracked from where they are created (the generated
+//! constructors, `for_host`) to every endpoint call made on them, with the
+//! set of hosts they may send to ([`Dests`]). Their flow through locals,
+//! annotated `let`s, parameters, struct fields, return values, `?`, `Some`/
+//! `Ok` and the wrapper types is followed: what flows into a parameter, a
+//! field or a return value is recorded as a [`FlowKey`] contribution, and
+//! the caller ([`crate::analysis`]) evaluates again, with the contributions
+//! merged into a [`Flow`], until nothing changes. Every other place a client
+//! (or a struct holding one) can go — a collection, a tuple, an assignment,
+//! a closure's result, a static, an enum variant, a slot of another declared
+//! type (an alias, a generic, a trait object), an argument of a call the
+//! analyzer does not resolve, a macro other than the formatting ones — is a
+//! `client-escapes` error at that place. A method called on a client is an
+//! endpoint when the API declares it, whatever its name.
+//!
+//! A type is either bus-related (a client, a `Connector`, a workspace
+//! struct), known and unrelated (`Other`), or unknown. Raw-call method
+//! names (`get`, `post`, `request`, `publish`) are bus calls on a
+//! `Connector`, and on another receiver only when the arguments look like a
+//! bus call (a `Method::X` first argument, or an `http(s)://` literal); so
+//! `map.get(&k)` is never a finding.
 
 use crate::diagnostic::{Code, Severity};
-use crate::index::{Def, Gen, Index, StructId, UnitId};
+use crate::index::{Def, Gen, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK, WRAP_OPT};
 use crate::ir::*;
 use buswarden_rules::{Hostname, Method, Route, Url};
+use std::collections::HashMap;
 
 /// Where a typed client sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ClientDest {
     /// The API's own host (or the route's host override).
     Own,
@@ -38,14 +52,150 @@ pub enum Ty {
     Other,
     /// A `buswarden::Connector`.
     Connector,
-    /// A generated client of an API.
-    Client(usize, Gen, ClientDest),
+    /// A generated client of an API, with every host it may send to
+    /// (empty: no creation site reaches this value).
+    Client(usize, Gen, Dests),
     /// A workspace struct.
     Struct(StructId),
     /// A string known at analysis time.
     Str(Name),
     /// A `Method::X` value.
     Method(Name),
+    /// A client or a struct inside wrapper layers that must be taken off
+    /// to reach it (`Option`/`Result`, `Mutex`/`RwLock`, `RefCell`/
+    /// `OnceLock`: [`crate::index::WRAP_OPT`]…), the outermost in the low
+    /// two bits.
+    Wrapped(u16, Box<Ty>),
+}
+
+impl Ty {
+    /// The value inside its wrapper layers.
+    pub fn peel(&self) -> &Ty {
+        match self {
+            Ty::Wrapped(_, i) => i,
+            t => t,
+        }
+    }
+
+    /// `inner` inside the layers `w` (only a client or a struct is kept wrapped).
+    pub fn wrap(w: u16, inner: Ty) -> Ty {
+        match inner {
+            Ty::Wrapped(w2, i) if w != 0 => Ty::Wrapped(w2 | (w << (2 * layers(w2))), i),
+            i @ (Ty::Client(..) | Ty::Struct(_)) if w != 0 => Ty::Wrapped(w, Box::new(i)),
+            i => i,
+        }
+    }
+
+    /// The same value with the destinations `d` (a client, wrapped or not).
+    fn with_dests(self, d: Dests) -> Ty {
+        match self {
+            Ty::Client(a, g, _) => Ty::Client(a, g, d),
+            Ty::Wrapped(w, i) => Ty::Wrapped(w, Box::new(i.with_dests(d))),
+            t => t,
+        }
+    }
+
+    /// Whether it is a client (wrapped or not).
+    fn is_client(&self) -> bool {
+        matches!(self.peel(), Ty::Client(..))
+    }
+}
+
+/// How many layers a wrapper stack holds.
+fn layers(w: u16) -> u32 {
+    (16 - w.leading_zeros()).div_ceil(2)
+}
+
+/// Takes the outermost layer off `t` when it is of kind `layer`; `None` otherwise.
+fn unwrap_layer(t: &Ty, layer: u16) -> Option<Ty> {
+    match t {
+        Ty::Wrapped(w, i) if w & 3 == layer => Some(match w >> 2 {
+            0 => (**i).clone(),
+            rest => Ty::Wrapped(rest, i.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// Puts a layer of kind `layer` around `t` (outermost).
+fn push_layer(t: Ty, layer: u16) -> Ty {
+    match t {
+        Ty::Wrapped(w, i) if layers(w) < 8 => Ty::Wrapped((w << 2) | layer, i),
+        i @ (Ty::Client(..) | Ty::Struct(_)) => Ty::Wrapped(layer, Box::new(i)),
+        t => t,
+    }
+}
+
+/// The hosts a client value may send to: sorted, without repeats.
+pub type Dests = smallvec::SmallVec<[ClientDest; 1]>;
+
+/// One destination.
+fn one(d: ClientDest) -> Dests {
+    smallvec::smallvec![d]
+}
+
+/// Adds `from` to `into`; whether anything was new.
+pub fn join_dests(into: &mut Dests, from: &[ClientDest]) -> bool {
+    let mut changed = false;
+    for d in from {
+        if let Err(i) = into.binary_search(d) {
+            into.insert(i, d.clone());
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// A place a client value flows into and out of again, across bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FlowKey {
+    /// A parameter of a body ([`SELF_PARAM`]: its `self`).
+    Param(UnitId, u32),
+    /// A field of a struct (over every value of the struct).
+    Field(StructId, Name),
+    /// The return value of a body.
+    Ret(UnitId),
+}
+
+/// The parameter index of `self`.
+pub const SELF_PARAM: u32 = u32::MAX;
+
+/// What is known to flow into each [`FlowKey`].
+#[derive(Debug, Default)]
+pub struct Flow {
+    map: HashMap<FlowKey, Dests>,
+}
+
+impl Flow {
+    /// The hosts known to flow into `k`.
+    pub fn get(&self, k: &FlowKey) -> Dests {
+        self.map.get(k).cloned().unwrap_or_default()
+    }
+
+    /// Adds `d` to `k`; whether anything was new.
+    pub fn merge(&mut self, k: &FlowKey, d: &[ClientDest]) -> bool {
+        match self.map.get_mut(k) {
+            Some(have) => join_dests(have, d),
+            None => {
+                let mut v = Dests::new();
+                join_dests(&mut v, d);
+                self.map.insert(k.clone(), v);
+                true
+            }
+        }
+    }
+}
+
+/// What evaluating one body gives.
+#[derive(Debug, Default)]
+pub struct UnitOut {
+    /// What the body does.
+    pub facts: Vec<Fact>,
+    /// What flows out of it into parameters, fields and return values.
+    pub flows: Vec<(FlowKey, Dests)>,
+    /// Whether it read a [`Flow`] entry (it is evaluated again when the
+    /// flow grows).
+    pub reads: bool,
 }
 
 /// Where an outbound call goes before policy is applied.
@@ -116,7 +266,8 @@ pub struct Fact {
     pub loc: Loc,
 }
 
-/// Methods whose result is, for the analyzer, the receiver itself.
+/// Methods whose result is, for the analyzer, the receiver itself (on a
+/// client: only when the API declares no endpoint of that name).
 const PASSTHROUGH: &[&str] = &[
     "clone",
     "as_ref",
@@ -138,25 +289,57 @@ const PASSTHROUGH: &[&str] = &[
     "as_str",
 ];
 
+/// Macros that only format their arguments (a client named there goes nowhere).
+const FORMATTING: &[&str] = &[
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "panic",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "format_args",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "unreachable",
+    "todo",
+    "unimplemented",
+];
+
 /// Method names of raw calls on a `Connector`.
 const RAW_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
 /// Bindings in scope while a unit is evaluated (reused from unit to unit).
 pub type Scopes = Vec<(Name, Ty)>;
 
-/// Evaluates one unit; `scopes` is a scratch stack reused from unit to
-/// unit (cleared here).
-pub fn eval_unit_with(idx: &Index<'_>, u: UnitId, scopes: &mut Scopes) -> Vec<Fact> {
+/// Evaluates one unit against what is known to flow so far; `scopes` is a
+/// scratch stack reused from unit to unit (cleared here).
+pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scopes) -> UnitOut {
     scopes.clear();
     let unit = &idx.units[u];
     let file = idx.files[idx.modules[unit.module].file];
     let mut ev = Eval {
         idx,
+        flow,
         ar: &file.ir,
         unit: u,
         m: unit.module,
         scopes: std::mem::take(scopes),
         facts: vec![],
+        flows: vec![],
+        reads: false,
+        closures: 0,
+        last_loc: unit.def.loc,
         granted: !unit.def.grants.is_empty(),
     };
     for g in &unit.def.grants {
@@ -164,13 +347,26 @@ pub fn eval_unit_with(idx: &Index<'_>, u: UnitId, scopes: &mut Scopes) -> Vec<Fa
     }
     if unit.def.has_self {
         let t = ev.self_ty();
+        let t = if t.is_client() {
+            let d = ev.read(FlowKey::Param(u, SELF_PARAM));
+            t.with_dests(d)
+        } else {
+            t
+        };
         ev.bind("self", t);
     }
-    for (p, t) in &unit.def.params {
+    for (i, (p, t)) in unit.def.params.iter().enumerate() {
         let ty = t
             .as_ref()
             .map_or(Ty::Unknown, |t| ev.ty_of(unit.module, t, unit.self_ty));
-        ev.bind_pat(p, ty);
+        let ty = if ty.is_client() {
+            let d = ev.read(FlowKey::Param(u, i as u32));
+            ty.with_dests(d)
+        } else {
+            ty
+        };
+        let loc = unit.def.loc;
+        ev.bind_pat(p, ty, loc);
     }
     if let Some(body) = unit.def.body {
         // Every expression of the body, read once in address order: the
@@ -184,10 +380,16 @@ pub fn eval_unit_with(idx: &Index<'_>, u: UnitId, scopes: &mut Scopes) -> Vec<Fa
             .filter(|e| matches!(e, Expr::Unknown))
             .count();
         std::hint::black_box(touched);
-        ev.block(body);
+        let tail = ev.block(body);
+        let at = ev.last_loc;
+        ev.returned(tail, at);
     }
     *scopes = std::mem::take(&mut ev.scopes);
-    ev.facts
+    UnitOut {
+        facts: ev.facts,
+        flows: ev.flows,
+        reads: ev.reads,
+    }
 }
 
 /// Parses a grant's URL pattern: `http(s)://host[:port]/path` with `{arg}`,
@@ -216,7 +418,7 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
     let dest = if host == "*" {
         CallDest::Any
     } else {
-        CallDest::Host(Hostname::parse(host).map_err(|e| e.to_string())?)
+        CallDest::Host(Hostname::parse_destination(host).map_err(|e| e.to_string())?)
     };
     let route = Route::parse(&format!(":{port}{path}")).map_err(|e| e.to_string())?;
     Ok((dest, method, route))
@@ -224,6 +426,16 @@ pub fn parse_grant(method: &str, url: &str) -> Result<(CallDest, Method, Route),
 
 struct Eval<'i, 'a> {
     idx: &'i Index<'a>,
+    /// What is known to flow into parameters, fields and return values.
+    flow: &'i Flow,
+    /// What flows out of this unit.
+    flows: Vec<(FlowKey, Dests)>,
+    /// Whether `flow` was read.
+    reads: bool,
+    /// How many closures the walk is inside (a `return` there leaves the closure).
+    closures: u32,
+    /// The last location seen (where an escape without a location of its own is reported).
+    last_loc: Loc,
     /// The lowered form (arenas) of the unit's file.
     ar: &'a FileIr,
     unit: UnitId,
@@ -248,13 +460,139 @@ impl Eval<'_, '_> {
         self.scopes.push((Name::from(name), ty));
     }
 
-    fn bind_pat(&mut self, p: &Pat, ty: Ty) {
+    /// What flows into `k` so far (and a note that this unit depends on it).
+    fn read(&mut self, k: FlowKey) -> Dests {
+        self.reads = true;
+        self.flow.get(&k)
+    }
+
+    /// Whether a value may carry a client.
+    fn bearing(&self, t: &Ty) -> bool {
+        match t.peel() {
+            Ty::Client(..) => true,
+            Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// A short name of a client-bearing type, for messages.
+    fn ty_name(&self, t: &Ty) -> String {
+        match t.peel() {
+            Ty::Client(a, g, _) => {
+                let suffix = match g {
+                    Gen::Multicast => "MulticastClient",
+                    Gen::Trigger => "Trigger",
+                    Gen::Hook => "Hook",
+                    _ => "Client",
+                };
+                format!("{}{suffix}", self.idx.apis[*a].name)
+            }
+            Ty::Struct(s) => format!(
+                "`{}` (a struct holding a client)",
+                self.idx.structs[*s].def.name
+            ),
+            _ => "a value".into(),
+        }
+    }
+
+    /// Reports `t` leaving what the analyzer follows at `loc`, when it may
+    /// carry a client.
+    fn escape(&mut self, t: &Ty, loc: Loc, into: &str) {
+        if !self.bearing(t) {
+            return;
+        }
+        let what = self.ty_name(t);
+        let what = if what.starts_with('`') {
+            what
+        } else {
+            format!("a `{what}`")
+        };
+        self.diag(
+            Code::ClientEscapes,
+            loc,
+            format!(
+                "{what} goes into {into}, where the analyzer does not follow it, so its calls cannot be resolved; keep the client in a local, a parameter, a struct field or a return value of its own client type (`let c: XClient = …;`), or write #[buswarden::grant(METHOD, \"https://host:port/path\")] on a fn that makes the calls and create the client there"
+            ),
+        );
+    }
+
+    /// A value flowing into a slot of declared type `slot` (a parameter, a
+    /// field, a return value) through `key`.
+    fn flow_into(&mut self, slot: &Ty, v: &Ty, key: FlowKey, loc: Loc, into: &str) {
+        match (slot.peel(), v.peel()) {
+            (Ty::Client(a, g, _), Ty::Client(a2, g2, d)) if a == a2 && g == g2 => {
+                if !d.is_empty() {
+                    self.flows.push((key, d.clone()));
+                }
+            }
+            (Ty::Client(..), _) if self.bearing(v) => self.escape(v, loc, into),
+            // A client typed value whose origin is not followed: any host.
+            (Ty::Client(..), _) => self.flows.push((key, one(ClientDest::Dynamic))),
+            (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => {}
+            _ => self.escape(v, loc, into),
+        }
+    }
+
+    /// The tail or a `return` value of the unit (or of a closure).
+    fn returned(&mut self, t: Ty, loc: Loc) {
+        if !self.bearing(&t) {
+            return;
+        }
+        if self.closures > 0 {
+            self.escape(&t, loc, "the result of a closure");
+            return;
+        }
+        let unit = &self.idx.units[self.unit];
+        let slot = match &unit.def.ret {
+            Some(r) => self.ty_of(unit.module, r, unit.self_ty),
+            None => Ty::Unknown,
+        };
+        let u = self.unit;
+        self.flow_into(
+            &slot,
+            &t,
+            FlowKey::Ret(u),
+            loc,
+            "a return value or static of another type",
+        );
+    }
+
+    fn bind_pat(&mut self, p: &Pat, ty: Ty, loc: Loc) {
         match p {
             Pat::Ident(n) => self.bind(n, ty),
-            // `Some(c)`, `Ok(c)`, `let Some(c) = … else`: one name takes the
-            // scrutinee's type (wrappers are stripped the same way in types).
-            Pat::Binds(names) if names.len() == 1 && ty != Ty::Other => self.bind(&names[0], ty),
             Pat::Binds(names) => {
+                if let Ty::Struct(s) = ty {
+                    // `S { a, b, .. }`: names that are fields take the field.
+                    let st = &self.idx.structs[s];
+                    let fields: Vec<bool> = names
+                        .iter()
+                        .map(|n| st.def.fields.iter().any(|(f, _)| f == n))
+                        .collect();
+                    if fields.iter().any(|f| *f) {
+                        let mut lost = false;
+                        for (n, is_field) in names.iter().zip(fields) {
+                            let t = if is_field {
+                                self.field(s, n)
+                            } else {
+                                lost = true;
+                                Ty::Unknown
+                            };
+                            self.bind(n, t);
+                        }
+                        if lost {
+                            self.escape(&Ty::Struct(s), loc, "a destructuring pattern");
+                        }
+                        return;
+                    }
+                }
+                if names.len() == 1 && ty != Ty::Other {
+                    // `Some(c)`, `Ok(c)`, `let Some(c) = … else` take an
+                    // `Option`/`Result` layer off; `&c` binds the value.
+                    let t = unwrap_layer(&ty, WRAP_OPT).unwrap_or(ty);
+                    self.bind(&names[0], t);
+                    return;
+                }
+                self.escape(&ty, loc, "a destructuring pattern");
                 for n in names {
                     self.bind(n, Ty::Unknown);
                 }
@@ -285,7 +623,8 @@ impl Eval<'_, '_> {
         }
     }
 
-    /// The type a written type path denotes, in module `m`.
+    /// The type a written type path denotes, in module `m` (a client type
+    /// with no destinations: the place it is read from fills them in).
     fn ty_of(&self, m: usize, p: &PathRef, self_ty: Option<&PathRef>) -> Ty {
         if p.segs.len() == 1 && p.segs[0] == "Self" {
             return match self_ty {
@@ -293,15 +632,17 @@ impl Eval<'_, '_> {
                 None => Ty::Unknown,
             };
         }
-        match self.idx.resolve(m, p) {
+        let (wraps, def) = self.idx.resolve_type(m, p);
+        let t = match def {
             Some(Def::Api(a, g)) if g != Gen::Trait && g != Gen::HostConst => {
-                Ty::Client(a, g, ClientDest::Own)
+                Ty::Client(a, g, Dests::new())
             }
             Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector") => Ty::Connector,
             Some(Def::Struct(s)) => Ty::Struct(s),
             None if p.last() == Some("Connector") => Ty::Connector,
             _ => Ty::Other,
-        }
+        };
+        Ty::wrap(wraps, t)
     }
 
     fn resolve_value(&self, p: &PathRef) -> Option<Def> {
@@ -330,25 +671,63 @@ impl Eval<'_, '_> {
     fn let_stmt(&mut self, l: &Let) -> Ty {
         let Let { pat, ty, init, els } = l;
         let mut t = init.map_or(Ty::Unknown, |e| self.sub(e));
+        let at = self.last_loc;
         if let Some(decl) = ty {
             let unit = &self.idx.units[self.unit];
             let d = self.ty_of(self.m, decl, unit.self_ty);
-            if d != Ty::Other || !matches!(t, Ty::Str(_) | Ty::Method(_)) {
-                t = d;
-            }
+            // 0: same client, 1: another client type, 2: same struct,
+            // 3: a client-bearing value into another type, 4: a literal
+            // kept, 5: the declared type.
+            let kind = match (d.peel(), t.peel()) {
+                (Ty::Client(a, g, _), Ty::Client(a2, g2, _)) if a == a2 && g == g2 => 0,
+                (Ty::Client(..), _) => 1,
+                (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => 2,
+                _ if self.bearing(&t) => 3,
+                (Ty::Other, Ty::Str(_) | Ty::Method(_)) => 4,
+                _ => 5,
+            };
+            t = match kind {
+                0 => {
+                    let ds = match t.peel() {
+                        Ty::Client(_, _, ds) => ds.clone(),
+                        _ => Dests::new(),
+                    };
+                    d.with_dests(ds)
+                }
+                1 => {
+                    self.escape(&t, at, "a `let` of another client type");
+                    d.with_dests(one(ClientDest::Dynamic))
+                }
+                3 => {
+                    self.escape(
+                        &t,
+                        at,
+                        "a `let` of another declared type (an alias, a trait object, a collection…)",
+                    );
+                    d
+                }
+                4 => t,
+                _ => d,
+            };
         }
         if let Some(b) = els {
             self.block(*b);
         }
-        self.bind_pat(pat, t);
+        self.bind_pat(pat, t, at);
         Ty::Other
     }
 
     /// The types of a run of expressions (call arguments: a few, kept on
-    /// the stack).
-    fn exprs(&mut self, es: ExprList) -> smallvec::SmallVec<[Ty; 4]> {
+    /// the stack), with where each is.
+    fn exprs(&mut self, es: ExprList) -> smallvec::SmallVec<[(Ty, Loc); 4]> {
         let ar = self.ar;
-        ar.run(es).iter().map(|e| self.expr(e)).collect()
+        ar.run(es)
+            .iter()
+            .map(|e| {
+                let t = self.expr(e);
+                (t, self.last_loc)
+            })
+            .collect()
     }
 
     fn sub(&mut self, id: ExprId) -> Ty {
@@ -356,18 +735,58 @@ impl Eval<'_, '_> {
         self.expr(ar.expr(id))
     }
 
+    /// Two values one expression may have (branches of an `if` or a `match`).
+    fn join(&mut self, a: Ty, b: Ty, loc: Loc) -> Ty {
+        match (a, b) {
+            (a, b) if a == b => a,
+            (Ty::Wrapped(w, i), Ty::Wrapped(w2, i2)) if w == w2 => {
+                let j = self.join(*i, *i2, loc);
+                Ty::wrap(w, j)
+            }
+            (w @ Ty::Wrapped(..), Ty::Other | Ty::Unknown)
+            | (Ty::Other | Ty::Unknown, w @ Ty::Wrapped(..)) => w,
+            (Ty::Client(a, g, mut d), Ty::Client(a2, g2, d2)) if a == a2 && g == g2 => {
+                join_dests(&mut d, &d2);
+                Ty::Client(a, g, d)
+            }
+            // The other branch diverges (`return`, `panic!`…) or is not
+            // followed: a client's host is then any host.
+            (Ty::Client(a, g, mut d), Ty::Unknown) | (Ty::Unknown, Ty::Client(a, g, mut d)) => {
+                join_dests(&mut d, &[ClientDest::Dynamic]);
+                Ty::Client(a, g, d)
+            }
+            (c @ Ty::Client(..), Ty::Other) | (Ty::Other, c @ Ty::Client(..)) => c,
+            (a, b) => {
+                self.escape(&a, loc, "a branch whose other branches hold another type");
+                self.escape(&b, loc, "a branch whose other branches hold another type");
+                Ty::Unknown
+            }
+        }
+    }
+
     fn expr(&mut self, e: &Expr) -> Ty {
         match e {
-            Expr::Path(p, loc) => self.path_value(p, *loc),
+            Expr::Path(p, loc) => {
+                self.last_loc = *loc;
+                self.path_value(p, *loc)
+            }
             Expr::Lit(Some(s)) => Ty::Str(s.clone()),
             Expr::Lit(None) => Ty::Other,
             Expr::Call(f, args, loc) => {
                 let tys = self.exprs(*args);
+                self.last_loc = *loc;
                 let ar = self.ar;
                 match ar.expr(*f) {
                     Expr::Path(p, _) => self.call_path(p, &tys, *loc),
                     other => {
                         self.expr(other);
+                        for (t, l) in &tys {
+                            self.escape(
+                                t,
+                                *l,
+                                "an argument of a call the analyzer does not resolve",
+                            );
+                        }
                         Ty::Unknown
                     }
                 }
@@ -375,6 +794,7 @@ impl Eval<'_, '_> {
             Expr::Method(recv, name, args, loc) => {
                 let rt = self.sub(*recv);
                 let tys = self.exprs(*args);
+                self.last_loc = *loc;
                 self.method(rt, name, &tys, *loc)
             }
             Expr::Field(base, name) => match self.sub(*base) {
@@ -392,25 +812,31 @@ impl Eval<'_, '_> {
             }
             Expr::Closure(params, body) => {
                 let ar = self.ar;
+                self.closures += 1;
                 self.scoped(|ev| {
+                    let at = ev.last_loc;
                     for (p, t) in ar.param_run(*params) {
                         let unit = &ev.idx.units[ev.unit];
                         let ty = t
                             .as_ref()
                             .map_or(Ty::Unknown, |t| ev.ty_of(ev.m, t, unit.self_ty));
-                        ev.bind_pat(p, ty);
+                        ev.bind_pat(p, ty, at);
                     }
-                    ev.sub(*body);
+                    let t = ev.sub(*body);
+                    let at = ev.last_loc;
+                    ev.returned(t, at);
                 });
+                self.closures -= 1;
                 Ty::Other
             }
             Expr::Match(scrut, arms) => {
                 let st = self.sub(*scrut);
+                let at = self.last_loc;
                 let mut out: Option<Ty> = None;
                 let ar = self.ar;
                 for arm in ar.arm_run(*arms) {
                     let t = self.scoped(|ev| {
-                        ev.bind_pat(&arm.pat, st.clone());
+                        ev.bind_pat(&arm.pat, st.clone(), at);
                         if let Some(g) = arm.guard {
                             ev.sub(g);
                         }
@@ -418,8 +844,7 @@ impl Eval<'_, '_> {
                     });
                     out = Some(match out {
                         None => t,
-                        Some(prev) if prev == t => prev,
-                        Some(_) => Ty::Unknown,
+                        Some(prev) => self.join(prev, t, at),
                     });
                 }
                 out.unwrap_or(Ty::Other)
@@ -429,39 +854,46 @@ impl Eval<'_, '_> {
                     ev.sub(*cond);
                     ev.block(*then)
                 });
+                let at = self.last_loc;
                 match els {
                     Some(e) => {
                         let t2 = self.sub(*e);
-                        if t == t2 { t } else { Ty::Unknown }
+                        self.join(t, t2, at)
                     }
                     None => Ty::Other,
                 }
             }
             Expr::Let(p, init) => {
                 let t = self.sub(*init);
-                self.bind_pat(p, t);
+                let at = self.last_loc;
+                self.bind_pat(p, t, at);
                 Ty::Other
             }
             Expr::Loop(arm, iter) => {
-                self.sub(*iter);
+                let it = self.sub(*iter);
+                let at = self.last_loc;
+                self.escape(&it, at, "a `for` loop");
                 let ar = self.ar;
                 if let Some(arm) = ar.arm(*arm) {
                     self.scoped(|ev| {
-                        ev.bind_pat(&arm.pat, Ty::Unknown);
+                        ev.bind_pat(&arm.pat, Ty::Unknown, at);
                         ev.sub(arm.body);
                     });
                 }
                 Ty::Other
             }
-            Expr::StructLit(p, fields) => {
-                let ar = self.ar;
-                for e in ar.run(*fields) {
-                    self.expr(e);
+            Expr::StructLit(p, fields, names) => self.struct_lit(p, *fields, *names),
+            Expr::Try(e) => {
+                let t = self.sub(*e);
+                unwrap_layer(&t, WRAP_OPT).unwrap_or(t)
+            }
+            Expr::Return(v) => {
+                if let Some(v) = v {
+                    let t = self.sub(*v);
+                    let at = self.last_loc;
+                    self.returned(t, at);
                 }
-                match self.resolve_value(p) {
-                    Some(Def::Struct(s)) => Ty::Struct(s),
-                    _ => Ty::Other,
-                }
+                Ty::Other
             }
             Expr::Macro(mc) => {
                 let ar = self.ar;
@@ -473,7 +905,9 @@ impl Eval<'_, '_> {
             Expr::Other(children) => {
                 let ar = self.ar;
                 for e in ar.run(*children) {
-                    self.expr(e);
+                    let t = self.expr(e);
+                    let at = self.last_loc;
+                    self.escape(&t, at, "a tuple, an array, an assignment or an operator");
                 }
                 Ty::Other
             }
@@ -481,10 +915,64 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn field(&self, s: StructId, name: &str) -> Ty {
+    /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field.
+    fn struct_fields(&mut self, s: StructId, vals: &[(Option<Name>, Ty, Loc)]) {
+        let st = &self.idx.structs[s];
+        for (name, t, l) in vals {
+            let Some(name) = name else {
+                // `..base`: the same struct, fields already followed.
+                if !matches!(t, Ty::Struct(s2) if *s2 == s) {
+                    self.escape(t, *l, "a struct update of another type");
+                }
+                continue;
+            };
+            let slot = match st.def.fields.iter().find(|(n, _)| n == name) {
+                Some((_, Some(ft))) => self.ty_of(st.module, ft, None),
+                _ => Ty::Unknown,
+            };
+            self.flow_into(
+                &slot,
+                t,
+                FlowKey::Field(s, name.clone()),
+                *l,
+                "a struct field of another declared type",
+            );
+        }
+    }
+
+    fn struct_lit(&mut self, p: &PathRef, fields: ExprList, names: u32) -> Ty {
+        let ar = self.ar;
+        let mut vals: Vec<(Option<Name>, Ty, Loc)> = Vec::new();
+        for (i, e) in ar.run(fields).iter().enumerate() {
+            let t = self.expr(e);
+            // An empty name stands for `..base`.
+            let name = ar.field_name(names, i).filter(|n| !n.is_empty()).cloned();
+            vals.push((name, t, self.last_loc));
+        }
+        match self.resolve_value(p) {
+            Some(Def::Struct(s)) => {
+                self.struct_fields(s, &vals);
+                Ty::Struct(s)
+            }
+            _ => {
+                for (_, t, l) in &vals {
+                    self.escape(t, *l, "an enum variant or a struct outside the tree");
+                }
+                Ty::Other
+            }
+        }
+    }
+
+    fn field(&mut self, s: StructId, name: &str) -> Ty {
         let st = &self.idx.structs[s];
         match st.def.fields.iter().find(|(n, _)| n == name) {
-            Some((_, Some(t))) => self.ty_of(st.module, t, None),
+            Some((_, Some(t))) => match self.ty_of(st.module, t, None) {
+                t if t.is_client() => {
+                    let d = self.read(FlowKey::Field(s, Name::from(name)));
+                    t.with_dests(d)
+                }
+                t => t,
+            },
             Some((_, None)) => Ty::Unknown,
             None => Ty::Unknown,
         }
@@ -530,36 +1018,131 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn ret_ty(&self, callee: UnitId) -> Ty {
+    /// The return type of a body, with what flows out of it.
+    fn ret_ty(&mut self, callee: UnitId) -> Ty {
         let unit = &self.idx.units[callee];
         match &unit.def.ret {
-            Some(t) => self.ty_of(unit.module, t, unit.self_ty),
+            Some(t) => match self.ty_of(unit.module, t, unit.self_ty) {
+                t if t.is_client() => {
+                    let d = self.read(FlowKey::Ret(callee));
+                    t.with_dests(d)
+                }
+                t => t,
+            },
             None => Ty::Other,
         }
     }
 
-    fn call_path(&mut self, p: &PathRef, args: &[Ty], loc: Loc) -> Ty {
+    /// Arguments flowing into the parameters of `callee` (`recv`: the
+    /// receiver, for a method called with `.`; for `Type::m(x, …)` of a
+    /// method with `self`, the first argument is the receiver).
+    fn call_unit(&mut self, callee: UnitId, recv: Option<&Ty>, args: &[(Ty, Loc)], loc: Loc) {
+        self.fact(FactKind::Edge(callee), loc);
+        let unit = &self.idx.units[callee];
+        let (m, self_ty, has_self) = (unit.module, unit.self_ty, unit.def.has_self);
+        let params = &unit.def.params;
+        let mut args = args.iter();
+        let recv = match recv {
+            Some(r) => Some((r.clone(), loc)),
+            None if has_self => args.next().cloned(),
+            None => None,
+        };
+        if let Some((r, l)) = recv
+            && has_self
+            && r.is_client()
+        {
+            let slot = self.ty_of(m, &PathRef::single("Self"), self_ty);
+            self.flow_into(
+                &slot,
+                &r,
+                FlowKey::Param(callee, SELF_PARAM),
+                l,
+                "a receiver of another type",
+            );
+        }
+        for (i, (t, l)) in args.enumerate() {
+            if !self.bearing(t) && !matches!(t, Ty::Unknown | Ty::Other) {
+                continue;
+            }
+            let slot = match params.get(i) {
+                Some((_, Some(pt))) => self.ty_of(m, pt, self_ty),
+                _ => Ty::Unknown,
+            };
+            if !self.bearing(&slot) && !self.bearing(t) {
+                continue;
+            }
+            self.flow_into(
+                &slot,
+                t,
+                FlowKey::Param(callee, i as u32),
+                *l,
+                "a parameter of another declared type (a generic, `impl Trait`, a trait object, an alias…)",
+            );
+        }
+    }
+
+    /// The result of calling `units` (every impl of one name): the first's
+    /// return type, every one's flows.
+    fn call_units(
+        &mut self,
+        units: &[UnitId],
+        recv: Option<&Ty>,
+        args: &[(Ty, Loc)],
+        loc: Loc,
+    ) -> Option<Ty> {
+        for &u in units {
+            self.call_unit(u, recv, args, loc);
+        }
+        let mut out: Option<Ty> = None;
+        for &u in units {
+            let t = self.ret_ty(u);
+            out = Some(match out {
+                None => t,
+                Some(prev) => self.join(prev, t, loc),
+            });
+        }
+        out
+    }
+
+    fn call_path(&mut self, p: &PathRef, args: &[(Ty, Loc)], loc: Loc) -> Ty {
         if p.segs.len() == 1 && !p.global && self.local(&p.segs[0]).is_some() {
+            for (t, l) in args {
+                self.escape(t, *l, "an argument of a closure or fn value");
+            }
             return Ty::Unknown;
         }
-        let first = || args.first().cloned().unwrap_or(Ty::Unknown);
+        let first = || args.first().map_or(Ty::Unknown, |a| a.0.clone());
         match self.resolve_value(p) {
             Some(Def::Fn(u)) => {
-                self.fact(FactKind::Edge(u), loc);
-                self.ret_ty(u)
+                // Each cfg alternative may be the one built: each is called.
+                let units: smallvec::SmallVec<[UnitId; 2]> = self.idx.alternates(u).collect();
+                self.call_units(&units, None, args, loc)
+                    .unwrap_or(Ty::Other)
             }
             Some(Def::Assoc(base, name)) => match *base {
                 Def::Api(a, g) if g != Gen::Trait && g != Gen::HostConst => {
-                    if name == "new" {
-                        return Ty::Client(a, g, ClientDest::Own);
-                    }
                     if self.idx.apis[a].endpoints.contains_key(name.as_str()) {
                         // UFCS: `CalculatorClient::square(&c, 1)`.
-                        let dest = match first() {
-                            Ty::Client(a2, g2, d) if a2 == a && g2 == g => d,
-                            _ => ClientDest::Own,
+                        let dests = match first().peel() {
+                            Ty::Client(a2, g2, d) if *a2 == a && *g2 == g => d.clone(),
+                            _ => one(ClientDest::Dynamic),
                         };
-                        return self.endpoint_call(a, g, dest, &name, loc);
+                        return self.endpoint_call(a, g, &dests, &name, loc);
+                    }
+                    if name == "new" {
+                        return Ty::Client(a, g, one(ClientDest::Own));
+                    }
+                    let units = self
+                        .idx
+                        .client_methods
+                        .get(&(a, g, Name::from(name.as_str())))
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(t) = self.call_units(&units, None, args, loc) {
+                        return t;
+                    }
+                    for (t, l) in args {
+                        self.escape(t, *l, "an argument of a call the analyzer does not resolve");
                     }
                     Ty::Other
                 }
@@ -570,20 +1153,44 @@ impl Eval<'_, '_> {
                         .get(&(s, Name::from(name.as_str())))
                         .cloned()
                         .unwrap_or_default();
-                    for &u in &units {
-                        self.fact(FactKind::Edge(u), loc);
-                    }
-                    match units.first() {
-                        Some(&u) => match self.ret_ty(u) {
-                            Ty::Other if self.idx.units[u].def.ret.is_none() => Ty::Other,
-                            t => t,
-                        },
-                        None => Ty::Struct(s),
+                    match self.call_units(&units, None, args, loc) {
+                        Some(Ty::Other)
+                            if units
+                                .first()
+                                .is_some_and(|&u| self.idx.units[u].def.ret.is_none()) =>
+                        {
+                            Ty::Other
+                        }
+                        Some(t) => t,
+                        None => {
+                            for (t, l) in args {
+                                self.escape(
+                                    t,
+                                    *l,
+                                    "an argument of a method the analyzer does not find",
+                                );
+                            }
+                            Ty::Struct(s)
+                        }
                     }
                 }
-                _ => Ty::Other,
+                _ => {
+                    for (t, l) in args {
+                        self.escape(t, *l, "an argument of a call the analyzer does not resolve");
+                    }
+                    Ty::Other
+                }
             },
-            Some(Def::Struct(s)) => Ty::Struct(s),
+            Some(Def::Struct(s)) => {
+                // A tuple struct: `W(c)`.
+                let vals: Vec<(Option<Name>, Ty, Loc)> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (t, l))| (Some(compact_str::format_compact!("{i}")), t.clone(), *l))
+                    .collect();
+                self.struct_fields(s, &vals);
+                Ty::Struct(s)
+            }
             Some(Def::Runtime(rp)) if ends_with_connector_new(&rp) => self.connector_new(args, loc),
             None if ends_with_connector_new(&p.segs) => self.connector_new(args, loc),
             _ => {
@@ -592,48 +1199,128 @@ impl Eval<'_, '_> {
                     && crate::lower::WRAPPERS.contains(&p.segs[n - 2].as_str())
                     && matches!(p.segs[n - 1].as_str(), "new" | "from" | "pin" | "clone");
                 let variant = n == 1 && matches!(p.segs[0].as_str(), "Some" | "Ok");
+                // `XServer::new(imp)`: the implementation's methods are all
+                // evaluated with their own `self` type, fields included.
+                let served = n >= 2
+                    && p.segs[n - 1] == "new"
+                    && p.segs[n - 2].strip_suffix("Server").is_some_and(|t| {
+                        let mut segs: Vec<Name> = p.segs[..n - 2].to_vec();
+                        segs.push(Name::from(t));
+                        let trait_path = PathRef {
+                            global: p.global,
+                            segs: Segs::from(segs),
+                        };
+                        matches!(
+                            self.resolve_value(&trait_path),
+                            Some(Def::Api(_, Gen::Trait))
+                        )
+                    });
+                let dropped = served || matches!(p.segs.last().map(Name::as_str), Some("drop"));
                 if wrapper_ctor || variant {
-                    first()
+                    for (t, l) in args.iter().skip(1) {
+                        self.escape(t, *l, "an argument of a call the analyzer does not resolve");
+                    }
+                    let layer = if variant {
+                        crate::lower::WRAP_OPT
+                    } else {
+                        crate::lower::wrapper_marker(&p.segs[n - 2]).unwrap_or_default()
+                    };
+                    match layer {
+                        crate::lower::WRAP_OPT => push_layer(first(), WRAP_OPT),
+                        crate::lower::WRAP_LOCK => push_layer(first(), WRAP_LOCK),
+                        crate::lower::WRAP_CELL => push_layer(first(), WRAP_CELL),
+                        _ => first(),
+                    }
                 } else {
+                    if !dropped {
+                        let what = format!(
+                            "`{}(…)`, which the analyzer does not follow (an enum variant, a collection, code outside the tree)",
+                            p.segs.join("::")
+                        );
+                        for (t, l) in args {
+                            self.escape(t, *l, &what);
+                        }
+                    }
                     Ty::Other
                 }
             }
         }
     }
 
-    fn connector_new(&mut self, args: &[Ty], loc: Loc) -> Ty {
+    fn connector_new(&mut self, args: &[(Ty, Loc)], loc: Loc) -> Ty {
         let host = match args.first() {
-            Some(Ty::Str(s)) => Some(s.to_string()),
+            Some((Ty::Str(s), _)) => Some(s.to_string()),
             _ => None,
         };
         self.fact(FactKind::ConnectorNew(host), loc);
         Ty::Connector
     }
 
-    fn method(&mut self, recv: Ty, name: &str, args: &[Ty], loc: Loc) -> Ty {
+    /// Whether a raw-call-looking method on a receiver of unknown type is a bus call.
+    fn looks_raw(name: &str, args: &[(Ty, Loc)]) -> bool {
+        match (name, args.first()) {
+            ("request" | "publish", Some((Ty::Method(_), _))) => true,
+            ("get" | "post", Some((Ty::Str(u), _))) => {
+                u.starts_with("https://") || u.starts_with("http://")
+            }
+            _ => false,
+        }
+    }
+
+    fn escape_args(&mut self, args: &[(Ty, Loc)], into: &str) {
+        for (t, l) in args {
+            self.escape(t, *l, into);
+        }
+    }
+
+    fn method(&mut self, recv: Ty, name: &str, args: &[(Ty, Loc)], loc: Loc) -> Ty {
+        let tys: smallvec::SmallVec<[Ty; 4]> = args.iter().map(|a| a.0.clone()).collect();
         match recv {
-            Ty::Client(a, g, dest) => {
+            Ty::Wrapped(w, inner) => self.wrapped_method(w, *inner, name, args, loc),
+            Ty::Client(a, g, dests) => {
+                // Endpoint names are looked up first, whatever the name.
+                if self.idx.apis[a].endpoints.contains_key(name) {
+                    self.escape_args(args, "an argument of an endpoint call");
+                    return self.endpoint_call(a, g, &dests, name, loc);
+                }
                 if name == "for_host" {
-                    let dest = match args.first() {
-                        Some(Ty::Str(h)) => match Hostname::parse(h) {
+                    if dests.is_empty() {
+                        return Ty::Client(a, g, dests);
+                    }
+                    let dest = match tys.first() {
+                        Some(Ty::Str(h)) => match Hostname::parse_destination(h) {
                             Ok(h) => ClientDest::Host(h),
                             Err(e) => {
                                 self.diag(Code::InvalidRoute, loc, format!("for_host({h:?}): {e}"));
-                                dest
+                                ClientDest::Dynamic
                             }
                         },
                         _ => ClientDest::Dynamic,
                     };
-                    return Ty::Client(a, g, dest);
+                    return Ty::Client(a, g, one(dest));
+                }
+                let units = self
+                    .idx
+                    .client_methods
+                    .get(&(a, g, Name::from(name)))
+                    .cloned()
+                    .unwrap_or_default();
+                let recv = Ty::Client(a, g, dests);
+                if let Some(t) = self.call_units(&units, Some(&recv), args, loc) {
+                    return t;
                 }
                 if PASSTHROUGH.contains(&name) {
-                    return Ty::Client(a, g, dest);
+                    return recv;
                 }
-                self.endpoint_call(a, g, dest, name, loc)
+                let Ty::Client(a, g, dests) = recv else {
+                    return Ty::Other;
+                };
+                self.endpoint_call(a, g, &dests, name, loc)
             }
             Ty::Connector => {
+                self.escape_args(args, "an argument of a Connector method");
                 if RAW_VERBS.contains(&name) || name == "request" || name == "publish" {
-                    self.raw_call(name, args, loc);
+                    self.raw_call(name, &tys, loc);
                     Ty::Other
                 } else if PASSTHROUGH.contains(&name) {
                     Ty::Connector
@@ -648,28 +1335,59 @@ impl Eval<'_, '_> {
                     .get(&(s, Name::from(name)))
                     .cloned()
                     .unwrap_or_default();
-                for &u in &units {
-                    self.fact(FactKind::Edge(u), loc);
+                let recv = Ty::Struct(s);
+                if let Some(t) = self.call_units(&units, Some(&recv), args, loc) {
+                    return t;
                 }
-                match units.first() {
-                    Some(&u) => self.ret_ty(u),
-                    None if PASSTHROUGH.contains(&name) => Ty::Struct(s),
-                    None => Ty::Other,
+                // A `Deref` newtype: the method is the target's (an
+                // endpoint name of the target first).
+                let deref = self
+                    .idx
+                    .methods
+                    .get(&(s, Name::from("deref")))
+                    .and_then(|u| u.first().copied());
+                let target_endpoint = deref.is_some_and(|d| {
+                    let u = &self.idx.units[d];
+                    u.def.ret.as_ref().is_some_and(|r| {
+                        matches!(self.ty_of(u.module, r, u.self_ty),
+                            Ty::Client(a, _, _) if self.idx.apis[a].endpoints.contains_key(name))
+                    })
+                });
+                if PASSTHROUGH.contains(&name) && name != "deref" && !target_endpoint {
+                    self.escape_args(args, "an argument of a method the analyzer does not find");
+                    return recv;
                 }
+                if let Some(d) = deref {
+                    self.fact(FactKind::Edge(d), loc);
+                    let target = self.ret_ty(d);
+                    if target != recv && !matches!(target, Ty::Struct(t) if t == s) {
+                        return self.method(target, name, args, loc);
+                    }
+                }
+                if self.bearing(&recv)
+                    && !matches!(name, "fmt" | "eq" | "cmp" | "hash" | "partial_cmp" | "ne")
+                {
+                    self.escape(
+                        &recv,
+                        loc,
+                        &format!("`.{name}(…)`, a method the analyzer does not find in the tree (a trait's provided method, a derive, a blanket impl)"),
+                    );
+                }
+                self.escape_args(args, "an argument of a method the analyzer does not find");
+                Ty::Other
             }
             t @ (Ty::Str(_) | Ty::Method(_)) if PASSTHROUGH.contains(&name) => t,
-            Ty::Str(_) | Ty::Method(_) | Ty::Other => Ty::Other,
+            Ty::Str(_) | Ty::Method(_) | Ty::Other => {
+                self.escape_args(args, "an argument of a method of a type outside the tree (a collection, a cell, a channel…)");
+                Ty::Other
+            }
             Ty::Unknown => {
-                let looks_raw = match (name, args.first()) {
-                    ("request" | "publish", Some(Ty::Method(_))) => true,
-                    ("get" | "post", Some(Ty::Str(u))) => {
-                        u.starts_with("https://") || u.starts_with("http://")
-                    }
-                    _ => false,
-                };
-                if looks_raw {
-                    self.raw_call(name, args, loc);
-                } else if name == "for_host" || self.idx.endpoint_names.contains(name) {
+                if Self::looks_raw(name, args) {
+                    self.raw_call(name, &tys, loc);
+                } else if name == "for_host"
+                    || self.idx.endpoint_names.contains(name)
+                    || self.idx.client_method_names.contains(name)
+                {
                     self.diag(
                         Code::AmbiguousReceiver,
                         loc,
@@ -683,12 +1401,109 @@ impl Eval<'_, '_> {
                     // a bus method (`analysis::bus_methods`).
                     self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
                 }
+                self.escape_args(
+                    args,
+                    "an argument of a method on a value whose type the analyzer cannot determine",
+                );
                 Ty::Unknown
             }
         }
     }
 
-    fn endpoint_call(&mut self, a: usize, g: Gen, dest: ClientDest, name: &str, loc: Loc) -> Ty {
+    /// A method of a wrapper layer around a client or struct: the layer's
+    /// own methods take it off (or turn it into another); any other method
+    /// is the wrapped value's.
+    fn wrapped_method(
+        &mut self,
+        w: u16,
+        inner: Ty,
+        name: &str,
+        args: &[(Ty, Loc)],
+        loc: Loc,
+    ) -> Ty {
+        let t = Ty::Wrapped(w, Box::new(inner));
+        let layer = w & 3;
+        let off = || unwrap_layer(&t, layer).unwrap_or(Ty::Unknown);
+        let became = |other: u16| push_layer(off(), other);
+        let r = match (layer, name) {
+            (
+                WRAP_OPT,
+                "unwrap" | "expect" | "unwrap_or_default" | "unwrap_or" | "unwrap_or_else"
+                | "unwrap_unchecked",
+            ) => Some(off()),
+            (
+                WRAP_OPT,
+                "as_ref" | "as_mut" | "as_deref" | "as_deref_mut" | "clone" | "cloned" | "copied"
+                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context",
+            ) => Some(t.clone()),
+            (WRAP_OPT, "is_some" | "is_none" | "is_ok" | "is_err") => Some(Ty::Other),
+            (
+                WRAP_LOCK,
+                "lock" | "read" | "write" | "try_lock" | "try_read" | "try_write" | "get_mut"
+                | "into_inner",
+            ) => Some(became(WRAP_OPT)),
+            (WRAP_CELL, "borrow" | "borrow_mut" | "get_mut" | "get_or_init" | "force") => {
+                Some(off())
+            }
+            (WRAP_CELL, "get" | "take" | "into_inner" | "try_borrow" | "try_borrow_mut") => {
+                Some(became(WRAP_OPT))
+            }
+            _ => None,
+        };
+        if let Some(r) = r {
+            self.escape_args(args, "an argument of a wrapper's method");
+            return r;
+        }
+        match t.peel() {
+            // An endpoint name on the wrapped client (the layer does not
+            // have it): the call.
+            Ty::Client(a, _, _) if self.idx.apis[*a].endpoints.contains_key(name) => {
+                let inner = t.peel().clone();
+                self.method(inner, name, args, loc)
+            }
+            Ty::Struct(_) => {
+                let inner = t.peel().clone();
+                self.method(inner, name, args, loc)
+            }
+            _ => {
+                let what = match layer {
+                    WRAP_OPT => "an `Option`/`Result`",
+                    WRAP_LOCK => "a `Mutex`/`RwLock`",
+                    _ => "a cell",
+                };
+                self.escape(
+                    &t,
+                    loc,
+                    &format!("`.{name}(…)` on {what} the analyzer does not follow (take the value out with `?`, `match`, `if let`, `unwrap`, `lock` or `borrow` first)"),
+                );
+                self.escape_args(args, "an argument of a wrapper's method");
+                Ty::Other
+            }
+        }
+    }
+
+    fn endpoint_call(
+        &mut self,
+        a: usize,
+        g: Gen,
+        dests: &[ClientDest],
+        name: &str,
+        loc: Loc,
+    ) -> Ty {
+        for d in dests {
+            self.endpoint_call_to(a, g, d.clone(), name, loc);
+        }
+        if dests.is_empty() {
+            // No creation site reaches the value: nothing is sent, but a
+            // name the API does not declare is still reported.
+            if !self.idx.apis[a].endpoints.contains_key(name) {
+                self.endpoint_call_to(a, g, ClientDest::Own, name, loc);
+            }
+        }
+        Ty::Other
+    }
+
+    fn endpoint_call_to(&mut self, a: usize, g: Gen, dest: ClientDest, name: &str, loc: Loc) {
         let api = &self.idx.apis[a];
         let Some(ep) = api.endpoints.get(name) else {
             let list: Vec<&str> = api.endpoints.keys().map(Name::as_str).collect();
@@ -698,14 +1513,14 @@ impl Eval<'_, '_> {
                 list.join(", ")
             );
             self.diag(Code::UnknownEndpoint, loc, msg);
-            return Ty::Other;
+            return;
         };
         // Declared but invalid: reported once on the declaration.
         let Some(ep) = ep.clone() else {
-            return Ty::Other;
+            return;
         };
         let Some(api_host) = api.host.clone() else {
-            return Ty::Other;
+            return;
         };
         let api_name = api.name.clone();
         let is_event = ep.kind == EndpointKind::Event;
@@ -756,7 +1571,7 @@ impl Eval<'_, '_> {
                             loc,
                             format!("`{what}` hooks an event of a computed host; hook a literal host (for_host(\"x.example\")) or the API's own"),
                         );
-                        return Ty::Other;
+                        return;
                     }
                 };
                 self.fact(
@@ -780,7 +1595,6 @@ impl Eval<'_, '_> {
                 format!("`{name}` is not an event of `{api_name}`: call it with `{api_name}Client`"),
             ),
         }
-        Ty::Other
     }
 
     fn raw_call(&mut self, name: &str, args: &[Ty], loc: Loc) {
@@ -863,8 +1677,26 @@ impl Eval<'_, '_> {
     }
 
     fn macro_call(&mut self, mc: &MacroCall) -> Ty {
-        let t = self.block(mc.body);
         let name = mc.path.last().unwrap_or_default();
+        let formatting = FORMATTING.contains(&name) || name == "dbg";
+        let ar = self.ar;
+        // A client handed to a macro (`vec![c]`, `my_macro!(c)`) goes where
+        // the analyzer does not follow it (it does not expand macros).
+        let t = self.scoped(|ev| {
+            let mut last = Ty::Other;
+            for st in ar.run(mc.body) {
+                last = ev.expr(st);
+                if !formatting && !matches!(st, Expr::Local(_)) {
+                    let at = ev.last_loc;
+                    ev.escape(
+                        &last,
+                        at,
+                        &format!("the macro `{name}!`, which the analyzer does not expand"),
+                    );
+                }
+            }
+            last
+        });
         if let Some(c) = self.mentions_client(&mc.unparsed_idents) {
             self.diag(
                 Code::UnresolvedMacro,
@@ -893,8 +1725,8 @@ impl Eval<'_, '_> {
             None => {}
         }
         match name {
-            "format" | "vec" | "println" | "eprintln" | "write" | "writeln" | "assert"
-            | "assert_eq" => Ty::Other,
+            "dbg" => t,
+            _ if formatting || name == "vec" => Ty::Other,
             "concat" => {
                 let mut s = String::new();
                 for st in self.ar.run(mc.body) {
@@ -905,6 +1737,7 @@ impl Eval<'_, '_> {
                 }
                 Ty::Str(Name::from(s))
             }
+            _ if self.bearing(&t) => Ty::Unknown,
             _ => t,
         }
     }

@@ -41,6 +41,13 @@ pub enum Gen {
     HostConst,
 }
 
+/// A wrapper layer of a type: `Option`/`Result`.
+pub const WRAP_OPT: u16 = 1;
+/// A wrapper layer of a type: `Mutex`/`RwLock`.
+pub const WRAP_LOCK: u16 = 2;
+/// A wrapper layer of a type: `RefCell`/`OnceCell`/`OnceLock`.
+pub const WRAP_CELL: u16 = 3;
+
 /// What a name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Def {
@@ -73,6 +80,8 @@ pub struct Module {
     pub root: ModId,
     /// Its parent module.
     pub parent: Option<ModId>,
+    /// Its name in its parent (empty for a target root).
+    pub name: Name,
     /// The file it is in.
     pub file: usize,
     /// Items defined in it.
@@ -170,6 +179,14 @@ pub struct Index<'a> {
     pub diags: Vec<FileDiag>,
     /// Methods of each struct, by name.
     pub methods: BTreeMap<(StructId, Name), Vec<UnitId>>,
+    /// Methods written for a generated client type (`impl XClient { … }`,
+    /// `impl Ext for XClient`), by name: helpers that resolve to what they call.
+    pub client_methods: BTreeMap<(ApiId, Gen, Name), Vec<UnitId>>,
+    /// The names of [`Index::client_methods`].
+    pub client_method_names: BTreeSet<Name>,
+    /// Whether each struct holds a client, directly or through a field of a
+    /// struct that does.
+    pub bearing: Vec<bool>,
     /// Every generated client type name (`XClient`, `XTrigger`…).
     pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
@@ -179,6 +196,12 @@ pub struct Index<'a> {
     pub self_method_names: std::collections::HashSet<Name>,
     /// Each file's path relative to the root, made on first use.
     rel_paths: std::sync::OnceLock<Vec<String>>,
+    /// cfg alternatives: units that are the same item of the same target
+    /// (same module path, same impl, same name) defined more than once,
+    /// which only `cfg` allows (`#[cfg(feature = "x")] fn f` and
+    /// `#[cfg(not(feature = "x"))] fn f`, also in twin modules or impls).
+    /// Each group lists every alternative; a call to one reaches them all.
+    alternates: HashMap<UnitId, std::sync::Arc<[UnitId]>>,
 }
 
 struct Builder<'a> {
@@ -189,6 +212,8 @@ struct Builder<'a> {
     limits: Limits,
     load_extra: bool,
     extra: Vec<SourceFile>,
+    /// The canonical root: a module file must resolve inside it.
+    canon_root: PathBuf,
 }
 
 /// Builds the index over parsed `files`. With `load_extra`, files named by
@@ -213,10 +238,14 @@ pub fn build<'a>(
             macro_rules: vec![],
             diags: vec![],
             methods: BTreeMap::new(),
+            client_methods: BTreeMap::new(),
+            client_method_names: BTreeSet::new(),
+            bearing: vec![],
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
             self_method_names: std::collections::HashSet::new(),
             rel_paths: std::sync::OnceLock::new(),
+            alternates: HashMap::new(),
         },
         by_path: files
             .iter()
@@ -228,6 +257,7 @@ pub fn build<'a>(
         limits,
         load_extra,
         extra: vec![],
+        canon_root: crate::workspace::canonical_root(&ws.root),
     };
     for (ci, c) in ws.crates.iter().enumerate() {
         if c.is_runtime {
@@ -317,12 +347,13 @@ impl<'a> Builder<'a> {
         self.idx.units.len() - 1
     }
 
-    fn new_child(&mut self, parent: ModId, file: usize) -> ModId {
+    fn new_child(&mut self, parent: ModId, file: usize, name: &Name) -> ModId {
         let p = &self.idx.modules[parent];
         let child = Module {
             krate: p.krate,
             root: p.root,
             parent: Some(parent),
+            name: name.clone(),
             file,
             ..Module::default()
         };
@@ -346,14 +377,19 @@ impl<'a> Builder<'a> {
                 body: Some(items),
                 path_attr,
             } => {
-                let child = self.new_child(m, file);
+                let child = self.new_child(m, file, name);
                 self.add_name(m, name, Def::Mod(child));
+                // As rustc: an inline module's `#[path]` is a folder
+                // relative to the module's own folder (the file's folder,
+                // not the `x/` of a non-mod-rs file `x.rs`); without one,
+                // the module's folder for `mod` files plus its name. Inside
+                // it, `mod y;` and `#[path]` both resolve from that folder.
                 let child_dir = match path_attr {
-                    Some(p) => mod_dir.join(p),
+                    Some(p) => file_dir.join(p),
                     None => mod_dir.join(name),
                 };
                 let _ = loc;
-                self.load_items(child, items, &child_dir, file_dir, seen);
+                self.load_items(child, items, &child_dir, &child_dir, seen);
             }
             Item::Mod {
                 name,
@@ -389,28 +425,41 @@ impl<'a> Builder<'a> {
                     ));
                     return;
                 };
+                // A file the walk did not find may lie outside the tree
+                // (`#[path = "/proc/self/environ"]`, a link out): refused
+                // here, at the `mod` line, and never read.
+                if !self.by_path.contains_key(path.as_path())
+                    && !crate::workspace::inside_root(&self.canon_root, &path)
+                {
+                    self.idx.diags.push((
+                        file,
+                        Code::OutsideRoot,
+                        *loc,
+                        format!(
+                            "`mod {name};` leads to {}, outside the scanned root (through `#[path]` or a symbolic link); it is not read. Move the module file into the tree",
+                            self.idx.ws.rel(&path)
+                        ),
+                    ));
+                    return;
+                }
                 if !seen.insert(path.clone()) {
                     return;
                 }
                 let Some(fi) = self.file_index(&path) else {
                     return;
                 };
-                let child = self.new_child(m, fi);
+                let child = self.new_child(m, fi, name);
                 self.add_name(m, name, Def::Mod(child));
                 let fdir = path.parent().unwrap_or(mod_dir).to_path_buf();
-                let is_mod_rs = path.file_name().is_some_and(|n| n == "mod.rs");
+                // As rustc: a `#[path]` file is treated as a mod-rs file
+                // (its `mod y;` children are its siblings), as is `x/mod.rs`;
+                // a non-mod-rs `x.rs` keeps its children in `x/`.
+                let is_mod_rs =
+                    path_attr.is_some() || path.file_name().is_some_and(|n| n == "mod.rs");
                 let child_dir = if is_mod_rs {
                     fdir.clone()
                 } else {
-                    let stem = path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    fdir.join(if path_attr.is_some() {
-                        stem
-                    } else {
-                        name.to_string()
-                    })
+                    fdir.join(name.as_str())
                 };
                 let f = self.idx.files[fi];
                 self.load_items(child, &f.ir.items, &child_dir, &fdir, seen);
@@ -563,17 +612,23 @@ impl<'a> Builder<'a> {
         // (stable: a name's units keep impl order), then grouped into the
         // map in one bulk build.
         let idx = &self.idx;
-        let mut entries: Vec<((StructId, Name), UnitId)> = idx
+        let self_defs: Vec<Option<Def>> = idx
             .impls
             .par_iter()
-            .flat_map_iter(|im| {
-                let s = match im
-                    .def
+            .map(|im| {
+                im.def
                     .self_ty
                     .as_ref()
                     .and_then(|t| idx.resolve(im.module, t))
-                {
-                    Some(Def::Struct(s)) => Some(s),
+            })
+            .collect();
+        let mut entries: Vec<((StructId, Name), UnitId)> = idx
+            .impls
+            .par_iter()
+            .zip(self_defs.par_iter())
+            .flat_map_iter(|(im, d)| {
+                let s = match d {
+                    Some(Def::Struct(s)) => Some(*s),
                     _ => None,
                 };
                 im.units
@@ -591,7 +646,126 @@ impl<'a> Builder<'a> {
         }
         let methods: BTreeMap<(StructId, Name), Vec<UnitId>> = grouped.into_iter().collect();
         self.idx.methods = methods;
+        let mut client_methods: BTreeMap<(ApiId, Gen, Name), Vec<UnitId>> = BTreeMap::new();
+        for (im, d) in self.idx.impls.iter().zip(&self_defs) {
+            if let Some(Def::Api(a, g)) = d.clone()
+                && !matches!(g, Gen::Trait | Gen::HostConst)
+            {
+                for &u in &im.units {
+                    let name = self.idx.units[u].def.name.clone();
+                    self.idx.client_method_names.insert(name.clone());
+                    client_methods.entry((a, g, name)).or_default().push(u);
+                }
+            }
+        }
+        self.idx.client_methods = client_methods;
+        // A struct holds a client when a field's type is a client or a
+        // struct that holds one (to a fixed point: nesting is shallow).
+        let n = self.idx.structs.len();
+        let mut bearing = vec![false; n];
+        let field_defs: Vec<Vec<Option<Def>>> = (0..n)
+            .map(|s| {
+                let st = &self.idx.structs[s];
+                st.def
+                    .fields
+                    .iter()
+                    .map(|(_, t)| {
+                        t.as_ref()
+                            .and_then(|t| self.idx.resolve_type(st.module, t).1)
+                    })
+                    .collect()
+            })
+            .collect();
+        loop {
+            let mut changed = false;
+            for s in 0..n {
+                if bearing[s] {
+                    continue;
+                }
+                let holds = field_defs[s].iter().any(|d| match d {
+                    Some(Def::Api(_, g)) => !matches!(g, Gen::Trait | Gen::HostConst),
+                    Some(Def::Struct(t)) => bearing[*t],
+                    _ => false,
+                });
+                if holds {
+                    bearing[s] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.idx.bearing = bearing;
+        self.idx.alternates = alternates(&self.idx);
     }
+}
+
+/// The cfg alternatives of a tree (see [`Index::alternates`]): free
+/// functions keyed by (target root, module path, name), methods by (target
+/// root, module path, impl self type, impl trait, name). Two definitions of
+/// one key can only coexist under different `cfg`s.
+fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
+    type Key = (ModId, Vec<Name>, String, String, Name);
+    let path_of = |mut m: ModId| {
+        let mut names = vec![];
+        while let Some(p) = idx.modules[m].parent {
+            names.push(idx.modules[m].name.clone());
+            m = p;
+        }
+        names.reverse();
+        names
+    };
+    let text = |p: Option<&PathRef>| {
+        p.map(|p| {
+            p.segs
+                .iter()
+                .map(Name::as_str)
+                .collect::<Vec<_>>()
+                .join("::")
+        })
+        .unwrap_or_default()
+    };
+    let mut groups: BTreeMap<Key, Vec<UnitId>> = BTreeMap::new();
+    for (m, module) in idx.modules.iter().enumerate() {
+        for (name, defs) in &module.names {
+            for d in defs {
+                if let Def::Fn(u) = d {
+                    let key = (
+                        module.root,
+                        path_of(m),
+                        String::new(),
+                        String::new(),
+                        name.clone(),
+                    );
+                    groups.entry(key).or_default().push(*u);
+                }
+            }
+        }
+    }
+    for im in &idx.impls {
+        let root = idx.modules[im.module].root;
+        for &u in &im.units {
+            let key = (
+                root,
+                path_of(im.module),
+                text(im.def.self_ty.as_ref()),
+                text(im.def.trait_path.as_ref()),
+                idx.units[u].def.name.clone(),
+            );
+            groups.entry(key).or_default().push(u);
+        }
+    }
+    let mut out = HashMap::new();
+    for (_, units) in groups {
+        if units.len() > 1 {
+            let shared: std::sync::Arc<[UnitId]> = units.into();
+            for &u in shared.iter() {
+                out.insert(u, shared.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Names the runtime exports that a glob import of it brings in.
@@ -654,7 +828,13 @@ impl<'a> Index<'a> {
             Def::Mod(mm) => match seg {
                 "super" => Def::Mod(self.modules[mm].parent?),
                 "self" => Def::Mod(mm),
-                _ => self.lookup(mm, seg, visited)?,
+                _ => match self.lookup(mm, seg, visited) {
+                    Some(d) => d,
+                    // A twin module under another cfg may define it.
+                    None => self
+                        .twin_modules(mm)
+                        .find_map(|t| self.lookup(t, seg, visited))?,
+                },
             },
             Def::Runtime(mut p) => {
                 p.push(seg.to_string());
@@ -669,6 +849,21 @@ impl<'a> Index<'a> {
             }
             Def::Fn(_) | Def::Const(_) | Def::Assoc(..) => return None,
         })
+    }
+
+    /// The other modules of the same name in the same parent as `m` (cfg
+    /// alternatives: `#[cfg(unix)] mod imp;` / `#[cfg(not(unix))] mod imp;`).
+    fn twin_modules(&self, m: ModId) -> impl Iterator<Item = ModId> + '_ {
+        let module = &self.modules[m];
+        module
+            .parent
+            .and_then(|p| self.modules[p].names.get(&module.name))
+            .into_iter()
+            .flatten()
+            .filter_map(move |d| match d {
+                Def::Mod(t) if *t != m => Some(*t),
+                _ => None,
+            })
     }
 
     /// A crate name visible from module `m`: a dependency or the crate's own library.
@@ -730,6 +925,35 @@ impl<'a> Index<'a> {
         None
     }
 
+    /// Resolves a type path written in module `m` (as lowered by
+    /// [`crate::lower::type_ref`]): its wrapper layers, outermost in the
+    /// low two bits ([`WRAP_OPT`], [`WRAP_LOCK`], [`WRAP_CELL`]; 8 at most),
+    /// and what the wrapped path names.
+    pub fn resolve_type(&self, m: ModId, p: &PathRef) -> (u16, Option<Def>) {
+        let n = p
+            .segs
+            .iter()
+            .take_while(|s| s.starts_with('<') && s.as_str() != crate::lower::OPAQUE_TYPE)
+            .count();
+        if n == 0 {
+            return (0, self.resolve(m, p));
+        }
+        let mut wraps = 0u16;
+        for s in p.segs[..n].iter().rev().take(8) {
+            let code = match s.as_str() {
+                crate::lower::WRAP_OPT => WRAP_OPT,
+                crate::lower::WRAP_LOCK => WRAP_LOCK,
+                _ => WRAP_CELL,
+            };
+            wraps = (wraps << 2) | code;
+        }
+        let inner = PathRef {
+            global: p.global,
+            segs: Segs::from(p.segs[n..].to_vec()),
+        };
+        (wraps, self.resolve(m, &inner))
+    }
+
     /// Whether module `m` has a glob import from a crate outside the tree
     /// (a name that does not resolve may come from it).
     pub fn has_external_glob(&self, m: ModId) -> bool {
@@ -737,6 +961,16 @@ impl<'a> Index<'a> {
             .globs
             .iter()
             .any(|g| matches!(self.resolve(m, g), Some(Def::External(_)) | None))
+    }
+
+    /// Every definition of the item unit `u` defines: `u` itself and its cfg
+    /// alternatives (a call to one must grant what any of them calls).
+    pub fn alternates(&self, u: UnitId) -> impl Iterator<Item = UnitId> + '_ {
+        let group = self.alternates.get(&u);
+        group
+            .into_iter()
+            .flat_map(|g| g.iter().copied())
+            .chain(group.is_none().then_some(u))
     }
 
     /// The crate index of a unit.

@@ -3,8 +3,10 @@
 //! parallel parse phase so the (large) syn tree can be dropped right away.
 //!
 //! Nothing here is resolved: paths are still written as in the source, and
-//! types are the paths the source names (with `&`, `Arc<…>`, `Option<…>`
-//! and similar wrappers stripped). Excluded code (`#[cfg(test)]`, `#[test]`)
+//! types are the paths the source names (with `&`, `Arc<…>` and similar
+//! auto-deref wrappers stripped, and `Option`/`Result`, `Mutex`/`RwLock`,
+//! `RefCell`/`OnceCell`/`OnceLock` as marker segments in front:
+//! [`crate::lower::wrapper_marker`]). Excluded code (`#[cfg(test)]`, `#[test]`)
 //! never reaches this form.
 
 use serde::{Deserialize, Serialize};
@@ -401,8 +403,14 @@ pub enum Expr {
     /// `for pat in iter { body }` (the arm, in [`FileIr::arms`], binds the
     /// pattern into the body).
     Loop(u32, ExprId),
-    /// `S { field: e, .. }`.
-    StructLit(PathRef, ExprList),
+    /// `S { field: e, ..base }`: the field values (then the `..base`, if
+    /// any), and where their names start in [`FileIr::field_names`] (one
+    /// name a value; the empty name for `..base`).
+    StructLit(PathRef, ExprList, u32),
+    /// `return e`.
+    Return(Option<ExprId>),
+    /// `e?`.
+    Try(ExprId),
     /// A macro call ([`FileIr::macros`]).
     Macro(u32),
     /// Any other expression: its operands; its value's type is known but
@@ -445,6 +453,11 @@ impl FileIr {
         self.macros.get(i as usize)
     }
 
+    /// The `i`th field name of the struct literal whose names start at `start`.
+    pub fn field_name(&self, start: u32, i: usize) -> Option<&Name> {
+        self.field_names.get(start as usize + i)
+    }
+
     /// A run of closure parameters.
     pub fn param_run(&self, list: ParamList) -> &[Param] {
         run_of(&self.params, list)
@@ -485,6 +498,8 @@ pub struct FileIr {
     pub macros: Vec<MacroCall>,
     /// The arena of its closures' parameters.
     pub params: Vec<Param>,
+    /// The arena of its struct literals' field names.
+    pub field_names: Vec<Name>,
     /// Diagnostics found while lowering it.
     pub diags: Vec<LocalDiag>,
     /// Whether its meaning depends on other files (`include!`): never cached.

@@ -1,6 +1,7 @@
 //! Lowering of one parsed file (syn's tree) into the analyzer's compact
 //! form ([`crate::ir`]), applying the exclusions on the way: items and
-//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` and `#[test]`
+//! statements under `#[cfg(test)]` / `#[cfg(all(test, …))]` (also as an
+//! inner `#![cfg(test)]` at the top of a file or module) and `#[test]`
 //! functions (any attribute whose last segment is `test`) never reach the IR,
 //! so they can never grant.
 //!
@@ -43,8 +44,14 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         arms: Vec::with_capacity(source_bytes / 512),
         macros: Vec::with_capacity(source_bytes / 512),
         params: Vec::with_capacity(source_bytes / 512),
+        field_names: Vec::new(),
     };
-    let items = cx.items(&file.items);
+    // `#![cfg(test)]` at the top of a file excludes the whole file.
+    let items = if is_excluded(&file.attrs) {
+        vec![]
+    } else {
+        cx.items(&file.items)
+    };
     FileIr {
         items,
         exprs: cx.arena,
@@ -52,6 +59,7 @@ pub fn lower_file_sized(file: &syn::File, file_dir: &Path, source_bytes: usize) 
         arms: cx.arms,
         macros: cx.macros,
         params: cx.params,
+        field_names: cx.field_names,
         diags: cx.diags,
         volatile: cx.volatile,
     }
@@ -87,6 +95,78 @@ fn cfg_is_test(meta: &syn::Meta) -> bool {
             .is_ok_and(|v| v.iter().any(cfg_is_test)),
         _ => false,
     }
+}
+
+/// The attributes of an item (empty for items that carry none here).
+fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
+    use syn::Item as I;
+    match item {
+        I::Const(i) => &i.attrs,
+        I::Enum(i) => &i.attrs,
+        I::ExternCrate(i) => &i.attrs,
+        I::Fn(i) => &i.attrs,
+        I::ForeignMod(i) => &i.attrs,
+        I::Impl(i) => &i.attrs,
+        I::Macro(i) => &i.attrs,
+        I::Mod(i) => &i.attrs,
+        I::Static(i) => &i.attrs,
+        I::Struct(i) => &i.attrs,
+        I::Trait(i) => &i.attrs,
+        I::TraitAlias(i) => &i.attrs,
+        I::Type(i) => &i.attrs,
+        I::Union(i) => &i.attrs,
+        I::Use(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+/// Every use of the runtime's `__private` module (the internals of the code
+/// `#[buswarden::api]` generates: a `Caller` publishes to any host, the raw
+/// NATS client to any subject) in code that is not test-only: each is an
+/// error, since the analyzer cannot know what it publishes. `text` is the
+/// file's source; only files that mention `__private` are tokenized again.
+pub fn private_runtime_uses(file: &syn::File, text: &str) -> Vec<LocalDiag> {
+    const NAME: &str = "__private";
+    if memchr::memmem::find(text.as_bytes(), NAME.as_bytes()).is_none() || is_excluded(&file.attrs)
+    {
+        return vec![];
+    }
+    let excluded: Vec<(usize, usize)> = file
+        .items
+        .iter()
+        .filter(|i| is_excluded(item_attrs(i)))
+        .map(|i| {
+            let sp = i.span();
+            (sp.start().line, sp.end().line)
+        })
+        .collect();
+    let Ok(tokens) = text.parse::<TokenStream>() else {
+        return vec![];
+    };
+    let mut out = vec![];
+    let mut stack = vec![tokens.into_iter()];
+    while let Some(top) = stack.last_mut() {
+        let Some(t) = top.next() else {
+            stack.pop();
+            continue;
+        };
+        match t {
+            TokenTree::Group(g) => stack.push(g.stream().into_iter()),
+            TokenTree::Ident(i) if i == NAME => {
+                let l = loc(i.span());
+                let line = l.line as usize;
+                if !excluded.iter().any(|&(a, b)| a <= line && line <= b) {
+                    out.push(LocalDiag {
+                        code: Code::PrivateRuntimeApi,
+                        loc: l,
+                        message: "buswarden::__private is the runtime's internals for the code #[buswarden::api] generates; what it publishes or subscribes cannot be analysed. Call the generated clients, triggers and hooks or the Connector's raw calls instead".to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where a path starts. (`Spanned::span` on a whole expression prints its
@@ -126,16 +206,50 @@ fn path_ref(p: &syn::Path) -> PathRef {
 
 /// Wrapper types whose value is, for the analyzer, the wrapped value.
 pub const WRAPPERS: &[&str] = &[
-    "Arc", "Rc", "Box", "Option", "Mutex", "RwLock", "RefCell", "Cow", "Pin", "OnceCell",
+    "Arc", "Rc", "Box", "Option", "Result", "Mutex", "RwLock", "RefCell", "Cow", "Pin", "OnceCell",
     "OnceLock", "LazyLock", "Lazy",
 ];
 
-/// The path a type names, wrappers and references stripped.
+/// The marker segment a wrapper type leaves in front of the path it wraps
+/// (`Option<Mutex<X>>` is `<opt>::<lock>::X`), `None` for a wrapper the
+/// value is reached through by auto-deref (`Arc`, `Box`, `LazyLock`…).
+pub fn wrapper_marker(wrapper: &str) -> Option<&'static str> {
+    match wrapper {
+        "Option" | "Result" => Some(WRAP_OPT),
+        "Mutex" | "RwLock" => Some(WRAP_LOCK),
+        "RefCell" | "OnceCell" | "OnceLock" => Some(WRAP_CELL),
+        _ => None,
+    }
+}
+
+/// The marker of an `Option`/`Result` layer (unwrapped by `?`, `unwrap`,
+/// `expect`, `Some(x)`/`Ok(x)` patterns).
+pub const WRAP_OPT: &str = "<opt>";
+/// The marker of a `Mutex`/`RwLock` layer (`lock`, `read`, `write`).
+pub const WRAP_LOCK: &str = "<lock>";
+/// The marker of a `RefCell`/`OnceCell`/`OnceLock` layer (`borrow`, `get`, `get_or_init`).
+pub const WRAP_CELL: &str = "<cell>";
+
+/// The path a type names, references stripped, each wrapper as a marker
+/// segment in front ([`wrapper_marker`]).
 pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
+    let mut markers: Vec<Name> = Vec::new();
+    let inner = type_ref_in(ty, &mut markers)?;
+    if markers.is_empty() {
+        return Some(inner);
+    }
+    markers.extend(inner.segs.iter().cloned());
+    Some(PathRef {
+        global: inner.global,
+        segs: Segs::from(markers),
+    })
+}
+
+fn type_ref_in(ty: &syn::Type, markers: &mut Vec<Name>) -> Option<PathRef> {
     match ty {
-        syn::Type::Reference(r) => type_ref(&r.elem),
-        syn::Type::Paren(p) => type_ref(&p.elem),
-        syn::Type::Group(g) => type_ref(&g.elem),
+        syn::Type::Reference(r) => type_ref_in(&r.elem, markers),
+        syn::Type::Paren(p) => type_ref_in(&p.elem, markers),
+        syn::Type::Group(g) => type_ref_in(&g.elem, markers),
         syn::Type::Path(tp) if tp.qself.is_none() => {
             let last = tp.path.segments.last()?;
             if WRAPPERS.iter().any(|w| last.ident == w)
@@ -143,15 +257,24 @@ pub fn type_ref(ty: &syn::Type) -> Option<PathRef> {
             {
                 for a in &args.args {
                     if let syn::GenericArgument::Type(t) = a {
-                        return type_ref(t);
+                        if let Some(m) = wrapper_marker(&last.ident.to_string()) {
+                            markers.push(Name::from(m));
+                        }
+                        return type_ref_in(t, markers);
                     }
                 }
             }
             Some(path_ref(&tp.path))
         }
-        _ => None,
+        // A trait object, `impl Trait`, a tuple, an array, a slice, a fn
+        // pointer: declared, and no type a client value can be followed into.
+        _ => Some(PathRef::single(OPAQUE_TYPE)),
     }
 }
+
+/// The name [`type_ref`] gives a declared type that is not a path; it
+/// resolves to nothing.
+pub const OPAQUE_TYPE: &str = "<opaque>";
 
 fn pat(p: &syn::Pat) -> Pat {
     match p {
@@ -312,6 +435,8 @@ struct Lowerer<'a> {
     macros: Vec<MacroCall>,
     /// The file's closure parameters.
     params: Vec<Param>,
+    /// The file's struct literal field names.
+    field_names: Vec<Name>,
 }
 
 impl Lowerer<'_> {
@@ -368,6 +493,13 @@ impl Lowerer<'_> {
     fn other_of<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
         let mark = self.gather(es);
         Expr::Other(self.settle(mark, true))
+    }
+
+    /// `Other` of the lowered `es`, every operand kept (a value that
+    /// moves somewhere: a tuple or array element, an assigned value).
+    fn other_keep<'e>(&mut self, es: impl IntoIterator<Item = &'e syn::Expr>) -> Expr {
+        let mark = self.gather(es);
+        Expr::Other(self.settle(mark, false))
     }
 
     /// Whether a value can do nothing the analyzer sees.
@@ -771,7 +903,7 @@ impl Lowerer<'_> {
             E::Reference(r) => self.expr(&r.expr),
             E::Paren(p) => self.expr(&p.expr),
             E::Group(g) => self.expr(&g.expr),
-            E::Try(t) => self.expr(&t.expr),
+            E::Try(t) => Expr::Try(self.sub(&t.expr)),
             E::Await(a) => self.expr(&a.base),
             E::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.expr(&u.expr),
             E::Unary(u) => self.other_of([&*u.expr]),
@@ -834,25 +966,47 @@ impl Lowerer<'_> {
                 Expr::If(cond, self.block(&w.body.stmts), None)
             }
             E::Struct(s) => {
+                let names = self.field_names.len() as u32;
+                self.field_names
+                    .extend(s.fields.iter().map(|f| match &f.member {
+                        syn::Member::Named(i) => i.to_compact_string(),
+                        syn::Member::Unnamed(i) => i.index.to_compact_string(),
+                    }));
+                // `..base` has the empty name.
+                self.field_names
+                    .extend(s.rest.iter().map(|_| Name::default()));
                 let fields = s.fields.iter().map(|f| &f.expr).chain(s.rest.as_deref());
-                Expr::StructLit(path_ref(&s.path), self.sub_list(fields))
+                Expr::StructLit(path_ref(&s.path), self.sub_list(fields), names)
             }
             E::Macro(m) if !is_excluded(&m.attrs) => {
                 let call = self.macro_call(&m.mac);
                 self.macro_expr(call)
             }
             E::Macro(_) => Expr::Other(ExprList::default()),
-            E::Array(a) => self.other_of(&a.elems),
-            E::Tuple(t) => self.other_of(&t.elems),
-            E::Assign(a) => self.other_of([&*a.left, &*a.right]),
+            // A client named in a collection, a tuple or an assignment
+            // leaves what the analyzer follows: those operands are kept.
+            E::Array(a) => self.other_keep(&a.elems),
+            E::Tuple(t) => self.other_keep(&t.elems),
+            // The assigned place (`x = …`, `self.f = …`) goes nowhere: only
+            // a place with calls in it is kept.
+            E::Assign(a) => {
+                let mark = self.scratch.len();
+                let place = self.expr(&a.left);
+                if !self.inert(&place) {
+                    self.scratch.push(place);
+                }
+                let value = self.expr(&a.right);
+                self.scratch.push(value);
+                Expr::Other(self.settle(mark, false))
+            }
             E::Binary(b) => self.other_of([&*b.left, &*b.right]),
             E::Cast(c) => self.other_of([&*c.expr]),
             E::Index(i) => self.other_of([&*i.expr, &*i.index]),
             E::Range(r) => self.other_of(r.start.iter().chain(r.end.iter()).map(|b| &**b)),
             E::Repeat(r) => self.other_of([&*r.expr, &*r.len]),
-            E::Return(r) => self.other_of(r.expr.iter().map(|b| &**b)),
-            E::Break(b) => self.other_of(b.expr.iter().map(|b| &**b)),
-            E::Yield(y) => self.other_of(y.expr.iter().map(|b| &**b)),
+            E::Return(r) => Expr::Return(r.expr.as_ref().map(|e| self.sub(e))),
+            E::Break(b) => self.other_keep(b.expr.iter().map(|b| &**b)),
+            E::Yield(y) => self.other_keep(y.expr.iter().map(|b| &**b)),
             E::RawAddr(r) => self.other_of([&*r.expr]),
             _ => Expr::Other(ExprList::default()),
         }
@@ -980,6 +1134,23 @@ impl Lowerer<'_> {
             "include! of a computed path cannot be read by the analyzer".to_string()
         })?;
         let path = self.file_dir.join(lit.value());
+        // Never read through `include!` outside the project: the target must
+        // resolve inside the outermost folder above this file that holds a
+        // Cargo.toml (a link or an absolute path out is refused).
+        let project = self
+            .file_dir
+            .ancestors()
+            .filter(|a| a.join("Cargo.toml").is_file())
+            .last()
+            .and_then(|a| std::fs::canonicalize(a).ok());
+        let inside =
+            project.is_some_and(|p| std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(p)));
+        if !inside {
+            return Err(format!(
+                "include!({:?}) leads outside the project; it is not read. Keep included files in the tree",
+                lit.value()
+            ));
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("include!({:?}) cannot be read: {e}", lit.value()))?;
         let ts: TokenStream = text
@@ -1143,6 +1314,7 @@ mod tests {
             arms: Vec::new(),
             macros: Vec::new(),
             params: Vec::new(),
+            field_names: Vec::new(),
         }
     }
 

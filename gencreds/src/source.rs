@@ -223,7 +223,8 @@ pub fn parse_text(path: &Path, text: &str, hash: [u8; 32], limits: Limits) -> So
     let dir = path.parent().unwrap_or(Path::new("."));
     let ir = match syn::parse_file(text) {
         Ok(file) => {
-            let ir = lower::lower_file_sized(&file, dir, text.len());
+            let mut ir = lower::lower_file_sized(&file, dir, text.len());
+            ir.diags.extend(lower::private_runtime_uses(&file, text));
             drop(file);
             ir
         }

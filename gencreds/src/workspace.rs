@@ -44,12 +44,19 @@ pub struct CrateInfo {
     /// Dependencies: extern name -> crate index (path dependencies) or `None`
     /// (registry dependencies: known as a name only).
     pub deps: BTreeMap<String, Option<usize>>,
+    /// Path crates it uses only as dev- or build-dependencies (code that
+    /// runs in tests and build scripts, never in the deployed service).
+    pub dev_deps: Vec<usize>,
     /// `[package.metadata.buswarden] hostname`: a service that serves no API trait.
     pub hostname_meta: Option<String>,
     /// Whether this is the buswarden runtime crate.
     pub is_runtime: bool,
     /// The `.rs` files that may belong to its targets.
     pub files: Vec<PathBuf>,
+    /// Whether it is a member of its workspace (or a workspace of its own).
+    /// A crate a workspace `exclude`s is not: it is never a service, and
+    /// its code is analysed only if a member depends on it.
+    pub member: bool,
 }
 
 /// A discovered tree.
@@ -201,11 +208,58 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
                 .iter()
                 .find(|w| m.dir.starts_with(&w.dir) && is_member(w, &m.dir))
                 .copied();
-            dependencies(m, ws, &by_dir, &lib_names)
+            let deps = dependencies(m, ws, &by_dir, &lib_names, &dependency_tables(&m.table));
+            let dev = dependencies(m, ws, &by_dir, &lib_names, &dev_dependency_tables(&m.table));
+            (deps, dev.into_values().flatten().collect())
         })
         .collect();
-    for (c, deps) in crates.iter_mut().zip(all_deps) {
+    for (c, (deps, dev)) in crates.iter_mut().zip(all_deps) {
         c.deps = deps;
+        c.dev_deps = dev;
+    }
+    for (c, m) in crates.iter_mut().zip(&packages) {
+        c.member = !excluded(&ws_roots, m);
+    }
+    // A target the manifest names outside the tree (`[lib] path =
+    // "/proc/self/environ"`, a link out) is refused, never read.
+    let canon = canonical_root(&root);
+    for (c, m) in crates.iter_mut().zip(&packages) {
+        let mut outside = |p: &PathBuf| {
+            let bad = !walked_rs.contains(p.as_path()) && p.exists() && !inside_root(&canon, p);
+            if bad {
+                diags.push(Diagnostic::new(
+                    Code::OutsideRoot,
+                    &rel(&root, &m.path),
+                    Loc::default(),
+                    format!(
+                        "names the target {} outside the scanned root; it is not read. Keep crate targets inside the tree",
+                        p.display()
+                    ),
+                ));
+            }
+            bad
+        };
+        if c.lib_root.as_ref().is_some_and(&mut outside) {
+            c.lib_root = None;
+        }
+        c.bin_roots.retain(|b| !outside(b));
+    }
+    // An excluded crate no member depends on is not read at all.
+    let mut reached: BTreeSet<usize> = (0..crates.len()).filter(|&i| crates[i].member).collect();
+    let mut q: Vec<usize> = reached.iter().copied().collect();
+    while let Some(i) = q.pop() {
+        for d in crates[i].deps.values().flatten() {
+            if reached.insert(*d) {
+                q.push(*d);
+            }
+        }
+    }
+    for (i, c) in crates.iter_mut().enumerate() {
+        if !reached.contains(&i) {
+            c.files.clear();
+            c.lib_root = None;
+            c.bin_roots.clear();
+        }
     }
 
     // Sources under no crate at all.
@@ -262,7 +316,30 @@ fn dir_id(_: &std::fs::Metadata) -> DirId {
 /// the result does not depend on the threads.
 fn pool_walk(root: &Path) -> Walked {
     let id = std::fs::metadata(root).ok().and_then(|m| dir_id(&m));
-    walk_dir(root, root, &[(root.to_path_buf(), id)])
+    let canon = canonical_root(root);
+    let tree = Tree {
+        root,
+        canon: &canon,
+    };
+    walk_dir(&tree, root, &[(root.to_path_buf(), id)])
+}
+
+/// The scanned root as the walk sees it, and its canonical form (what a
+/// link's target must stay inside).
+struct Tree<'p> {
+    root: &'p Path,
+    canon: &'p Path,
+}
+
+/// The canonical form of the root (the root itself if it has none).
+pub fn canonical_root(root: &Path) -> PathBuf {
+    std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// Whether `path` (through every link on the way) stays inside the
+/// canonical root `canon`. A path that cannot be resolved is not inside.
+pub fn inside_root(canon: &Path, path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(canon))
 }
 
 /// How deep the walk recurses in parallel; below that, each subtree is
@@ -280,11 +357,12 @@ enum Kind {
 /// A folder's entries sorted by name, classified (links followed); what
 /// cannot be read is reported to `diags`.
 fn list(
-    root: &Path,
+    tree: &Tree<'_>,
     dir: &Path,
     ancestors: &[(PathBuf, DirId)],
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(PathBuf, Kind)> {
+    let root = tree.root;
     let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
         Diagnostic::new(
             Code::UnreadableFile,
@@ -323,6 +401,17 @@ fn list(
                 }
             };
             let (is_dir, is_file, id) = if ft.is_symlink() {
+                // A link is followed only while it stays inside the root:
+                // a link to `/proc/self/environ` or `/etc` is never read.
+                if !inside_root(tree.canon, &path) && std::fs::metadata(&path).is_ok() {
+                    diags.push(Diagnostic::new(
+                        Code::OutsideRoot,
+                        &rel(root, &path),
+                        Loc::default(),
+                        "symbolic link leads outside the scanned root; it is not read. Copy what it points at into the tree, or scan from a root that contains it",
+                    ));
+                    return (path, Kind::Skip);
+                }
                 match std::fs::metadata(&path) {
                     Ok(md) => (md.is_dir(), md.is_file(), dir_id(&md)),
                     Err(err) => {
@@ -376,10 +465,11 @@ fn found_file(out: &mut Walked, path: PathBuf) {
 }
 
 /// Walks `dir`: its subfolders in parallel down to [`PARALLEL_DEPTH`].
-fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
+fn walk_dir(tree: &Tree<'_>, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
     use rayon::prelude::*;
+    let root = tree.root;
     let mut out = Walked::default();
-    let kinds = list(root, dir, ancestors, &mut out.diags);
+    let kinds = list(tree, dir, ancestors, &mut out.diags);
     let subdirs: Vec<Option<Walked>> = kinds
         .par_iter()
         .map(|(path, kind)| {
@@ -392,9 +482,9 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
             let mut chain = ancestors.to_vec();
             chain.push((path.clone(), *id));
             Some(if chain.len() < PARALLEL_DEPTH {
-                walk_dir(root, path, &chain)
+                walk_dir(tree, path, &chain)
             } else {
-                walk_deep(root, path, chain)
+                walk_deep(tree, path, chain)
             })
         })
         .collect();
@@ -412,13 +502,14 @@ fn walk_dir(root: &Path, dir: &Path, ancestors: &[(PathBuf, DirId)]) -> Walked {
 /// Walks `dir` on this thread with an explicit stack (any depth), in the
 /// same order as [`walk_dir`]: entries by name, a folder's contents right
 /// after it.
-fn walk_deep(root: &Path, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
+fn walk_deep(tree: &Tree<'_>, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
+    let root = tree.root;
     struct Frame {
         kinds: std::vec::IntoIter<(PathBuf, Kind)>,
         chain: Vec<(PathBuf, DirId)>,
     }
     let mut out = Walked::default();
-    let kinds = list(root, dir, &chain, &mut out.diags);
+    let kinds = list(tree, dir, &chain, &mut out.diags);
     let mut stack = vec![Frame {
         kinds: kinds.into_iter(),
         chain,
@@ -438,7 +529,7 @@ fn walk_deep(root: &Path, dir: &Path, chain: Vec<(PathBuf, DirId)>) -> Walked {
                 }
                 let mut chain = top.chain.clone();
                 chain.push((path.clone(), id));
-                let kinds = list(root, &path, &chain, &mut out.diags);
+                let kinds = list(tree, &path, &chain, &mut out.diags);
                 stack.push(Frame {
                     kinds: kinds.into_iter(),
                     chain,
@@ -478,32 +569,74 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn is_member(ws: &Manifest, dir: &Path) -> bool {
-    if ws.dir == dir {
-        return true;
-    }
-    let Some(w) = ws.table.get("workspace").and_then(toml::Value::as_table) else {
+/// Whether a package is left out of the workspace it sits in, as Cargo
+/// decides: the nearest enclosing workspace root (its own manifest first)
+/// that does not `exclude` it is its workspace; a package some root
+/// excludes and no root above takes is not a member of the scanned tree.
+fn excluded(ws_roots: &[&Manifest], m: &Manifest) -> bool {
+    if m.table.contains_key("workspace") {
         return false;
-    };
+    }
+    let mut excluded_by_one = false;
+    for w in ws_roots.iter().filter(|w| m.dir.starts_with(&w.dir)) {
+        if excludes(w, &m.dir) {
+            excluded_by_one = true;
+        } else {
+            return false;
+        }
+    }
+    excluded_by_one
+}
+
+/// The `exclude` and `members` lists of a workspace root.
+fn ws_list(ws: &Manifest, key: &str) -> Vec<String> {
+    ws.table
+        .get("workspace")
+        .and_then(toml::Value::as_table)
+        .and_then(|w| w.get(key))
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim_end_matches('/').trim_start_matches("./").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the workspace `ws` excludes the package in `dir`: a path of its
+/// `exclude` list is the folder or one of its ancestors, and no `members`
+/// entry names the folder exactly (Cargo's rule).
+fn excludes(ws: &Manifest, dir: &Path) -> bool {
     let Ok(relative) = dir.strip_prefix(&ws.dir) else {
         return false;
     };
     let relative = rel(Path::new(""), relative);
-    let list = |key: &str| -> Vec<String> {
-        w.get(key)
-            .and_then(toml::Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|s| s.trim_end_matches('/').trim_start_matches("./").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let excluded = list("exclude")
+    let under = ws_list(ws, "exclude")
         .iter()
         .any(|e| relative == *e || relative.starts_with(&format!("{e}/")));
-    !excluded && list("members").iter().any(|g| glob_match(g, &relative))
+    // Cargo: a `members` entry written as the folder or an ancestor of it
+    // (literally: a glob does not) overrides the exclusion.
+    let named = ws_list(ws, "members")
+        .iter()
+        .any(|m| relative == *m || relative.starts_with(&format!("{m}/")));
+    under && !named
+}
+
+fn is_member(ws: &Manifest, dir: &Path) -> bool {
+    if ws.dir == dir {
+        return true;
+    }
+    if !ws.table.get("workspace").is_some_and(toml::Value::is_table) || excludes(ws, dir) {
+        return false;
+    }
+    let Ok(relative) = dir.strip_prefix(&ws.dir) else {
+        return false;
+    };
+    let relative = rel(Path::new(""), relative);
+    ws_list(ws, "members")
+        .iter()
+        .any(|g| glob_match(g, &relative))
 }
 
 /// Matches a `members` glob (`*`, `?`, `**` per path segment) against a
@@ -624,8 +757,10 @@ fn crate_info(
         lib_root,
         bin_roots: bin_roots.into_iter().collect(),
         deps: BTreeMap::new(),
+        dev_deps: vec![],
         hostname_meta,
         files,
+        member: true,
     }
 }
 
@@ -646,19 +781,39 @@ fn dependency_tables(t: &toml::Table) -> Vec<&toml::Table> {
     out
 }
 
+/// The dependency tables that never grant: dev- and build-dependencies,
+/// also per target.
+fn dev_dependency_tables(t: &toml::Table) -> Vec<&toml::Table> {
+    let keys = ["dev-dependencies", "build-dependencies"];
+    let mut out: Vec<&toml::Table> = keys
+        .iter()
+        .filter_map(|k| t.get(*k).and_then(toml::Value::as_table))
+        .collect();
+    if let Some(targets) = t.get("target").and_then(toml::Value::as_table) {
+        for (_, tv) in targets {
+            out.extend(
+                keys.iter()
+                    .filter_map(|k| tv.get(*k).and_then(toml::Value::as_table)),
+            );
+        }
+    }
+    out
+}
+
 fn dependencies(
     m: &Manifest,
     ws: Option<&Manifest>,
     by_dir: &BTreeMap<PathBuf, usize>,
     lib_names: &[String],
+    tables: &[&toml::Table],
 ) -> BTreeMap<String, Option<usize>> {
     let ws_deps = ws
         .and_then(|w| w.table.get("workspace"))
         .and_then(|w| w.get("dependencies"))
         .and_then(toml::Value::as_table);
     let mut out = BTreeMap::new();
-    for table in dependency_tables(&m.table) {
-        for (key, spec) in table {
+    for table in tables {
+        for (key, spec) in *table {
             // `x.workspace = true` takes path and package from the workspace.
             let (spec, base) = match spec.get("workspace").and_then(toml::Value::as_bool) {
                 Some(true) => match (ws_deps.and_then(|d| d.get(key)), ws) {

@@ -16,6 +16,11 @@ fn write(root: &Path, rel: &str, text: &str) {
 /// An API with a :666 endpoint and a caller that calls it statically, on a
 /// computed host, and holds a `*` grant.
 fn tree(policy: Option<&str>) -> tempfile::TempDir {
+    tree_with(policy, true)
+}
+
+/// [`tree`], with or without the computed-host `:666` call (line 5).
+fn tree_with(policy: Option<&str>, dynamic: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     write(
@@ -38,14 +43,19 @@ pub trait Vault {
         "ops/Cargo.toml",
         "[package]\nname = \"ops\"\nversion = \"0.1.0\"\n[package.metadata.buswarden]\nhostname = \"ops.example\"\n[dependencies]\nvault-api = { path = \"../api\" }\n",
     );
+    let computed = if dynamic {
+        "    VaultClient::new(svc).for_host(&host).unseal().await.ok();"
+    } else {
+        "    let _ = host;"
+    };
     write(
         r,
         "ops/src/main.rs",
-        r#"use vault_api::VaultClient;
+        &r#"use vault_api::VaultClient;
 
 async fn run(svc: &buswarden::Connector, host: String) {
     VaultClient::new(svc).unseal().await.ok();
-    VaultClient::new(svc).for_host(&host).unseal().await.ok();
+COMPUTED
 }
 
 #[buswarden::grant(POST, "https://*:444/webhook")]
@@ -54,7 +64,8 @@ async fn hook(svc: &buswarden::Connector, url: String) {
 }
 
 fn main() {}
-"#,
+"#
+        .replace("COMPUTED", computed),
     );
     if let Some(p) = policy {
         write(r, "buswarden.toml", p);
@@ -102,23 +113,41 @@ fn without_policy_static_trust_root_and_wildcards_warn_and_computed_trust_root_e
     assert!(an.services[0].blocked);
 }
 
-#[test]
-fn a_policy_that_lists_every_grant_passes() {
-    let t = tree(Some(
-        r#"version = 1
+/// A policy allowing every grant, computed `:666` hosts included.
+const PERMISSIVE: &str = r#"version = 1
 [caller."ops.example"]
 trust-root = ["POST vault.example:666/unseal", "POST *:666/unseal"]
 dynamic-trust-root = true
 wildcards = ["POST *:444/webhook"]
-"#,
-    ));
+"#;
+
+#[test]
+fn a_computed_host_on_trust_root_is_refused_even_where_the_policy_allows_it() {
+    let t = tree(Some(PERMISSIVE));
+    let an = analyze(t.path(), Options::default()).unwrap();
+    assert_eq!(
+        codes(&an),
+        [(
+            Code::DynamicHostTrustRoot,
+            Severity::Error,
+            "ops/src/main.rs".into(),
+            5,
+            43
+        )]
+    );
+    assert!(an.services[0].blocked);
+}
+
+#[test]
+fn a_policy_that_lists_every_grant_passes() {
+    let t = tree_with(Some(PERMISSIVE), false);
     let an = analyze(t.path(), Options::default()).unwrap();
     assert_eq!(codes(&an), []);
     let s = &an.services[0];
     assert!(!s.blocked);
     let acl = gencreds::cli::acl_text(s);
     assert!(
-        acl.contains("PUB {{plane}}.danger.666.ops_example.*.*.POST.unseal\n"),
+        acl.contains("PUB {{plane}}.danger.666.ops_example.vault_example.*.POST.unseal\n"),
         "{acl}"
     );
     assert!(
@@ -139,24 +168,19 @@ fn unlisted_grants_are_policy_violations_at_their_call_sites() {
         .filter(|d| d.code == Code::PolicyViolation)
         .collect();
     let at: Vec<(u32, u32)> = v.iter().map(|d| (d.line, d.column)).collect();
-    // The computed-host :666 rule is unlisted and dynamic: reported at both
-    // call sites it grants (the static call is subsumed by it), then the
-    // `*` grant once.
-    assert_eq!(
-        at,
-        [(4, 27), (4, 27), (5, 43), (5, 43), (8, 1)],
-        "{:#?}",
-        an.diags
-    );
+    // The computed-host :666 call is refused on its own (it grants
+    // nothing); the static one is listed; the `*` grant is not.
+    assert_eq!(at, [(8, 1)], "{:#?}", an.diags);
     assert!(
-        v.iter()
-            .any(|d| d.message.contains("set dynamic-trust-root = true"))
+        an.diags
+            .iter()
+            .any(|d| d.code == Code::DynamicHostTrustRoot && (d.line, d.column) == (5, 43))
     );
     assert!(v.iter().any(|d| {
         d.message
             .contains("wildcard grant `PUB {{plane}}.safe.444.ops_example.*.*.POST.webhook`")
     }));
-    assert_eq!(an.diags.len(), 5, "no warnings besides: {:#?}", an.diags);
+    assert_eq!(an.diags.len(), 2, "no warnings besides: {:#?}", an.diags);
     assert!(an.services[0].blocked);
 
     let mut out = vec![];

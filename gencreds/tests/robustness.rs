@@ -229,3 +229,128 @@ fn file_cache_reuses_unchanged_files_and_reparses_changed_ones() {
     let again = gencreds::analysis::analyze_cached(t.path(), Options::default(), &cache).unwrap();
     assert_eq!(texts(&again), texts(&changed));
 }
+
+/// Runs `gencreds check ROOT --format F` and returns (exit code, stdout + stderr).
+fn check_output(root: &Path, format: &str) -> (i32, String) {
+    let mut out = vec![];
+    let mut err = vec![];
+    let code = gencreds::cli::run(
+        [
+            "gencreds",
+            "check",
+            root.to_str().unwrap(),
+            "--format",
+            format,
+        ],
+        &mut out,
+        &mut err,
+    );
+    out.extend(err);
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A secret in a file outside the scanned tree.
+const SECRET: &str = "CI_DEPLOY_TOKEN=s3cr3t-never-printed";
+
+fn outside_secret() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("environ"),
+        format!("{SECRET}\nfn broken( -> {{\n"),
+    )
+    .unwrap();
+    d
+}
+
+/// Issue 15 item 9: a `mod` whose file is a symbolic link out of the tree
+/// (here to a secret file, and to /proc/self/environ) is refused at the
+/// `mod` line and never read: neither the human nor the JSON output echoes
+/// a byte of it.
+#[test]
+fn mod_through_a_symlink_out_of_the_tree_is_refused_and_never_echoed() {
+    let secret = outside_secret();
+    for target in [
+        secret.path().join("environ"),
+        Path::new("/proc/self/environ").to_path_buf(),
+    ] {
+        if !target.exists() {
+            continue;
+        }
+        let t = tree(b"fn ok() {}\n");
+        std::fs::remove_file(t.path().join("svc/src/bad.rs")).unwrap();
+        std::os::unix::fs::symlink(&target, t.path().join("svc/src/bad.rs")).unwrap();
+        let an = run(t.path());
+        // The walk reports the link (and skips it); the `mod` is refused at
+        // its line.
+        let found: Vec<&Diagnostic> = an
+            .diags
+            .iter()
+            .filter(|d| d.code == Code::OutsideRoot)
+            .collect();
+        let at: Vec<(&str, u32, u32)> = found
+            .iter()
+            .map(|d| (d.file.as_str(), d.line, d.column))
+            .collect();
+        assert_eq!(
+            at,
+            vec![("svc/src/bad.rs", 0, 0), ("svc/src/main.rs", 1, 5)],
+            "{:#?}",
+            an.diags
+        );
+        assert_eq!(found[0].source_line, None);
+        assert_eq!(found[1].source_line.as_deref(), Some("mod bad;"));
+        still_analysed(&an);
+        for format in ["human", "json"] {
+            let (code, text) = check_output(t.path(), format);
+            assert_eq!(code, 1, "{text}");
+            assert!(!text.contains(SECRET), "{format}: {text}");
+            assert!(!text.contains("PATH="), "{format}: {text}");
+            assert!(text.contains("outside-root"), "{format}: {text}");
+        }
+    }
+}
+
+/// `#[path]` to an absolute file, a `[lib] path` out of the tree and a
+/// folder link out of the tree: each refused, none read.
+#[test]
+fn path_attr_manifest_target_and_folder_links_out_of_the_tree_are_refused() {
+    let secret = outside_secret();
+    let env = secret.path().join("environ");
+    let t = tree(b"fn ok() {}\n");
+    std::fs::write(
+        t.path().join("svc/src/bad.rs"),
+        format!("#[path = {:?}]\nmod env;\n", env.to_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.path().join("lib/src")).unwrap();
+    std::fs::write(
+        t.path().join("lib/Cargo.toml"),
+        format!(
+            "[package]\nname = \"lib\"\nversion = \"0.1.0\"\n\n[lib]\npath = {:?}\n",
+            env.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(secret.path(), t.path().join("svc/src/linked")).unwrap();
+    let an = run(t.path());
+    let found: Vec<(&str, u32)> = an
+        .diags
+        .iter()
+        .filter(|d| d.code == Code::OutsideRoot)
+        .map(|d| (d.file.as_str(), d.line))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("lib/Cargo.toml", 0),
+            ("svc/src/bad.rs", 2),
+            ("svc/src/linked", 0)
+        ],
+        "{:#?}",
+        an.diags
+    );
+    for format in ["human", "json"] {
+        let (_, text) = check_output(t.path(), format);
+        assert!(!text.contains(SECRET), "{format}: {text}");
+    }
+}

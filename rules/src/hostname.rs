@@ -68,6 +68,14 @@ pub enum HostnameError {
         /// `id-` or `loc-`.
         prefix: &'static str,
     },
+    /// The last label is `all`, reserved for broadcasts (`all`, `x.all`).
+    #[error(
+        "hostname {hostname:?} ends with the label \"all\", which is reserved for broadcasts to every service; choose another name"
+    )]
+    ReservedAll {
+        /// The offending hostname.
+        hostname: String,
+    },
     /// Upper-case letters where the exact, lower-case form is required (a
     /// `nats.acl` header, a `buswarden.toml` caller).
     #[error("hostname {hostname:?} must be written in lower case: {lower:?}")]
@@ -84,9 +92,39 @@ pub enum HostnameError {
 #[serde(transparent)]
 pub struct Hostname(String);
 
+/// The broadcast host: a destination every service answers on `:888`, never
+/// a service's own hostname.
+pub const BROADCAST: &str = "all";
+
+/// URL characters a route or URL host may carry besides `[a-z0-9-.]` (RFC
+/// 3986 sub-delimiters and `~`): they flatten by escaping (`my$.xml` ->
+/// `my%24_xml`), as Microbus's layout does. `_` stays refused.
+const URL_HOST_SPECIALS: &[u8] = b"!$&'()*+,;=~";
+
 impl Hostname {
-    /// Validates `input` (ASCII upper case is lower-cased first).
+    /// Validates a service hostname (ASCII upper case is lower-cased
+    /// first). The last label `all` is reserved for broadcasts.
     pub fn parse(input: &str) -> Result<Self, HostnameError> {
+        let h = Self::parse_with(input, false)?;
+        if h.0.rsplit('.').next() == Some(BROADCAST) {
+            return Err(HostnameError::ReservedAll { hostname: h.0 });
+        }
+        Ok(h)
+    }
+
+    /// Validates the host a call is sent to (a route's `//host`, a URL's
+    /// host, `for_host`): as [`Hostname::parse`], but the broadcast host
+    /// `all` itself is accepted, and so are URL special characters
+    /// (`!$&'()*+,;=~`), which flatten by escaping. `x.all` stays refused.
+    pub fn parse_destination(input: &str) -> Result<Self, HostnameError> {
+        let h = Self::parse_with(input, true)?;
+        if h.0 != BROADCAST && h.0.rsplit('.').next() == Some(BROADCAST) {
+            return Err(HostnameError::ReservedAll { hostname: h.0 });
+        }
+        Ok(h)
+    }
+
+    fn parse_with(input: &str, url_specials: bool) -> Result<Self, HostnameError> {
         if input.is_empty() {
             return Err(HostnameError::Empty);
         }
@@ -97,6 +135,7 @@ impl Hostname {
         for (at, ch) in lower.char_indices() {
             match ch {
                 'a'..='z' | '0'..='9' | '-' | '.' => {}
+                c if url_specials && c.is_ascii() && URL_HOST_SPECIALS.contains(&(c as u8)) => {}
                 '_' => return Err(HostnameError::Underscore { hostname: lower }),
                 _ => {
                     return Err(HostnameError::InvalidChar {
@@ -127,6 +166,11 @@ impl Hostname {
             }
         }
         Ok(Hostname(lower))
+    }
+
+    /// Whether this is the broadcast host `all` (only a destination).
+    pub fn is_broadcast(&self) -> bool {
+        self.0 == BROADCAST
     }
 
     /// Validates `input` exactly as written: like [`Hostname::parse`], but

@@ -303,10 +303,11 @@ fn split_authority(route: &str) -> Result<(Option<Hostname>, u16, &str), RouteEr
                 Some((h, p)) => (h, parse_port(route, p)?),
                 None => (authority, default_port),
             };
-            let host = Hostname::parse(host).map_err(|source| RouteError::InvalidHost {
-                route: route.to_string(),
-                source,
-            })?;
+            let host =
+                Hostname::parse_destination(host).map_err(|source| RouteError::InvalidHost {
+                    route: route.to_string(),
+                    source,
+                })?;
             Ok((Some(host), port, path))
         }
         None => match route.strip_prefix(':') {

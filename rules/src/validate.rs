@@ -74,6 +74,15 @@ pub enum ValidationError {
         /// The service's flattened hostname.
         expected: String,
     },
+    /// A PUB whose port is `*` (port 0): port 0 is for subscriptions only;
+    /// a publisher sends to one port.
+    #[error(
+        "{rule}: publishes to any port; port 0 means any port and is for subscriptions only: a call names its endpoint's port"
+    )]
+    PortWildcard {
+        /// The rule.
+        rule: Rule,
+    },
     /// A PUB on another host's event port (417): only the source fires its events.
     #[error(
         "{rule}: publishes an event (:417) of another host; only the source fires its own events"
@@ -95,6 +104,7 @@ impl ValidationError {
             | ValidationError::ForeignReplies { rule, .. }
             | ValidationError::ForeignDestination { rule, .. }
             | ValidationError::TrustPortMismatch { rule }
+            | ValidationError::PortWildcard { rule }
             | ValidationError::ForeignEvent { rule } => rule,
         }
     }
@@ -109,6 +119,7 @@ impl ValidationError {
             ValidationError::ForeignReplies { .. } => "foreign-replies",
             ValidationError::ForeignDestination { .. } => "foreign-destination",
             ValidationError::TrustPortMismatch { .. } => "trust-port-mismatch",
+            ValidationError::PortWildcard { .. } => "port-wildcard",
             ValidationError::ForeignEvent { .. } => "foreign-event",
         }
     }
@@ -256,12 +267,28 @@ pub fn validate_rule(me: &str, rule: &Rule) -> Result<(), ValidationError> {
     }
 }
 
+/// A service's PUB request rule never has a port wildcard (port 0 is for
+/// subscriptions only). Policy patterns, which only allow, may.
+fn publishes_to_any_port(rule: &Rule) -> Result<(), ValidationError> {
+    let mut t = rule.tokens();
+    let trust = t.nth(1);
+    let port = t.next();
+    if rule.verb == Verb::Pub && matches!(trust, Some("safe" | "danger")) && port == Some("*") {
+        return Err(ValidationError::PortWildcard { rule: rule.clone() });
+    }
+    Ok(())
+}
+
 /// Checks every rule of a set for `hostname`; returns every failure.
 pub fn validate(hostname: &Hostname, rules: &RuleSet) -> Result<(), Vec<ValidationError>> {
     let me = hostname.flatten();
     let errors: Vec<_> = rules
         .iter()
-        .filter_map(|r| validate_rule(&me, r).err())
+        .filter_map(|r| {
+            validate_rule(&me, r)
+                .and_then(|()| publishes_to_any_port(r))
+                .err()
+        })
         .collect();
     if errors.is_empty() {
         Ok(())

@@ -4,7 +4,7 @@
 use crate::call::{Outgoing, Target, parse_host};
 use crate::connector::Connector;
 use crate::error::Error;
-use crate::serve::{Endpoint, parse_endpoint};
+use crate::serve::parse_endpoint;
 use crate::wire::{Request, Response};
 use buswarden_rules::route::Segment;
 use buswarden_rules::{Hostname, Method, Position, Route};
@@ -13,7 +13,15 @@ use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
-pub use crate::serve::{Handler, HandlerFuture};
+pub use crate::serve::{Endpoint, Handler, HandlerFuture, Serve};
+
+/// The raw NATS client of a connected connector: for tests and tools that
+/// need the wire itself. Not for services: what it publishes cannot be
+/// analysed, so `gencreds` refuses any use of `__private` in service code
+/// (`private-runtime-api`).
+pub fn nats_client(svc: &Connector) -> Result<async_nats::Client, Error> {
+    Ok(svc.live()?.client.clone())
+}
 
 /// An endpoint's method and route, parsed once.
 pub struct Spec {

@@ -94,7 +94,7 @@ pub(crate) fn parse_host(text: &str) -> Result<(Hostname, Position), Error> {
         ),
         _ => (Position::Any, lower.as_str()),
     };
-    let host = Hostname::parse(rest).map_err(|e| bad(e.to_string()))?;
+    let host = Hostname::parse_destination(rest).map_err(|e| bad(e.to_string()))?;
     Ok((host, pos))
 }
 

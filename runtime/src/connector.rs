@@ -2,6 +2,39 @@
 //! NATS connection, the table of calls waiting for a response, and the
 //! mapping of broker refusals (which async-nats reports as asynchronous
 //! events) back onto the calls that caused them.
+//!
+//! Every public method that publishes or subscribes is a call form `gencreds`
+//! resolves: the raw calls (`request`, `get`, `post`, `publish`), `serve`
+//! (the endpoints an API declares) and `connect` (the implicit rules). Events
+//! are fired and hooked only through the generated `…Trigger` and `…Hook`;
+//! the raw NATS client is reachable only through `__private`, which
+//! `gencreds` refuses in service code. The compiler keeps it so:
+//!
+//! ```compile_fail
+//! async fn fire(svc: &buswarden::Connector) {
+//!     let _ = svc.trigger("a.example", "POST", ":417/x", String::new(), vec![]).await;
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! async fn sink(svc: &buswarden::Connector, h: buswarden::__private::Handler) {
+//!     let _ = svc.hook("a.example", "POST", ":417/x", h).await;
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn raw(svc: &buswarden::Connector) {
+//!     let _ = svc.nats_client();
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! struct Hand;
+//! impl buswarden::Serve for Hand {
+//!     fn host(&self) -> &'static str { "a.example" }
+//!     fn endpoints(&self) -> Vec<buswarden::Endpoint> { vec![] }
+//! }
+//! ```
 
 use crate::config::{Config, Credentials};
 use crate::creds::{UserCreds, auth_callback};
@@ -684,12 +717,6 @@ impl Connector {
             let _ = live.client.flush().await;
             let _ = live.client.drain().await;
         }
-    }
-
-    /// The underlying NATS client, for tests and tools that need the raw
-    /// wire (a service never needs it).
-    pub fn nats_client(&self) -> Result<async_nats::Client, Error> {
-        Ok(self.live()?.client.clone())
     }
 }
 

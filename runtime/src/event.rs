@@ -13,24 +13,10 @@ use buswarden_rules::{Hostname, Position};
 
 impl Connector {
     /// Fires the event `method route` of `source` (which must be this
-    /// connector's own host) with a concrete `path`; returns every sink's
-    /// response.
-    pub async fn trigger(
-        &self,
-        source: &str,
-        method: &str,
-        route: &str,
-        path: String,
-        body: Vec<u8>,
-    ) -> Result<Vec<Result<Response, Error>>, Error> {
-        let args = crate::__private::Encoded {
-            query: String::new(),
-            body,
-        };
-        self.trigger_args(source, method, route, path, args).await
-    }
-
-    /// [`Connector::trigger`] with typed arguments (query or body).
+    /// connector's own host) with a concrete `path` and typed arguments
+    /// (query or body); returns every sink's response. Crate-private:
+    /// services fire events through the generated `…Trigger`, the one form
+    /// the analyzer resolves.
     pub(crate) async fn trigger_args(
         &self,
         source: &str,
@@ -67,7 +53,8 @@ impl Connector {
     /// Subscribes `handler` to the event `method route` fired by `source`.
     /// Replicas of this host share the event (this host's queue group,
     /// [`buswarden_rules::queue::group`], the one its creds pin the hook to).
-    pub async fn hook(
+    /// Crate-private: sinks subscribe through the generated `…Hook`.
+    pub(crate) async fn hook(
         &self,
         source: &str,
         method: &str,

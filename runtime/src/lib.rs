@@ -22,7 +22,7 @@
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
 //! connection, pending calls, reply dispatch), [`call`] (unicast, multicast,
-//! raw calls), `pump` (who reads the reply subscription), [`serve`]
+//! raw calls), `pump` (who reads the reply subscription), `serve`
 //! (endpoints and certified caller identity), [`event`]
 //! (triggers and hooks), [`error`], [`method`], [`id`].
 
@@ -40,7 +40,7 @@ mod frag;
 pub mod id;
 pub mod method;
 mod pump;
-pub mod serve;
+pub(crate) mod serve;
 pub mod token;
 pub mod wire;
 
@@ -55,7 +55,6 @@ pub use config::{Config, Credentials};
 pub use connector::{Connector, Stats};
 pub use error::Error;
 pub use method::Method;
-pub use serve::{Endpoint, Serve};
 pub use wire::{Request, Response};
 
 /// `Result` with the runtime's [`Error`].

@@ -219,9 +219,11 @@ impl Connector {
             subjects.push(direct);
             if route.port == CONTROL_PORT && route.host.is_none() {
                 // Control endpoints also answer the `all` broadcast host.
-                let all = Hostname::parse(BROADCAST_HOST).map_err(|e| Error::InvalidHostname {
-                    host: BROADCAST_HOST.to_string(),
-                    reason: e.to_string(),
+                let all = Hostname::parse_destination(BROADCAST_HOST).map_err(|e| {
+                    Error::InvalidHostname {
+                        host: BROADCAST_HOST.to_string(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 let broadcast = subject::subscription(
                     &live.plane,

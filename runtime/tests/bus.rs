@@ -318,7 +318,7 @@ async fn events_reach_hooks_and_foreign_events_are_dropped() {
         other => panic!("expected ForeignEvent, got {other:?}"),
     }
     // A forged event published under another source segment is dropped.
-    let raw = caller.nats_client().unwrap();
+    let raw = buswarden::__private::nats_client(&caller).unwrap();
     let before = sink1.stats().foreign_events + sink2.stats().foreign_events;
     let forged = Envelope::request(
         "POST",
@@ -359,7 +359,7 @@ async fn certified_identity_overwrites_forged_from_host() {
     let (who, _, _) = CalcClient::new(&caller).context().await.unwrap();
     assert_eq!(who.as_deref(), Some("caller.example"));
 
-    let raw = caller.nats_client().unwrap();
+    let raw = buswarden::__private::nats_client(&caller).unwrap();
     let mut replies = raw
         .subscribe(format!(
             "microbus.reply._.*.caller_example.{}",

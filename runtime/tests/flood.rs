@@ -89,16 +89,23 @@ async fn victim(server: &NatsServer, configure: impl FnOnce(Connector) -> Connec
     calc
 }
 
+/// calc.example's event, fired through the generated code's own path
+/// (`__private`, which only tests may name) to read the raw responses.
 async fn fire(calc: &Connector) -> Vec<Result<buswarden::Response, Error>> {
-    calc.trigger(
-        "calc.example",
-        "POST",
-        ":417/on-overflow",
-        "/on-overflow".into(),
-        br#"{"x":1}"#.to_vec(),
-    )
-    .await
-    .unwrap()
+    static SPEC: buswarden::__private::Spec =
+        buswarden::__private::Spec::new("POST", ":417/on-overflow");
+    buswarden::__private::Caller::new(calc.clone())
+        .trigger(
+            "calc.example",
+            &SPEC,
+            &[],
+            buswarden::__private::Encoded {
+                query: String::new(),
+                body: br#"{"x":1}"#.to_vec(),
+            },
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

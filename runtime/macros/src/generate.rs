@@ -117,12 +117,12 @@ pub fn api(api: &Api) -> TokenStream {
         }
 
         #[allow(clippy::needless_question_mark, clippy::useless_conversion)]
-        impl<T: #name> ::buswarden::Serve for #server<T> {
+        impl<T: #name> ::buswarden::__private::Serve for #server<T> {
             fn host(&self) -> &'static str {
                 #host_const
             }
 
-            fn endpoints(&self) -> ::std::vec::Vec<::buswarden::Endpoint> {
+            fn endpoints(&self) -> ::std::vec::Vec<::buswarden::__private::Endpoint> {
                 ::std::vec![#(#serve_endpoints),*]
             }
         }
