@@ -110,8 +110,9 @@ pub(crate) struct ReplyTo {
     subject: String,
     /// The request's message id.
     msg_id: compact_str::CompactString,
-    /// The trace id, for error bodies.
-    trace: String,
+    /// The trace id (32 lower-case hex digits), for error bodies; kept
+    /// inline.
+    trace: Option<[u8; 32]>,
 }
 
 /// A request that passed the checks: its handler's input and context, and
@@ -339,7 +340,9 @@ impl Live {
         let to = ReplyTo {
             subject: reply,
             msg_id,
-            trace: trace.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+            trace: trace
+                .as_ref()
+                .and_then(|(t, _)| t.as_bytes().try_into().ok()),
         };
         if call_depth > MAX_CALL_DEPTH {
             return Received::Refuse(
@@ -446,7 +449,7 @@ impl Live {
             } else {
                 500
             };
-            let parts = frag::split(&bytes::Bytes::from(resp.body), self.fragment_size);
+            let parts = frag::split(bytes::Bytes::from(resp.body), self.fragment_size);
             let n = parts.len() as u32;
             parts
                 .iter()
@@ -479,7 +482,12 @@ impl Live {
             Ok(messages) => messages,
             Err(e) => {
                 let status = e.status_code();
-                let body = wire::error_body(&e.message(), status, &to.trace);
+                let trace = to
+                    .trace
+                    .as_ref()
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .unwrap_or_default();
+                let body = wire::error_body(&e.message(), status, trace);
                 let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
                     w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
                     w.header("Content-Type", "application/json")?;
