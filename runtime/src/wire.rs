@@ -503,6 +503,11 @@ fn push_uri_part(out: &mut Vec<u8>, text: &str, keep: &[u8]) {
     }
 }
 
+/// Head bytes reserved for a request beyond its host, path and query.
+const REQUEST_HEAD_ROOM: usize = 448;
+/// Head bytes reserved for a response.
+const RESPONSE_HEAD_ROOM: usize = 256;
+
 /// Writes a message; the caller adds headers, then the body.
 pub(crate) struct MessageWriter {
     buf: Vec<u8>,
@@ -529,8 +534,11 @@ impl MessageWriter {
         if !is_token(host) {
             return Err(EnvelopeError::InvalidRequestLine(cut(host)));
         }
-        let mut buf =
-            Vec::with_capacity(160 + host.len() * 2 + path.len() + query.len() + body_len);
+        // Room for the transport headers, budget, depth and traceparent the
+        // runtime writes (about 330 bytes): no regrowth while writing.
+        let mut buf = Vec::with_capacity(
+            REQUEST_HEAD_ROOM + host.len() * 2 + path.len() + query.len() + body_len,
+        );
         buf.extend_from_slice(method.as_bytes());
         let scheme: &[u8] = if port == 80 {
             b" http://"
@@ -572,7 +580,7 @@ impl MessageWriter {
         if !(100..=999).contains(&status) {
             return Err(EnvelopeError::InvalidStatus(status));
         }
-        let mut buf = Vec::with_capacity(160 + body_len);
+        let mut buf = Vec::with_capacity(RESPONSE_HEAD_ROOM + body_len);
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
         buf.push(b' ');
