@@ -635,3 +635,60 @@ where
 {
     Arc::new(move |req| Box::pin(f(req)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_arguments_round_trip_as_microbus_encodes_them() {
+        let spec = Spec::new("GET", "/items/{id}");
+        let mut args = Args::for_call(&spec).unwrap();
+        args.put("op", "a + b & c=d").unwrap();
+        args.put("n", &42).unwrap();
+        args.put("on", &true).unwrap();
+        args.put("tags", &["x", "y"]).unwrap();
+        args.put("none", &Option::<u8>::None).unwrap();
+        let sent = args.finish().unwrap();
+        assert!(sent.body.is_empty());
+        assert_eq!(
+            sent.query,
+            "op=a+%2B+b+%26+c%3Dd&n=42&on=true&tags=%5B%22x%22%2C%22y%22%5D"
+        );
+        let req = Request::new().with_path("/items/7").with_query(sent.query);
+        let mut got = Args::from_request(&req, &spec).unwrap();
+        assert_eq!(got.take::<String>("op").unwrap(), "a + b & c=d");
+        assert_eq!(got.take::<i64>("n").unwrap(), 42);
+        assert!(got.take::<bool>("on").unwrap());
+        assert_eq!(got.take::<Vec<String>>("tags").unwrap(), ["x", "y"]);
+        assert_eq!(got.take::<u32>("id").unwrap(), 7);
+        assert_eq!(got.take::<Option<u8>>("none").unwrap(), None);
+        // A method with a body sends a JSON object.
+        let spec = Spec::new("POST", "/square");
+        let mut args = Args::for_call(&spec).unwrap();
+        args.put("x", &3).unwrap();
+        let sent = args.finish().unwrap();
+        assert_eq!(
+            (sent.query.as_str(), &sent.body[..]),
+            ("", &br#"{"x":3}"#[..])
+        );
+    }
+
+    #[test]
+    fn outputs_are_named_members_of_an_object() {
+        let resp = encode_result(Ok(vec![1, 2]), "xSquared").unwrap();
+        assert_eq!(resp.body, br#"{"xSquared":[1,2]}"#);
+        let back: Vec<u8> = decode_result(resp, "xSquared").unwrap();
+        assert_eq!(back, [1, 2]);
+        // Other outputs are skipped; a missing one reads as null.
+        let go = Response::ok(br#"{"a":{"deep":[1,{"x":2}]},"sum":5,"z":"q"}"#.to_vec());
+        assert_eq!(decode_result::<i64>(go.clone(), "sum").unwrap(), 5);
+        assert_eq!(
+            decode_result::<Option<i64>>(go.clone(), "missing").unwrap(),
+            None
+        );
+        assert!(decode_result::<i64>(go, "missing").is_err());
+        assert!(decode_result::<i64>(Response::ok(b"[1]".to_vec()), "sum").is_err());
+        assert!(decode_result::<i64>(Response::ok(br#"{"sum":1} x"#.to_vec()), "sum").is_err());
+    }
+}

@@ -289,7 +289,7 @@ impl Live {
                 ),
             ));
         }
-        let parts = frag::split(&Bytes::from(body), self.fragment_size);
+        let parts = frag::split(Bytes::from(body), self.fragment_size);
         if parts.len() > wire::MAX_FRAGMENTS as usize {
             return Err(Error::status(413, "a body in too many fragments"));
         }

@@ -121,8 +121,9 @@ pub(crate) struct ReplyTo {
     subject: String,
     /// The request's message id.
     msg_id: compact_str::CompactString,
-    /// The trace id, for error bodies.
-    trace: String,
+    /// The trace id (32 lower-case hex digits), for error bodies; kept
+    /// inline.
+    trace: Option<[u8; 32]>,
 }
 
 /// A request that passed the checks: its handler's input and context, and
@@ -151,16 +152,22 @@ pub(crate) enum Received {
 
 /// The trace id and flags of a `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
 fn parse_traceparent(value: &str) -> Option<(String, String)> {
-    let mut parts = value.split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
-    (parts.next().is_none()
-        && hex(version, 2)
-        && hex(trace, 32)
-        && hex(parent, 16)
-        && hex(flags, 2))
-    .then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
+    let b = value.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
+    (b.len() == 55
+        && b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && hex(0..2)
+        && hex(3..35)
+        && hex(36..52)
+        && hex(53..55))
+    .then(|| {
+        (
+            value[3..35].to_ascii_lowercase(),
+            value[53..55].to_ascii_lowercase(),
+        )
+    })
 }
 
 /// What kind of message a subscription receives.
@@ -351,7 +358,9 @@ impl Live {
         let to = ReplyTo {
             subject: reply,
             msg_id,
-            trace: trace.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+            trace: trace
+                .as_ref()
+                .and_then(|(t, _)| t.as_bytes().try_into().ok()),
         };
         if call_depth > MAX_CALL_DEPTH {
             return Received::Refuse(
@@ -458,7 +467,7 @@ impl Live {
             } else {
                 500
             };
-            let parts = frag::split(&bytes::Bytes::from(resp.body), self.fragment_size);
+            let parts = frag::split(bytes::Bytes::from(resp.body), self.fragment_size);
             let n = parts.len() as u32;
             parts
                 .iter()
@@ -491,7 +500,12 @@ impl Live {
             Ok(messages) => messages,
             Err(e) => {
                 let status = e.status_code();
-                let body = wire::error_body(&e.message(), status, &to.trace);
+                let trace = to
+                    .trace
+                    .as_ref()
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .unwrap_or_default();
+                let body = wire::error_body(&e.message(), status, trace);
                 let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
                     w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
                     w.header("Content-Type", "application/json")?;
@@ -501,6 +515,29 @@ impl Live {
                 // statuses are 400-599: an empty reply is never sent.
                 message.into_iter().collect()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_traceparent;
+
+    #[test]
+    fn traceparents_are_read_strictly() {
+        assert_eq!(
+            parse_traceparent("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"),
+            Some(("0af7651916cd43dd8448eb211c80319c".into(), "01".into()))
+        );
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+            "00-0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+            "00-0af7651916cd43dd8448eb211c8031é-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
         }
     }
 }

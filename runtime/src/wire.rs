@@ -503,6 +503,11 @@ fn push_uri_part(out: &mut Vec<u8>, text: &str, keep: &[u8]) {
     }
 }
 
+/// Head bytes reserved for a request beyond its host, path and query.
+const REQUEST_HEAD_ROOM: usize = 448;
+/// Head bytes reserved for a response.
+const RESPONSE_HEAD_ROOM: usize = 256;
+
 /// Writes a message; the caller adds headers, then the body.
 pub(crate) struct MessageWriter {
     buf: Vec<u8>,
@@ -529,8 +534,11 @@ impl MessageWriter {
         if !is_token(host) {
             return Err(EnvelopeError::InvalidRequestLine(cut(host)));
         }
-        let mut buf =
-            Vec::with_capacity(160 + host.len() * 2 + path.len() + query.len() + body_len);
+        // Room for the transport headers, budget, depth and traceparent the
+        // runtime writes (about 330 bytes): no regrowth while writing.
+        let mut buf = Vec::with_capacity(
+            REQUEST_HEAD_ROOM + host.len() * 2 + path.len() + query.len() + body_len,
+        );
         buf.extend_from_slice(method.as_bytes());
         let scheme: &[u8] = if port == 80 {
             b" http://"
@@ -572,7 +580,7 @@ impl MessageWriter {
         if !(100..=999).contains(&status) {
             return Err(EnvelopeError::InvalidStatus(status));
         }
-        let mut buf = Vec::with_capacity(160 + body_len);
+        let mut buf = Vec::with_capacity(RESPONSE_HEAD_ROOM + body_len);
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
         buf.push(b' ');
@@ -662,7 +670,10 @@ impl MessageWriter {
         self.count += 1;
     }
 
-    /// Adds the transport headers of a message.
+    /// Adds the transport headers of a message. The values are the
+    /// connector's own hostname and instance id (validated when it
+    /// connected) and a message id it made or decoded (visible ASCII):
+    /// written without another check, once each.
     pub(crate) fn transport(
         &mut self,
         kind: Kind,
@@ -670,11 +681,25 @@ impl MessageWriter {
         from_host: &str,
         from_id: &str,
     ) -> Result<(), EnvelopeError> {
-        self.header(FROM_HOST, from_host)?;
-        self.header(FROM_ID, from_id)?;
-        self.header(FROM_VERSION, "1")?;
-        self.header(MSG_ID, msg_id)?;
-        self.header(OP_CODE, kind.op_code())
+        let ok =
+            |v: &str| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic());
+        if !(ok(msg_id) && ok(from_host) && ok(from_id)) {
+            return Err(EnvelopeError::InvalidHeaderValue(MSG_ID.into()));
+        }
+        for (name, value) in [
+            (FROM_HOST, from_host),
+            (FROM_ID, from_id),
+            (FROM_VERSION, "1"),
+            (MSG_ID, msg_id),
+            (OP_CODE, kind.op_code()),
+        ] {
+            self.buf.extend_from_slice(name.as_bytes());
+            self.buf.extend_from_slice(b": ");
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.count += 5;
+        Ok(())
     }
 
     /// Closes the head and appends the body.
@@ -777,55 +802,104 @@ struct Transport {
     chunked: bool,
 }
 
+/// A header the decoder reads into a field (compared by length first: most
+/// headers are compared with at most two names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Host,
+    OpCode,
+    MsgId,
+    FromHost,
+    FromId,
+    FromVersion,
+    TimeBudget,
+    CallDepth,
+    Fragment,
+}
+
+fn field(name: &str) -> Option<Field> {
+    let candidates: &[(&str, Field)] = match name.len() {
+        4 => &[("host", Field::Host)],
+        14 => &[("content-length", Field::ContentLength)],
+        15 => &[(MSG_ID, Field::MsgId)],
+        16 => &[(OP_CODE, Field::OpCode), (FROM_ID, Field::FromId)],
+        17 => &[
+            ("transfer-encoding", Field::TransferEncoding),
+            (FRAGMENT, Field::Fragment),
+        ],
+        18 => &[(FROM_HOST, Field::FromHost)],
+        19 => &[(CALL_DEPTH, Field::CallDepth)],
+        20 => &[(TIME_BUDGET, Field::TimeBudget)],
+        21 => &[(FROM_VERSION, Field::FromVersion)],
+        _ => &[],
+    };
+    candidates
+        .iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n))
+        .map(|(_, f)| *f)
+}
+
 fn read_headers(
     raw: &[httparse::Header<'_>],
 ) -> Result<(Transport, Vec<(String, String)>), EnvelopeError> {
     let mut t = Transport::default();
-    let mut headers = Vec::with_capacity(raw.len());
+    let mut headers = Vec::new();
     for h in raw {
+        // httparse admits only tab, visible ASCII, space and bytes 0x80 and
+        // up in a value (no CR, LF or other control byte): what is left to
+        // check is UTF-8.
         let value = std::str::from_utf8(h.value)
-            .ok()
-            .filter(|v| valid_header_value(v))
-            .ok_or_else(|| EnvelopeError::InvalidHeaderValue(cut(h.name)))?;
+            .map_err(|_| EnvelopeError::InvalidHeaderValue(cut(h.name)))?;
         let name = h.name;
-        let is = |n: &str| name.eq_ignore_ascii_case(n);
-        if is("content-length") {
-            let n = value
-                .parse::<usize>()
-                .map_err(|_| invalid("Content-Length", value))?;
-            set_once(&mut t.length, "Content-Length", n)?;
-        } else if is("transfer-encoding") {
-            if !value.eq_ignore_ascii_case("chunked") || t.chunked {
-                return Err(invalid("Transfer-Encoding", value));
+        match field(name) {
+            None => headers.push((name.to_string(), value.to_string())),
+            Some(Field::ContentLength) => {
+                let n = value
+                    .parse::<usize>()
+                    .map_err(|_| invalid("Content-Length", value))?;
+                set_once(&mut t.length, "Content-Length", n)?;
             }
-            t.chunked = true;
-        } else if is("host") {
+            Some(Field::TransferEncoding) => {
+                if !value.eq_ignore_ascii_case("chunked") || t.chunked {
+                    return Err(invalid("Transfer-Encoding", value));
+                }
+                t.chunked = true;
+            }
             // The request line's absolute URI names the host.
-        } else if is(OP_CODE) {
-            let op = Kind::parse(value).ok_or_else(|| invalid(OP_CODE, value))?;
-            set_once(&mut t.op, OP_CODE, op)?;
-        } else if is(MSG_ID) {
-            set_once(&mut t.msg_id, MSG_ID, ident(MSG_ID, value, MAX_MSG_ID)?)?;
-        } else if is(FROM_HOST) {
-            set_once(&mut t.from_host, FROM_HOST, ident(FROM_HOST, value, 255)?)?;
-        } else if is(FROM_ID) {
-            set_once(&mut t.from_id, FROM_ID, ident(FROM_ID, value, MAX_FROM_ID)?)?;
-        } else if is(FROM_VERSION) {
-            let v = ident(FROM_VERSION, value, MAX_FROM_ID)?;
-            set_once(&mut t.from_version, FROM_VERSION, v)?;
-        } else if is(TIME_BUDGET) {
-            let b = parse_budget(value).ok_or_else(|| invalid(TIME_BUDGET, value))?;
-            set_once(&mut t.budget, TIME_BUDGET, b)?;
-        } else if is(CALL_DEPTH) {
-            let d = value
-                .parse::<u32>()
-                .map_err(|_| invalid(CALL_DEPTH, value))?;
-            set_once(&mut t.depth, CALL_DEPTH, d)?;
-        } else if is(FRAGMENT) {
-            let f = parse_fragment(value).ok_or_else(|| invalid(FRAGMENT, value))?;
-            set_once(&mut t.fragment, FRAGMENT, f)?;
-        } else {
-            headers.push((name.to_string(), value.to_string()));
+            Some(Field::Host) => {}
+            Some(Field::OpCode) => {
+                let op = Kind::parse(value).ok_or_else(|| invalid(OP_CODE, value))?;
+                set_once(&mut t.op, OP_CODE, op)?;
+            }
+            Some(Field::MsgId) => {
+                set_once(&mut t.msg_id, MSG_ID, ident(MSG_ID, value, MAX_MSG_ID)?)?
+            }
+            Some(Field::FromHost) => {
+                set_once(&mut t.from_host, FROM_HOST, ident(FROM_HOST, value, 255)?)?
+            }
+            Some(Field::FromId) => {
+                set_once(&mut t.from_id, FROM_ID, ident(FROM_ID, value, MAX_FROM_ID)?)?
+            }
+            Some(Field::FromVersion) => {
+                let v = ident(FROM_VERSION, value, MAX_FROM_ID)?;
+                set_once(&mut t.from_version, FROM_VERSION, v)?;
+            }
+            Some(Field::TimeBudget) => {
+                let b = parse_budget(value).ok_or_else(|| invalid(TIME_BUDGET, value))?;
+                set_once(&mut t.budget, TIME_BUDGET, b)?;
+            }
+            Some(Field::CallDepth) => {
+                let d = value
+                    .parse::<u32>()
+                    .map_err(|_| invalid(CALL_DEPTH, value))?;
+                set_once(&mut t.depth, CALL_DEPTH, d)?;
+            }
+            Some(Field::Fragment) => {
+                let f = parse_fragment(value).ok_or_else(|| invalid(FRAGMENT, value))?;
+                set_once(&mut t.fragment, FRAGMENT, f)?;
+            }
         }
     }
     if t.length.is_some() && t.chunked {
@@ -1336,6 +1410,29 @@ mod tests {
         let big = vec![7u8; 2 * MAX_HEAD];
         let (_, body) = Envelope::decode(&sample().encode(&big).unwrap()).unwrap();
         assert_eq!(body.len(), big.len());
+    }
+
+    #[test]
+    fn every_transport_header_is_recognised_in_any_case() {
+        for (name, want) in [
+            ("Content-Length", Field::ContentLength),
+            ("transfer-ENCODING", Field::TransferEncoding),
+            ("HOST", Field::Host),
+            (OP_CODE, Field::OpCode),
+            (MSG_ID, Field::MsgId),
+            (FROM_HOST, Field::FromHost),
+            (FROM_ID, Field::FromId),
+            (FROM_VERSION, Field::FromVersion),
+            (TIME_BUDGET, Field::TimeBudget),
+            (CALL_DEPTH, Field::CallDepth),
+            (FRAGMENT, Field::Fragment),
+        ] {
+            assert_eq!(field(name), Some(want), "{name}");
+            assert_eq!(field(&name.to_ascii_lowercase()), Some(want), "{name}");
+        }
+        for other in [ACTOR, "Microbus-Baggage-X", TRACEPARENT, "X-Msg-Id-", ""] {
+            assert_eq!(field(other), None, "{other}");
+        }
     }
 
     #[test]

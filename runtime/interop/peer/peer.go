@@ -252,7 +252,9 @@ func (p *Peer) serve(endpoints map[string]handler) error {
 		{fmt.Sprintf("%s.safe.*.*.%s.%s.>", plane, flatten(p.host), p.id), ""},
 	}
 	for _, s := range subs {
-		cb := func(msg *nats.Msg) { go p.onRequest(msg, endpoints) }
+		// Read and reassemble in the subscription's own order (fragments
+		// arrive in order); handlers run in their own goroutines.
+		cb := func(msg *nats.Msg) { p.onRequest(msg, endpoints) }
 		var err error
 		if s.queue != "" {
 			_, err = p.nc.QueueSubscribe(s.subject, s.queue, cb)
@@ -355,6 +357,11 @@ func (p *Peer) onRequest(msg *nats.Msg, endpoints map[string]handler) {
 	}
 	// Ack before running the handler.
 	p.publishResponse(replyTo, 202, p.replyHeaders("Ack", msgID), nil)
+	go p.handle(req, body, src, port, msgID, replyTo, endpoints)
+}
+
+func (p *Peer) handle(req *http.Request, body []byte, src, port, msgID, replyTo string, endpoints map[string]handler) {
+	var err error
 	depth, _ := strconv.Atoi(req.Header.Get("Microbus-Call-Depth"))
 	budget := defaultBudget
 	if b := req.Header.Get("Microbus-Time-Budget"); b != "" {

@@ -444,6 +444,69 @@ mod tests {
     }
 
     #[test]
+    fn wire_names_come_from_json_and_output_attributes() {
+        let mut api = Api::parse(
+            host(),
+            quote! {
+                pub trait Calc {
+                    #[function(GET, ":443/square/{id}")]
+                    #[output("xSquared")]
+                    async fn square(&self, id: String, #[json("x")] value: i64, y: i64) -> Result<i64, Error>;
+                    #[function(POST, "/plain")]
+                    async fn plain(&self) -> Result<(), Error>;
+                }
+            },
+        )
+        .unwrap();
+        let ep = &api.endpoints[0];
+        assert_eq!(ep.output, "xSquared");
+        let wires: Vec<&str> = ep.args.iter().map(|a| a.wire.as_str()).collect();
+        assert_eq!(wires, ["id", "x", "y"]);
+        assert_eq!(api.endpoints[1].output, "result");
+        // The helper attributes leave the trait.
+        let item = &mut api.item;
+        let printed = quote::quote!(#item).to_string();
+        assert!(
+            !printed.contains("json") && !printed.contains("output"),
+            "{printed}"
+        );
+        for (item, needle) in [
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x/{id}")]
+                        async fn f(&self, #[json("i")] id: String) -> Result<(), E>;
+                    }
+                ),
+                "none on a path argument",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        #[output("a")]
+                        #[output("b")]
+                        async fn f(&self) -> Result<(), E>;
+                    }
+                ),
+                "one #[output] per method",
+            ),
+            (
+                quote!(
+                    trait C {
+                        #[function(GET, "/x")]
+                        async fn f(&self, #[json("")] a: u8) -> Result<(), E>;
+                    }
+                ),
+                "a wire name is a non-empty JSON field name",
+            ),
+        ] {
+            let e = api_error(host(), item);
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_routes_methods_and_hosts_are_named() {
         let e = api_error(
             host(),
