@@ -187,6 +187,10 @@ pub struct Index<'a> {
     /// Whether each struct holds a client, directly or through a field of a
     /// struct that does.
     pub bearing: Vec<bool>,
+    /// The names a type that may be a client or a struct of the tree can be
+    /// written with (their own names and the imports renaming them): a
+    /// declared type named otherwise is neither, without resolving it.
+    pub type_names: std::collections::HashSet<Name>,
     /// Every generated client type name (`XClient`, `XTrigger`…).
     pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
@@ -241,6 +245,7 @@ pub fn build<'a>(
             client_methods: BTreeMap::new(),
             client_method_names: BTreeSet::new(),
             bearing: vec![],
+            type_names: std::collections::HashSet::new(),
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
             self_method_names: std::collections::HashSet::new(),
@@ -663,15 +668,41 @@ impl<'a> Builder<'a> {
         // struct that holds one (to a fixed point: nesting is shallow).
         let n = self.idx.structs.len();
         let mut bearing = vec![false; n];
+        // Only a field whose type is named like a client or a struct of
+        // the tree (or an import renaming one) can hold one: the others
+        // are not resolved at all.
+        let mut type_names: std::collections::HashSet<Name> = self
+            .idx
+            .structs
+            .iter()
+            .map(|st| st.def.name.clone())
+            .chain(self.idx.client_names.iter().cloned())
+            .collect();
+        loop {
+            let before = type_names.len();
+            for m in &self.idx.modules {
+                for (alias, path) in &m.uses {
+                    if path.last().is_some_and(|l| type_names.contains(l)) {
+                        type_names.insert(alias.clone());
+                    }
+                }
+            }
+            if type_names.len() == before {
+                break;
+            }
+        }
+        self.idx.type_names = type_names;
+        let idx = &self.idx;
         let field_defs: Vec<Vec<Option<Def>>> = (0..n)
             .map(|s| {
-                let st = &self.idx.structs[s];
+                let st = &idx.structs[s];
                 st.def
                     .fields
                     .iter()
                     .map(|(_, t)| {
                         t.as_ref()
-                            .and_then(|t| self.idx.resolve_type(st.module, t).1)
+                            .filter(|t| t.last().is_some_and(|l| idx.type_names.contains(l)))
+                            .and_then(|t| idx.resolve_type(st.module, t).1)
                     })
                     .collect()
             })
