@@ -1065,12 +1065,10 @@ impl Eval<'_, '_> {
             // A value not known to hold a client matters only to a
             // parameter declared with a client type (it is then any host):
             // checked by name before anything is resolved.
-            if !self.bearing(t)
-                && !(matches!(t, Ty::Unknown | Ty::Other)
-                    && declared.is_some_and(|pt| {
-                        pt.last().is_some_and(|l| self.idx.type_names.contains(l))
-                    }))
-            {
+            let untracked_into_client_slot = matches!(t, Ty::Unknown | Ty::Other)
+                && declared
+                    .is_some_and(|pt| pt.last().is_some_and(|l| self.idx.type_names.contains(l)));
+            if !self.bearing(t) && !untracked_into_client_slot {
                 continue;
             }
             let slot = match declared {
