@@ -419,7 +419,11 @@ impl<'a> Builder<'a> {
                         *loc,
                         format!(
                             "`mod {name};` leads to {}, outside the scanned root (through `#[path]` or a symbolic link); it is not read. Move the module file into the tree",
-                            self.idx.ws.rel(&path)
+                            if path.starts_with(&self.idx.ws.root) {
+                                self.idx.ws.rel(&path)
+                            } else {
+                                path.display().to_string()
+                            }
                         ),
                     ));
                     return;
