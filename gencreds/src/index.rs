@@ -760,7 +760,14 @@ impl<'a> Index<'a> {
                 "super" => Def::Mod(self.modules[mm].parent?),
                 "self" => Def::Mod(mm),
                 _ => match self.lookup(mm, seg, visited) {
-                    Some(d) => d,
+                    Some(d) => {
+                        let twins: Vec<&Def> = self
+                            .twin_modules(mm)
+                            .filter_map(|t| self.modules[t].names.get(seg))
+                            .flatten()
+                            .collect();
+                        self.cfg_value(&d, twins.into_iter())
+                    }
                     // A twin module under another cfg may define it.
                     None => self
                         .twin_modules(mm)
@@ -780,6 +787,24 @@ impl<'a> Index<'a> {
             }
             Def::Fn(_) | Def::Const(_) | Def::Assoc(..) => return None,
         })
+    }
+
+    /// A const under several cfgs (`#[cfg(a)] const H: &str = "a.example";`
+    /// and `#[cfg(not(a))] const H: &str = "b.example";`) has no one value:
+    /// when the alternatives disagree it is computed (`Const(None)`), so a
+    /// host becomes `*` and a URL a computed one, never the first value only.
+    fn cfg_value<'d>(&self, d: &Def, others: impl Iterator<Item = &'d Def>) -> Def {
+        match d {
+            Def::Const(v) => {
+                let mut others = others;
+                if others.any(|o| matches!(o, Def::Const(w) if w != v)) {
+                    Def::Const(None)
+                } else {
+                    d.clone()
+                }
+            }
+            _ => d.clone(),
+        }
     }
 
     /// The other modules of the same name in the same parent as `m` (cfg
@@ -826,7 +851,7 @@ impl<'a> Index<'a> {
         // An item of the module itself needs no cycle guard (and the
         // common case then allocates nothing).
         if let Some(defs) = module.names.get(name) {
-            return defs.first().cloned();
+            return defs.first().map(|d| self.cfg_value(d, defs.iter()));
         }
         if visited.contains(&(m, name)) {
             return None;
