@@ -191,6 +191,9 @@ impl Live {
             sink,
         };
         self.shared.pending().insert(msg_id, entry);
+        if let Some(r) = &self.recorder {
+            r.publish(&subject);
+        }
         if let Err(e) = self.client.publish(subject.clone(), payload).await {
             self.shared.pending().remove(&msg_id);
             return Err(Error::Publish {

@@ -5,6 +5,7 @@
 //! | `BUSWARDEN_NATS_URL` | the NATS server URL(s), comma-separated | `nats://127.0.0.1:4222` |
 //! | `BUSWARDEN_PLANE` | the deployment plane (first subject token) | `microbus` |
 //! | `BUSWARDEN_CREDS_DIR` | folder holding `<hostname>_nats.creds` | none: no credentials |
+//! | `BUSWARDEN_RECORD` | folder to record every subject published and subscribed in (see [`crate::record`]) | none: not recorded |
 //!
 //! Code wins over the environment: [`crate::Connector::with_url`] and its
 //! siblings override what the environment said.
@@ -71,6 +72,8 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a multicast waits for acknowledgements.
     pub ack_window: Duration,
+    /// Where subjects are recorded (`gencreds coverage`); `None`: not recorded.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             credentials: Credentials::None,
             timeout: DEFAULT_TIMEOUT,
             ack_window: DEFAULT_ACK_WINDOW,
+            record_dir: None,
         }
     }
 }
@@ -102,6 +106,9 @@ impl Config {
         }
         if let Some(dir) = lookup(ENV_CREDS_DIR).filter(|v| !v.is_empty()) {
             c.credentials = Credentials::CredsFile(creds_path(Path::new(&dir), hostname));
+        }
+        if let Some(dir) = lookup(crate::record::ENV_RECORD).filter(|v| !v.is_empty()) {
+            c.record_dir = Some(PathBuf::from(dir));
         }
         c
     }

@@ -78,6 +78,8 @@ pub(crate) struct Live {
     /// The reply subscription and its readers (see [`crate::pump`]).
     pump: Arc<ReplyPump>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Records every subject published and subscribed (`BUSWARDEN_RECORD`).
+    pub(crate) recorder: Option<crate::record::Recorder>,
 }
 
 /// Message ids are 128 random bits: their low 64 bits are already a
@@ -410,6 +412,13 @@ impl Connector {
         self.configure(|c| c.nats_url = url)
     }
 
+    /// Records every subject this connector publishes and subscribes in
+    /// `dir` (before connecting); see [`crate::record`].
+    pub fn with_record_dir(self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.configure(|c| c.record_dir = Some(dir))
+    }
+
     /// Sets the plane (before connecting).
     pub fn with_plane(self, plane: impl Into<String>) -> Self {
         let plane = plane.into();
@@ -538,6 +547,13 @@ impl Connector {
                 reason: e.to_string(),
             })?;
         let pump = Arc::new(ReplyPump::new(replies, ReplyShape::new(&plane, &host, &id)));
+        let recorder = config
+            .record_dir
+            .as_deref()
+            .and_then(|d| crate::record::Recorder::open(d, &host));
+        if let Some(r) = &recorder {
+            r.subscribe(&reply);
+        }
         let live = Arc::new(Live {
             client,
             plane,
@@ -547,6 +563,7 @@ impl Connector {
             shared: self.inner.shared.clone(),
             pump,
             tasks: Mutex::new(Vec::new()),
+            recorder,
         });
         live.add_task(tokio::spawn(
             live.pump.clone().background(live.shared.clone()),
@@ -620,6 +637,9 @@ impl Live {
         subject: &str,
         queue: Option<&str>,
     ) -> Result<async_nats::Subscriber, Error> {
+        if let Some(r) = &self.recorder {
+            r.subscribe(subject);
+        }
         let result = match queue {
             Some(q) => {
                 self.client

@@ -33,6 +33,7 @@ pub mod event;
 pub mod id;
 pub mod method;
 mod pump;
+pub mod record;
 pub(crate) mod serve;
 pub mod wire;
 

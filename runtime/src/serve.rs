@@ -303,6 +303,9 @@ impl Live {
     async fn acknowledge(&self, to: &ReplyTo) {
         if let Ok(ack) = EnvelopeWriter::new(Kind::Ack, true, 0, to.msg_id, self.id.token(), "", 0)
         {
+            if let Some(r) = &self.recorder {
+                r.publish(&to.subject);
+            }
             let _ = self
                 .client
                 .publish(to.subject.clone(), ack.finish(&[]))
@@ -313,6 +316,9 @@ impl Live {
     /// Publishes a handler's outcome as the response.
     async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
         let payload = self.response_message(to.msg_id, to.multicast, outcome);
+        if let Some(r) = &self.recorder {
+            r.publish(&to.subject);
+        }
         let _ = self.client.publish(to.subject, payload).await;
     }
 
