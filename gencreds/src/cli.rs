@@ -1,4 +1,4 @@
-//! The command line: `scan`, `check`, `explain` and `sign`, each with the same life
+//! The command line: `scan`, `check`, `explain`, `sign` and `coverage`, each with the same life
 //! (load, analyse, report) and the same exit codes: 0 clean, 1 error
 //! findings, 2 the tool itself failed.
 
@@ -41,6 +41,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Check the tree, then sign per-deploy user credentials for every service.
     Sign(crate::sign::SignArgs),
+    /// Check recorded runs (BUSWARDEN_RECORD) against every service's nats.acl: misses exit 1.
+    Coverage(crate::coverage::CoverageArgs),
 }
 
 /// Options every command takes.
@@ -118,6 +120,7 @@ where
         Command::Explain(a) => explain(&a, out),
         Command::Sign(a) => load(&a.root, Options::default(), None)
             .and_then(|an| crate::sign::run(&a, &an, out, err)),
+        Command::Coverage(a) => crate::coverage::run(&a, out),
     };
     match result {
         Ok(code) => code,

@@ -1061,12 +1061,19 @@ impl Eval<'_, '_> {
             );
         }
         for (i, (t, l)) in args.enumerate() {
-            if !self.bearing(t) && !matches!(t, Ty::Unknown | Ty::Other) {
+            let declared = params.get(i).and_then(|p| p.1.as_ref());
+            // A value not known to hold a client matters only to a
+            // parameter declared with a client type (it is then any host):
+            // checked by name before anything is resolved.
+            let untracked_into_client_slot = matches!(t, Ty::Unknown | Ty::Other)
+                && declared
+                    .is_some_and(|pt| pt.last().is_some_and(|l| self.idx.type_names.contains(l)));
+            if !self.bearing(t) && !untracked_into_client_slot {
                 continue;
             }
-            let slot = match params.get(i) {
-                Some((_, Some(pt))) => self.ty_of(m, pt, self_ty),
-                _ => Ty::Unknown,
+            let slot = match declared {
+                Some(pt) => self.ty_of(m, pt, self_ty),
+                None => Ty::Unknown,
             };
             if !self.bearing(&slot) && !self.bearing(t) {
                 continue;
@@ -1232,7 +1239,7 @@ impl Eval<'_, '_> {
                         _ => first(),
                     }
                 } else {
-                    if !dropped {
+                    if !dropped && args.iter().any(|(t, _)| self.bearing(t)) {
                         let what = format!(
                             "`{}(…)`, which the analyzer does not follow (an enum variant, a collection, code outside the tree)",
                             p.segs.join("::")
@@ -1686,7 +1693,7 @@ impl Eval<'_, '_> {
             let mut last = Ty::Other;
             for st in ar.run(mc.body) {
                 last = ev.expr(st);
-                if !formatting && !matches!(st, Expr::Local(_)) {
+                if !formatting && !matches!(st, Expr::Local(_)) && ev.bearing(&last) {
                     let at = ev.last_loc;
                     ev.escape(
                         &last,

@@ -187,6 +187,10 @@ pub struct Index<'a> {
     /// Whether each struct holds a client, directly or through a field of a
     /// struct that does.
     pub bearing: Vec<bool>,
+    /// The names a type that may be a client or a struct of the tree can be
+    /// written with (their own names and the imports renaming them): a
+    /// declared type named otherwise is neither, without resolving it.
+    pub type_names: std::collections::HashSet<Name>,
     /// Every generated client type name (`XClient`, `XTrigger`…).
     pub client_names: BTreeSet<Name>,
     /// Every endpoint method name of every API.
@@ -241,6 +245,7 @@ pub fn build<'a>(
             client_methods: BTreeMap::new(),
             client_method_names: BTreeSet::new(),
             bearing: vec![],
+            type_names: std::collections::HashSet::new(),
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
             self_method_names: std::collections::HashSet::new(),
@@ -437,7 +442,11 @@ impl<'a> Builder<'a> {
                         *loc,
                         format!(
                             "`mod {name};` leads to {}, outside the scanned root (through `#[path]` or a symbolic link); it is not read. Move the module file into the tree",
-                            self.idx.ws.rel(&path)
+                            if path.starts_with(&self.idx.ws.root) {
+                                self.idx.ws.rel(&path)
+                            } else {
+                                path.display().to_string()
+                            }
                         ),
                     ));
                     return;
@@ -663,15 +672,41 @@ impl<'a> Builder<'a> {
         // struct that holds one (to a fixed point: nesting is shallow).
         let n = self.idx.structs.len();
         let mut bearing = vec![false; n];
+        // Only a field whose type is named like a client or a struct of
+        // the tree (or an import renaming one) can hold one: the others
+        // are not resolved at all.
+        let mut type_names: std::collections::HashSet<Name> = self
+            .idx
+            .structs
+            .iter()
+            .map(|st| st.def.name.clone())
+            .chain(self.idx.client_names.iter().cloned())
+            .collect();
+        loop {
+            let before = type_names.len();
+            for m in &self.idx.modules {
+                for (alias, path) in &m.uses {
+                    if path.last().is_some_and(|l| type_names.contains(l)) {
+                        type_names.insert(alias.clone());
+                    }
+                }
+            }
+            if type_names.len() == before {
+                break;
+            }
+        }
+        self.idx.type_names = type_names;
+        let idx = &self.idx;
         let field_defs: Vec<Vec<Option<Def>>> = (0..n)
             .map(|s| {
-                let st = &self.idx.structs[s];
+                let st = &idx.structs[s];
                 st.def
                     .fields
                     .iter()
                     .map(|(_, t)| {
                         t.as_ref()
-                            .and_then(|t| self.idx.resolve_type(st.module, t).1)
+                            .filter(|t| t.last().is_some_and(|l| idx.type_names.contains(l)))
+                            .and_then(|t| idx.resolve_type(st.module, t).1)
                     })
                     .collect()
             })
@@ -706,16 +741,30 @@ impl<'a> Builder<'a> {
 /// root, module path, impl self type, impl trait, name). Two definitions of
 /// one key can only coexist under different `cfg`s.
 fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
-    type Key = (ModId, Vec<Name>, String, String, Name);
-    let path_of = |mut m: ModId| {
-        let mut names = vec![];
-        while let Some(p) = idx.modules[m].parent {
-            names.push(idx.modules[m].name.clone());
-            m = p;
+    // Each module's path, interned: twin modules (same parent path, same
+    // name) share an id. Parents are created before their children.
+    let mut interned: HashMap<(usize, &Name), usize> = HashMap::new();
+    let mut path_id = vec![0usize; idx.modules.len()];
+    for (m, module) in idx.modules.iter().enumerate() {
+        path_id[m] = match module.parent {
+            // A target root: its own path (roots never share one).
+            None => usize::MAX - m,
+            Some(p) => {
+                let next = interned.len();
+                *interned.entry((path_id[p], &module.name)).or_insert(next)
+            }
+        };
+    }
+    let mut fns: HashMap<(usize, &Name), Vec<UnitId>> = HashMap::new();
+    for (m, module) in idx.modules.iter().enumerate() {
+        for (name, defs) in &module.names {
+            for d in defs {
+                if let Def::Fn(u) = d {
+                    fns.entry((path_id[m], name)).or_default().push(*u);
+                }
+            }
         }
-        names.reverse();
-        names
-    };
+    }
     let text = |p: Option<&PathRef>| {
         p.map(|p| {
             p.segs
@@ -726,38 +775,26 @@ fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
         })
         .unwrap_or_default()
     };
-    let mut groups: BTreeMap<Key, Vec<UnitId>> = BTreeMap::new();
-    for (m, module) in idx.modules.iter().enumerate() {
-        for (name, defs) in &module.names {
-            for d in defs {
-                if let Def::Fn(u) = d {
-                    let key = (
-                        module.root,
-                        path_of(m),
-                        String::new(),
-                        String::new(),
-                        name.clone(),
-                    );
-                    groups.entry(key).or_default().push(*u);
-                }
-            }
-        }
-    }
+    let mut methods: HashMap<(usize, String, String, &Name), Vec<UnitId>> = HashMap::new();
     for im in &idx.impls {
-        let root = idx.modules[im.module].root;
+        let (self_ty, trait_path) = (
+            text(im.def.self_ty.as_ref()),
+            text(im.def.trait_path.as_ref()),
+        );
         for &u in &im.units {
-            let key = (
-                root,
-                path_of(im.module),
-                text(im.def.self_ty.as_ref()),
-                text(im.def.trait_path.as_ref()),
-                idx.units[u].def.name.clone(),
-            );
-            groups.entry(key).or_default().push(u);
+            methods
+                .entry((
+                    path_id[im.module],
+                    self_ty.clone(),
+                    trait_path.clone(),
+                    &idx.units[u].def.name,
+                ))
+                .or_default()
+                .push(u);
         }
     }
     let mut out = HashMap::new();
-    for (_, units) in groups {
+    for units in fns.into_values().chain(methods.into_values()) {
         if units.len() > 1 {
             let shared: std::sync::Arc<[UnitId]> = units.into();
             for &u in shared.iter() {
@@ -829,7 +866,14 @@ impl<'a> Index<'a> {
                 "super" => Def::Mod(self.modules[mm].parent?),
                 "self" => Def::Mod(mm),
                 _ => match self.lookup(mm, seg, visited) {
-                    Some(d) => d,
+                    Some(d) => {
+                        let twins: Vec<&Def> = self
+                            .twin_modules(mm)
+                            .filter_map(|t| self.modules[t].names.get(seg))
+                            .flatten()
+                            .collect();
+                        self.cfg_value(&d, twins.into_iter())
+                    }
                     // A twin module under another cfg may define it.
                     None => self
                         .twin_modules(mm)
@@ -849,6 +893,24 @@ impl<'a> Index<'a> {
             }
             Def::Fn(_) | Def::Const(_) | Def::Assoc(..) => return None,
         })
+    }
+
+    /// A const under several cfgs (`#[cfg(a)] const H: &str = "a.example";`
+    /// and `#[cfg(not(a))] const H: &str = "b.example";`) has no one value:
+    /// when the alternatives disagree it is computed (`Const(None)`), so a
+    /// host becomes `*` and a URL a computed one, never the first value only.
+    fn cfg_value<'d>(&self, d: &Def, others: impl Iterator<Item = &'d Def>) -> Def {
+        match d {
+            Def::Const(v) => {
+                let mut others = others;
+                if others.any(|o| matches!(o, Def::Const(w) if w != v)) {
+                    Def::Const(None)
+                } else {
+                    d.clone()
+                }
+            }
+            _ => d.clone(),
+        }
     }
 
     /// The other modules of the same name in the same parent as `m` (cfg
@@ -895,7 +957,7 @@ impl<'a> Index<'a> {
         // An item of the module itself needs no cycle guard (and the
         // common case then allocates nothing).
         if let Some(defs) = module.names.get(name) {
-            return defs.first().cloned();
+            return defs.first().map(|d| self.cfg_value(d, defs.iter()));
         }
         if visited.contains(&(m, name)) {
             return None;

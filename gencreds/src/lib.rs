@@ -9,6 +9,7 @@
 //! - [`analysis`]: services, grant scope, rules and provenance;
 //! - [`diagnostic`], [`report`]: findings and their formats; [`cli`]: commands;
 //! - [`sign`]: `gencreds sign`, credentials only from a tree that passes `check`;
+//! - [`coverage`]: `gencreds coverage`, recorded runs checked against each `nats.acl`;
 //! - [`synth`]: the synthetic workspace generator used by the benchmark;
 //! - [`allocator`]: the allocator settings the binary and the benchmark run with.
 
@@ -18,6 +19,7 @@ pub mod allocator;
 pub mod analysis;
 pub mod cache;
 pub mod cli;
+pub mod coverage;
 pub mod diagnostic;
 pub mod eval;
 pub mod index;

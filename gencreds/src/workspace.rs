@@ -922,6 +922,50 @@ mod tests {
         );
     }
 
+    /// `exclude` as Cargo reads it: an excluded folder and everything below
+    /// it is out (its files are not read when no member depends on it), a
+    /// literal `members` entry overrides it, a glob does not, and an excluded
+    /// crate with its own `[workspace]` is a workspace of its own.
+    #[test]
+    fn workspace_exclude_is_honoured_as_cargo_does() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let pkg = |name: &str| format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n");
+        let files = [
+            (
+                "Cargo.toml",
+                "[workspace]\nmembers = [\"crates/*\", \"crates/forced\"]\nexclude = [\"crates/skip\", \"crates/forced\", \"crates/own\", \"crates/used\"]\n".to_string(),
+            ),
+            ("crates/a/Cargo.toml", format!("{}\n[dependencies]\nused = {{ path = \"../used\" }}\n", pkg("a"))),
+            ("crates/skip/Cargo.toml", pkg("skip")),
+            ("crates/skip/deeper/Cargo.toml", pkg("deeper")),
+            ("crates/forced/Cargo.toml", pkg("forced")),
+            ("crates/own/Cargo.toml", format!("{}[workspace]\n", pkg("own"))),
+            ("crates/used/Cargo.toml", pkg("used")),
+        ];
+        for (f, text) in &files {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::create_dir_all(p.parent().unwrap().join("src")).unwrap();
+            std::fs::write(p.parent().unwrap().join("src/lib.rs"), "").unwrap();
+        }
+        let ws = discover(root).unwrap();
+        let get = |name: &str| ws.crates.iter().find(|c| c.package == name).unwrap();
+        for (name, member, read) in [
+            ("a", true, true),
+            ("skip", false, false),
+            ("deeper", false, false),
+            ("forced", true, true),
+            ("own", true, true),
+            ("used", false, true),
+        ] {
+            let c = get(name);
+            assert_eq!(c.member, member, "{name}");
+            assert_eq!(!c.files.is_empty() && c.lib_root.is_some(), read, "{name}");
+        }
+    }
+
     /// A tree nested 800 folders deep is walked on a thread with a small
     /// stack: the depth is walked with an explicit stack, not recursion.
     #[test]

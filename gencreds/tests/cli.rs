@@ -292,6 +292,7 @@ fn help_texts() {
         vec!["check", "--help"],
         vec!["explain", "--help"],
         vec!["sign", "--help"],
+        vec!["coverage", "--help"],
     ] {
         let o = gencreds(&cmd);
         assert_eq!(o.code, 0);

@@ -115,6 +115,7 @@ cases! {
     diag_duplicate_hostname => "cases/diag-duplicate-hostname",
     diag_call_outside_service => "cases/diag-call-outside-service",
     diag_private_runtime_api => "cases/diag-private-runtime-api",
+    diag_outside_root_is_never_read => "cases/diag-outside-root",
     diag_port_zero_is_for_subscriptions_only => "cases/diag-port-zero",
     url_special_characters_in_hosts_flatten => "cases/url-special-hosts",
     diag_reserved_all_is_not_a_service_hostname => "cases/diag-reserved-all",

@@ -354,3 +354,43 @@ fn path_attr_manifest_target_and_folder_links_out_of_the_tree_are_refused() {
         assert!(!text.contains(SECRET), "{format}: {text}");
     }
 }
+
+/// `include!` of a file outside the project (absolute, or through a link)
+/// is not read: a finding at the macro, and nothing of the file printed.
+#[test]
+fn include_out_of_the_project_is_not_read() {
+    let secret = outside_secret();
+    let t = tree(b"fn ok() {}\n");
+    std::fs::write(t.path().join("svc/Cargo.toml"), MANIFEST).unwrap();
+    std::os::unix::fs::symlink(
+        secret.path().join("environ"),
+        t.path().join("svc/src/env.in"),
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("svc/src/bad.rs"),
+        format!(
+            "fn a() {{ include!({:?}); }}\nfn b() {{ include!(\"env.in\"); }}\n",
+            secret.path().join("environ").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let an = run(t.path());
+    let found: Vec<(u32, &str)> = an
+        .diags
+        .iter()
+        .filter(|d| d.file == "svc/src/bad.rs")
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .all(|(_, m)| m.contains("leads outside the project")),
+        "{found:#?}"
+    );
+    for format in ["human", "json"] {
+        let (_, text) = check_output(t.path(), format);
+        assert!(!text.contains(SECRET), "{format}: {text}");
+    }
+}

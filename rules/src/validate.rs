@@ -312,6 +312,28 @@ mod tests {
         assert_eq!(validate(&h, &derive(&ServiceModel::new(h.clone()))), Ok(()));
     }
 
+    /// Port 0 is for subscriptions only: a service's PUB to any port is
+    /// refused (never a port wildcard); a SUB on any port is fine.
+    #[test]
+    fn a_publish_to_any_port_is_refused() {
+        let h = Hostname::parse("calc.example").unwrap();
+        let set =
+            |rules: &[&str]| -> RuleSet { rules.iter().map(|r| Rule::parse(r).unwrap()).collect() };
+        let wide = set(&["PUB {{plane}}.safe.*.calc_example.x_example.*.GET.a"]);
+        assert!(matches!(
+            validate(&h, &wide).unwrap_err().as_slice(),
+            [ValidationError::PortWildcard { .. }]
+        ));
+        let call = crate::derive::Call {
+            dest: crate::derive::Dest::Host(Hostname::parse("x.example").unwrap()),
+            method: crate::route::Method::parse("GET").unwrap(),
+            route: crate::route::Route::parse(":0/a").unwrap(),
+        };
+        let derived = set(&[&crate::derive::call_rule(&h, &call).to_string()]);
+        assert!(validate(&h, &derived).is_err(), "{derived:?}");
+        assert!(validate(&h, &set(&["SUB {{plane}}.safe.*.*.calc_example.>"])).is_ok());
+    }
+
     #[test]
     fn refuses_hand_edits() {
         assert!(matches!(

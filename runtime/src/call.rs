@@ -361,6 +361,9 @@ impl Live {
             max_bytes: self.config.max_reply_bytes,
         };
         self.shared.pending().insert(key, entry);
+        if let Some(r) = &self.recorder {
+            r.publish(&call.subject);
+        }
         if let Err(e) = self
             .client
             .publish(call.subject.clone(), call.first.clone())
@@ -395,6 +398,9 @@ impl Live {
         };
         let subject = async_nats::Subject::from(self.subject_for(target, &pos, method));
         let n = call.parts.len() as u32;
+        if let Some(r) = &self.recorder {
+            r.publish(&subject);
+        }
         for (i, part) in call.parts.iter().enumerate().skip(1) {
             let msg = self.request_message(
                 target,

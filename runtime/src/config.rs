@@ -5,6 +5,7 @@
 //! | `BUSWARDEN_NATS_URL` | the NATS server URL(s), comma-separated | `nats://127.0.0.1:4222` |
 //! | `BUSWARDEN_PLANE` | the deployment plane (first subject token) | `microbus` |
 //! | `BUSWARDEN_CREDS_DIR` | folder holding `<hostname>_nats.creds` | none: no credentials |
+//! | `BUSWARDEN_RECORD` | folder to record every subject published and subscribed in (see [`crate::record`]) | none: not recorded |
 //!
 //! Code wins over the environment: [`crate::Connector::with_url`] and its
 //! siblings override what the environment said.
@@ -87,6 +88,8 @@ pub struct Config {
     /// Most reply bytes one call takes in, every responder together; more
     /// are dropped and counted.
     pub max_reply_bytes: usize,
+    /// Where subjects are recorded (`gencreds coverage`); `None`: not recorded.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             max_body: DEFAULT_MAX_BODY,
             max_responders: DEFAULT_MAX_RESPONDERS,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            record_dir: None,
         }
     }
 }
@@ -121,6 +125,9 @@ impl Config {
         }
         if let Some(dir) = lookup(ENV_CREDS_DIR).filter(|v| !v.is_empty()) {
             c.credentials = Credentials::CredsFile(creds_path(Path::new(&dir), hostname));
+        }
+        if let Some(dir) = lookup(crate::record::ENV_RECORD).filter(|v| !v.is_empty()) {
+            c.record_dir = Some(PathBuf::from(dir));
         }
         c
     }

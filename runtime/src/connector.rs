@@ -83,6 +83,8 @@ pub(crate) struct Live {
     /// `max_payload`).
     pub(crate) fragment_size: usize,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Records every subject published and subscribed (`BUSWARDEN_RECORD`).
+    pub(crate) recorder: Option<crate::record::Recorder>,
 }
 
 /// Keys of the table of waiting calls are our own random message ids (8
@@ -529,6 +531,13 @@ impl Connector {
         self.configure(|c| c.nats_url = url)
     }
 
+    /// Records every subject this connector publishes and subscribes in
+    /// `dir` (before connecting); see [`crate::record`].
+    pub fn with_record_dir(self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.configure(|c| c.record_dir = Some(dir))
+    }
+
     /// Sets the plane (before connecting).
     pub fn with_plane(self, plane: impl Into<String>) -> Self {
         let plane = plane.into();
@@ -677,6 +686,13 @@ impl Connector {
             })?;
         let pump = Arc::new(ReplyPump::new(replies, ReplyShape::new(&plane, &host, &id)));
         let fragment_size = crate::frag::fragment_size(client.server_info().max_payload);
+        let recorder = config
+            .record_dir
+            .as_deref()
+            .and_then(|d| crate::record::Recorder::open(d, &host));
+        if let Some(r) = &recorder {
+            r.subscribe(&reply);
+        }
         let live = Arc::new(Live {
             client,
             plane,
@@ -688,6 +704,7 @@ impl Connector {
             inbound_frags: crate::frag::InboundFrags::default(),
             fragment_size,
             tasks: Mutex::new(Vec::new()),
+            recorder,
         });
         live.add_task(tokio::spawn(
             live.pump.clone().background(live.shared.clone()),
@@ -765,6 +782,9 @@ impl Live {
         subject: &str,
         queue: Option<&str>,
     ) -> Result<async_nats::Subscriber, Error> {
+        if let Some(r) = &self.recorder {
+            r.subscribe(subject);
+        }
         let result = match queue {
             Some(q) => {
                 self.client

@@ -40,6 +40,7 @@ mod frag;
 pub mod id;
 pub mod method;
 mod pump;
+pub mod record;
 pub(crate) mod serve;
 pub mod token;
 pub mod wire;

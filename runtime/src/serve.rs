@@ -446,6 +446,9 @@ impl Live {
             && w.transport(Kind::Ack, &to.msg_id, self.host.as_str(), self.id.token())
                 .is_ok()
         {
+            if let Some(r) = &self.recorder {
+                r.publish(&to.subject);
+            }
             let _ = self.client.publish(to.subject.clone(), w.finish(&[])).await;
         }
     }
@@ -453,6 +456,9 @@ impl Live {
     /// Publishes a handler's outcome as the response (in fragments when
     /// it is larger than one message).
     async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
+        if let Some(r) = &self.recorder {
+            r.publish(&to.subject);
+        }
         for payload in self.response_messages(&to, outcome) {
             let _ = self.client.publish(to.subject.clone(), payload).await;
         }
