@@ -63,6 +63,21 @@ pub struct Provenance {
     pub site: Site,
 }
 
+/// One endpoint a service declares, as its API trait says.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServedEndpoint {
+    /// The route.
+    pub route: String,
+    /// The method token.
+    pub method: String,
+    /// `function`, `web` or `event`.
+    pub kind: &'static str,
+    /// The trait method.
+    pub name: String,
+    /// The required-claims expression, as written.
+    pub claims: Option<String>,
+}
+
 /// One service: its model, rules, and where each rule comes from.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -76,6 +91,9 @@ pub struct Service {
     pub acl_abs: PathBuf,
     /// Its model.
     pub model: ServiceModel,
+    /// The endpoints it serves (events it declares included), each with its
+    /// required claims, sorted by route then method.
+    pub endpoints: Vec<ServedEndpoint>,
     /// Its minimized rule set.
     pub rules: RuleSet,
     /// Provenance of every non-implicit rule.
@@ -778,17 +796,46 @@ fn derive_service(
         }
     }
     let mut model = ServiceModel::new(host.clone());
+    let mut wanted: Vec<(Rule, Site)> = vec![];
+    let mut served = vec![];
     for &a in apis {
-        for ep in idx.apis[a].endpoints.values().flatten() {
+        for (name, ep) in &idx.apis[a].endpoints {
+            let Some(ep) = ep else { continue };
+            served.push(ServedEndpoint {
+                route: ep.route.to_string(),
+                method: ep.method.to_string(),
+                kind: match ep.kind {
+                    crate::ir::EndpointKind::Function => "function",
+                    crate::ir::EndpointKind::Web => "web",
+                    crate::ir::EndpointKind::Event => "event",
+                },
+                name: name.to_string(),
+                claims: ep.claims.clone(),
+            });
             if ep.kind != crate::ir::EndpointKind::Event {
                 model.endpoints.push(Endpoint {
                     method: ep.method.clone(),
                     route: ep.route.clone(),
                 });
             }
+            // An endpoint with required claims verifies its actor: the
+            // runtime fetches access.token.core's keys (JWKS) over the bus.
+            if let Some(expr) = &ep.claims {
+                let call = buswarden_rules::derive::actor_keys_call();
+                let site = Site {
+                    file: idx.module_file(idx.apis[a].module),
+                    loc: ep.loc,
+                    what: format!(
+                        "required claims `{expr}` on {} {} (the runtime verifies actor tokens with access.token.core's keys)",
+                        ep.method, ep.route
+                    ),
+                    via: None,
+                };
+                wanted.push((call_rule(host, &call), site));
+                model.calls.push(call);
+            }
         }
     }
-    let mut wanted: Vec<(Rule, Site)> = vec![];
     for (&u, v) in &via {
         if facts[u].is_empty() {
             continue;
@@ -1060,6 +1107,11 @@ fn derive_service(
         acl_abs: c.dir.join("nats.acl"),
         dir,
         model,
+        endpoints: {
+            served.sort();
+            served.dedup();
+            served
+        },
         rules,
         provenance,
         blocked: false,

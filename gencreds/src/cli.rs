@@ -217,6 +217,13 @@ fn scan(a: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             "blocked": s.blocked,
             "status": status,
             "rules": s.rules.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "endpoints": s.endpoints.iter().map(|e| json!({
+                "name": e.name,
+                "kind": e.kind,
+                "method": e.method,
+                "route": e.route,
+                "claims": e.claims,
+            })).collect::<Vec<_>>(),
         }));
     }
     match a.common.format {

@@ -112,6 +112,8 @@ pub struct ApiEndpoint {
     pub method: buswarden_rules::Method,
     /// The route.
     pub route: buswarden_rules::Route,
+    /// The required-claims expression, as written.
+    pub claims: Option<String>,
     /// Where it is declared.
     pub loc: Loc,
 }
@@ -569,6 +571,7 @@ impl<'a> Builder<'a> {
                     kind: am.kind,
                     method,
                     route,
+                    claims: am.claims.clone(),
                     loc: am.loc,
                 }),
                 (Err(e), _) | (_, Err(e)) => {

@@ -156,6 +156,8 @@ pub struct ApiMethod {
     pub method: String,
     /// The route string as written.
     pub route: String,
+    /// `claims = "…"`: the required-claims expression as written.
+    pub claims: Option<String>,
     /// Where the attribute is.
     pub loc: Loc,
 }

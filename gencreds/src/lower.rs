@@ -342,12 +342,28 @@ fn lit_str(e: &syn::Expr) -> Option<String> {
 /// Parses `(METHOD, "literal")` attribute arguments: the method as an
 /// identifier or string literal.
 fn method_and_literal(attr: &syn::Attribute) -> (Result<String, String>, Result<String, String>) {
+    let (method, lit, _) = endpoint_args(attr, false);
+    (method, lit)
+}
+
+/// The arguments of an endpoint attribute: `(METHOD, "route")` and, where
+/// `with_claims`, an optional `claims = "expression"` (parsed here too, so a
+/// malformed expression is a finding at the attribute).
+#[allow(clippy::type_complexity)]
+fn endpoint_args(
+    attr: &syn::Attribute,
+    with_claims: bool,
+) -> (
+    Result<String, String>,
+    Result<String, String>,
+    Result<Option<String>, String>,
+) {
     let args = match attr.parse_args_with(Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated)
     {
         Ok(a) => a,
         Err(e) => {
             let msg = format!("cannot read the arguments: {e}");
-            return (Err(msg.clone()), Err(msg));
+            return (Err(msg.clone()), Err(msg.clone()), Err(msg));
         }
     };
     let mut it = args.iter();
@@ -364,12 +380,30 @@ fn method_and_literal(attr: &syn::Attribute) -> (Result<String, String>, Result<
         Some(e) => lit_str(e).ok_or_else(|| "the second argument must be a string literal".into()),
         None => Err("missing the string literal, as in (GET, \"…\")".into()),
     };
-    let lit = if it.next().is_some() {
-        Err("takes exactly two arguments: (METHOD, \"…\")".into())
-    } else {
-        lit
+    let claims = match it.next() {
+        None => Ok(None),
+        Some(syn::Expr::Assign(a))
+            if with_claims
+                && matches!(&*a.left, syn::Expr::Path(p) if p.path.is_ident("claims")) =>
+        {
+            match lit_str(&a.right) {
+                Some(text) => buswarden_claims::parse(&text)
+                    .map(|_| Some(text))
+                    .map_err(|e| format!("invalid required-claims expression: {e}")),
+                None => Err("claims = takes a string literal".into()),
+            }
+        }
+        Some(_) if with_claims => {
+            Err("takes (METHOD, \"…\") and optionally claims = \"expression\"".into())
+        }
+        Some(_) => Err("takes exactly two arguments: (METHOD, \"…\")".into()),
     };
-    (method, lit)
+    let claims = if claims.is_ok() && it.next().is_some() {
+        Err("nothing may follow claims = \"…\"".into())
+    } else {
+        claims
+    };
+    (method, lit, claims)
 }
 
 fn attr_is(attr: &syn::Attribute, name: &str) -> bool {
@@ -704,15 +738,16 @@ impl Lowerer<'_> {
                         _ => continue,
                     };
                     found = true;
-                    match method_and_literal(a) {
-                        (Ok(method), Ok(route)) => methods.push(ApiMethod {
+                    match endpoint_args(a, kind != EndpointKind::Event) {
+                        (Ok(method), Ok(route), Ok(claims)) => methods.push(ApiMethod {
                             name: f.sig.ident.to_compact_string(),
                             kind,
                             method,
                             route,
+                            claims,
                             loc: loc(a.span()),
                         }),
-                        (Err(e), _) | (_, Err(e)) => malformed.push((
+                        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => malformed.push((
                             loc(a.span()),
                             format!("endpoint attribute on `{}`: {e}", f.sig.ident),
                         )),

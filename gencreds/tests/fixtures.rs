@@ -96,6 +96,8 @@ cases! {
     api_dev_helper => "apis/dev-helper",
     api_broken_api_reports_each_mistake_once => "apis/broken-api",
     form01_chained => "cases/form01-chained",
+    claims_endpoints_fetch_the_access_issuers_keys => "cases/claims-endpoints",
+    diag_invalid_claims => "cases/diag-invalid-claims",
     form02_let_bound_shadowing_annotations => "cases/form02-let-bound",
     form03_parameter_typed => "cases/form03-params",
     form04_struct_fields => "cases/form04-fields",

@@ -203,6 +203,22 @@ pub fn endpoint_rule(own: &Hostname, endpoint: &Endpoint) -> Option<Rule> {
     ))
 }
 
+/// The issuer of access tokens, whose keys every service with required
+/// claims fetches to verify its actors.
+pub const ACCESS_ISSUER: &str = "access.token.core";
+
+/// The call a service's runtime makes to verify actor tokens:
+/// access.token.core's JWKS (`:888/jwks`, an `ANY` endpoint, so sent as
+/// `POST`). gencreds grants it to every service whose endpoints declare
+/// required claims.
+pub fn actor_keys_call() -> Call {
+    Call {
+        dest: Dest::Host(Hostname::parse(ACCESS_ISSUER).unwrap_or_else(|_| unreachable!())),
+        method: Method::post(),
+        route: Route::parse(":888/jwks").unwrap_or_else(|_| unreachable!()),
+    }
+}
+
 /// The implicit rules of a service: its replies, its own endpoints, replies
 /// to it, control broadcasts, and its own trust-root endpoints if any.
 pub fn implicit_rules(own: &Hostname, has_trust_root_endpoint: bool) -> Vec<Rule> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The issuer of access tokens, the only tokens that travel the bus as
 /// actors.
-pub const ACCESS_ISSUER: &str = "access.token.core";
+pub const ACCESS_ISSUER: &str = buswarden_rules::derive::ACCESS_ISSUER;
 /// The issuer of bearer tokens, held by external clients and exchanged for
 /// access tokens at the ingress; never a bus actor.
 pub const BEARER_ISSUER: &str = "bearer.token.core";
