@@ -17,6 +17,8 @@ fn sign_one(chain: &Chain, signer: AccountSigner) -> (tempfile::TempDir, sign::S
     let mut rules = implicit("calc_example");
     rules.push("PUB {{plane}}.danger.666.calc_example.access_token_core.*.POST.mint".into());
     rules.push("PUB {{plane}}.safe.443.calc_example.other_example.*.GET.items.*".into());
+    // A hook: signed pinned to calc's queue group only.
+    rules.push("SUB {{plane}}.safe.417.*.other_example.*.POST.on-change".into());
     let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
     write_acl(root.path(), "calc", "calc.example", &refs);
     let _ = chain;
@@ -69,6 +71,19 @@ fn everything_we_sign_verifies_in_go() {
                 .as_array()
                 .unwrap()
                 .contains(&"microbus.danger.666.calc_example.access_token_core.*.POST.mint".into())
+        );
+        // The queue-pinned SUB entries (`"<subject> <queue>"`) pass Go's
+        // validation and read back as written.
+        let subs = nats["sub"]["allow"].as_array().unwrap();
+        for pinned in [
+            "microbus.safe.*.*.calc_example.> calc_example",
+            "microbus.safe.417.*.other_example.*.POST.on-change calc_example",
+        ] {
+            assert!(subs.contains(&pinned.into()), "{subs:?}");
+        }
+        assert!(
+            !subs.contains(&"microbus.safe.417.*.other_example.*.POST.on-change".into()),
+            "{subs:?}"
         );
     }
 }

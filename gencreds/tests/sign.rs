@@ -224,3 +224,40 @@ fn a_signing_key_readable_by_others_is_refused() {
     );
     assert!(!out.exists(), "nothing written");
 }
+
+/// Issue 15, High 1: the catalog's committed `nats.acl` edited to add
+/// `SUB {{plane}}.safe.*.*.orders_example.>` (the CI request of the issue):
+/// `gencreds sign` refuses and writes nothing.
+#[test]
+fn refuses_a_foreign_sub_grant_in_a_committed_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("app");
+    copy_tree(&app(), &tree);
+    let acl = tree.join("catalog/service/nats.acl");
+    let text = std::fs::read_to_string(&acl).unwrap();
+    let edited = text.replacen(
+        "SUB {{plane}}.safe.*.*.catalog_example.>\n",
+        "SUB {{plane}}.safe.*.*.catalog_example.>\nSUB {{plane}}.safe.*.*.orders_example.>\n",
+        1,
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&acl, edited).unwrap();
+    let key = dir.path().join("account.nk");
+    keyfile::generate_key_file(KeyKind::Account, &key).unwrap();
+    let out = dir.path().join("creds");
+    let (code, stdout, stderr) = run(&[
+        "sign",
+        tree.to_str().unwrap(),
+        "--signing-key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("orders_example") || stderr.contains("orders_example"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stderr.contains("nothing was signed"), "{stderr}");
+    assert!(!out.exists(), "creds folder written despite the refusal");
+}

@@ -1,7 +1,11 @@
 //! Validation of a rule set for the hostname it is meant for, run before
-//! anything is signed: the broker can only pin a service's identity if every
-//! PUB rule is in that service's own name and no rule is wider than the
-//! layout allows.
+//! anything is signed (by `gencreds sign`, the creds pipeline and the account
+//! server, and by `busop audit` on what was signed): the broker can only pin
+//! a service's identity if every PUB rule is in that service's own name, and
+//! keep other services' traffic from it only if every SUB rule is on its own
+//! subjects: its own host as the destination (or `all` on the control port
+//! 888), its own replies, and another host only for one of that host's `:417`
+//! event routes. No rule may be wider than the layout allows.
 
 use crate::hostname::Hostname;
 use crate::rule::{PLANE_PLACEHOLDER, Rule, RuleSet, Verb};

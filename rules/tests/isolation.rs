@@ -363,3 +363,15 @@ fn the_fixture_services_pass_and_the_attacks_are_seen() {
     assert!(!deliverable(&pinned, event, Some("orders_example")));
     assert!(deliverable(&pinned, event, Some("notify_example")));
 }
+
+/// The policy validates its rule-form grants with the same validator: a
+/// foreign SUB listed in `buswarden.toml` is refused when the file loads.
+#[test]
+fn a_policy_cannot_allow_a_foreign_sub() {
+    let text = "version = 1\n[caller.\"catalog.example\"]\nwildcards = [\"SUB {{plane}}.safe.*.*.orders_example.>\"]\n";
+    let err = buswarden_rules::policy::Policy::parse(text).unwrap_err();
+    assert!(
+        err.to_string().contains("subscribes to requests for"),
+        "{err}"
+    );
+}

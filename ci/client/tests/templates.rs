@@ -542,8 +542,13 @@ role = "operator"
         .iter()
         .map(|r| format!("gateway.example: {r}"))
         .chain([
+            // Own requests: plain, and pinned to the service's queue group.
             "access.token.core: SUB {{plane}}.danger.666.*.access_token_core.>".to_string(),
+            "access.token.core: SUB {{plane}}.danger.666.*.access_token_core.> access_token_core"
+                .to_string(),
             "bearer.token.core: SUB {{plane}}.danger.666.*.bearer_token_core.>".to_string(),
+            "bearer.token.core: SUB {{plane}}.danger.666.*.bearer_token_core.> bearer_token_core"
+                .to_string(),
         ])
         .collect();
     assert_eq!(grep, expected, "{}", show(&audit));
