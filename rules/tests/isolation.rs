@@ -24,7 +24,7 @@
 use buswarden_rules::pattern;
 use buswarden_rules::queue;
 use buswarden_rules::rule::PLANE_PLACEHOLDER;
-use buswarden_rules::validate::{validate, validate_rule};
+use buswarden_rules::validate::validate;
 use buswarden_rules::{Hostname, Rule, RuleSet, Verb, acl, derive::implicit_rules};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -313,8 +313,11 @@ proptest! {
             subject[0] = "{{plane}}";
             let verb = if is_pub { Verb::Pub } else { Verb::Sub };
             if let Ok(rule) = Rule::new(verb, subject.join(".")) {
-                // Only rules the validator accepts: the set is then accepted.
-                if validate_rule(&me, &rule).is_ok() {
+                // Only rules the validator accepts for this service (its
+                // whole check, port wildcards included): the set is then
+                // accepted.
+                let alone: RuleSet = std::iter::once(rule.clone()).collect();
+                if validate(&host, &alone).is_ok() {
                     rules.insert(rule);
                 }
             }
