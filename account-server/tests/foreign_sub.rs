@@ -17,16 +17,7 @@ async fn a_ci_request_with_a_foreign_sub_grant_is_refused() {
     let (_server, stop, handle) = serve_in_process(&bed).await;
     let _nats = bed.start_nats();
     let client = http();
-    let r = api(
-        &client,
-        &bed,
-        "POST",
-        "/v1/deploys",
-        json!({ "deploy": "d1" }),
-        &bed.ci,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    open_deploy(&client, &bed, "d1", &bed.ci).await;
     let host = "catalog.shop.example";
     let users = "/v1/deploys/d1/users";
     for foreign in [

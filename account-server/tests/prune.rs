@@ -182,16 +182,7 @@ async fn a_revoked_key_stays_revoked_after_its_entry_is_pruned() {
     let (server, stop, handle) = serve_in_process(&bed).await;
     let nats = bed.start_nats();
     let client = http();
-    let r = api(
-        &client,
-        &bed,
-        "POST",
-        "/v1/deploys",
-        json!({ "deploy": "d1" }),
-        &bed.ci,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    open_deploy(&client, &bed, "d1", &bed.ci).await;
     let victim = KeyPair::generate(KeyKind::User);
     let sign_body = json!({ "users": [{ "hostname": "calc.example", "user_key": victim.public_key(), "rules": rules_for("calc.example") }], "expires": "3s" });
     let r = api(

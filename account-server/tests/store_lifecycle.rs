@@ -25,16 +25,7 @@ async fn a_lost_or_corrupted_store_is_refused_and_the_revocations_stay_on_the_br
     let (server, stop, handle) = serve_in_process(&bed).await;
     let nats = bed.start_nats();
     let client = http();
-    let r = api(
-        &client,
-        &bed,
-        "POST",
-        "/v1/deploys",
-        json!({ "deploy": "d1" }),
-        &bed.ci,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    open_deploy(&client, &bed, "d1", &bed.ci).await;
     let victim = KeyPair::generate(KeyKind::User);
     let body = json!({ "users": [{ "hostname": "calc.example", "user_key": victim.public_key(), "rules": rules_for("calc.example") }], "expires": "1h" });
     let r = api(&client, &bed, "POST", "/v1/deploys/d1/users", body, &bed.ci).await;
@@ -201,16 +192,7 @@ async fn a_wrong_kek_stops_the_start() {
     right_kek();
     let (server, stop, handle) = serve_in_process(&bed).await;
     let client = http();
-    let r = api(
-        &client,
-        &bed,
-        "POST",
-        "/v1/deploys",
-        json!({ "deploy": "d1" }),
-        &bed.ci,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    open_deploy(&client, &bed, "d1", &bed.ci).await;
     let _ = stop.send(());
     handle.await.unwrap();
     stop_server(server).await;

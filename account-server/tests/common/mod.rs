@@ -390,6 +390,20 @@ pub async fn api(
     .await
 }
 
+/// Opens deploy `id` with `key` and asserts the 201.
+pub async fn open_deploy(client: &Http, bed: &Bed, id: &str, key: &KeyPair) {
+    let r = api(
+        client,
+        bed,
+        "POST",
+        "/v1/deploys",
+        serde_json::json!({ "deploy": id }),
+        key,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
 /// The derived rule set of a service with no calls, as strings.
 pub fn rules_for(hostname: &str) -> Vec<String> {
     let h = buswarden_rules::Hostname::parse(hostname).unwrap();
