@@ -15,6 +15,7 @@
 //! - [`acl`]: the `nats.acl` text format;
 //! - [`naming`]: the names `#[buswarden::api]` generates (macro and analyzer);
 //! - [`validate`]: the checks run on a rule set before it is signed;
+//! - [`edge`]: the ingress's port firewall and the public endpoints (`[edge]`, `[public]`);
 //! - [`diff`]: what changed between two rule sets;
 //! - [`queue`]: the queue group a service may join and the `sub.allow` entries pinned to it;
 //! - [`budget`]: the CONNECT line a rule set will produce, against the 4 KiB limit;
@@ -26,6 +27,7 @@ pub mod acl;
 pub mod budget;
 pub mod derive;
 pub mod diff;
+pub mod edge;
 pub mod hostname;
 pub mod naming;
 pub mod pattern;

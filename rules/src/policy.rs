@@ -32,7 +32,10 @@
 //! dynamic-trust-root = true
 //! ```
 //!
-//! Keys: `version` (required, `1`) and `caller`, a table of tables keyed by
+//! The `[edge]` table (the ingress's port firewall) and the `[public]` list
+//! are described in [`crate::edge`].
+//!
+//! Keys: `version` (required, `1`), `edge`, `public` and `caller`, a table of tables keyed by
 //! caller hostname, each with `trust-root` and `wildcards` (arrays of grant
 //! strings, default empty) and `dynamic-trust-root` (boolean, default
 //! false). Any other key is an [`PolicyError::UnknownKey`] with its line and
@@ -72,6 +75,7 @@
 //! warnings, a computed host on a `:666` call is an error.
 
 use crate::derive::request_pattern;
+use crate::edge::{Edge, EdgeError, Mode, PortRange, PublicEndpoint, PublicError};
 use crate::hostname::{Hostname, HostnameError};
 use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
 use crate::rule::{Rule, RuleError, RuleSet, Verb};
@@ -86,7 +90,9 @@ pub const MAX_POLICY_LEN: usize = 1024 * 1024;
 /// The only `version` understood.
 pub const POLICY_VERSION: i64 = 1;
 
-const TOP_KEYS: &[&str] = &["version", "caller"];
+const TOP_KEYS: &[&str] = &["version", "caller", "edge", "public"];
+const EDGE_KEYS: &[&str] = &["ingress", "mode", "allowed-internal-ports"];
+const PUBLIC_KEYS: &[&str] = &["endpoints"];
 const CALLER_KEYS: &[&str] = &["trust-root", "wildcards", "dynamic-trust-root"];
 
 /// A 1-based line and column (in characters) in the policy file.
@@ -226,6 +232,26 @@ pub enum PolicyError {
         /// Where.
         at: Location,
     },
+    /// An `[edge]` value that is refused.
+    #[error("{at}: edge.{key}: {source}")]
+    BadEdge {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        source: EdgeError,
+        /// Where.
+        at: Location,
+    },
+    /// A `[public]` entry that does not parse.
+    #[error("{at}: public endpoint {entry:?}: {source}")]
+    BadPublic {
+        /// The entry as written.
+        entry: String,
+        /// What is wrong.
+        source: PublicError,
+        /// Where.
+        at: Location,
+    },
     /// A grant string that does not parse.
     #[error("{at}: grant {grant:?}: {source}")]
     BadGrant {
@@ -249,7 +275,9 @@ impl PolicyError {
             | PolicyError::WrongType { at, .. }
             | PolicyError::UnsupportedVersion { at, .. }
             | PolicyError::BadCaller { at, .. }
-            | PolicyError::BadGrant { at, .. } => Some(*at),
+            | PolicyError::BadGrant { at, .. }
+            | PolicyError::BadEdge { at, .. }
+            | PolicyError::BadPublic { at, .. } => Some(*at),
         }
     }
 }
@@ -276,11 +304,26 @@ pub struct CallerPolicy {
     pub dynamic_trust_root: bool,
 }
 
+/// One `[public]` entry with where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Public {
+    /// The entry as written.
+    pub text: String,
+    /// The endpoint it names.
+    pub endpoint: PublicEndpoint,
+    /// Where it is written.
+    pub at: Location,
+}
+
 /// A parsed `buswarden.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// The callers, by hostname.
     pub callers: BTreeMap<Hostname, CallerPolicy>,
+    /// The `[edge]` table, when present.
+    pub edge: Option<Edge>,
+    /// The `[public]` list, when present (`None`: no list, nothing checked).
+    pub public: Option<Vec<Public>>,
 }
 
 /// A rule of a caller's rule set the policy does not allow. Serializes as
@@ -642,6 +685,118 @@ impl Walker<'_> {
         policy
     }
 
+    fn edge_error(&mut self, key: &'static str, v: &Spanned<DeValue<'_>>, source: EdgeError) {
+        let at = self.at(v.span().start);
+        self.push(v.span().start, PolicyError::BadEdge { key, source, at });
+    }
+
+    fn edge(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Edge> {
+        let Some(table) = v.get_ref().as_table() else {
+            self.wrong_type("edge".into(), "a table", v);
+            return None;
+        };
+        let mut edge = Edge::default();
+        for (k, v) in table.iter() {
+            match k.get_ref().as_ref() {
+                "ingress" => match v.get_ref().as_str() {
+                    Some(h) => match Hostname::parse_exact(h) {
+                        Ok(h) => edge.ingress = h,
+                        Err(e) => self.edge_error("ingress", v, EdgeError::Ingress(e)),
+                    },
+                    None => self.wrong_type("edge.ingress".into(), "a string", v),
+                },
+                "mode" => match v.get_ref().as_str() {
+                    Some(m) => match Mode::parse(m) {
+                        Ok(m) => edge.mode = m,
+                        Err(e) => self.edge_error("mode", v, e),
+                    },
+                    None => self.wrong_type("edge.mode".into(), "a string", v),
+                },
+                "allowed-internal-ports" => {
+                    let Some(items) = v.get_ref().as_array() else {
+                        self.wrong_type(
+                            "edge.allowed-internal-ports".into(),
+                            "an array of ports and \"first-last\" ranges",
+                            v,
+                        );
+                        continue;
+                    };
+                    for item in items.iter() {
+                        let parsed = match item.get_ref() {
+                            DeValue::Integer(i) => {
+                                match i64::from_str_radix(i.as_str(), i.radix())
+                                    .ok()
+                                    .and_then(|p| u16::try_from(p).ok())
+                                {
+                                    Some(p) => PortRange::new(p, p),
+                                    None => Err(EdgeError::BadPort {
+                                        text: i.to_string(),
+                                    }),
+                                }
+                            }
+                            DeValue::String(s) => PortRange::parse(s),
+                            _ => {
+                                self.wrong_type(
+                                    "an item of edge.allowed-internal-ports".into(),
+                                    "a port or a \"first-last\" string",
+                                    item,
+                                );
+                                continue;
+                            }
+                        };
+                        match parsed {
+                            Ok(r) => edge.allowed_internal_ports.push(r),
+                            Err(e) => self.edge_error("allowed-internal-ports", item, e),
+                        }
+                    }
+                }
+                _ => self.unknown(k, "edge".into(), EDGE_KEYS),
+            }
+        }
+        Some(edge)
+    }
+
+    fn public(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Vec<Public>> {
+        let Some(table) = v.get_ref().as_table() else {
+            self.wrong_type("public".into(), "a table", v);
+            return None;
+        };
+        let mut out = vec![];
+        for (k, v) in table.iter() {
+            if k.get_ref().as_ref() != "endpoints" {
+                self.unknown(k, "public".into(), PUBLIC_KEYS);
+                continue;
+            }
+            let Some(items) = v.get_ref().as_array() else {
+                self.wrong_type("public.endpoints".into(), "an array of strings", v);
+                continue;
+            };
+            for item in items.iter() {
+                let Some(text) = item.get_ref().as_str() else {
+                    self.wrong_type("an item of public.endpoints".into(), "a string", item);
+                    continue;
+                };
+                let at = self.at(item.span().start);
+                match PublicEndpoint::parse(text) {
+                    Ok(endpoint) => out.push(Public {
+                        text: text.to_string(),
+                        endpoint,
+                        at,
+                    }),
+                    Err(source) => self.push(
+                        item.span().start,
+                        PolicyError::BadPublic {
+                            entry: text.to_string(),
+                            source,
+                            at,
+                        },
+                    ),
+                }
+            }
+        }
+        Some(out)
+    }
+
     fn callers(&mut self, v: &Spanned<DeValue<'_>>) -> BTreeMap<Hostname, CallerPolicy> {
         let mut out = BTreeMap::new();
         let Some(table) = v.get_ref().as_table() else {
@@ -707,6 +862,8 @@ impl Policy {
                     w.version(v);
                 }
                 "caller" => policy.callers = w.callers(v),
+                "edge" => policy.edge = w.edge(v),
+                "public" => policy.public = w.public(v),
                 _ => w.unknown(k, "the top level".into(), TOP_KEYS),
             }
         }
@@ -1085,5 +1242,75 @@ mod tests {
         );
         assert_eq!(Location::of_offset("é", 1), Location { line: 1, column: 1 });
         assert_eq!(Location::of_offset("", 10), Location { line: 1, column: 1 });
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    #[test]
+    fn edge_and_public_tables_parse_with_defaults() {
+        let p = Policy::parse(
+            "version = 1\n[edge]\nallowed-internal-ports = [8080, \"9000-9099\"]\n[public]\nendpoints = [\"GET catalog.example/items/{id}\"]\n",
+        )
+        .unwrap();
+        let edge = p.edge.unwrap();
+        assert_eq!(edge.ingress.as_str(), crate::edge::DEFAULT_INGRESS);
+        assert_eq!(edge.mode, Mode::Prod);
+        assert!(edge.admits(9050) && !edge.admits(444));
+        let public = p.public.unwrap();
+        assert_eq!(public.len(), 1);
+        assert_eq!(
+            public[0].at,
+            Location {
+                line: 5,
+                column: 14
+            }
+        );
+        assert!(Policy::parse("version = 1\n").unwrap().edge.is_none());
+    }
+
+    #[test]
+    fn an_edge_opening_666_or_888_is_refused_at_its_line() {
+        for (ports, port) in [("[666]", 666), ("[\"880-890\"]", 888)] {
+            let text =
+                format!("version = 1\n[edge]\nmode = \"lab\"\nallowed-internal-ports = {ports}\n");
+            let errors = Policy::parse_all(&text).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            match &errors[0] {
+                PolicyError::BadEdge {
+                    key: "allowed-internal-ports",
+                    source: EdgeError::NeverOpen { port: p },
+                    at,
+                } => {
+                    assert_eq!(*p, port);
+                    assert_eq!(at.line, 4);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for bad in [
+            "[edge]\nmode = \"production\"\n",
+            "[edge]\nmode = 3\n",
+            "[edge]\ningress = \"*.x\"\n",
+            "[edge]\nports = [1]\n",
+            "[edge]\nallowed-internal-ports = [70000]\n",
+            "[edge]\nallowed-internal-ports = [-1]\n",
+            "[edge]\nallowed-internal-ports = [true]\n",
+            "edge = 1\n",
+            "[public]\nendpoints = [\"GET /x\"]\n",
+            "[public]\nlist = []\n",
+            "[public]\nendpoints = [1]\n",
+        ] {
+            let text = format!("version = 1\n{bad}");
+            let errors = Policy::parse_all(&text).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| e.location().is_some_and(|l| l.line >= 2)),
+                "{bad:?}: {errors:?}"
+            );
+        }
     }
 }
