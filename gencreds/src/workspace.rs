@@ -100,43 +100,71 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
             path: root.to_path_buf(),
         });
     }
+    use rayon::prelude::*;
     let root = root.to_path_buf();
     let Walked {
         manifests: manifests_paths,
-        rs_files,
+        mut rs_files,
         mut diags,
     } = pool_walk(&root);
+    let mut manifests = read_manifests(&root, manifests_paths, &mut diags);
 
-    // Manifests are read and parsed in parallel, reported in path order.
-    use rayon::prelude::*;
-    let read: Vec<Result<Manifest, Diagnostic>> = manifests_paths
-        .into_par_iter()
-        .map(|path| {
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Diagnostic::new(
-                    Code::InvalidManifest,
-                    &rel(&root, &path),
-                    Loc::default(),
-                    format!("cannot be read: {e}"),
-                )
-            })?;
-            match text.parse::<toml::Table>() {
-                Ok(table) => Ok(Manifest { path, dir, table }),
-                Err(e) => Err(Diagnostic::new(
-                    Code::InvalidManifest,
-                    &rel(&root, &path),
-                    Loc::default(),
-                    format!("is not valid TOML: {}", e.message()),
-                )),
+    // Path dependencies outside the scanned root are read too: cargo builds
+    // them into the services, so a client type or helper they define must
+    // be followed, never dropped. They are library crates of the scan,
+    // never services (not members), each walked within its own folder.
+    let canon = canonical_root(&root);
+    let mut external: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut known: BTreeSet<PathBuf> = manifests.iter().map(|m| normalize(&m.dir)).collect();
+    let mut next = 0;
+    loop {
+        let mut to_walk = vec![];
+        for m in &manifests[next..] {
+            if !m.table.get("package").is_some_and(toml::Value::is_table) {
+                continue;
             }
-        })
-        .collect();
-    let mut manifests = vec![];
-    for r in read {
-        match r {
-            Ok(m) => manifests.push(m),
-            Err(d) => diags.push(d),
+            let ws = manifests
+                .iter()
+                .filter(|w| w.table.contains_key("workspace") && m.dir.starts_with(&w.dir))
+                .max_by_key(|w| w.dir.components().count());
+            for (name, dir) in path_dependency_dirs(m, ws) {
+                if known.contains(&dir) {
+                    continue;
+                }
+                if !dir.join("Cargo.toml").is_file() {
+                    // Cargo would not build it; its calls could not be
+                    // followed: refused, never silently dropped.
+                    diags.push(Diagnostic::new(
+                        Code::InvalidManifest,
+                        &rel(&root, &m.path),
+                        Loc::default(),
+                        format!(
+                            "the path dependency `{name}` ({}) has no Cargo.toml: its code cannot be analysed; fix the path",
+                            dir.display()
+                        ),
+                    ));
+                    known.insert(dir);
+                    continue;
+                }
+                if inside_root(&canon, &dir) {
+                    continue;
+                }
+                known.insert(dir.clone());
+                to_walk.push(dir);
+            }
+        }
+        next = manifests.len();
+        if to_walk.is_empty() {
+            break;
+        }
+        for dir in to_walk {
+            let walked = pool_walk(&dir);
+            rs_files.extend(walked.rs_files);
+            diags.extend(walked.diags);
+            let more = read_manifests(&root, walked.manifests, &mut diags);
+            known.extend(more.iter().map(|m| normalize(&m.dir)));
+            external.extend(more.iter().map(|m| normalize(&m.dir)));
+            manifests.extend(more);
         }
     }
 
@@ -218,11 +246,10 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         c.dev_deps = dev;
     }
     for (c, m) in crates.iter_mut().zip(&packages) {
-        c.member = !excluded(&ws_roots, m);
+        c.member = !excluded(&ws_roots, m) && !external.contains(&normalize(&m.dir));
     }
-    // A target the manifest names outside the tree (`[lib] path =
+    // A target the manifest names outside its tree (`[lib] path =
     // "/proc/self/environ"`, a link out) is refused, never read.
-    let canon = canonical_root(&root);
     for (c, m) in crates.iter_mut().zip(&packages) {
         let mut outside = |p: &PathBuf| {
             let bad = !walked_rs.contains(p.as_path()) && p.exists() && !inside_root(&canon, p);
@@ -276,6 +303,66 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
         crates,
         diags,
     })
+}
+
+/// Reads and parses manifests in parallel, reporting failures in path order.
+fn read_manifests(root: &Path, paths: Vec<PathBuf>, diags: &mut Vec<Diagnostic>) -> Vec<Manifest> {
+    use rayon::prelude::*;
+    let read: Vec<Result<Manifest, Diagnostic>> = paths
+        .into_par_iter()
+        .map(|path| {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Diagnostic::new(
+                    Code::InvalidManifest,
+                    &rel(root, &path),
+                    Loc::default(),
+                    format!("cannot be read: {e}"),
+                )
+            })?;
+            match text.parse::<toml::Table>() {
+                Ok(table) => Ok(Manifest { path, dir, table }),
+                Err(e) => Err(Diagnostic::new(
+                    Code::InvalidManifest,
+                    &rel(root, &path),
+                    Loc::default(),
+                    format!("is not valid TOML: {}", e.message()),
+                )),
+            }
+        })
+        .collect();
+    let mut out = vec![];
+    for r in read {
+        match r {
+            Ok(m) => out.push(m),
+            Err(d) => diags.push(d),
+        }
+    }
+    out
+}
+
+/// The folders of a package's (non-dev) path dependencies, `.`/`..` folded.
+fn path_dependency_dirs(m: &Manifest, ws: Option<&Manifest>) -> Vec<(String, PathBuf)> {
+    let ws_deps = ws
+        .and_then(|w| w.table.get("workspace"))
+        .and_then(|w| w.get("dependencies"))
+        .and_then(toml::Value::as_table);
+    let mut out = vec![];
+    for table in dependency_tables(&m.table) {
+        for (key, spec) in table {
+            let (spec, base) = match spec.get("workspace").and_then(toml::Value::as_bool) {
+                Some(true) => match (ws_deps.and_then(|d| d.get(key)), ws) {
+                    (Some(s), Some(w)) => (s, w.dir.as_path()),
+                    _ => continue,
+                },
+                _ => (spec, m.dir.as_path()),
+            };
+            if let Some(p) = spec.get("path").and_then(toml::Value::as_str) {
+                out.push((key.clone(), normalize(&base.join(p))));
+            }
+        }
+    }
+    out
 }
 
 /// What a walk of the tree found, in walk order: depth first, the entries
@@ -926,6 +1013,68 @@ mod tests {
     /// it is out (its files are not read when no member depends on it), a
     /// literal `members` entry overrides it, a glob does not, and an excluded
     /// crate with its own `[workspace]` is a workspace of its own.
+    /// A path dependency outside the scanned root is read as cargo builds
+    /// it (a library of the scan, never a service), with its own path
+    /// dependencies; an unrelated crate beside it is not read.
+    #[test]
+    fn path_dependencies_outside_the_root_are_read_as_libraries() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path();
+        let pkg = |name: &str, deps: &str| {
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n[dependencies]\n{deps}")
+        };
+        let files = [
+            (
+                "app/svc/Cargo.toml",
+                pkg("svc", "api = { path = \"../../libs/api\" }\n"),
+            ),
+            (
+                "libs/api/Cargo.toml",
+                pkg("api", "util = { path = \"../util\" }\n"),
+            ),
+            ("libs/util/Cargo.toml", pkg("util", "")),
+            ("libs/other/Cargo.toml", pkg("other", "")),
+        ];
+        for (f, text) in &files {
+            let p = top.join(f);
+            std::fs::create_dir_all(p.parent().unwrap().join("src")).unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::write(p.parent().unwrap().join("src/lib.rs"), "").unwrap();
+        }
+        let ws = discover(&top.join("app")).unwrap();
+        let get = |name: &str| ws.crates.iter().find(|c| c.package == name);
+        let svc = get("svc").unwrap();
+        assert!(svc.member);
+        let api = get("api").expect("the out-of-root path dependency is read");
+        assert!(!api.member && api.lib_root.is_some());
+        assert_eq!(
+            svc.deps
+                .get("api")
+                .copied()
+                .flatten()
+                .map(|i| &ws.crates[i].package),
+            Some(&"api".to_string())
+        );
+        let util = get("util").expect("its own path dependency too");
+        assert!(!util.member && util.lib_root.is_some());
+        assert!(get("other").is_none());
+
+        // A path dependency that is not there is refused at the manifest.
+        std::fs::write(
+            top.join("app/svc/Cargo.toml"),
+            pkg("svc", "gone = { path = \"../../libs/gone\" }\n"),
+        )
+        .unwrap();
+        let ws = discover(&top.join("app")).unwrap();
+        assert!(
+            ws.diags
+                .iter()
+                .any(|d| d.code == Code::InvalidManifest && d.message.contains("`gone`")),
+            "{:?}",
+            ws.diags
+        );
+    }
+
     #[test]
     fn workspace_exclude_is_honoured_as_cargo_does() {
         let t = tempfile::tempdir().unwrap();

@@ -22,6 +22,12 @@
 //! Every refusal is a 401; claims that do not satisfy an endpoint are a 403.
 //! Only endpoints that declare required claims verify (and so fetch keys):
 //! gencreds grants a service the JWKS fetch from those declarations.
+//!
+//! The same verifier, bound to bearer.token.core instead ([`Issuer::Bearer`],
+//! `typ` `JWT`), is what the edge uses to check a bearer token before it
+//! exchanges it for an access token ([`TokenVerifier`]); the JWKS fetch is
+//! then the caller's own typed call, so gencreds sees it in the caller's
+//! code.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +41,36 @@ use crate::claims::{Check, Claims};
 use crate::connector::Connector;
 use crate::context::Frame;
 use crate::error::Error;
-use crate::token::{self, ACCESS_ISSUER, ACCESS_TYP};
+use crate::token::{self, ACCESS_ISSUER, ACCESS_TYP, BEARER_ISSUER, BEARER_TYP, Jwks};
+
+/// A pinned issuer: the hostname its tokens name in `iss` (with or without
+/// `https://`) and serve their keys from, and the header `typ` it stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// access.token.core: `typ` `at+jwt`, the bus actor.
+    Access,
+    /// bearer.token.core: `typ` `JWT`, held by external clients, checked at
+    /// the edge only.
+    Bearer,
+}
+
+impl Issuer {
+    /// The issuer's hostname.
+    pub fn host(self) -> &'static str {
+        match self {
+            Issuer::Access => ACCESS_ISSUER,
+            Issuer::Bearer => BEARER_ISSUER,
+        }
+    }
+
+    /// The header `typ` of its tokens.
+    pub fn typ(self) -> &'static str {
+        match self {
+            Issuer::Access => ACCESS_TYP,
+            Issuer::Bearer => BEARER_TYP,
+        }
+    }
+}
 
 /// Clock skew allowed on `exp`.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(10);
@@ -66,16 +101,16 @@ pub enum ActorError {
     /// Not a well-formed EdDSA JWT.
     #[error("malformed actor token: {0}")]
     Malformed(String),
-    /// A token that is not an access token (a bearer token, or another
-    /// issuer).
-    #[error("not an access token of {ACCESS_ISSUER}: {0}")]
-    NotAccessToken(String),
+    /// A token of another kind or issuer than the one pinned (a bearer
+    /// token offered as an actor, a token claiming another issuer).
+    #[error("not a token of {0}: {1}")]
+    WrongIssuer(&'static str, String),
     /// `exp` has passed.
     #[error("actor token expired")]
     Expired,
-    /// No key of access.token.core has this id.
-    #[error("no key {0:?} in the JWKS of {ACCESS_ISSUER}")]
-    UnknownKey(String),
+    /// No key of the issuer has this id.
+    #[error("no key {1:?} in the JWKS of {0}")]
+    UnknownKey(&'static str, String),
     /// The signature does not verify.
     #[error("actor token signature does not verify")]
     Signature,
@@ -99,22 +134,28 @@ struct State {
     verified: HashMap<String, Arc<Actor>>,
 }
 
-/// The keys and verified tokens of one connector.
-pub(crate) struct Verifier {
+/// The keys and verified tokens of one pinned issuer. A connector holds one
+/// for access.token.core; the edge holds one for bearer.token.core.
+pub struct TokenVerifier {
+    issuer: Issuer,
     state: Mutex<State>,
     fetching: tokio::sync::Mutex<()>,
     eviction_ms: AtomicU64,
     fetches: AtomicU64,
 }
 
-impl Default for Verifier {
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.issuer)
+            .field("fetches", &self.fetches())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TokenVerifier {
     fn default() -> Self {
-        Verifier {
-            state: Mutex::default(),
-            fetching: tokio::sync::Mutex::new(()),
-            eviction_ms: AtomicU64::new(KEY_EVICTION.as_millis() as u64),
-            fetches: AtomicU64::new(0),
-        }
+        TokenVerifier::new(Issuer::Access)
     }
 }
 
@@ -132,7 +173,23 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-impl Verifier {
+impl TokenVerifier {
+    /// A verifier pinned to `issuer`, knowing no key yet.
+    pub fn new(issuer: Issuer) -> TokenVerifier {
+        TokenVerifier {
+            issuer,
+            state: Mutex::default(),
+            fetching: tokio::sync::Mutex::new(()),
+            eviction_ms: AtomicU64::new(KEY_EVICTION.as_millis() as u64),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// The issuer it is pinned to.
+    pub fn issuer(&self) -> Issuer {
+        self.issuer
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -141,21 +198,45 @@ impl Verifier {
         Duration::from_millis(self.eviction_ms.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_eviction(&self, after: Duration) {
+    /// How long a key absent from the issuer's JWKS still verifies.
+    pub fn set_eviction(&self, after: Duration) {
         self.eviction_ms
             .store(after.as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn fetches(&self) -> u64 {
+    /// JWKS fetches made so far.
+    pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// Verifies `text` as an actor token.
-    pub(crate) async fn verify(
+    /// Verifies `text` as an access token, fetching access.token.core's
+    /// keys with `svc` (a raw call granted from `claims` declarations).
+    pub(crate) async fn verify_actor(
         &self,
         svc: &Connector,
         text: &str,
     ) -> Result<Arc<Actor>, ActorError> {
+        let url = format!("https://{}:888/jwks", self.issuer.host());
+        self.verify(text, || async move {
+            // A fetch of its own: no actor, baggage or budget of the request
+            // being handled travels with it.
+            let resp = Frame::default()
+                .scope(svc.post(&url, Vec::new()).timeout(FETCH_TIMEOUT).send())
+                .await?;
+            token::jwks_of(&resp)
+        })
+        .await
+    }
+
+    /// Verifies `text` as a token of the pinned issuer. `fetch` gets the
+    /// issuer's JWKS when a key id is unknown (single flight, at most once
+    /// per [`FETCH_COOLDOWN`]); it must ask the issuer itself over the bus
+    /// (e.g. `bearer_token_core_api::jwks`), which binds keys to the issuer.
+    pub async fn verify<F, Fut>(&self, text: &str, fetch: F) -> Result<Arc<Actor>, ActorError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Jwks, Error>>,
+    {
         let now = unix_now();
         let skew = CLOCK_SKEW.as_secs() as i64;
         if let Some(actor) = self.state().verified.get(text)
@@ -164,11 +245,16 @@ impl Verifier {
             return Ok(actor.clone());
         }
         let t = token::decode(text).map_err(|e| ActorError::Malformed(e.to_string()))?;
-        if t.header.typ != ACCESS_TYP {
-            return Err(ActorError::NotAccessToken(format!(
-                "typ {:?} (bearer tokens never travel the bus)",
-                t.header.typ
-            )));
+        let (host, typ) = (self.issuer.host(), self.issuer.typ());
+        if t.header.typ != typ {
+            let why = match self.issuer {
+                Issuer::Access => format!(
+                    "typ {:?} (bearer tokens never travel the bus)",
+                    t.header.typ
+                ),
+                Issuer::Bearer => format!("typ {:?}, not {typ:?}", t.header.typ),
+            };
+            return Err(ActorError::WrongIssuer(host, why));
         }
         let reg: Registered = serde_json::from_slice(&t.payload)
             .map_err(|_| ActorError::Malformed("payload is not a JSON object".into()))?;
@@ -177,8 +263,8 @@ impl Verifier {
             .as_ref()
             .and_then(|v| v.as_str())
             .unwrap_or_default();
-        if iss.strip_prefix("https://").unwrap_or(iss) != ACCESS_ISSUER {
-            return Err(ActorError::NotAccessToken(format!("iss {iss:?}")));
+        if iss.strip_prefix("https://").unwrap_or(iss) != host {
+            return Err(ActorError::WrongIssuer(host, format!("iss {iss:?}")));
         }
         let expires = reg
             .exp
@@ -188,7 +274,7 @@ impl Verifier {
         if expires.saturating_add(skew) < now {
             return Err(ActorError::Expired);
         }
-        let key = self.key(svc, &t.header.kid).await?;
+        let key = self.key(&t.header.kid, fetch).await?;
         t.verify(&key).map_err(|_| ActorError::Signature)?;
         let claims: Claims = serde_json::from_slice(&t.payload)
             .map_err(|e| ActorError::Malformed(format!("claims: {e}")))?;
@@ -210,9 +296,14 @@ impl Verifier {
         Ok(actor)
     }
 
-    /// The key `kid` of access.token.core, fetching the JWKS once (single
-    /// flight, cooldown after success) when it is not known.
-    async fn key(&self, svc: &Connector, kid: &str) -> Result<VerifyingKey, ActorError> {
+    /// The key `kid` of the issuer, fetching the JWKS once (single flight,
+    /// cooldown after success) when it is not known.
+    async fn key<F, Fut>(&self, kid: &str, fetch: F) -> Result<VerifyingKey, ActorError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Jwks, Error>>,
+    {
+        let unknown = || ActorError::UnknownKey(self.issuer.host(), kid.to_string());
         if let Some(k) = self.known(kid) {
             return Ok(k);
         }
@@ -225,17 +316,11 @@ impl Verifier {
             .last_fetch
             .is_some_and(|at| at.elapsed() < FETCH_COOLDOWN)
         {
-            return Err(ActorError::UnknownKey(kid.to_string()));
+            return Err(unknown());
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let url = format!("https://{ACCESS_ISSUER}:888/jwks");
-        // A fetch of its own: no actor, baggage or budget of the request
-        // being handled travels with it.
-        let fetched = Frame::default()
-            .scope(svc.post(&url, Vec::new()).timeout(FETCH_TIMEOUT).send())
-            .await;
-        let Ok(jwks) = fetched.and_then(|resp| token::jwks_of(&resp)) else {
-            return Err(ActorError::UnknownKey(kid.to_string()));
+        let Ok(jwks) = fetch().await else {
+            return Err(unknown());
         };
         let now = Instant::now();
         let mut state = self.state();
@@ -255,11 +340,7 @@ impl Verifier {
         state
             .keys
             .retain(|_, k| now.duration_since(k.last_seen) <= eviction);
-        state
-            .keys
-            .get(kid)
-            .map(|k| k.key)
-            .ok_or_else(|| ActorError::UnknownKey(kid.to_string()))
+        state.keys.get(kid).map(|k| k.key).ok_or_else(unknown)
     }
 
     fn known(&self, kid: &str) -> Option<VerifyingKey> {
@@ -289,7 +370,7 @@ pub(crate) fn guard(
                     format!("this endpoint requires claims `{text}`: no actor token"),
                 ));
             };
-            let actor = svc.inner.shared.verifier.verify(&svc, &token).await?;
+            let actor = svc.inner.shared.verifier.verify_actor(&svc, &token).await?;
             if !check(&actor.claims) {
                 return Err(Error::status(
                     403,

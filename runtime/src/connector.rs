@@ -114,7 +114,7 @@ type PendingMap = HashMap<u64, Pending, std::hash::BuildHasherDefault<MessageIdH
 #[derive(Default)]
 pub(crate) struct Shared {
     /// Actor-token keys and verified tokens ([`crate::actor`]).
-    pub(crate) verifier: crate::actor::Verifier,
+    pub(crate) verifier: crate::actor::TokenVerifier,
     pending: Mutex<PendingMap>,
     denied_subscriptions: Mutex<HashSet<String>>,
     subscription_denied: Notify,

@@ -10,9 +10,11 @@
 
 #![forbid(unsafe_code)]
 
+use buswarden::actor::{Actor, Issuer, TokenVerifier};
 use buswarden::token::{self, Jwks};
 use buswarden::{Connector, Error, Request, Response};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 #[buswarden::api(host = "bearer.token.core")]
 pub trait BearerTokenCore {
@@ -37,4 +39,22 @@ pub async fn mint(svc: &Connector, claims: &Map<String, Value>) -> Result<String
 /// The issuer's JWKS.
 pub async fn jwks(svc: &Connector) -> Result<Jwks, Error> {
     token::jwks_of(&BearerTokenCoreClient::new(svc).jwks(Request::new()).await?)
+}
+
+/// A verifier pinned to bearer.token.core, for [`verify`] (keep one per
+/// process: it caches keys and verified tokens).
+pub fn verifier() -> TokenVerifier {
+    TokenVerifier::new(Issuer::Bearer)
+}
+
+/// Verifies a bearer token against this issuer's keys: `typ` `JWT`, `iss`
+/// bearer.token.core, EdDSA, `exp` required, the signature checked with a
+/// key the issuer itself served (fetched with [`jwks`] when `verifier` does
+/// not know the key id yet). Every refusal is a 401.
+pub async fn verify(
+    verifier: &TokenVerifier,
+    svc: &Connector,
+    bearer: &str,
+) -> Result<Arc<Actor>, Error> {
+    Ok(verifier.verify(bearer, || jwks(svc)).await?)
 }
