@@ -209,6 +209,14 @@ impl TokenVerifier {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// The actor `text` verified to before, while it has not expired.
+    pub(crate) fn cached(&self, text: &str) -> Option<Arc<Actor>> {
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        let state = self.state();
+        let actor = state.verified.get(text)?;
+        (actor.expires.saturating_add(skew) >= unix_now()).then(|| actor.clone())
+    }
+
     /// Verifies `text` as an access token, fetching access.token.core's
     /// keys with `svc` (a raw call granted from `claims` declarations).
     pub(crate) async fn verify_actor(
@@ -216,8 +224,9 @@ impl TokenVerifier {
         svc: &Connector,
         text: &str,
     ) -> Result<Arc<Actor>, ActorError> {
-        let url = format!("https://{}:888/jwks", self.issuer.host());
+        let host = self.issuer.host();
         self.verify(text, || async move {
+            let url = format!("https://{host}:888/jwks");
             // A fetch of its own: no actor, baggage or budget of the request
             // being handled travels with it.
             let resp = Frame::default()
@@ -237,13 +246,11 @@ impl TokenVerifier {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Jwks, Error>>,
     {
+        if let Some(actor) = self.cached(text) {
+            return Ok(actor);
+        }
         let now = unix_now();
         let skew = CLOCK_SKEW.as_secs() as i64;
-        if let Some(actor) = self.state().verified.get(text)
-            && actor.expires.saturating_add(skew) >= now
-        {
-            return Ok(actor.clone());
-        }
         let t = token::decode(text).map_err(|e| ActorError::Malformed(e.to_string()))?;
         let (host, typ) = (self.issuer.host(), self.issuer.typ());
         if t.header.typ != typ {
@@ -364,13 +371,25 @@ pub(crate) fn guard(
         let svc = svc.clone();
         let inner = inner.clone();
         Box::pin(async move {
-            let Some(token) = crate::context::actor() else {
-                return Err(Error::status(
-                    401,
-                    format!("this endpoint requires claims `{text}`: no actor token"),
-                ));
+            let verifier = &svc.inner.shared.verifier;
+            // A token verified before costs a lookup on the borrowed text.
+            let cached = crate::context::with_frame(|f| {
+                f.actor.as_deref().map(|token| verifier.cached(token))
+            })
+            .flatten();
+            let actor = match cached {
+                None => {
+                    return Err(Error::status(
+                        401,
+                        format!("this endpoint requires claims `{text}`: no actor token"),
+                    ));
+                }
+                Some(Some(actor)) => actor,
+                Some(None) => {
+                    let token = crate::context::actor().unwrap_or_default();
+                    verifier.verify_actor(&svc, &token).await?
+                }
             };
-            let actor = svc.inner.shared.verifier.verify_actor(&svc, &token).await?;
             if !check(&actor.claims) {
                 return Err(Error::status(
                     403,

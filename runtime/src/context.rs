@@ -65,6 +65,11 @@ pub fn caller() -> Option<String> {
     FRAME.try_with(|f| f.caller.clone()).ok().flatten()
 }
 
+/// Reads the current frame without cloning it (`None` outside a handler).
+pub(crate) fn with_frame<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
+    FRAME.try_with(f).ok()
+}
+
 /// The actor token of the request being handled.
 pub fn actor() -> Option<String> {
     FRAME.try_with(|f| f.actor.clone()).ok().flatten()
