@@ -27,7 +27,10 @@
 //! `map.get(&k)` is never a finding.
 
 use crate::diagnostic::{Code, Severity};
-use crate::index::{Def, Gen, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK, WRAP_OPT};
+use crate::index::{
+    Def, Gen, HOLDS_CLIENT, HOLDS_CONNECTOR, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK,
+    WRAP_OPT,
+};
 use crate::ir::*;
 use buswarden_rules::{Hostname, Method, Route, Url};
 use std::collections::HashMap;
@@ -77,11 +80,14 @@ impl Ty {
         }
     }
 
-    /// `inner` inside the layers `w` (only a client or a struct is kept wrapped).
+    /// `inner` inside the layers `w` (only a client, a Connector or a
+    /// struct is kept wrapped).
     pub fn wrap(w: u16, inner: Ty) -> Ty {
         match inner {
             Ty::Wrapped(w2, i) if w != 0 => Ty::Wrapped(w2 | (w << (2 * layers(w2))), i),
-            i @ (Ty::Client(..) | Ty::Struct(_)) if w != 0 => Ty::Wrapped(w, Box::new(i)),
+            i @ (Ty::Client(..) | Ty::Struct(_) | Ty::Connector) if w != 0 => {
+                Ty::Wrapped(w, Box::new(i))
+            }
             i => i,
         }
     }
@@ -121,7 +127,7 @@ fn unwrap_layer(t: &Ty, layer: u16) -> Option<Ty> {
 fn push_layer(t: Ty, layer: u16) -> Ty {
     match t {
         Ty::Wrapped(w, i) if layers(w) < 8 => Ty::Wrapped((w << 2) | layer, i),
-        i @ (Ty::Client(..) | Ty::Struct(_)) => Ty::Wrapped(layer, Box::new(i)),
+        i @ (Ty::Client(..) | Ty::Struct(_) | Ty::Connector) => Ty::Wrapped(layer, Box::new(i)),
         t => t,
     }
 }
@@ -316,6 +322,10 @@ const FORMATTING: &[&str] = &[
     "unimplemented",
 ];
 
+/// The raw-call methods of `buswarden::Connector` (every public method
+/// that publishes): on a receiver of unknown type, a bus call or a refusal.
+const RAW_NAMES: &[&str] = &["get", "post", "request", "publish"];
+
 /// Method names of raw calls on a `Connector`.
 const RAW_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
@@ -466,12 +476,19 @@ impl Eval<'_, '_> {
         self.flow.get(&k)
     }
 
-    /// Whether a value may carry a client.
+    /// Whether a value may carry a client or a Connector (a value whose
+    /// flow is followed: where it goes unfollowed is an error).
     fn bearing(&self, t: &Ty) -> bool {
+        self.holds(t) != 0
+    }
+
+    /// What a value may carry: [`HOLDS_CLIENT`] and/or [`HOLDS_CONNECTOR`].
+    fn holds(&self, t: &Ty) -> u8 {
         match t.peel() {
-            Ty::Client(..) => true,
-            Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(false),
-            _ => false,
+            Ty::Client(..) => HOLDS_CLIENT,
+            Ty::Connector => HOLDS_CONNECTOR,
+            Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -488,9 +505,15 @@ impl Eval<'_, '_> {
                 format!("{}{suffix}", self.idx.apis[*a].name)
             }
             Ty::Struct(s) => format!(
-                "`{}` (a struct holding a client)",
-                self.idx.structs[*s].def.name
+                "`{}` (a struct holding {})",
+                self.idx.structs[*s].def.name,
+                if self.holds(t) & HOLDS_CLIENT != 0 {
+                    "a client"
+                } else {
+                    "a Connector"
+                }
             ),
+            Ty::Connector => "Connector".into(),
             _ => "a value".into(),
         }
     }
@@ -507,6 +530,16 @@ impl Eval<'_, '_> {
         } else {
             format!("a `{what}`")
         };
+        if self.holds(t) & HOLDS_CLIENT == 0 {
+            self.diag(
+                Code::ClientEscapes,
+                loc,
+                format!(
+                    "{what} goes into {into}, where the analyzer does not follow it, so the raw calls made on it (`get`, `post`, `request`, `publish`) cannot be resolved; keep the Connector in a local, a parameter, a struct field or a return value typed `Connector` (`&Connector`, `Arc<Connector>`, `Option<Connector>`), or write #[buswarden::grant(METHOD, \"https://host:port/path\")] on the fn that makes the raw calls"
+                ),
+            );
+            return;
+        }
         self.diag(
             Code::ClientEscapes,
             loc,
@@ -529,6 +562,10 @@ impl Eval<'_, '_> {
             // A client typed value whose origin is not followed: any host.
             (Ty::Client(..), _) => self.flows.push((key, one(ClientDest::Dynamic))),
             (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => {}
+            // A Connector carries no host: its declared type is all there
+            // is to follow.
+            (Ty::Connector, Ty::Connector) => {}
+            (Ty::Connector, _) if !self.bearing(v) => {}
             _ => self.escape(v, loc, into),
         }
     }
@@ -560,6 +597,8 @@ impl Eval<'_, '_> {
     fn bind_pat(&mut self, p: &Pat, ty: Ty, loc: Loc) {
         match p {
             Pat::Ident(n) => self.bind(n, ty),
+            // `let _ = x;`: the value is dropped, nothing is bound.
+            Pat::Binds(names) if names.is_empty() => {}
             Pat::Binds(names) => {
                 if let Ty::Struct(s) = ty {
                     // `S { a, b, .. }`: names that are fields take the field.
@@ -682,6 +721,7 @@ impl Eval<'_, '_> {
                 (Ty::Client(a, g, _), Ty::Client(a2, g2, _)) if a == a2 && g == g2 => 0,
                 (Ty::Client(..), _) => 1,
                 (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => 2,
+                (Ty::Connector, Ty::Connector) => 5,
                 _ if self.bearing(&t) => 3,
                 (Ty::Other, Ty::Str(_) | Ty::Method(_)) => 4,
                 _ => 5,
@@ -756,6 +796,11 @@ impl Eval<'_, '_> {
                 Ty::Client(a, g, d)
             }
             (c @ Ty::Client(..), Ty::Other) | (Ty::Other, c @ Ty::Client(..)) => c,
+            // The other branch diverges or is not followed (a Connector
+            // carries no host).
+            (Ty::Connector, Ty::Other | Ty::Unknown) | (Ty::Other | Ty::Unknown, Ty::Connector) => {
+                Ty::Connector
+            }
             (a, b) => {
                 self.escape(&a, loc, "a branch whose other branches hold another type");
                 self.escape(&b, loc, "a branch whose other branches hold another type");
@@ -870,13 +915,22 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             Expr::Loop(arm, iter) => {
-                let it = self.sub(*iter);
+                // `for c in [&a, &b]` / `vec![a, b]` over Connectors only:
+                // each turn's value is a Connector.
+                let elem = match self.connector_elems(*iter) {
+                    Some(t) => t,
+                    None => {
+                        let it = self.sub(*iter);
+                        let at = self.last_loc;
+                        self.escape(&it, at, "a `for` loop");
+                        Ty::Unknown
+                    }
+                };
                 let at = self.last_loc;
-                self.escape(&it, at, "a `for` loop");
                 let ar = self.ar;
                 if let Some(arm) = ar.arm(*arm) {
                     self.scoped(|ev| {
-                        ev.bind_pat(&arm.pat, Ty::Unknown, at);
+                        ev.bind_pat(&arm.pat, elem, at);
                         ev.sub(arm.body);
                     });
                 }
@@ -913,6 +967,39 @@ impl Eval<'_, '_> {
             }
             Expr::Unknown => Ty::Unknown,
         }
+    }
+
+    /// The element type of an array literal or a `vec!` of Connectors
+    /// only (evaluated here; any other element escapes as it would in the
+    /// literal): `Some(Connector)`; `None` (nothing evaluated) for any
+    /// other expression.
+    fn connector_elems(&mut self, id: ExprId) -> Option<Ty> {
+        let ar = self.ar;
+        let list = match ar.expr(id) {
+            Expr::Other(list) => *list,
+            Expr::Macro(i) => {
+                let mc = ar.mac(*i)?;
+                if mc.path.last() != Some("vec")
+                    || !mc.unparsed_idents.is_empty()
+                    || mc.include.is_some()
+                {
+                    return None;
+                }
+                mc.body
+            }
+            _ => return None,
+        };
+        if list.len == 0 {
+            return None;
+        }
+        let tys = self.exprs(list);
+        if tys.iter().all(|(t, _)| *t == Ty::Connector) {
+            return Some(Ty::Connector);
+        }
+        for (t, l) in &tys {
+            self.escape(t, *l, "a tuple, an array, an assignment or an operator");
+        }
+        Some(Ty::Unknown)
     }
 
     /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field.
@@ -1013,6 +1100,23 @@ impl Eval<'_, '_> {
             }
             None if p.segs.len() >= 2 && p.segs[p.segs.len() - 2] == "Method" => {
                 Ty::Method(p.segs[p.segs.len() - 1].clone())
+            }
+            Some(Def::Fn(u)) => {
+                // A fn used as a value (`LazyLock::new(make)`, `.map(make)`):
+                // what it returns is created where the analyzer does not
+                // follow it.
+                let unit = &self.idx.units[u];
+                if let Some(r) = &unit.def.ret
+                    && r.last().is_some_and(|l| self.idx.type_names.contains(l))
+                {
+                    let t = self.ty_of(unit.module, r, unit.self_ty);
+                    self.escape(
+                        &t,
+                        loc,
+                        "a fn value (the fn is called where the analyzer does not see it)",
+                    );
+                }
+                Ty::Other
             }
             _ => Ty::Other,
         }
@@ -1325,11 +1429,24 @@ impl Eval<'_, '_> {
                 self.endpoint_call(a, g, &dests, name, loc)
             }
             Ty::Connector => {
-                self.escape_args(args, "an argument of a Connector method");
                 if RAW_VERBS.contains(&name) || name == "request" || name == "publish" {
+                    self.escape_args(args, "an argument of a Connector method");
                     self.raw_call(name, &tys, loc);
-                    Ty::Other
-                } else if PASSTHROUGH.contains(&name) {
+                    return Ty::Other;
+                }
+                // A helper written for the Connector (`impl Ext for Connector`).
+                let units = self
+                    .idx
+                    .connector_methods
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(t) = self.call_units(&units, Some(&Ty::Connector), args, loc) {
+                    return t;
+                }
+                self.escape_args(args, "an argument of a Connector method");
+                // The builder methods (`with_url`, `with_creds_dir`…) return it.
+                if PASSTHROUGH.contains(&name) || name.starts_with("with_") {
                     Ty::Connector
                 } else {
                     Ty::Other
@@ -1391,6 +1508,16 @@ impl Eval<'_, '_> {
             Ty::Unknown => {
                 if Self::looks_raw(name, args) {
                     self.raw_call(name, &tys, loc);
+                } else if RAW_NAMES.contains(&name) {
+                    // It may be a Connector whose type was lost: never
+                    // "not bus-related".
+                    self.diag(
+                        Code::AmbiguousReceiver,
+                        loc,
+                        format!(
+                            "`.{name}(…)` is called on a value whose type the analyzer cannot determine, and `{name}` is a raw call of `buswarden::Connector`; give the value its type (a typed parameter or closure parameter, `let x: &Connector = …;`, `let m: &HashMap<…> = …;`) so the call can be resolved or known not to be a bus call"
+                        ),
+                    );
                 } else if name == "for_host"
                     || self.idx.endpoint_names.contains(name)
                     || self.idx.client_method_names.contains(name)
@@ -1750,7 +1877,8 @@ impl Eval<'_, '_> {
     }
 }
 
-/// Whether a path ends in `Connector::new`.
+/// Whether a path ends in `Connector::new` or `Connector::with_config`
+/// (the Connector's constructors).
 fn ends_with_connector_new<S: AsRef<str>>(segs: &[S]) -> bool {
-    matches!(segs, [.., a, b] if a.as_ref() == "Connector" && b.as_ref() == "new")
+    matches!(segs, [.., a, b] if a.as_ref() == "Connector" && matches!(b.as_ref(), "new" | "with_config"))
 }
