@@ -1113,7 +1113,7 @@ impl Eval<'_, '_> {
                     self.escape(
                         &t,
                         loc,
-                        "a fn value (the fn is called where the analyzer does not see it)",
+                        "a fn value (what the fn returns is created where the analyzer does not see the call)",
                     );
                 }
                 Ty::Other

@@ -137,6 +137,8 @@ cases! {
     diag_invalid_manifest => "cases/bad-manifest",
     api_store_common_names_and_helpers => "apis/store-api",
     escape_collections => "cases/escape-collections",
+    escape_connector_values => "cases/escape-connector",
+    connector_values_followed => "cases/connector-followed",
     escape_alias => "cases/escape-alias",
     escape_static => "cases/escape-static",
     escape_enum_tuple_assignment_pattern => "cases/escape-enum-pattern",

@@ -553,6 +553,272 @@ fn escaping(rng: &mut Rng, k: usize, e: &str, d: &Dest) -> Shape {
     }
 }
 
+/// The raw call of endpoint `e` (number `k`) on the Connector `recv` to
+/// `d`'s host, marked `@C<k>` (a literal URL) or `@E<k>` (a computed one:
+/// `dynamic-url` there).
+fn raw_call(rng: &mut Rng, k: usize, e: &Endpoint, d: &Dest, recv: &str) -> String {
+    let port = if e.port == 443 {
+        String::new()
+    } else {
+        format!(":{}", e.port)
+    };
+    let m = e.method;
+    let url = match d {
+        Dest::Own => format!("\"https://api.example{port}/r{k}\""),
+        Dest::Host(h) => format!("\"https://{h}{port}/r{k}\""),
+        Dest::Dynamic => format!("&format!(\"https://{{}}{port}/r{k}\", h)"),
+    };
+    let tag = if *d == Dest::Dynamic { 'E' } else { 'C' };
+    let call = match (m, rng.below(3)) {
+        ("GET", 0) => format!("{recv}.get({url})"),
+        ("POST", 0) => format!("{recv}.post({url}, vec![])"),
+        (_, 1) => format!("{recv}.publish(\"{m}\", {url})"),
+        _ => format!("{recv}.request(\"{m}\", {url})"),
+    };
+    format!("{call}.await.ok(); // @{tag}{k}")
+}
+
+/// Connector shapes: a raw call of endpoint `e`'s route on a Connector
+/// that flows through a followed shape (the call is granted exactly, or
+/// refused at the call when its URL is computed) or an escaping one (the
+/// line where the Connector leaves what the analyzer follows is marked
+/// `@E<k>`).
+fn connector_shape(rng: &mut Rng, k: usize, e: &Endpoint, d: &Dest) -> Shape {
+    let mut items = String::new();
+    let escapes = rng.chance(40);
+    let (what, body) = if !escapes {
+        let pick = rng.below(14);
+        let mut call = |recv: &str| raw_call(rng, k, e, d, recv);
+        match pick {
+            0 => ("connector: direct", format!("    {}\n", call("svc"))),
+            1 => (
+                "connector: let clone",
+                format!("    let c = svc.clone();\n    {}\n", call("c")),
+            ),
+            2 => (
+                "connector: annotated let",
+                format!("    let c: &Connector = svc;\n    {}\n", call("c")),
+            ),
+            3 => {
+                items = format!("struct KF{k} {{\n    c: Connector,\n}}\n");
+                (
+                    "connector: struct field",
+                    format!(
+                        "    let s = KF{k} {{ c: svc.clone() }};\n    {}\n",
+                        call("s.c")
+                    ),
+                )
+            }
+            4 => {
+                items = format!("struct KA{k}(std::sync::Arc<Connector>);\n");
+                (
+                    "connector: Arc tuple field",
+                    format!(
+                        "    let s = KA{k}(std::sync::Arc::new(svc.clone()));\n    {}\n",
+                        call("s.0")
+                    ),
+                )
+            }
+            5 => {
+                items = format!("struct KO{k} {{\n    c: Option<Connector>,\n}}\n");
+                let inner = call("c");
+                (
+                    "connector: Option field",
+                    format!(
+                        "    let s = KO{k} {{ c: Some(svc.clone()) }};\n    if let Some(c) = &s.c {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            6 => {
+                items =
+                    format!("fn kc_{k}(svc: &Connector) -> Connector {{\n    svc.clone()\n}}\n");
+                (
+                    "connector: returned",
+                    format!("    {}\n", call(&format!("kc_{k}(svc)"))),
+                )
+            }
+            7 => {
+                items = format!(
+                    "fn kc_{k}(svc: &Connector) -> Result<Connector, Error> {{\n    Ok(svc.clone())\n}}\n"
+                );
+                (
+                    "connector: returned in a Result",
+                    format!("    {}\n", call(&format!("kc_{k}(svc)?"))),
+                )
+            }
+            8 => {
+                let inner = call("c");
+                items = format!("async fn kh_{k}(c: &Connector) {{\n    {inner}\n}}\n");
+                ("connector: parameter", format!("    kh_{k}(svc).await;\n"))
+            }
+            9 => {
+                let inner = call("c");
+                (
+                    "connector: for loop over an array",
+                    format!("    for c in [svc, svc] {{\n        {inner}\n    }}\n"),
+                )
+            }
+            10 => (
+                "connector: Mutex",
+                format!(
+                    "    let m = std::sync::Mutex::new(svc.clone());\n    {}\n",
+                    call("m.lock().unwrap()")
+                ),
+            ),
+            11 => {
+                let inner = call("self");
+                items = format!(
+                    "trait KT{k} {{\n    async fn kt_{k}(&self);\n}}\n\nimpl KT{k} for Connector {{\n    async fn kt_{k}(&self) {{\n        {inner}\n    }}\n}}\n"
+                );
+                (
+                    "connector: extension trait",
+                    format!("    svc.kt_{k}().await;\n"),
+                )
+            }
+            12 => {
+                let inner = call("self.c");
+                items = format!(
+                    "struct KS{k} {{\n    c: Connector,\n}}\n\nimpl KS{k} {{\n    async fn go(&self) {{\n        {inner}\n    }}\n}}\n"
+                );
+                (
+                    "connector: struct method",
+                    format!("    let s = KS{k} {{ c: svc.clone() }};\n    s.go().await;\n"),
+                )
+            }
+            _ => {
+                let inner = call("c");
+                (
+                    "connector: match on Option",
+                    format!(
+                        "    let o = Some(svc.clone());\n    match o {{\n        Some(c) => {{\n            {inner}\n        }}\n        None => {{}}\n    }}\n"
+                    ),
+                )
+            }
+        }
+    } else {
+        // The call after the escape is not marked: the escape is the refusal.
+        let pick = rng.below(12);
+        let mut call = |recv: &str| {
+            let c = raw_call(rng, k, e, d, recv);
+            c[..c.find(" // @").unwrap_or(c.len())].to_string()
+        };
+        match pick {
+            0 => (
+                "connector escapes: vec",
+                format!(
+                    "    let v = vec![svc.clone()]; // @E{k}\n    {}\n",
+                    call("v[0]")
+                ),
+            ),
+            1 => {
+                let inner = call("c");
+                (
+                    "connector escapes: HashMap",
+                    format!(
+                        "    let mut m = std::collections::HashMap::new();\n    m.insert(1u8, svc.clone()); // @E{k}\n    if let Some(c) = m.get(&1) {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            2 => {
+                let inner = call("c");
+                items = format!(
+                    "async fn kg_{k}<C: std::ops::Deref<Target = Connector>>(c: C) {{\n    {inner}\n}}\n"
+                );
+                (
+                    "connector escapes: generic Deref parameter",
+                    format!("    kg_{k}(std::sync::Arc::new(svc.clone())).await; // @E{k}\n"),
+                )
+            }
+            3 => {
+                let inner = call("c.as_ref()");
+                items = format!("async fn kg_{k}(c: impl AsRef<Connector>) {{\n    {inner}\n}}\n");
+                (
+                    "connector escapes: impl Trait parameter",
+                    format!("    kg_{k}(svc.clone()).await; // @E{k}\n"),
+                )
+            }
+            4 => {
+                let inner = call("c");
+                (
+                    "connector escapes: untyped closure parameter",
+                    format!("    [svc].iter().for_each(|c| {{ let _ = {inner}; }}); // @E{k}\n")
+                        .replace(".await.ok();", ";"),
+                )
+            }
+            5 => (
+                "connector escapes: trait object",
+                format!(
+                    "    let b: Box<dyn std::any::Any> = Box::new(svc.clone()); // @E{k}\n    {}\n",
+                    call("b.downcast_ref::<Connector>().unwrap()")
+                ),
+            ),
+            6 => {
+                items = format!(
+                    "static KS{k}: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();\n"
+                );
+                let inner = call("c");
+                (
+                    "connector escapes: static",
+                    format!(
+                        "    KS{k}.set(svc.clone()).ok(); // @E{k}\n    if let Some(c) = KS{k}.get() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            7 => (
+                "connector escapes: closure result",
+                format!(
+                    "    let mk = || svc.clone(); // @E{k}\n    {}\n",
+                    call("mk()")
+                ),
+            ),
+            8 => (
+                "connector escapes: tuple",
+                format!(
+                    "    let t = (svc.clone(), 0u8); // @E{k}\n    {}\n",
+                    call("t.0")
+                ),
+            ),
+            9 => {
+                let inner = call("c");
+                (
+                    "connector escapes: channel",
+                    format!(
+                        "    let (tx, rx) = std::sync::mpsc::channel();\n    tx.send(svc.clone()).ok(); // @E{k}\n    if let Ok(c) = rx.recv() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            10 => {
+                let inner = call("c");
+                (
+                    "connector escapes: loop over an unfollowed iterator",
+                    format!(
+                        "    for c in std::iter::once(svc) {{ // @E{k}\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            _ => (
+                "connector escapes: assignment",
+                format!(
+                    "    let mut c = svc.clone();\n    c = svc.clone(); // @E{k}\n    {}\n",
+                    call("c")
+                ),
+            ),
+        }
+    };
+    let truth = if escapes || *d == Dest::Dynamic {
+        Truth::Escapes
+    } else {
+        Truth::Calls(vec![d.clone()])
+    };
+    Shape {
+        items,
+        body,
+        api_items: String::new(),
+        truth,
+        what,
+    }
+}
+
 /// One generated program: its files and the truth per shape.
 struct Program {
     api: String,
@@ -572,7 +838,9 @@ fn generate(seed: u64) -> Program {
     for k in 0..n {
         let e = endpoint(&mut rng, k, &mut used);
         let d = dest(&mut rng, k);
-        let shape = if rng.chance(35) {
+        let shape = if rng.chance(25) {
+            connector_shape(&mut rng, k, &e, &d)
+        } else if rng.chance(35) {
             escaping(&mut rng, k, &e.name, &d)
         } else {
             followed(&mut rng, k, &e.name, &d)
@@ -820,6 +1088,6 @@ fn generated_programs_get_exact_rules_or_an_error_where_the_client_escapes() {
     }
     if seeds.len() > 1 {
         // Every shape of both generators came up.
-        assert_eq!(seen.len(), 37, "shapes generated: {seen:?}");
+        assert_eq!(seen.len(), 37 + 26, "shapes generated: {seen:?}");
     }
 }
