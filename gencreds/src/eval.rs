@@ -679,6 +679,8 @@ impl Eval<'_, '_> {
             Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector") => Ty::Connector,
             Some(Def::Struct(s)) => Ty::Struct(s),
             None if p.last() == Some("Connector") => Ty::Connector,
+            // A trait object, `impl Trait`, a generic type parameter.
+            None if p.last() == Some(crate::lower::DYN_TYPE) => Ty::Unknown,
             _ => Ty::Other,
         };
         Ty::wrap(wraps, t)

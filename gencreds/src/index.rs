@@ -1048,7 +1048,11 @@ impl<'a> Index<'a> {
         let n = p
             .segs
             .iter()
-            .take_while(|s| s.starts_with('<') && s.as_str() != crate::lower::OPAQUE_TYPE)
+            .take_while(|s| {
+                s.starts_with('<')
+                    && s.as_str() != crate::lower::OPAQUE_TYPE
+                    && s.as_str() != crate::lower::DYN_TYPE
+            })
             .count();
         if n == 0 {
             return (0, self.resolve(m, p));
