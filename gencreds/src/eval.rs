@@ -19,12 +19,17 @@
 //! `client-escapes` error at that place. A method called on a client is an
 //! endpoint when the API declares it, whatever its name.
 //!
+//! A `Connector` is followed the same way (it carries no host: a raw
+//! call's URL names it), and refused the same way where it goes unfollowed.
+//!
 //! A type is either bus-related (a client, a `Connector`, a workspace
-//! struct), known and unrelated (`Other`), or unknown. Raw-call method
+//! struct), known and unrelated (`Other`), or unknown (an untyped binding,
+//! a trait object, `impl Trait`, a generic parameter). Raw-call method
 //! names (`get`, `post`, `request`, `publish`) are bus calls on a
-//! `Connector`, and on another receiver only when the arguments look like a
-//! bus call (a `Method::X` first argument, or an `http(s)://` literal); so
-//! `map.get(&k)` is never a finding.
+//! `Connector`; on a receiver of unknown type they are bus calls when the
+//! arguments make one (a `Method::X` first argument, or an `http(s)://`
+//! literal) and `ambiguous-receiver` otherwise; on a known unrelated type
+//! (`map.get(&k)`) they are never a finding.
 
 use crate::diagnostic::{Code, Severity};
 use crate::index::{
