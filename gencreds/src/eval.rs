@@ -204,9 +204,9 @@ pub struct UnitOut {
     pub facts: Vec<Fact>,
     /// What flows out of it into parameters, fields and return values.
     pub flows: Vec<(FlowKey, Dests)>,
-    /// Whether it read a [`Flow`] entry (it is evaluated again when the
-    /// flow grows).
-    pub reads: bool,
+    /// The [`Flow`] entries it read (it is evaluated again when the flow
+    /// grows).
+    pub reads: Vec<FlowKey>,
 }
 
 /// Where an outbound call goes before policy is applied.
@@ -352,7 +352,7 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
         scopes: std::mem::take(scopes),
         facts: vec![],
         flows: vec![],
-        reads: false,
+        reads: Vec::new(),
         closures: 0,
         last_loc: unit.def.loc,
         granted: !unit.def.grants.is_empty(),
@@ -445,8 +445,8 @@ struct Eval<'i, 'a> {
     flow: &'i Flow,
     /// What flows out of this unit.
     flows: Vec<(FlowKey, Dests)>,
-    /// Whether `flow` was read.
-    reads: bool,
+    /// The `flow` entries read.
+    reads: Vec<FlowKey>,
     /// How many closures the walk is inside (a `return` there leaves the closure).
     closures: u32,
     /// The last location seen (where an escape without a location of its own is reported).
@@ -477,8 +477,9 @@ impl Eval<'_, '_> {
 
     /// What flows into `k` so far (and a note that this unit depends on it).
     fn read(&mut self, k: FlowKey) -> Dests {
-        self.reads = true;
-        self.flow.get(&k)
+        let d = self.flow.get(&k);
+        self.reads.push(k);
+        d
     }
 
     /// Whether a value may carry a client or a Connector (a value whose
