@@ -1457,6 +1457,10 @@ impl Eval<'_, '_> {
                 if PASSTHROUGH.contains(&name) || name.starts_with("with_") {
                     Ty::Connector
                 } else {
+                    if self.idx.self_method_names.contains(name) {
+                        // A blanket impl's method (`impl<T: AsRef<Connector>> X for T`).
+                        self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
+                    }
                     Ty::Other
                 }
             }
@@ -1495,6 +1499,10 @@ impl Eval<'_, '_> {
                     if target != recv && !matches!(target, Ty::Struct(t) if t == s) {
                         return self.method(target, name, args, loc);
                     }
+                }
+                if self.idx.self_method_names.contains(name) {
+                    // A blanket impl's method (`impl<T: Tr> X for T`).
+                    self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
                 }
                 if self.bearing(&recv)
                     && !matches!(name, "fmt" | "eq" | "cmp" | "hash" | "partial_cmp" | "ne")

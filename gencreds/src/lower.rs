@@ -685,7 +685,8 @@ impl Lowerer<'_> {
                     }
                 }
                 out.push(Item::Impl(ImplDef {
-                    self_ty: type_ref(&i.self_ty),
+                    // `impl<T: …> Tr for T`: a blanket impl's `self` is of unknown type.
+                    self_ty: type_ref_generic(&i.self_ty, &generics),
                     trait_path: i.trait_.as_ref().map(|(_, p, _)| path_ref(p)),
                     loc: loc(i.impl_token.span),
                     methods: consts.into_iter().map(|c| c.body).chain(methods).collect(),
