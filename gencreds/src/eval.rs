@@ -69,6 +69,8 @@ pub enum Ty {
     Str(Name),
     /// A `Method::X` value.
     Method(Name),
+    /// A closure, with its parameters (in its file's arena).
+    Closure(ParamList),
     /// A client or a struct inside wrapper layers that must be taken off
     /// to reach it (`Option`/`Result`, `Mutex`/`RwLock`, `RefCell`/
     /// `OnceLock`: [`crate::index::WRAP_OPT`]…), the outermost in the low
@@ -880,7 +882,7 @@ impl Eval<'_, '_> {
                     ev.returned(t, at);
                 });
                 self.closures -= 1;
-                Ty::Other
+                Ty::Closure(*params)
             }
             Expr::Match(scrut, arms) => {
                 let st = self.sub(*scrut);
@@ -1224,9 +1226,26 @@ impl Eval<'_, '_> {
     }
 
     fn call_path(&mut self, p: &PathRef, args: &[(Ty, Loc)], loc: Loc) -> Ty {
-        if p.segs.len() == 1 && !p.global && self.local(&p.segs[0]).is_some() {
-            for (t, l) in args {
-                self.escape(t, *l, "an argument of a closure or fn value");
+        if p.segs.len() == 1
+            && !p.global
+            && let Some(local) = self.local(&p.segs[0])
+        {
+            // A Connector into a closure parameter typed as a Connector
+            // (`let f = |c: &Connector| …; f(&svc)`) is followed: it
+            // carries no host. Anything else bearing goes unfollowed.
+            let params = match local {
+                Ty::Closure(list) => self.ar.param_run(*list),
+                _ => &[],
+            };
+            for (i, (t, l)) in args.iter().enumerate() {
+                let typed_connector = *t == Ty::Connector
+                    && params.get(i).and_then(|p| p.1.as_ref()).is_some_and(|pt| {
+                        let unit = &self.idx.units[self.unit];
+                        self.ty_of(self.m, pt, unit.self_ty) == Ty::Connector
+                    });
+                if !typed_connector {
+                    self.escape(t, *l, "an argument of a closure or fn value");
+                }
             }
             return Ty::Unknown;
         }
@@ -1517,7 +1536,7 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             t @ (Ty::Str(_) | Ty::Method(_)) if PASSTHROUGH.contains(&name) => t,
-            Ty::Str(_) | Ty::Method(_) | Ty::Other => {
+            Ty::Str(_) | Ty::Method(_) | Ty::Other | Ty::Closure(_) => {
                 self.escape_args(args, "an argument of a method of a type outside the tree (a collection, a cell, a channel…)");
                 Ty::Other
             }
