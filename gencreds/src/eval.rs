@@ -63,8 +63,9 @@ pub enum Ty {
     /// A generated client of an API, with every host it may send to
     /// (empty: no creation site reaches this value).
     Client(usize, Gen, Dests),
-    /// A workspace struct.
-    Struct(StructId),
+    /// A workspace struct, with the hosts of its client fields when the
+    /// value's construction site is known ([`Site`]).
+    Struct(StructId, Site),
     /// A string known at analysis time.
     Str(Name),
     /// A `Method::X` value.
@@ -92,7 +93,7 @@ impl Ty {
     pub fn wrap(w: u16, inner: Ty) -> Ty {
         match inner {
             Ty::Wrapped(w2, i) if w != 0 => Ty::Wrapped(w2 | (w << (2 * layers(w2))), i),
-            i @ (Ty::Client(..) | Ty::Struct(_) | Ty::Connector) if w != 0 => {
+            i @ (Ty::Client(..) | Ty::Struct(..) | Ty::Connector) if w != 0 => {
                 Ty::Wrapped(w, Box::new(i))
             }
             i => i,
@@ -112,6 +113,32 @@ impl Ty {
     fn is_client(&self) -> bool {
         matches!(self.peel(), Ty::Client(..))
     }
+}
+
+/// The hosts each client field of one struct value holds, when the value
+/// comes from a struct literal the analyzer saw (or is the `self` of an
+/// inherent method, whose callers are all seen): its field reads are then
+/// exact. `None`: the hosts of every literal of the struct.
+pub type Site = Option<Box<[(Name, Dests)]>>;
+
+/// Two sites one value may have: per field, the union.
+fn join_sites(a: &Site, b: &Site) -> Site {
+    let (Some(a), Some(b)) = (a, b) else {
+        return None;
+    };
+    let mut out: Vec<(Name, Dests)> = a.to_vec();
+    for (n, d) in b.iter() {
+        match out.iter_mut().find(|(m, _)| m == n) {
+            Some((_, have)) => {
+                join_dests(have, d);
+            }
+            None => return None,
+        }
+    }
+    if out.len() != b.len() {
+        return None;
+    }
+    Some(out.into_boxed_slice())
 }
 
 /// How many layers a wrapper stack holds.
@@ -134,7 +161,7 @@ fn unwrap_layer(t: &Ty, layer: u16) -> Option<Ty> {
 fn push_layer(t: Ty, layer: u16) -> Ty {
     match t {
         Ty::Wrapped(w, i) if layers(w) < 8 => Ty::Wrapped((w << 2) | layer, i),
-        i @ (Ty::Client(..) | Ty::Struct(_) | Ty::Connector) => Ty::Wrapped(layer, Box::new(i)),
+        i @ (Ty::Client(..) | Ty::Struct(..) | Ty::Connector) => Ty::Wrapped(layer, Box::new(i)),
         t => t,
     }
 }
@@ -168,6 +195,9 @@ pub enum FlowKey {
     Field(StructId, Name),
     /// The return value of a body.
     Ret(UnitId),
+    /// A client field of `self` in an inherent method (over every value
+    /// the method is called on).
+    SelfField(UnitId, Name),
 }
 
 /// The parameter index of `self`.
@@ -364,11 +394,18 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
     }
     if unit.def.has_self {
         let t = ev.self_ty();
-        let t = if t.is_client() {
-            let d = ev.read(FlowKey::Param(u, SELF_PARAM));
-            t.with_dests(d)
-        } else {
-            t
+        let t = match t {
+            t if t.is_client() => {
+                let d = ev.read(FlowKey::Param(u, SELF_PARAM));
+                t.with_dests(d)
+            }
+            // An inherent method is called only where the code names it:
+            // its `self`'s client fields hold what its callers' values do.
+            Ty::Struct(s, None) if unit.inherent => {
+                let site = ev.self_site(u, s);
+                Ty::Struct(s, site)
+            }
+            t => t,
         };
         ev.bind("self", t);
     }
@@ -495,7 +532,7 @@ impl Eval<'_, '_> {
         match t.peel() {
             Ty::Client(..) => HOLDS_CLIENT,
             Ty::Connector => HOLDS_CONNECTOR,
-            Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(0),
+            Ty::Struct(s, _) => self.idx.bearing.get(*s).copied().unwrap_or(0),
             _ => 0,
         }
     }
@@ -512,7 +549,7 @@ impl Eval<'_, '_> {
                 };
                 format!("{}{suffix}", self.idx.apis[*a].name)
             }
-            Ty::Struct(s) => format!(
+            Ty::Struct(s, _) => format!(
                 "`{}` (a struct holding {})",
                 self.idx.structs[*s].def.name,
                 if self.holds(t) & HOLDS_CLIENT != 0 {
@@ -569,12 +606,64 @@ impl Eval<'_, '_> {
             (Ty::Client(..), _) if self.bearing(v) => self.escape(v, loc, into),
             // A client typed value whose origin is not followed: any host.
             (Ty::Client(..), _) => self.flows.push((key, one(ClientDest::Dynamic))),
-            (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => {}
+            (Ty::Struct(s, _), Ty::Struct(s2, _)) if s == s2 => {}
             // A Connector carries no host: its declared type is all there
             // is to follow.
             (Ty::Connector, Ty::Connector) => {}
             (Ty::Connector, _) if !self.bearing(v) => {}
             _ => self.escape(v, loc, into),
+        }
+    }
+
+    /// The client fields of struct `s`, each with its declared client type.
+    fn client_fields(&self, s: StructId) -> Vec<Name> {
+        let st = &self.idx.structs[s];
+        st.def
+            .fields
+            .iter()
+            .filter(|(_, t)| {
+                t.as_ref().is_some_and(|t| {
+                    t.last().is_some_and(|l| self.idx.type_names.contains(l))
+                        && self.ty_of(st.module, t, None).is_client()
+                })
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The site of `self` in the inherent method `u` of struct `s`: what
+    /// its callers' receivers hold in each client field.
+    fn self_site(&mut self, u: UnitId, s: StructId) -> Site {
+        let fields = self.client_fields(s);
+        if fields.is_empty() {
+            return None;
+        }
+        let site: Vec<(Name, Dests)> = fields
+            .into_iter()
+            .map(|f| {
+                let d = self.read(FlowKey::SelfField(u, f.clone()));
+                (f, d)
+            })
+            .collect();
+        Some(site.into_boxed_slice())
+    }
+
+    /// A receiver of struct `s` (built at `site`) into the inherent
+    /// method `callee`: its client fields' hosts flow into the method's
+    /// `self` fields.
+    fn receiver_into(&mut self, callee: UnitId, s: StructId, site: &Site) {
+        for f in self.client_fields(s) {
+            let known = site
+                .as_deref()
+                .and_then(|fs| fs.iter().find(|(n, _)| *n == f))
+                .map(|(_, d)| d.clone());
+            let d = match known {
+                Some(d) => d,
+                None => self.read(FlowKey::Field(s, f.clone())),
+            };
+            if !d.is_empty() {
+                self.flows.push((FlowKey::SelfField(callee, f), d));
+            }
         }
     }
 
@@ -608,7 +697,7 @@ impl Eval<'_, '_> {
             // `let _ = x;`: the value is dropped, nothing is bound.
             Pat::Binds(names) if names.is_empty() => {}
             Pat::Binds(names) => {
-                if let Ty::Struct(s) = ty {
+                if let Ty::Struct(s, ref site) = ty {
                     // `S { a, b, .. }`: names that are fields take the field.
                     let st = &self.idx.structs[s];
                     let fields: Vec<bool> = names
@@ -619,7 +708,7 @@ impl Eval<'_, '_> {
                         let mut lost = false;
                         for (n, is_field) in names.iter().zip(fields) {
                             let t = if is_field {
-                                self.field(s, n)
+                                self.field(s, site, n)
                             } else {
                                 lost = true;
                                 Ty::Unknown
@@ -627,7 +716,7 @@ impl Eval<'_, '_> {
                             self.bind(n, t);
                         }
                         if lost {
-                            self.escape(&Ty::Struct(s), loc, "a destructuring pattern");
+                            self.escape(&Ty::Struct(s, None), loc, "a destructuring pattern");
                         }
                         return;
                     }
@@ -685,7 +774,7 @@ impl Eval<'_, '_> {
                 Ty::Client(a, g, Dests::new())
             }
             Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector") => Ty::Connector,
-            Some(Def::Struct(s)) => Ty::Struct(s),
+            Some(Def::Struct(s)) => Ty::Struct(s, None),
             None if p.last() == Some("Connector") => Ty::Connector,
             // A trait object, `impl Trait`, a generic type parameter.
             None if p.last() == Some(crate::lower::DYN_TYPE) => Ty::Unknown,
@@ -730,7 +819,7 @@ impl Eval<'_, '_> {
             let kind = match (d.peel(), t.peel()) {
                 (Ty::Client(a, g, _), Ty::Client(a2, g2, _)) if a == a2 && g == g2 => 0,
                 (Ty::Client(..), _) => 1,
-                (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => 2,
+                (Ty::Struct(s, _), Ty::Struct(s2, _)) if s == s2 => 2,
                 (Ty::Connector, Ty::Connector) => 5,
                 _ if self.bearing(&t) => 3,
                 (Ty::Other, Ty::Str(_) | Ty::Method(_)) => 4,
@@ -757,6 +846,7 @@ impl Eval<'_, '_> {
                     d
                 }
                 4 => t,
+                2 if matches!((&d, &t), (Ty::Struct(..), Ty::Struct(..))) => t,
                 _ => d,
             };
         }
@@ -799,6 +889,7 @@ impl Eval<'_, '_> {
                 join_dests(&mut d, &d2);
                 Ty::Client(a, g, d)
             }
+            (Ty::Struct(s, x), Ty::Struct(s2, y)) if s == s2 => Ty::Struct(s, join_sites(&x, &y)),
             // The other branch diverges (`return`, `panic!`…) or is not
             // followed: a client's host is then any host.
             (Ty::Client(a, g, mut d), Ty::Unknown) | (Ty::Unknown, Ty::Client(a, g, mut d)) => {
@@ -853,7 +944,7 @@ impl Eval<'_, '_> {
                 self.method(rt, name, &tys, *loc)
             }
             Expr::Field(base, name) => match self.sub(*base) {
-                Ty::Struct(s) => self.field(s, name),
+                Ty::Struct(s, site) => self.field(s, &site, name),
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
             },
@@ -1013,20 +1104,32 @@ impl Eval<'_, '_> {
     }
 
     /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field.
-    fn struct_fields(&mut self, s: StructId, vals: &[(Option<Name>, Ty, Loc)]) {
+    /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field;
+    /// the value's [`Site`] (the hosts of its client fields).
+    fn struct_fields(&mut self, s: StructId, vals: &[(Option<Name>, Ty, Loc)]) -> Site {
         let st = &self.idx.structs[s];
+        let mut site: Vec<(Name, Dests)> = Vec::new();
+        let mut exact = true;
         for (name, t, l) in vals {
             let Some(name) = name else {
                 // `..base`: the same struct, fields already followed.
-                if !matches!(t, Ty::Struct(s2) if *s2 == s) {
+                if !matches!(t, Ty::Struct(s2, _) if *s2 == s) {
                     self.escape(t, *l, "a struct update of another type");
                 }
+                exact = false;
                 continue;
             };
             let slot = match st.def.fields.iter().find(|(n, _)| n == name) {
                 Some((_, Some(ft))) => self.ty_of(st.module, ft, None),
                 _ => Ty::Unknown,
             };
+            if let Ty::Client(a, g, _) = slot.peel() {
+                let d = match t.peel() {
+                    Ty::Client(a2, g2, d) if a == a2 && g == g2 => d.clone(),
+                    _ => one(ClientDest::Dynamic),
+                };
+                site.push((name.clone(), d));
+            }
             self.flow_into(
                 &slot,
                 t,
@@ -1035,6 +1138,7 @@ impl Eval<'_, '_> {
                 "a struct field of another declared type",
             );
         }
+        (exact && !site.is_empty()).then(|| site.into_boxed_slice())
     }
 
     fn struct_lit(&mut self, p: &PathRef, fields: ExprList, names: u32) -> Ty {
@@ -1048,8 +1152,8 @@ impl Eval<'_, '_> {
         }
         match self.resolve_value(p) {
             Some(Def::Struct(s)) => {
-                self.struct_fields(s, &vals);
-                Ty::Struct(s)
+                let site = self.struct_fields(s, &vals);
+                Ty::Struct(s, site)
             }
             _ => {
                 for (_, t, l) in &vals {
@@ -1060,12 +1164,20 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn field(&mut self, s: StructId, name: &str) -> Ty {
+    /// Field `name` of a value of struct `s` built at `site`.
+    fn field(&mut self, s: StructId, site: &Site, name: &str) -> Ty {
         let st = &self.idx.structs[s];
         match st.def.fields.iter().find(|(n, _)| n == name) {
             Some((_, Some(t))) => match self.ty_of(st.module, t, None) {
                 t if t.is_client() => {
-                    let d = self.read(FlowKey::Field(s, Name::from(name)));
+                    let known = site
+                        .as_deref()
+                        .and_then(|fs| fs.iter().find(|(n, _)| n == name))
+                        .map(|(_, d)| d.clone());
+                    let d = match known {
+                        Some(d) => d,
+                        None => self.read(FlowKey::Field(s, Name::from(name))),
+                    };
                     t.with_dests(d)
                 }
                 t => t,
@@ -1161,6 +1273,12 @@ impl Eval<'_, '_> {
             None if has_self => args.next().cloned(),
             None => None,
         };
+        if let Some((Ty::Struct(s, site), _)) = &recv
+            && has_self
+            && self.idx.units[callee].inherent
+        {
+            self.receiver_into(callee, *s, site);
+        }
         if let Some((r, l)) = recv
             && has_self
             && r.is_client()
@@ -1308,7 +1426,7 @@ impl Eval<'_, '_> {
                                     "an argument of a method the analyzer does not find",
                                 );
                             }
-                            Ty::Struct(s)
+                            Ty::Struct(s, None)
                         }
                     }
                 }
@@ -1326,8 +1444,8 @@ impl Eval<'_, '_> {
                     .enumerate()
                     .map(|(i, (t, l))| (Some(compact_str::format_compact!("{i}")), t.clone(), *l))
                     .collect();
-                self.struct_fields(s, &vals);
-                Ty::Struct(s)
+                let site = self.struct_fields(s, &vals);
+                Ty::Struct(s, site)
             }
             Some(Def::Runtime(rp)) if ends_with_connector_new(&rp) => self.connector_new(args, loc),
             None if ends_with_connector_new(&p.segs) => self.connector_new(args, loc),
@@ -1483,14 +1601,14 @@ impl Eval<'_, '_> {
                     Ty::Other
                 }
             }
-            Ty::Struct(s) => {
+            Ty::Struct(s, site) => {
                 let units = self
                     .idx
                     .methods
                     .get(&(s, Name::from(name)))
                     .cloned()
                     .unwrap_or_default();
-                let recv = Ty::Struct(s);
+                let recv = Ty::Struct(s, site);
                 if let Some(t) = self.call_units(&units, Some(&recv), args, loc) {
                     return t;
                 }
@@ -1515,7 +1633,7 @@ impl Eval<'_, '_> {
                 if let Some(d) = deref {
                     self.fact(FactKind::Edge(d), loc);
                     let target = self.ret_ty(d);
-                    if target != recv && !matches!(target, Ty::Struct(t) if t == s) {
+                    if target != recv && !matches!(target, Ty::Struct(t, _) if t == s) {
                         return self.method(target, name, args, loc);
                     }
                 }
@@ -1630,7 +1748,7 @@ impl Eval<'_, '_> {
                 let inner = t.peel().clone();
                 self.method(inner, name, args, loc)
             }
-            Ty::Struct(_) => {
+            Ty::Struct(..) => {
                 let inner = t.peel().clone();
                 self.method(inner, name, args, loc)
             }

@@ -106,6 +106,9 @@ pub struct Unit<'a> {
     pub def: &'a FnDef,
     /// For methods: the implementing type (as written in the impl).
     pub self_ty: Option<&'a PathRef>,
+    /// A method of an inherent impl (`impl S { … }`, no trait): called only
+    /// where the code names it, never by a framework behind a trait.
+    pub inherent: bool,
 }
 
 /// A validated endpoint of an API trait.
@@ -365,7 +368,13 @@ impl<'a> Builder<'a> {
             .push(def);
     }
 
-    fn add_unit(&mut self, m: ModId, def: &'a FnDef, self_ty: Option<&'a PathRef>) -> UnitId {
+    fn add_unit(
+        &mut self,
+        m: ModId,
+        def: &'a FnDef,
+        self_ty: Option<&'a PathRef>,
+        inherent: bool,
+    ) -> UnitId {
         if def.has_self {
             self.idx.self_method_names.insert(def.name.clone());
         }
@@ -373,6 +382,7 @@ impl<'a> Builder<'a> {
             module: m,
             def,
             self_ty,
+            inherent,
         });
         self.idx.units.len() - 1
     }
@@ -509,14 +519,14 @@ impl<'a> Builder<'a> {
                 }
             }
             Item::Fn(f) => {
-                let u = self.add_unit(m, f, None);
+                let u = self.add_unit(m, f, None, false);
                 self.add_name(m, &f.name, Def::Fn(u));
             }
             Item::Code(f) => {
-                self.add_unit(m, f, None);
+                self.add_unit(m, f, None, false);
             }
             Item::Const(c) => {
-                self.add_unit(m, &c.body, None);
+                self.add_unit(m, &c.body, None, false);
                 self.add_name(m, &c.name, Def::Const(c.lit.clone()));
             }
             Item::Struct(s) => {
@@ -526,7 +536,7 @@ impl<'a> Builder<'a> {
             }
             Item::Trait(t) => {
                 for f in &t.methods {
-                    self.add_unit(m, f, None);
+                    self.add_unit(m, f, None, false);
                 }
                 match &t.api {
                     Some(api) => self.add_api(m, t, api),
@@ -537,7 +547,7 @@ impl<'a> Builder<'a> {
                 let units = i
                     .methods
                     .iter()
-                    .map(|f| self.add_unit(m, f, i.self_ty.as_ref()))
+                    .map(|f| self.add_unit(m, f, i.self_ty.as_ref(), i.trait_path.is_none()))
                     .collect();
                 self.idx.impls.push(Impl {
                     module: m,

@@ -111,6 +111,7 @@ cases! {
     form08_hook => "cases/form08-hook",
     form08_foreign_trigger_and_raw_event_publish => "cases/form08-foreign-trigger",
     form09_raw_calls => "cases/form09-raw",
+    field_hosts_per_construction_site => "cases/field-per-site",
     form10_names_uses_reexports_paths_cargo_renames => "cases/form10-names",
     form11_closures_async_spawn_match_macros => "cases/form11-closures-macros",
     exclusions_never_grant => "cases/exclusions",

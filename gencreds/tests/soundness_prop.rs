@@ -129,7 +129,29 @@ fn followed(rng: &mut Rng, k: usize, e: &str, d: &Dest) -> Shape {
     let mut items = String::new();
     let mut api_items = String::new();
     let mut dests = vec![d.clone()];
-    let (what, body) = match rng.below(21) {
+    let (what, body) = match rng.below(22) {
+        21 => {
+            // Two literals of one struct with different hosts, one used:
+            // only its host (a field follows the value's literal, an
+            // inherent method its receivers).
+            let d2 = dest(rng, k + 3000);
+            let c2 = d2.create();
+            items = format!(
+                "struct P{k}<'a> {{\n    c: ApiClient<'a>,\n}}\n\nimpl<'a> P{k}<'a> {{\n    async fn go(&self) {{\n        {}\n    }}\n}}\n",
+                call("self.c")
+            );
+            let used = if rng.chance(50) {
+                "    p.go().await;\n".to_string()
+            } else {
+                format!("    {}\n", call("p.c"))
+            };
+            (
+                "two literals of a struct, one used",
+                format!(
+                    "    let p = P{k} {{ c: {c} }};\n    let q = P{k} {{ c: {c2} }};\n    let _ = &q.c;\n{used}"
+                ),
+            )
+        }
         19 | 20 => {
             let (items, body) = composed(rng, k, e, &c, None);
             return Shape {
@@ -1088,6 +1110,6 @@ fn generated_programs_get_exact_rules_or_an_error_where_the_client_escapes() {
     }
     if seeds.len() > 1 {
         // Every shape of both generators came up.
-        assert_eq!(seen.len(), 37 + 26, "shapes generated: {seen:?}");
+        assert_eq!(seen.len(), 38 + 26, "shapes generated: {seen:?}");
     }
 }
