@@ -1712,6 +1712,11 @@ impl Eval<'_, '_> {
         let layer = w & 3;
         let off = || unwrap_layer(&t, layer).unwrap_or(Ty::Unknown);
         let became = |other: u16| push_layer(off(), other);
+        if layer == WRAP_OPT && name == "unwrap_or" && args.len() == 1 {
+            // `o.unwrap_or(c)`: the value inside, or `c`.
+            let inner = off();
+            return self.join(inner, args[0].0.clone(), loc);
+        }
         let r = match (layer, name) {
             (
                 WRAP_OPT,
