@@ -617,6 +617,9 @@ impl Eval<'_, '_> {
 
     /// The client fields of struct `s`, each with its declared client type.
     fn client_fields(&self, s: StructId) -> Vec<Name> {
+        if self.idx.bearing.get(s).copied().unwrap_or(0) & HOLDS_CLIENT == 0 {
+            return Vec::new();
+        }
         let st = &self.idx.structs[s];
         st.def
             .fields
