@@ -70,8 +70,8 @@ pub enum Ty {
     Str(Name),
     /// A `Method::X` value.
     Method(Name),
-    /// A closure, with its parameters (in its file's arena).
-    Closure(ParamList),
+    /// A closure: its parameters and body (in its file's arena).
+    Closure(ParamList, ExprId),
     /// A client or a struct inside wrapper layers that must be taken off
     /// to reach it (`Option`/`Result`, `Mutex`/`RwLock`, `RefCell`/
     /// `OnceLock`: [`crate::index::WRAP_OPT`]…), the outermost in the low
@@ -139,6 +139,14 @@ fn join_sites(a: &Site, b: &Site) -> Site {
         return None;
     }
     Some(out.into_boxed_slice())
+}
+
+/// The wrapper layers around a value (0: none).
+fn layers_of(t: &Ty) -> u16 {
+    match t {
+        Ty::Wrapped(w, _) => *w,
+        _ => 0,
+    }
 }
 
 /// How many layers a wrapper stack holds.
@@ -976,7 +984,7 @@ impl Eval<'_, '_> {
                     ev.returned(t, at);
                 });
                 self.closures -= 1;
-                Ty::Closure(*params)
+                Ty::Closure(*params, *body)
             }
             Expr::Match(scrut, arms) => {
                 let st = self.sub(*scrut);
@@ -1346,28 +1354,78 @@ impl Eval<'_, '_> {
         out
     }
 
+    /// A local closure called with `args` (`let f = |c| …; f(&svc)`): its
+    /// body is evaluated again with each parameter bound to the argument
+    /// (an untyped parameter, or one typed as the argument's client,
+    /// Connector or struct), so what the body does with a client or
+    /// Connector it is given is followed; an argument into a parameter of
+    /// another type escapes. (Its first evaluation, where it is written,
+    /// saw the parameters' declared types or none.)
+    fn call_closure(&mut self, params: ParamList, body: ExprId, args: &[(Ty, Loc)]) {
+        let ar = self.ar;
+        let ps = ar.param_run(params);
+        let mut binds: Vec<Ty> = Vec::with_capacity(ps.len());
+        let mut any = false;
+        for (i, (p, declared)) in ps.iter().enumerate() {
+            let unit = &self.idx.units[self.unit];
+            let declared = declared
+                .as_ref()
+                .map(|t| self.ty_of(self.m, t, unit.self_ty));
+            let arg = args.get(i);
+            let t = match (arg, declared) {
+                (Some((a, _)), None) if self.bearing(a) => a.clone(),
+                (Some((a, l)), Some(d)) if self.bearing(a) => {
+                    let same = match (d.peel(), a.peel()) {
+                        (Ty::Client(x, g, _), Ty::Client(x2, g2, _)) => x == x2 && g == g2,
+                        (Ty::Struct(s, _), Ty::Struct(s2, _)) => s == s2,
+                        (Ty::Connector, Ty::Connector) => true,
+                        _ => false,
+                    };
+                    if same && layers_of(&d) == layers_of(a) {
+                        a.clone()
+                    } else {
+                        self.escape(a, *l, "a closure parameter of another declared type");
+                        d
+                    }
+                }
+                (_, Some(d)) => d,
+                (_, None) => Ty::Unknown,
+            };
+            any |= self.bearing(&t);
+            let _ = p;
+            binds.push(t);
+        }
+        for (t, l) in args.iter().skip(ps.len()) {
+            self.escape(t, *l, "an argument of a closure or fn value");
+        }
+        if !any {
+            return;
+        }
+        self.closures += 1;
+        self.scoped(|ev| {
+            let at = ev.last_loc;
+            for ((p, _), t) in ps.iter().zip(binds) {
+                ev.bind_pat(p, t, at);
+            }
+            let t = ev.sub(body);
+            let at = ev.last_loc;
+            ev.returned(t, at);
+        });
+        self.closures -= 1;
+    }
+
     fn call_path(&mut self, p: &PathRef, args: &[(Ty, Loc)], loc: Loc) -> Ty {
         if p.segs.len() == 1
             && !p.global
             && let Some(local) = self.local(&p.segs[0])
         {
-            // A Connector into a closure parameter typed as a Connector
-            // (`let f = |c: &Connector| …; f(&svc)`) is followed: it
-            // carries no host. Anything else bearing goes unfollowed.
-            let params = match local {
-                Ty::Closure(list) => self.ar.param_run(*list),
-                _ => &[],
-            };
-            for (i, (t, l)) in args.iter().enumerate() {
-                let typed_connector = *t == Ty::Connector
-                    && params.get(i).and_then(|p| p.1.as_ref()).is_some_and(|pt| {
-                        let unit = &self.idx.units[self.unit];
-                        self.ty_of(self.m, pt, unit.self_ty) == Ty::Connector
-                    });
-                if !typed_connector {
+            let Ty::Closure(params, body) = *local else {
+                for (t, l) in args {
                     self.escape(t, *l, "an argument of a closure or fn value");
                 }
-            }
+                return Ty::Unknown;
+            };
+            self.call_closure(params, body, args);
             return Ty::Unknown;
         }
         let first = || args.first().map_or(Ty::Unknown, |a| a.0.clone());
@@ -1657,7 +1715,7 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             t @ (Ty::Str(_) | Ty::Method(_)) if PASSTHROUGH.contains(&name) => t,
-            Ty::Str(_) | Ty::Method(_) | Ty::Other | Ty::Closure(_) => {
+            Ty::Str(_) | Ty::Method(_) | Ty::Other | Ty::Closure(..) => {
                 self.escape_args(args, "an argument of a method of a type outside the tree (a collection, a cell, a channel…)");
                 Ty::Other
             }
