@@ -228,6 +228,8 @@ pub struct Index<'a> {
 struct Visit<'s> {
     stack: Vec<(ModId, &'s str)>,
     steps: u32,
+    /// Keep every lookup made (each is made once): the fallback over the bound.
+    once: bool,
 }
 
 impl Visit<'_> {
@@ -883,6 +885,16 @@ impl<'a> Index<'a> {
     /// Resolves a path written in module `m`.
     pub fn resolve(&self, m: ModId, path: &PathRef) -> Option<Def> {
         let mut visited = Visit::default();
+        let found = self.resolve_in(m, path, &mut visited);
+        if visited.steps < Visit::MAX_STEPS {
+            return found;
+        }
+        // Over the bound: each lookup at most once (linear, and what a
+        // name reached on one import path resolves to).
+        let mut visited = Visit {
+            once: true,
+            ..Visit::default()
+        };
         self.resolve_in(m, path, &mut visited)
     }
 
@@ -1008,13 +1020,17 @@ impl<'a> Index<'a> {
         if let Some(defs) = module.names.get(name) {
             return defs.first().map(|d| self.cfg_value(d, defs.iter()));
         }
-        if visited.stack.contains(&(m, name)) || visited.steps >= Visit::MAX_STEPS {
+        if visited.stack.contains(&(m, name))
+            || (!visited.once && visited.steps >= Visit::MAX_STEPS)
+        {
             return None;
         }
         visited.steps += 1;
         visited.stack.push((m, name));
         let found = self.lookup_imports(m, name, visited);
-        visited.stack.pop();
+        if !visited.once {
+            visited.stack.pop();
+        }
         found
     }
 
