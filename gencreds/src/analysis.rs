@@ -8,7 +8,7 @@
 //! of another crate grants only when a service body reaches it through calls.
 //! What flows into a client parameter or field is counted per service: the
 //! bodies a service reaches that read what code outside its reach also
-//! fills are evaluated again with only its own flows ([`narrowed_facts`]).
+//! fills are evaluated again with only its own flows (`narrowed_facts`).
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::eval::{CallDest, Dests, Fact, FactKind, Flow, FlowKey, UnitOut, eval_unit_with};
