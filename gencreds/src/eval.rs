@@ -913,6 +913,13 @@ impl Eval<'_, '_> {
             (Ty::Connector, Ty::Other | Ty::Unknown) | (Ty::Other | Ty::Unknown, Ty::Connector) => {
                 Ty::Connector
             }
+            // Two known values unrelated to the bus (different literals,
+            // closures…): known and unrelated (a URL or host so joined is
+            // computed).
+            (
+                Ty::Other | Ty::Str(_) | Ty::Method(_) | Ty::Closure(..),
+                Ty::Other | Ty::Str(_) | Ty::Method(_) | Ty::Closure(..),
+            ) => Ty::Other,
             (a, b) => {
                 self.escape(&a, loc, "a branch whose other branches hold another type");
                 self.escape(&b, loc, "a branch whose other branches hold another type");
