@@ -1095,6 +1095,12 @@ impl Eval<'_, '_> {
     fn connector_elems(&mut self, id: ExprId) -> Option<Ty> {
         let ar = self.ar;
         let list = match ar.expr(id) {
+            // `[&a, &b].iter()`, `vec![a, b].into_iter()`.
+            Expr::Method(recv, name, args, _)
+                if args.len == 0 && matches!(name.as_str(), "iter" | "into_iter") =>
+            {
+                return self.connector_elems(*recv);
+            }
             Expr::Other(list) => *list,
             Expr::Macro(i) => {
                 let mc = ar.mac(*i)?;
