@@ -1113,3 +1113,141 @@ fn generated_programs_get_exact_rules_or_an_error_where_the_client_escapes() {
         assert_eq!(seen.len(), 38 + 26, "shapes generated: {seen:?}");
     }
 }
+
+/// Several services sharing a library whose helper takes a client and
+/// whose struct holds one: each service must get exactly the hosts its own
+/// code passes (never another service's, never fewer than its own).
+fn check_shared(root: &Path, seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed ^ 0x5EED_5EED);
+    let services = 2 + rng.below(3);
+    let _ = std::fs::remove_dir_all(root);
+    let members: Vec<String> = (0..services).map(|i| format!("\"s{i}\"")).collect();
+    write(
+        root,
+        "Cargo.toml",
+        &format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [\"api\", \"shared\", {}]\n",
+            members.join(", ")
+        ),
+    );
+    write(
+        root,
+        "api/Cargo.toml",
+        "[package]\nname = \"api\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nbuswarden = \"0.1\"\n",
+    );
+    write(
+        root,
+        "api/src/lib.rs",
+        "use buswarden::Error;\n\n#[buswarden::api(host = \"api.example\")]\npub trait Api {\n    #[function(GET, \"/r0\")]\n    async fn ep0(&self) -> Result<(), Error>;\n    #[function(POST, \"/r1\")]\n    async fn ep1(&self) -> Result<(), Error>;\n}\n",
+    );
+    write(
+        root,
+        "shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nbuswarden = \"0.1\"\napi = { path = \"../api\" }\n",
+    );
+    write(
+        root,
+        "shared/src/lib.rs",
+        "use api::ApiClient;\n\npub async fn p(c: &ApiClient<'_>) {\n    c.ep0().await.ok();\n}\n\npub async fn nested(c: &ApiClient<'_>) {\n    p(c).await;\n}\n\npub struct Holder<'a> {\n    pub c: ApiClient<'a>,\n}\n\nimpl Holder<'_> {\n    pub async fn go(&self) {\n        self.c.ep1().await.ok();\n    }\n}\n",
+    );
+    // Per service: the destinations of each endpoint's calls.
+    let mut truth: Vec<[BTreeSet<Dest>; 2]> = Vec::new();
+    for i in 0..services {
+        write(
+            root,
+            &format!("s{i}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"s{i}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[package.metadata.buswarden]\nhostname = \"s{i}.example\"\n\n[dependencies]\nbuswarden = \"0.1\"\napi = {{ path = \"../api\" }}\nshared = {{ path = \"../shared\" }}\n"
+            ),
+        );
+        let mut body = String::new();
+        let mut t: [BTreeSet<Dest>; 2] = Default::default();
+        for n in 0..rng.below(4) {
+            let d = dest(&mut rng, 10 * i + n);
+            let c = d.create();
+            match rng.below(3) {
+                0 => {
+                    let _ = writeln!(body, "    shared::p(&{c}).await;");
+                    t[0].insert(d);
+                }
+                1 => {
+                    let _ = writeln!(body, "    shared::nested(&{c}).await;");
+                    t[0].insert(d);
+                }
+                _ => {
+                    let _ = writeln!(
+                        body,
+                        "    let h{n} = shared::Holder {{ c: {c} }};\n    h{n}.go().await;"
+                    );
+                    t[1].insert(d);
+                }
+            }
+        }
+        write(
+            root,
+            &format!("s{i}/src/main.rs"),
+            &format!(
+                "use api::ApiClient;\nuse buswarden::Connector;\n\nasync fn run(svc: &'static Connector, h: String) {{\n    let _ = &h;\n{body}}}\n\nfn main() {{}}\n"
+            ),
+        );
+        truth.push(t);
+    }
+    let an = analyze(
+        root,
+        Options {
+            threads: 1,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for (i, t) in truth.iter().enumerate() {
+        let host = format!("s{i}.example");
+        let svc = an
+            .services
+            .iter()
+            .find(|s| s.model.hostname.as_str() == host)
+            .ok_or(format!("no service {host}"))?;
+        let got: BTreeSet<String> = gencreds::cli::acl_text(svc)
+            .lines()
+            .filter(|l| l.starts_with("PUB ") && !l.contains(".reply."))
+            .map(str::to_string)
+            .collect();
+        let mut want = BTreeSet::new();
+        for (e, ds) in t.iter().enumerate() {
+            let mut ds = ds.clone();
+            if ds.contains(&Dest::Dynamic) {
+                ds.retain(|d| *d == Dest::Dynamic);
+            }
+            for d in ds {
+                want.insert(format!(
+                    "PUB {{{{plane}}}}.safe.443.s{i}_example.{}.*.{}.r{e}",
+                    d.token(),
+                    ["GET", "POST"][e]
+                ));
+            }
+        }
+        if got != want {
+            return Err(format!(
+                "service {host}: rules differ\n  missing: {:?}\n  extra:   {:?}",
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn services_sharing_a_helper_each_get_exactly_their_own_callers_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<u64> = match std::env::var("SOUNDNESS_SEED") {
+        Ok(s) => vec![s.parse().expect("SOUNDNESS_SEED is a number")],
+        Err(_) => (0..300).collect(),
+    };
+    for &seed in &seeds {
+        let root = dir.path().join("ws");
+        if let Err(why) = check_shared(&root, seed) {
+            panic!("seed {seed} (re-run with SOUNDNESS_SEED={seed}): {why}");
+        }
+    }
+}
