@@ -1800,7 +1800,8 @@ impl Eval<'_, '_> {
             (
                 WRAP_OPT,
                 "as_ref" | "as_mut" | "as_deref" | "as_deref_mut" | "clone" | "cloned" | "copied"
-                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context",
+                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context"
+                | "ok_or" | "ok_or_else" | "inspect",
             ) => Some(t.clone()),
             (WRAP_OPT, "is_some" | "is_none" | "is_ok" | "is_err") => Some(Ty::Other),
             (
@@ -1826,6 +1827,14 @@ impl Eval<'_, '_> {
             Ty::Client(a, _, _) if self.idx.apis[*a].endpoints.contains_key(name) => {
                 let inner = t.peel().clone();
                 self.method(inner, name, args, loc)
+            }
+            // A raw call or a helper on a guard around a Connector
+            // (`svc.lock().await.get(…)` with an async mutex): the
+            // Connector's (no wrapper layer has these methods).
+            Ty::Connector
+                if RAW_NAMES.contains(&name) || self.idx.connector_methods.contains_key(name) =>
+            {
+                self.method(Ty::Connector, name, args, loc)
             }
             Ty::Struct(..) => {
                 let inner = t.peel().clone();
