@@ -609,9 +609,34 @@ fn connector_shape(rng: &mut Rng, k: usize, e: &Endpoint, d: &Dest) -> Shape {
     let mut items = String::new();
     let escapes = rng.chance(40);
     let (what, body) = if !escapes {
-        let pick = rng.below(14);
+        let pick = rng.below(17);
         let mut call = |recv: &str| raw_call(rng, k, e, d, recv);
         match pick {
+            14 => {
+                let inner = call("c");
+                (
+                    "connector: local closure",
+                    format!(
+                        "    let f = |c: &Connector| async move {{\n        {inner}\n    }};\n    f(svc).await;\n"
+                    ),
+                )
+            }
+            15 => {
+                let inner = call("c");
+                (
+                    "connector: loop over vec into_iter",
+                    format!(
+                        "    for c in vec![svc.clone(), svc.clone()].into_iter() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            16 => (
+                "connector: Option unwrap_or",
+                format!(
+                    "    let none: Option<&Connector> = None;\n    {}\n",
+                    call("none.unwrap_or(svc)")
+                ),
+            ),
             0 => ("connector: direct", format!("    {}\n", call("svc"))),
             1 => (
                 "connector: let clone",
@@ -1110,7 +1135,7 @@ fn generated_programs_get_exact_rules_or_an_error_where_the_client_escapes() {
     }
     if seeds.len() > 1 {
         // Every shape of both generators came up.
-        assert_eq!(seen.len(), 38 + 26, "shapes generated: {seen:?}");
+        assert_eq!(seen.len(), 38 + 29, "shapes generated: {seen:?}");
     }
 }
 
