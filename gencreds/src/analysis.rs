@@ -6,9 +6,12 @@
 //!
 //! Grant scope: every body of a service crate grants, reached or not; a body
 //! of another crate grants only when a service body reaches it through calls.
+//! What flows into a client parameter or field is counted per service: the
+//! bodies a service reaches that read what code outside its reach also
+//! fills are evaluated again with only its own flows (`narrowed_facts`).
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
-use crate::eval::{CallDest, Fact, FactKind, Flow, UnitOut, eval_unit_with};
+use crate::eval::{CallDest, Dests, Fact, FactKind, Flow, FlowKey, UnitOut, eval_unit_with};
 use crate::index::{self, Def, Gen, Index, UnitId};
 use crate::ir::Loc;
 use crate::source::{self, Limits};
@@ -20,7 +23,7 @@ use buswarden_rules::{
     Call, Dest, Endpoint, EventOut, Hook, Hostname, Rule, RuleSet, ServiceModel, budget,
 };
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// How to analyse.
@@ -231,7 +234,7 @@ fn analyze_in(
         Err(_) => unreachable_index(),
     };
     timing.mark("index");
-    let facts = eval_all(&idx);
+    let (facts, flow_info) = FlowInfo::split(eval_all(&idx));
     timing.mark("eval");
     let mut out = Collector::default();
     out.ws_diags(ws, &idx);
@@ -247,7 +250,7 @@ fn analyze_in(
         }
     }
     let policy = load_policy(ws, &mut out);
-    let services = services(ws, &idx, &facts, policy.as_ref(), &mut out);
+    let services = services(ws, &idx, &facts, &flow_info, policy.as_ref(), &mut out);
     timing.mark("services");
     if let Some(cp) = cache_path
         && cache_stale
@@ -293,7 +296,7 @@ fn analyze_in(
 /// (a client parameter, field or return value) while what flows into
 /// them grows, until nothing changes (the destinations are finite sets of
 /// the hosts the code names, so this ends); the facts of the last round.
-fn eval_all(idx: &Index<'_>) -> Vec<Vec<Fact>> {
+fn eval_all(idx: &Index<'_>) -> Vec<UnitOut> {
     let mut flow = Flow::default();
     let mut outs: Vec<UnitOut> = (0..idx.units.len())
         .into_par_iter()
@@ -308,7 +311,9 @@ fn eval_all(idx: &Index<'_>) -> Vec<Vec<Fact>> {
         }
         changed
     };
-    let readers: Vec<UnitId> = (0..outs.len()).filter(|&u| outs[u].reads).collect();
+    let readers: Vec<UnitId> = (0..outs.len())
+        .filter(|&u| !outs[u].reads.is_empty())
+        .collect();
     while merge(&mut flow, &outs) {
         let again: Vec<UnitOut> = readers
             .par_iter()
@@ -318,7 +323,102 @@ fn eval_all(idx: &Index<'_>) -> Vec<Vec<Fact>> {
             outs[u] = o;
         }
     }
-    outs.into_iter().map(|o| o.facts).collect()
+    outs
+}
+
+/// What each unit contributes to the flow and reads from it (the facts
+/// taken out), for narrowing per service ([`narrowed_facts`]).
+struct FlowInfo {
+    /// Per unit: what flows out of it.
+    flows: Vec<Vec<(FlowKey, Dests)>>,
+    /// Per unit: the entries it reads.
+    reads: Vec<Vec<FlowKey>>,
+    /// Per entry: the units contributing to it.
+    contributors: HashMap<FlowKey, Vec<UnitId>>,
+}
+
+impl FlowInfo {
+    fn split(outs: Vec<UnitOut>) -> (Vec<Vec<Fact>>, FlowInfo) {
+        let mut facts = Vec::with_capacity(outs.len());
+        let mut flows = Vec::with_capacity(outs.len());
+        let mut reads = Vec::with_capacity(outs.len());
+        let mut contributors: HashMap<FlowKey, Vec<UnitId>> = HashMap::new();
+        for (u, o) in outs.into_iter().enumerate() {
+            for (k, _) in &o.flows {
+                let list = contributors.entry(k.clone()).or_default();
+                if list.last() != Some(&u) {
+                    list.push(u);
+                }
+            }
+            facts.push(o.facts);
+            flows.push(o.flows);
+            reads.push(o.reads);
+        }
+        (
+            facts,
+            FlowInfo {
+                flows,
+                reads,
+                contributors,
+            },
+        )
+    }
+}
+
+/// The facts of the units `reach` (one service's code and what it calls)
+/// whose flow-dependent facts change when only what flows inside `reach`
+/// is counted: a helper's client parameter then gets the hosts of this
+/// service's callers only, a struct field those of this service's
+/// literals only. The whole-tree evaluation is a superset (it counts every
+/// caller in the tree); a unit not listed keeps its facts from it. Empty
+/// when nothing outside `reach` flows into an entry read inside it.
+fn narrowed_facts(
+    idx: &Index<'_>,
+    reach: &BTreeMap<UnitId, Option<String>>,
+    info: &FlowInfo,
+) -> HashMap<UnitId, Vec<Fact>> {
+    let readers: Vec<UnitId> = reach
+        .keys()
+        .copied()
+        .filter(|&u| !info.reads[u].is_empty())
+        .collect();
+    let foreign = readers.iter().any(|&u| {
+        info.reads[u].iter().any(|k| {
+            info.contributors
+                .get(k)
+                .is_some_and(|c| c.iter().any(|w| !reach.contains_key(w)))
+        })
+    });
+    if !foreign {
+        return HashMap::new();
+    }
+    // The same fixed point as `eval_all`, over this service's units only:
+    // the others' contributions do not depend on the flow.
+    let mut flow = Flow::default();
+    for (&u, _) in reach.iter() {
+        if info.reads[u].is_empty() {
+            for (k, d) in &info.flows[u] {
+                flow.merge(k, d);
+            }
+        }
+    }
+    let mut scopes = Vec::new();
+    let mut outs: HashMap<UnitId, UnitOut> = HashMap::new();
+    loop {
+        for &u in &readers {
+            outs.insert(u, eval_unit_with(idx, &flow, u, &mut scopes));
+        }
+        let mut changed = false;
+        for &u in &readers {
+            for (k, d) in &outs[&u].flows {
+                changed |= flow.merge(k, d);
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    outs.into_iter().map(|(u, o)| (u, o.facts)).collect()
 }
 
 /// The policy file at the root of the scanned tree.
@@ -643,6 +743,7 @@ fn services(
     ws: &Workspace,
     idx: &Index<'_>,
     facts: &[Vec<Fact>],
+    flow_info: &FlowInfo,
     policy: Option<&Policy>,
     out: &mut Collector,
 ) -> Vec<Service> {
@@ -662,6 +763,7 @@ fn services(
         ws,
         idx,
         facts,
+        flow_info,
         policy,
         bus_methods: &bus_methods,
         units_of: &units_of,
@@ -748,6 +850,7 @@ struct ServiceCx<'c, 'a> {
     ws: &'c Workspace,
     idx: &'c Index<'a>,
     facts: &'c [Vec<Fact>],
+    flow_info: &'c FlowInfo,
     policy: Option<&'c Policy>,
     bus_methods: &'c BTreeSet<String>,
     units_of: &'c [Vec<UnitId>],
@@ -766,6 +869,7 @@ fn derive_service(
         ws,
         idx,
         facts,
+        flow_info,
         policy,
         bus_methods,
         units_of,
@@ -836,13 +940,16 @@ fn derive_service(
             }
         }
     }
+    // A helper's client parameter gets this service's callers' hosts only.
+    let narrowed = narrowed_facts(idx, &via, flow_info);
     for (&u, v) in &via {
-        if facts[u].is_empty() {
+        let unit_facts = narrowed.get(&u).unwrap_or(&facts[u]);
+        if unit_facts.is_empty() {
             continue;
         }
         let file = idx.unit_file(u);
         let is_own = idx.unit_crate(u) == ci;
-        for f in &facts[u] {
+        for f in unit_facts {
             let site = |what: &str| Site {
                 file: file.clone(),
                 loc: f.loc,

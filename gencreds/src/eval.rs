@@ -19,15 +19,23 @@
 //! `client-escapes` error at that place. A method called on a client is an
 //! endpoint when the API declares it, whatever its name.
 //!
+//! A `Connector` is followed the same way (it carries no host: a raw
+//! call's URL names it), and refused the same way where it goes unfollowed.
+//!
 //! A type is either bus-related (a client, a `Connector`, a workspace
-//! struct), known and unrelated (`Other`), or unknown. Raw-call method
+//! struct), known and unrelated (`Other`), or unknown (an untyped binding,
+//! a trait object, `impl Trait`, a generic parameter). Raw-call method
 //! names (`get`, `post`, `request`, `publish`) are bus calls on a
-//! `Connector`, and on another receiver only when the arguments look like a
-//! bus call (a `Method::X` first argument, or an `http(s)://` literal); so
-//! `map.get(&k)` is never a finding.
+//! `Connector`; on a receiver of unknown type they are bus calls when the
+//! arguments make one (a `Method::X` first argument, or an `http(s)://`
+//! literal) and `ambiguous-receiver` otherwise; on a known unrelated type
+//! (`map.get(&k)`) they are never a finding.
 
 use crate::diagnostic::{Code, Severity};
-use crate::index::{Def, Gen, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK, WRAP_OPT};
+use crate::index::{
+    Def, Gen, HOLDS_CLIENT, HOLDS_CONNECTOR, Index, StructId, UnitId, WRAP_CELL, WRAP_LOCK,
+    WRAP_OPT,
+};
 use crate::ir::*;
 use buswarden_rules::{Hostname, Method, Route, Url};
 use std::collections::HashMap;
@@ -55,12 +63,15 @@ pub enum Ty {
     /// A generated client of an API, with every host it may send to
     /// (empty: no creation site reaches this value).
     Client(usize, Gen, Dests),
-    /// A workspace struct.
-    Struct(StructId),
+    /// A workspace struct, with the hosts of its client fields when the
+    /// value's construction site is known ([`Site`]).
+    Struct(StructId, Site),
     /// A string known at analysis time.
     Str(Name),
     /// A `Method::X` value.
     Method(Name),
+    /// A closure: its parameters and body (in its file's arena).
+    Closure(ParamList, ExprId),
     /// A client or a struct inside wrapper layers that must be taken off
     /// to reach it (`Option`/`Result`, `Mutex`/`RwLock`, `RefCell`/
     /// `OnceLock`: [`crate::index::WRAP_OPT`]…), the outermost in the low
@@ -77,11 +88,14 @@ impl Ty {
         }
     }
 
-    /// `inner` inside the layers `w` (only a client or a struct is kept wrapped).
+    /// `inner` inside the layers `w` (only a client, a Connector or a
+    /// struct is kept wrapped).
     pub fn wrap(w: u16, inner: Ty) -> Ty {
         match inner {
             Ty::Wrapped(w2, i) if w != 0 => Ty::Wrapped(w2 | (w << (2 * layers(w2))), i),
-            i @ (Ty::Client(..) | Ty::Struct(_)) if w != 0 => Ty::Wrapped(w, Box::new(i)),
+            i @ (Ty::Client(..) | Ty::Struct(..) | Ty::Connector) if w != 0 => {
+                Ty::Wrapped(w, Box::new(i))
+            }
             i => i,
         }
     }
@@ -98,6 +112,40 @@ impl Ty {
     /// Whether it is a client (wrapped or not).
     fn is_client(&self) -> bool {
         matches!(self.peel(), Ty::Client(..))
+    }
+}
+
+/// The hosts each client field of one struct value holds, when the value
+/// comes from a struct literal the analyzer saw (or is the `self` of an
+/// inherent method, whose callers are all seen): its field reads are then
+/// exact. `None`: the hosts of every literal of the struct.
+pub type Site = Option<Box<[(Name, Dests)]>>;
+
+/// Two sites one value may have: per field, the union.
+fn join_sites(a: &Site, b: &Site) -> Site {
+    let (Some(a), Some(b)) = (a, b) else {
+        return None;
+    };
+    let mut out: Vec<(Name, Dests)> = a.to_vec();
+    for (n, d) in b.iter() {
+        match out.iter_mut().find(|(m, _)| m == n) {
+            Some((_, have)) => {
+                join_dests(have, d);
+            }
+            None => return None,
+        }
+    }
+    if out.len() != b.len() {
+        return None;
+    }
+    Some(out.into_boxed_slice())
+}
+
+/// The wrapper layers around a value (0: none).
+fn layers_of(t: &Ty) -> u16 {
+    match t {
+        Ty::Wrapped(w, _) => *w,
+        _ => 0,
     }
 }
 
@@ -121,7 +169,7 @@ fn unwrap_layer(t: &Ty, layer: u16) -> Option<Ty> {
 fn push_layer(t: Ty, layer: u16) -> Ty {
     match t {
         Ty::Wrapped(w, i) if layers(w) < 8 => Ty::Wrapped((w << 2) | layer, i),
-        i @ (Ty::Client(..) | Ty::Struct(_)) => Ty::Wrapped(layer, Box::new(i)),
+        i @ (Ty::Client(..) | Ty::Struct(..) | Ty::Connector) => Ty::Wrapped(layer, Box::new(i)),
         t => t,
     }
 }
@@ -155,6 +203,9 @@ pub enum FlowKey {
     Field(StructId, Name),
     /// The return value of a body.
     Ret(UnitId),
+    /// A client field of `self` in an inherent method (over every value
+    /// the method is called on).
+    SelfField(UnitId, Name),
 }
 
 /// The parameter index of `self`.
@@ -193,9 +244,9 @@ pub struct UnitOut {
     pub facts: Vec<Fact>,
     /// What flows out of it into parameters, fields and return values.
     pub flows: Vec<(FlowKey, Dests)>,
-    /// Whether it read a [`Flow`] entry (it is evaluated again when the
-    /// flow grows).
-    pub reads: bool,
+    /// The [`Flow`] entries it read (it is evaluated again when the flow
+    /// grows).
+    pub reads: Vec<FlowKey>,
 }
 
 /// Where an outbound call goes before policy is applied.
@@ -316,6 +367,10 @@ const FORMATTING: &[&str] = &[
     "unimplemented",
 ];
 
+/// The raw-call methods of `buswarden::Connector` (every public method
+/// that publishes): on a receiver of unknown type, a bus call or a refusal.
+const RAW_NAMES: &[&str] = &["get", "post", "request", "publish"];
+
 /// Method names of raw calls on a `Connector`.
 const RAW_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
@@ -337,7 +392,7 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
         scopes: std::mem::take(scopes),
         facts: vec![],
         flows: vec![],
-        reads: false,
+        reads: Vec::new(),
         closures: 0,
         last_loc: unit.def.loc,
         granted: !unit.def.grants.is_empty(),
@@ -347,11 +402,18 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
     }
     if unit.def.has_self {
         let t = ev.self_ty();
-        let t = if t.is_client() {
-            let d = ev.read(FlowKey::Param(u, SELF_PARAM));
-            t.with_dests(d)
-        } else {
-            t
+        let t = match t {
+            t if t.is_client() => {
+                let d = ev.read(FlowKey::Param(u, SELF_PARAM));
+                t.with_dests(d)
+            }
+            // An inherent method is called only where the code names it:
+            // its `self`'s client fields hold what its callers' values do.
+            Ty::Struct(s, None) if unit.inherent => {
+                let site = ev.self_site(u, s);
+                Ty::Struct(s, site)
+            }
+            t => t,
         };
         ev.bind("self", t);
     }
@@ -430,8 +492,8 @@ struct Eval<'i, 'a> {
     flow: &'i Flow,
     /// What flows out of this unit.
     flows: Vec<(FlowKey, Dests)>,
-    /// Whether `flow` was read.
-    reads: bool,
+    /// The `flow` entries read.
+    reads: Vec<FlowKey>,
     /// How many closures the walk is inside (a `return` there leaves the closure).
     closures: u32,
     /// The last location seen (where an escape without a location of its own is reported).
@@ -462,16 +524,24 @@ impl Eval<'_, '_> {
 
     /// What flows into `k` so far (and a note that this unit depends on it).
     fn read(&mut self, k: FlowKey) -> Dests {
-        self.reads = true;
-        self.flow.get(&k)
+        let d = self.flow.get(&k);
+        self.reads.push(k);
+        d
     }
 
-    /// Whether a value may carry a client.
+    /// Whether a value may carry a client or a Connector (a value whose
+    /// flow is followed: where it goes unfollowed is an error).
     fn bearing(&self, t: &Ty) -> bool {
+        self.holds(t) != 0
+    }
+
+    /// What a value may carry: [`HOLDS_CLIENT`] and/or [`HOLDS_CONNECTOR`].
+    fn holds(&self, t: &Ty) -> u8 {
         match t.peel() {
-            Ty::Client(..) => true,
-            Ty::Struct(s) => self.idx.bearing.get(*s).copied().unwrap_or(false),
-            _ => false,
+            Ty::Client(..) => HOLDS_CLIENT,
+            Ty::Connector => HOLDS_CONNECTOR,
+            Ty::Struct(s, _) => self.idx.bearing.get(*s).copied().unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -487,10 +557,16 @@ impl Eval<'_, '_> {
                 };
                 format!("{}{suffix}", self.idx.apis[*a].name)
             }
-            Ty::Struct(s) => format!(
-                "`{}` (a struct holding a client)",
-                self.idx.structs[*s].def.name
+            Ty::Struct(s, _) => format!(
+                "`{}` (a struct holding {})",
+                self.idx.structs[*s].def.name,
+                if self.holds(t) & HOLDS_CLIENT != 0 {
+                    "a client"
+                } else {
+                    "a Connector"
+                }
             ),
+            Ty::Connector => "Connector".into(),
             _ => "a value".into(),
         }
     }
@@ -507,6 +583,16 @@ impl Eval<'_, '_> {
         } else {
             format!("a `{what}`")
         };
+        if self.holds(t) & HOLDS_CLIENT == 0 {
+            self.diag(
+                Code::ClientEscapes,
+                loc,
+                format!(
+                    "{what} goes into {into}, where the analyzer does not follow it, so the raw calls made on it (`get`, `post`, `request`, `publish`) cannot be resolved; keep the Connector in a local, a parameter, a struct field or a return value typed `Connector` (`&Connector`, `Arc<Connector>`, `Option<Connector>`), or write #[buswarden::grant(METHOD, \"https://host:port/path\")] on the fn that makes the raw calls"
+                ),
+            );
+            return;
+        }
         self.diag(
             Code::ClientEscapes,
             loc,
@@ -528,8 +614,67 @@ impl Eval<'_, '_> {
             (Ty::Client(..), _) if self.bearing(v) => self.escape(v, loc, into),
             // A client typed value whose origin is not followed: any host.
             (Ty::Client(..), _) => self.flows.push((key, one(ClientDest::Dynamic))),
-            (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => {}
+            (Ty::Struct(s, _), Ty::Struct(s2, _)) if s == s2 => {}
+            // A Connector carries no host: its declared type is all there
+            // is to follow.
+            (Ty::Connector, Ty::Connector) => {}
+            (Ty::Connector, _) if !self.bearing(v) => {}
             _ => self.escape(v, loc, into),
+        }
+    }
+
+    /// The client fields of struct `s`, each with its declared client type.
+    fn client_fields(&self, s: StructId) -> Vec<Name> {
+        if self.idx.bearing.get(s).copied().unwrap_or(0) & HOLDS_CLIENT == 0 {
+            return Vec::new();
+        }
+        let st = &self.idx.structs[s];
+        st.def
+            .fields
+            .iter()
+            .filter(|(_, t)| {
+                t.as_ref().is_some_and(|t| {
+                    t.last().is_some_and(|l| self.idx.type_names.contains(l))
+                        && self.ty_of(st.module, t, None).is_client()
+                })
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The site of `self` in the inherent method `u` of struct `s`: what
+    /// its callers' receivers hold in each client field.
+    fn self_site(&mut self, u: UnitId, s: StructId) -> Site {
+        let fields = self.client_fields(s);
+        if fields.is_empty() {
+            return None;
+        }
+        let site: Vec<(Name, Dests)> = fields
+            .into_iter()
+            .map(|f| {
+                let d = self.read(FlowKey::SelfField(u, f.clone()));
+                (f, d)
+            })
+            .collect();
+        Some(site.into_boxed_slice())
+    }
+
+    /// A receiver of struct `s` (built at `site`) into the inherent
+    /// method `callee`: its client fields' hosts flow into the method's
+    /// `self` fields.
+    fn receiver_into(&mut self, callee: UnitId, s: StructId, site: &Site) {
+        for f in self.client_fields(s) {
+            let known = site
+                .as_deref()
+                .and_then(|fs| fs.iter().find(|(n, _)| *n == f))
+                .map(|(_, d)| d.clone());
+            let d = match known {
+                Some(d) => d,
+                None => self.read(FlowKey::Field(s, f.clone())),
+            };
+            if !d.is_empty() {
+                self.flows.push((FlowKey::SelfField(callee, f), d));
+            }
         }
     }
 
@@ -560,8 +705,10 @@ impl Eval<'_, '_> {
     fn bind_pat(&mut self, p: &Pat, ty: Ty, loc: Loc) {
         match p {
             Pat::Ident(n) => self.bind(n, ty),
+            // `let _ = x;`: the value is dropped, nothing is bound.
+            Pat::Binds(names) if names.is_empty() => {}
             Pat::Binds(names) => {
-                if let Ty::Struct(s) = ty {
+                if let Ty::Struct(s, ref site) = ty {
                     // `S { a, b, .. }`: names that are fields take the field.
                     let st = &self.idx.structs[s];
                     let fields: Vec<bool> = names
@@ -572,7 +719,7 @@ impl Eval<'_, '_> {
                         let mut lost = false;
                         for (n, is_field) in names.iter().zip(fields) {
                             let t = if is_field {
-                                self.field(s, n)
+                                self.field(s, site, n)
                             } else {
                                 lost = true;
                                 Ty::Unknown
@@ -580,7 +727,7 @@ impl Eval<'_, '_> {
                             self.bind(n, t);
                         }
                         if lost {
-                            self.escape(&Ty::Struct(s), loc, "a destructuring pattern");
+                            self.escape(&Ty::Struct(s, None), loc, "a destructuring pattern");
                         }
                         return;
                     }
@@ -638,8 +785,10 @@ impl Eval<'_, '_> {
                 Ty::Client(a, g, Dests::new())
             }
             Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector") => Ty::Connector,
-            Some(Def::Struct(s)) => Ty::Struct(s),
+            Some(Def::Struct(s)) => Ty::Struct(s, None),
             None if p.last() == Some("Connector") => Ty::Connector,
+            // A trait object, `impl Trait`, a generic type parameter.
+            None if p.last() == Some(crate::lower::DYN_TYPE) => Ty::Unknown,
             _ => Ty::Other,
         };
         Ty::wrap(wraps, t)
@@ -681,7 +830,8 @@ impl Eval<'_, '_> {
             let kind = match (d.peel(), t.peel()) {
                 (Ty::Client(a, g, _), Ty::Client(a2, g2, _)) if a == a2 && g == g2 => 0,
                 (Ty::Client(..), _) => 1,
-                (Ty::Struct(s), Ty::Struct(s2)) if s == s2 => 2,
+                (Ty::Struct(s, _), Ty::Struct(s2, _)) if s == s2 => 2,
+                (Ty::Connector, Ty::Connector) => 5,
                 _ if self.bearing(&t) => 3,
                 (Ty::Other, Ty::Str(_) | Ty::Method(_)) => 4,
                 _ => 5,
@@ -707,6 +857,7 @@ impl Eval<'_, '_> {
                     d
                 }
                 4 => t,
+                2 if matches!((&d, &t), (Ty::Struct(..), Ty::Struct(..))) => t,
                 _ => d,
             };
         }
@@ -749,6 +900,7 @@ impl Eval<'_, '_> {
                 join_dests(&mut d, &d2);
                 Ty::Client(a, g, d)
             }
+            (Ty::Struct(s, x), Ty::Struct(s2, y)) if s == s2 => Ty::Struct(s, join_sites(&x, &y)),
             // The other branch diverges (`return`, `panic!`…) or is not
             // followed: a client's host is then any host.
             (Ty::Client(a, g, mut d), Ty::Unknown) | (Ty::Unknown, Ty::Client(a, g, mut d)) => {
@@ -756,6 +908,18 @@ impl Eval<'_, '_> {
                 Ty::Client(a, g, d)
             }
             (c @ Ty::Client(..), Ty::Other) | (Ty::Other, c @ Ty::Client(..)) => c,
+            // The other branch diverges or is not followed (a Connector
+            // carries no host).
+            (Ty::Connector, Ty::Other | Ty::Unknown) | (Ty::Other | Ty::Unknown, Ty::Connector) => {
+                Ty::Connector
+            }
+            // Two known values unrelated to the bus (different literals,
+            // closures…): known and unrelated (a URL or host so joined is
+            // computed).
+            (
+                Ty::Other | Ty::Str(_) | Ty::Method(_) | Ty::Closure(..),
+                Ty::Other | Ty::Str(_) | Ty::Method(_) | Ty::Closure(..),
+            ) => Ty::Other,
             (a, b) => {
                 self.escape(&a, loc, "a branch whose other branches hold another type");
                 self.escape(&b, loc, "a branch whose other branches hold another type");
@@ -798,7 +962,7 @@ impl Eval<'_, '_> {
                 self.method(rt, name, &tys, *loc)
             }
             Expr::Field(base, name) => match self.sub(*base) {
-                Ty::Struct(s) => self.field(s, name),
+                Ty::Struct(s, site) => self.field(s, &site, name),
                 Ty::Other => Ty::Other,
                 _ => Ty::Unknown,
             },
@@ -827,7 +991,7 @@ impl Eval<'_, '_> {
                     ev.returned(t, at);
                 });
                 self.closures -= 1;
-                Ty::Other
+                Ty::Closure(*params, *body)
             }
             Expr::Match(scrut, arms) => {
                 let st = self.sub(*scrut);
@@ -870,13 +1034,22 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             Expr::Loop(arm, iter) => {
-                let it = self.sub(*iter);
+                // `for c in [&a, &b]` / `vec![a, b]` over Connectors only:
+                // each turn's value is a Connector.
+                let elem = match self.connector_elems(*iter) {
+                    Some(t) => t,
+                    None => {
+                        let it = self.sub(*iter);
+                        let at = self.last_loc;
+                        self.escape(&it, at, "a `for` loop");
+                        Ty::Unknown
+                    }
+                };
                 let at = self.last_loc;
-                self.escape(&it, at, "a `for` loop");
                 let ar = self.ar;
                 if let Some(arm) = ar.arm(*arm) {
                     self.scoped(|ev| {
-                        ev.bind_pat(&arm.pat, Ty::Unknown, at);
+                        ev.bind_pat(&arm.pat, elem, at);
                         ev.sub(arm.body);
                     });
                 }
@@ -915,21 +1088,72 @@ impl Eval<'_, '_> {
         }
     }
 
+    /// The element type of an array literal or a `vec!` of Connectors
+    /// only (evaluated here; any other element escapes as it would in the
+    /// literal): `Some(Connector)`; `None` (nothing evaluated) for any
+    /// other expression.
+    fn connector_elems(&mut self, id: ExprId) -> Option<Ty> {
+        let ar = self.ar;
+        let list = match ar.expr(id) {
+            // `[&a, &b].iter()`, `vec![a, b].into_iter()`.
+            Expr::Method(recv, name, args, _)
+                if args.len == 0 && matches!(name.as_str(), "iter" | "into_iter") =>
+            {
+                return self.connector_elems(*recv);
+            }
+            Expr::Other(list) => *list,
+            Expr::Macro(i) => {
+                let mc = ar.mac(*i)?;
+                if mc.path.last() != Some("vec")
+                    || !mc.unparsed_idents.is_empty()
+                    || mc.include.is_some()
+                {
+                    return None;
+                }
+                mc.body
+            }
+            _ => return None,
+        };
+        if list.len == 0 {
+            return None;
+        }
+        let tys = self.exprs(list);
+        if tys.iter().all(|(t, _)| *t == Ty::Connector) {
+            return Some(Ty::Connector);
+        }
+        for (t, l) in &tys {
+            self.escape(t, *l, "a tuple, an array, an assignment or an operator");
+        }
+        Some(Ty::Unknown)
+    }
+
     /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field.
-    fn struct_fields(&mut self, s: StructId, vals: &[(Option<Name>, Ty, Loc)]) {
+    /// `S { f: e, .. }` and `S(e, …)`: each value flows into its field;
+    /// the value's [`Site`] (the hosts of its client fields).
+    fn struct_fields(&mut self, s: StructId, vals: &[(Option<Name>, Ty, Loc)]) -> Site {
         let st = &self.idx.structs[s];
+        let mut site: Vec<(Name, Dests)> = Vec::new();
+        let mut exact = true;
         for (name, t, l) in vals {
             let Some(name) = name else {
                 // `..base`: the same struct, fields already followed.
-                if !matches!(t, Ty::Struct(s2) if *s2 == s) {
+                if !matches!(t, Ty::Struct(s2, _) if *s2 == s) {
                     self.escape(t, *l, "a struct update of another type");
                 }
+                exact = false;
                 continue;
             };
             let slot = match st.def.fields.iter().find(|(n, _)| n == name) {
                 Some((_, Some(ft))) => self.ty_of(st.module, ft, None),
                 _ => Ty::Unknown,
             };
+            if let Ty::Client(a, g, _) = slot.peel() {
+                let d = match t.peel() {
+                    Ty::Client(a2, g2, d) if a == a2 && g == g2 => d.clone(),
+                    _ => one(ClientDest::Dynamic),
+                };
+                site.push((name.clone(), d));
+            }
             self.flow_into(
                 &slot,
                 t,
@@ -938,6 +1162,7 @@ impl Eval<'_, '_> {
                 "a struct field of another declared type",
             );
         }
+        (exact && !site.is_empty()).then(|| site.into_boxed_slice())
     }
 
     fn struct_lit(&mut self, p: &PathRef, fields: ExprList, names: u32) -> Ty {
@@ -951,8 +1176,8 @@ impl Eval<'_, '_> {
         }
         match self.resolve_value(p) {
             Some(Def::Struct(s)) => {
-                self.struct_fields(s, &vals);
-                Ty::Struct(s)
+                let site = self.struct_fields(s, &vals);
+                Ty::Struct(s, site)
             }
             _ => {
                 for (_, t, l) in &vals {
@@ -963,12 +1188,20 @@ impl Eval<'_, '_> {
         }
     }
 
-    fn field(&mut self, s: StructId, name: &str) -> Ty {
+    /// Field `name` of a value of struct `s` built at `site`.
+    fn field(&mut self, s: StructId, site: &Site, name: &str) -> Ty {
         let st = &self.idx.structs[s];
         match st.def.fields.iter().find(|(n, _)| n == name) {
             Some((_, Some(t))) => match self.ty_of(st.module, t, None) {
                 t if t.is_client() => {
-                    let d = self.read(FlowKey::Field(s, Name::from(name)));
+                    let known = site
+                        .as_deref()
+                        .and_then(|fs| fs.iter().find(|(n, _)| n == name))
+                        .map(|(_, d)| d.clone());
+                    let d = match known {
+                        Some(d) => d,
+                        None => self.read(FlowKey::Field(s, Name::from(name))),
+                    };
                     t.with_dests(d)
                 }
                 t => t,
@@ -1014,6 +1247,23 @@ impl Eval<'_, '_> {
             None if p.segs.len() >= 2 && p.segs[p.segs.len() - 2] == "Method" => {
                 Ty::Method(p.segs[p.segs.len() - 1].clone())
             }
+            Some(Def::Fn(u)) => {
+                // A fn used as a value (`LazyLock::new(make)`, `.map(make)`):
+                // what it returns is created where the analyzer does not
+                // follow it.
+                let unit = &self.idx.units[u];
+                if let Some(r) = &unit.def.ret
+                    && r.last().is_some_and(|l| self.idx.type_names.contains(l))
+                {
+                    let t = self.ty_of(unit.module, r, unit.self_ty);
+                    self.escape(
+                        &t,
+                        loc,
+                        "a fn value (what the fn returns is created where the analyzer does not see the call)",
+                    );
+                }
+                Ty::Other
+            }
             _ => Ty::Other,
         }
     }
@@ -1047,6 +1297,12 @@ impl Eval<'_, '_> {
             None if has_self => args.next().cloned(),
             None => None,
         };
+        if let Some((Ty::Struct(s, site), _)) = &recv
+            && has_self
+            && self.idx.units[callee].inherent
+        {
+            self.receiver_into(callee, *s, site);
+        }
         if let Some((r, l)) = recv
             && has_self
             && r.is_client()
@@ -1111,11 +1367,78 @@ impl Eval<'_, '_> {
         out
     }
 
-    fn call_path(&mut self, p: &PathRef, args: &[(Ty, Loc)], loc: Loc) -> Ty {
-        if p.segs.len() == 1 && !p.global && self.local(&p.segs[0]).is_some() {
-            for (t, l) in args {
-                self.escape(t, *l, "an argument of a closure or fn value");
+    /// A local closure called with `args` (`let f = |c| …; f(&svc)`): its
+    /// body is evaluated again with each parameter bound to the argument
+    /// (an untyped parameter, or one typed as the argument's client,
+    /// Connector or struct), so what the body does with a client or
+    /// Connector it is given is followed; an argument into a parameter of
+    /// another type escapes. (Its first evaluation, where it is written,
+    /// saw the parameters' declared types or none.)
+    fn call_closure(&mut self, params: ParamList, body: ExprId, args: &[(Ty, Loc)]) {
+        let ar = self.ar;
+        let ps = ar.param_run(params);
+        let mut binds: Vec<Ty> = Vec::with_capacity(ps.len());
+        let mut any = false;
+        for (i, (p, declared)) in ps.iter().enumerate() {
+            let unit = &self.idx.units[self.unit];
+            let declared = declared
+                .as_ref()
+                .map(|t| self.ty_of(self.m, t, unit.self_ty));
+            let arg = args.get(i);
+            let t = match (arg, declared) {
+                (Some((a, _)), None) if self.bearing(a) => a.clone(),
+                (Some((a, l)), Some(d)) if self.bearing(a) => {
+                    let same = match (d.peel(), a.peel()) {
+                        (Ty::Client(x, g, _), Ty::Client(x2, g2, _)) => x == x2 && g == g2,
+                        (Ty::Struct(s, _), Ty::Struct(s2, _)) => s == s2,
+                        (Ty::Connector, Ty::Connector) => true,
+                        _ => false,
+                    };
+                    if same && layers_of(&d) == layers_of(a) {
+                        a.clone()
+                    } else {
+                        self.escape(a, *l, "a closure parameter of another declared type");
+                        d
+                    }
+                }
+                (_, Some(d)) => d,
+                (_, None) => Ty::Unknown,
+            };
+            any |= self.bearing(&t);
+            let _ = p;
+            binds.push(t);
+        }
+        for (t, l) in args.iter().skip(ps.len()) {
+            self.escape(t, *l, "an argument of a closure or fn value");
+        }
+        if !any {
+            return;
+        }
+        self.closures += 1;
+        self.scoped(|ev| {
+            let at = ev.last_loc;
+            for ((p, _), t) in ps.iter().zip(binds) {
+                ev.bind_pat(p, t, at);
             }
+            let t = ev.sub(body);
+            let at = ev.last_loc;
+            ev.returned(t, at);
+        });
+        self.closures -= 1;
+    }
+
+    fn call_path(&mut self, p: &PathRef, args: &[(Ty, Loc)], loc: Loc) -> Ty {
+        if p.segs.len() == 1
+            && !p.global
+            && let Some(local) = self.local(&p.segs[0])
+        {
+            let Ty::Closure(params, body) = *local else {
+                for (t, l) in args {
+                    self.escape(t, *l, "an argument of a closure or fn value");
+                }
+                return Ty::Unknown;
+            };
+            self.call_closure(params, body, args);
             return Ty::Unknown;
         }
         let first = || args.first().map_or(Ty::Unknown, |a| a.0.clone());
@@ -1177,7 +1500,7 @@ impl Eval<'_, '_> {
                                     "an argument of a method the analyzer does not find",
                                 );
                             }
-                            Ty::Struct(s)
+                            Ty::Struct(s, None)
                         }
                     }
                 }
@@ -1195,8 +1518,8 @@ impl Eval<'_, '_> {
                     .enumerate()
                     .map(|(i, (t, l))| (Some(compact_str::format_compact!("{i}")), t.clone(), *l))
                     .collect();
-                self.struct_fields(s, &vals);
-                Ty::Struct(s)
+                let site = self.struct_fields(s, &vals);
+                Ty::Struct(s, site)
             }
             Some(Def::Runtime(rp)) if ends_with_connector_new(&rp) => self.connector_new(args, loc),
             None if ends_with_connector_new(&p.segs) => self.connector_new(args, loc),
@@ -1325,24 +1648,41 @@ impl Eval<'_, '_> {
                 self.endpoint_call(a, g, &dests, name, loc)
             }
             Ty::Connector => {
-                self.escape_args(args, "an argument of a Connector method");
                 if RAW_VERBS.contains(&name) || name == "request" || name == "publish" {
+                    self.escape_args(args, "an argument of a Connector method");
                     self.raw_call(name, &tys, loc);
-                    Ty::Other
-                } else if PASSTHROUGH.contains(&name) {
+                    return Ty::Other;
+                }
+                // A helper written for the Connector (`impl Ext for Connector`).
+                let units = self
+                    .idx
+                    .connector_methods
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(t) = self.call_units(&units, Some(&Ty::Connector), args, loc) {
+                    return t;
+                }
+                self.escape_args(args, "an argument of a Connector method");
+                // The builder methods (`with_url`, `with_creds_dir`…) return it.
+                if PASSTHROUGH.contains(&name) || name.starts_with("with_") {
                     Ty::Connector
                 } else {
+                    if self.idx.self_method_names.contains(name) {
+                        // A blanket impl's method (`impl<T: AsRef<Connector>> X for T`).
+                        self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
+                    }
                     Ty::Other
                 }
             }
-            Ty::Struct(s) => {
+            Ty::Struct(s, site) => {
                 let units = self
                     .idx
                     .methods
                     .get(&(s, Name::from(name)))
                     .cloned()
                     .unwrap_or_default();
-                let recv = Ty::Struct(s);
+                let recv = Ty::Struct(s, site);
                 if let Some(t) = self.call_units(&units, Some(&recv), args, loc) {
                     return t;
                 }
@@ -1367,9 +1707,13 @@ impl Eval<'_, '_> {
                 if let Some(d) = deref {
                     self.fact(FactKind::Edge(d), loc);
                     let target = self.ret_ty(d);
-                    if target != recv && !matches!(target, Ty::Struct(t) if t == s) {
+                    if target != recv && !matches!(target, Ty::Struct(t, _) if t == s) {
                         return self.method(target, name, args, loc);
                     }
+                }
+                if self.idx.self_method_names.contains(name) {
+                    // A blanket impl's method (`impl<T: Tr> X for T`).
+                    self.fact(FactKind::UnknownMethod(Name::from(name)), loc);
                 }
                 if self.bearing(&recv)
                     && !matches!(name, "fmt" | "eq" | "cmp" | "hash" | "partial_cmp" | "ne")
@@ -1384,13 +1728,23 @@ impl Eval<'_, '_> {
                 Ty::Other
             }
             t @ (Ty::Str(_) | Ty::Method(_)) if PASSTHROUGH.contains(&name) => t,
-            Ty::Str(_) | Ty::Method(_) | Ty::Other => {
+            Ty::Str(_) | Ty::Method(_) | Ty::Other | Ty::Closure(..) => {
                 self.escape_args(args, "an argument of a method of a type outside the tree (a collection, a cell, a channel…)");
                 Ty::Other
             }
             Ty::Unknown => {
                 if Self::looks_raw(name, args) {
                     self.raw_call(name, &tys, loc);
+                } else if RAW_NAMES.contains(&name) {
+                    // It may be a Connector whose type was lost: never
+                    // "not bus-related".
+                    self.diag(
+                        Code::AmbiguousReceiver,
+                        loc,
+                        format!(
+                            "`.{name}(…)` is called on a value whose type the analyzer cannot determine, and `{name}` is a raw call of `buswarden::Connector`; give the value its type (a typed parameter or closure parameter, `let x: &Connector = …;`, `let m: &HashMap<…> = …;`) so the call can be resolved or known not to be a bus call"
+                        ),
+                    );
                 } else if name == "for_host"
                     || self.idx.endpoint_names.contains(name)
                     || self.idx.client_method_names.contains(name)
@@ -1432,6 +1786,11 @@ impl Eval<'_, '_> {
         let layer = w & 3;
         let off = || unwrap_layer(&t, layer).unwrap_or(Ty::Unknown);
         let became = |other: u16| push_layer(off(), other);
+        if layer == WRAP_OPT && name == "unwrap_or" && args.len() == 1 {
+            // `o.unwrap_or(c)`: the value inside, or `c`.
+            let inner = off();
+            return self.join(inner, args[0].0.clone(), loc);
+        }
         let r = match (layer, name) {
             (
                 WRAP_OPT,
@@ -1441,7 +1800,8 @@ impl Eval<'_, '_> {
             (
                 WRAP_OPT,
                 "as_ref" | "as_mut" | "as_deref" | "as_deref_mut" | "clone" | "cloned" | "copied"
-                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context",
+                | "take" | "ok" | "or" | "or_else" | "map_err" | "context" | "with_context"
+                | "ok_or" | "ok_or_else" | "inspect",
             ) => Some(t.clone()),
             (WRAP_OPT, "is_some" | "is_none" | "is_ok" | "is_err") => Some(Ty::Other),
             (
@@ -1468,7 +1828,15 @@ impl Eval<'_, '_> {
                 let inner = t.peel().clone();
                 self.method(inner, name, args, loc)
             }
-            Ty::Struct(_) => {
+            // A raw call or a helper on a guard around a Connector
+            // (`svc.lock().await.get(…)` with an async mutex): the
+            // Connector's (no wrapper layer has these methods).
+            Ty::Connector
+                if RAW_NAMES.contains(&name) || self.idx.connector_methods.contains_key(name) =>
+            {
+                self.method(Ty::Connector, name, args, loc)
+            }
+            Ty::Struct(..) => {
                 let inner = t.peel().clone();
                 self.method(inner, name, args, loc)
             }
@@ -1750,7 +2118,8 @@ impl Eval<'_, '_> {
     }
 }
 
-/// Whether a path ends in `Connector::new`.
+/// Whether a path ends in `Connector::new` or `Connector::with_config`
+/// (the Connector's constructors).
 fn ends_with_connector_new<S: AsRef<str>>(segs: &[S]) -> bool {
-    matches!(segs, [.., a, b] if a.as_ref() == "Connector" && b.as_ref() == "new")
+    matches!(segs, [.., a, b] if a.as_ref() == "Connector" && matches!(b.as_ref(), "new" | "with_config"))
 }

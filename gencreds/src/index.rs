@@ -48,6 +48,11 @@ pub const WRAP_LOCK: u16 = 2;
 /// A wrapper layer of a type: `RefCell`/`OnceCell`/`OnceLock`.
 pub const WRAP_CELL: u16 = 3;
 
+/// [`Index::bearing`]: the struct holds a generated client.
+pub const HOLDS_CLIENT: u8 = 1;
+/// [`Index::bearing`]: the struct holds a `buswarden::Connector`.
+pub const HOLDS_CONNECTOR: u8 = 2;
+
 /// What a name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Def {
@@ -101,6 +106,9 @@ pub struct Unit<'a> {
     pub def: &'a FnDef,
     /// For methods: the implementing type (as written in the impl).
     pub self_ty: Option<&'a PathRef>,
+    /// A method of an inherent impl (`impl S { … }`, no trait): called only
+    /// where the code names it, never by a framework behind a trait.
+    pub inherent: bool,
 }
 
 /// A validated endpoint of an API trait.
@@ -186,9 +194,12 @@ pub struct Index<'a> {
     pub client_methods: BTreeMap<(ApiId, Gen, Name), Vec<UnitId>>,
     /// The names of [`Index::client_methods`].
     pub client_method_names: BTreeSet<Name>,
-    /// Whether each struct holds a client, directly or through a field of a
-    /// struct that does.
-    pub bearing: Vec<bool>,
+    /// What each struct holds, directly or through a field of a struct
+    /// that does: [`HOLDS_CLIENT`] and/or [`HOLDS_CONNECTOR`] (0: neither).
+    pub bearing: Vec<u8>,
+    /// Methods written for `buswarden::Connector` (`impl Ext for
+    /// Connector`), by name: helpers that resolve to what they call.
+    pub connector_methods: BTreeMap<Name, Vec<UnitId>>,
     /// The names a type that may be a client or a struct of the tree can be
     /// written with (their own names and the imports renaming them): a
     /// declared type named otherwise is neither, without resolving it.
@@ -208,6 +219,22 @@ pub struct Index<'a> {
     /// `#[cfg(not(feature = "x"))] fn f`, also in twin modules or impls).
     /// Each group lists every alternative; a call to one reaches them all.
     alternates: HashMap<UnitId, std::sync::Arc<[UnitId]>>,
+}
+
+/// The (module, name) lookups in progress while one path resolves, and how
+/// many were made (a bound: glob graphs that import each other cannot make
+/// resolution exponential).
+#[derive(Default)]
+struct Visit<'s> {
+    stack: Vec<(ModId, &'s str)>,
+    steps: u32,
+    /// Keep every lookup made (each is made once): the fallback over the bound.
+    once: bool,
+}
+
+impl Visit<'_> {
+    /// Lookups through imports one path may make.
+    const MAX_STEPS: u32 = 4096;
 }
 
 struct Builder<'a> {
@@ -247,6 +274,7 @@ pub fn build<'a>(
             client_methods: BTreeMap::new(),
             client_method_names: BTreeSet::new(),
             bearing: vec![],
+            connector_methods: BTreeMap::new(),
             type_names: std::collections::HashSet::new(),
             client_names: BTreeSet::new(),
             endpoint_names: BTreeSet::new(),
@@ -342,7 +370,13 @@ impl<'a> Builder<'a> {
             .push(def);
     }
 
-    fn add_unit(&mut self, m: ModId, def: &'a FnDef, self_ty: Option<&'a PathRef>) -> UnitId {
+    fn add_unit(
+        &mut self,
+        m: ModId,
+        def: &'a FnDef,
+        self_ty: Option<&'a PathRef>,
+        inherent: bool,
+    ) -> UnitId {
         if def.has_self {
             self.idx.self_method_names.insert(def.name.clone());
         }
@@ -350,6 +384,7 @@ impl<'a> Builder<'a> {
             module: m,
             def,
             self_ty,
+            inherent,
         });
         self.idx.units.len() - 1
     }
@@ -486,14 +521,14 @@ impl<'a> Builder<'a> {
                 }
             }
             Item::Fn(f) => {
-                let u = self.add_unit(m, f, None);
+                let u = self.add_unit(m, f, None, false);
                 self.add_name(m, &f.name, Def::Fn(u));
             }
             Item::Code(f) => {
-                self.add_unit(m, f, None);
+                self.add_unit(m, f, None, false);
             }
             Item::Const(c) => {
-                self.add_unit(m, &c.body, None);
+                self.add_unit(m, &c.body, None, false);
                 self.add_name(m, &c.name, Def::Const(c.lit.clone()));
             }
             Item::Struct(s) => {
@@ -503,7 +538,7 @@ impl<'a> Builder<'a> {
             }
             Item::Trait(t) => {
                 for f in &t.methods {
-                    self.add_unit(m, f, None);
+                    self.add_unit(m, f, None, false);
                 }
                 match &t.api {
                     Some(api) => self.add_api(m, t, api),
@@ -514,7 +549,7 @@ impl<'a> Builder<'a> {
                 let units = i
                     .methods
                     .iter()
-                    .map(|f| self.add_unit(m, f, i.self_ty.as_ref()))
+                    .map(|f| self.add_unit(m, f, i.self_ty.as_ref(), i.trait_path.is_none()))
                     .collect();
                 self.idx.impls.push(Impl {
                     module: m,
@@ -671,10 +706,21 @@ impl<'a> Builder<'a> {
             }
         }
         self.idx.client_methods = client_methods;
-        // A struct holds a client when a field's type is a client or a
-        // struct that holds one (to a fixed point: nesting is shallow).
+        let mut connector_methods: BTreeMap<Name, Vec<UnitId>> = BTreeMap::new();
+        for (im, d) in self.idx.impls.iter().zip(&self_defs) {
+            if matches!(d, Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector")) {
+                for &u in &im.units {
+                    let name = self.idx.units[u].def.name.clone();
+                    connector_methods.entry(name).or_default().push(u);
+                }
+            }
+        }
+        self.idx.connector_methods = connector_methods;
+        // A struct holds a client (a Connector) when a field's type is a
+        // client (a Connector) or a struct that holds one (to a fixed
+        // point: nesting is shallow).
         let n = self.idx.structs.len();
-        let mut bearing = vec![false; n];
+        let mut bearing = vec![0u8; n];
         // Only a field whose type is named like a client or a struct of
         // the tree (or an import renaming one) can hold one: the others
         // are not resolved at all.
@@ -684,6 +730,7 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|st| st.def.name.clone())
             .chain(self.idx.client_names.iter().cloned())
+            .chain(std::iter::once(Name::from("Connector")))
             .collect();
         loop {
             let before = type_names.len();
@@ -700,6 +747,9 @@ impl<'a> Builder<'a> {
         }
         self.idx.type_names = type_names;
         let idx = &self.idx;
+        // A field type that does not resolve but is named `Connector` is
+        // the runtime's (as `eval` reads it).
+        let unresolved_connector = Def::Runtime(vec!["Connector".into()]);
         let field_defs: Vec<Vec<Option<Def>>> = (0..n)
             .map(|s| {
                 let st = &idx.structs[s];
@@ -707,9 +757,12 @@ impl<'a> Builder<'a> {
                     .fields
                     .iter()
                     .map(|(_, t)| {
-                        t.as_ref()
-                            .filter(|t| t.last().is_some_and(|l| idx.type_names.contains(l)))
-                            .and_then(|t| idx.resolve_type(st.module, t).1)
+                        let t = t
+                            .as_ref()
+                            .filter(|t| t.last().is_some_and(|l| idx.type_names.contains(l)))?;
+                        idx.resolve_type(st.module, t).1.or_else(|| {
+                            (t.last() == Some("Connector")).then(|| unresolved_connector.clone())
+                        })
                     })
                     .collect()
             })
@@ -717,16 +770,20 @@ impl<'a> Builder<'a> {
         loop {
             let mut changed = false;
             for s in 0..n {
-                if bearing[s] {
-                    continue;
-                }
-                let holds = field_defs[s].iter().any(|d| match d {
-                    Some(Def::Api(_, g)) => !matches!(g, Gen::Trait | Gen::HostConst),
-                    Some(Def::Struct(t)) => bearing[*t],
-                    _ => false,
+                let holds = field_defs[s].iter().fold(bearing[s], |h, d| {
+                    h | match d {
+                        Some(Def::Api(_, g)) if !matches!(g, Gen::Trait | Gen::HostConst) => {
+                            HOLDS_CLIENT
+                        }
+                        Some(Def::Runtime(rp)) if rp.last().is_some_and(|l| l == "Connector") => {
+                            HOLDS_CONNECTOR
+                        }
+                        Some(Def::Struct(t)) => bearing[*t],
+                        _ => 0,
+                    }
                 });
-                if holds {
-                    bearing[s] = true;
+                if holds != bearing[s] {
+                    bearing[s] = holds;
                     changed = true;
                 }
             }
@@ -827,17 +884,28 @@ impl<'a> Index<'a> {
 
     /// Resolves a path written in module `m`.
     pub fn resolve(&self, m: ModId, path: &PathRef) -> Option<Def> {
-        let mut visited = Vec::new();
+        let mut visited = Visit::default();
+        let found = self.resolve_in(m, path, &mut visited);
+        if visited.steps < Visit::MAX_STEPS {
+            return found;
+        }
+        // Over the bound: each lookup at most once (linear, and what a
+        // name reached on one import path resolves to).
+        let mut visited = Visit {
+            once: true,
+            ..Visit::default()
+        };
         self.resolve_in(m, path, &mut visited)
     }
 
     /// `visited` holds the (module, name) lookups in progress: a re-export
-    /// or glob cycle ends there.
+    /// or glob cycle ends there (a lookup that completes leaves it, so a
+    /// name reached twice on different import paths resolves both times).
     fn resolve_in<'s>(
         &'s self,
         m: ModId,
         path: &'s PathRef,
-        visited: &mut Vec<(ModId, &'s str)>,
+        visited: &mut Visit<'s>,
     ) -> Option<Def> {
         let (first, rest) = path.segs.split_first()?;
         let mut def = if path.global {
@@ -858,12 +926,7 @@ impl<'a> Index<'a> {
         Some(def)
     }
 
-    fn step<'s>(
-        &'s self,
-        def: Def,
-        seg: &'s str,
-        visited: &mut Vec<(ModId, &'s str)>,
-    ) -> Option<Def> {
+    fn step<'s>(&'s self, def: Def, seg: &'s str, visited: &mut Visit<'s>) -> Option<Def> {
         Some(match def {
             Def::Mod(mm) => match seg {
                 "super" => Def::Mod(self.modules[mm].parent?),
@@ -950,22 +1013,35 @@ impl<'a> Index<'a> {
     }
 
     /// A name defined or imported in module `m` (not the extern prelude).
-    fn lookup<'s>(
-        &'s self,
-        m: ModId,
-        name: &'s str,
-        visited: &mut Vec<(ModId, &'s str)>,
-    ) -> Option<Def> {
+    fn lookup<'s>(&'s self, m: ModId, name: &'s str, visited: &mut Visit<'s>) -> Option<Def> {
         let module = &self.modules[m];
         // An item of the module itself needs no cycle guard (and the
         // common case then allocates nothing).
         if let Some(defs) = module.names.get(name) {
             return defs.first().map(|d| self.cfg_value(d, defs.iter()));
         }
-        if visited.contains(&(m, name)) {
+        if visited.stack.contains(&(m, name))
+            || (!visited.once && visited.steps >= Visit::MAX_STEPS)
+        {
             return None;
         }
-        visited.push((m, name));
+        visited.steps += 1;
+        visited.stack.push((m, name));
+        let found = self.lookup_imports(m, name, visited);
+        if !visited.once {
+            visited.stack.pop();
+        }
+        found
+    }
+
+    /// A name imported into module `m` (by name, then through a glob).
+    fn lookup_imports<'s>(
+        &'s self,
+        m: ModId,
+        name: &'s str,
+        visited: &mut Visit<'s>,
+    ) -> Option<Def> {
+        let module = &self.modules[m];
         for (alias, path) in &module.uses {
             if alias == name
                 && let Some(d) = self.resolve_in(m, path, visited)
@@ -998,7 +1074,11 @@ impl<'a> Index<'a> {
         let n = p
             .segs
             .iter()
-            .take_while(|s| s.starts_with('<') && s.as_str() != crate::lower::OPAQUE_TYPE)
+            .take_while(|s| {
+                s.starts_with('<')
+                    && s.as_str() != crate::lower::OPAQUE_TYPE
+                    && s.as_str() != crate::lower::DYN_TYPE
+            })
             .count();
         if n == 0 {
             return (0, self.resolve(m, p));

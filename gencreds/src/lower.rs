@@ -266,10 +266,43 @@ fn type_ref_in(ty: &syn::Type, markers: &mut Vec<Name>) -> Option<PathRef> {
             }
             Some(path_ref(&tp.path))
         }
-        // A trait object, `impl Trait`, a tuple, an array, a slice, a fn
-        // pointer: declared, and no type a client value can be followed into.
+        // A trait object or `impl Trait`: a type the analyzer cannot
+        // name (a Connector or a client may be behind it).
+        syn::Type::TraitObject(_) | syn::Type::ImplTrait(_) => Some(PathRef::single(DYN_TYPE)),
+        // A tuple, an array, a slice, a fn pointer: declared, and no type a
+        // client value can be followed into.
         _ => Some(PathRef::single(OPAQUE_TYPE)),
     }
+}
+
+/// The name [`type_ref`] gives a trait object, an `impl Trait` and a
+/// generic type parameter: a value of unknown type.
+pub const DYN_TYPE: &str = "<dyn>";
+
+/// The names of the type parameters `g` declares.
+fn type_params(g: &syn::Generics) -> Vec<Name> {
+    g.type_params()
+        .map(|p| p.ident.to_compact_string())
+        .collect()
+}
+
+/// [`type_ref`], with a type parameter of `generics` (alone or inside
+/// wrappers: `C`, `&C`, `Option<C>`) as [`DYN_TYPE`].
+fn type_ref_generic(ty: &syn::Type, generics: &[Name]) -> Option<PathRef> {
+    let mut t = type_ref(ty)?;
+    if generics.is_empty() {
+        return Some(t);
+    }
+    let n = t.segs.len();
+    let wrapped = t.segs[..n - 1]
+        .iter()
+        .all(|s| s.starts_with('<') && s.as_str() != OPAQUE_TYPE && s.as_str() != DYN_TYPE);
+    if !t.global && wrapped && generics.contains(&t.segs[n - 1]) {
+        let mut segs: Vec<Name> = t.segs[..n - 1].to_vec();
+        segs.push(Name::from(DYN_TYPE));
+        t.segs = Segs::from(segs);
+    }
+    Some(t)
 }
 
 /// The name [`type_ref`] gives a declared type that is not a path; it
@@ -567,7 +600,7 @@ impl Lowerer<'_> {
     fn item(&mut self, it: &syn::Item, out: &mut Vec<Item>) {
         match it {
             syn::Item::Fn(f) if !is_excluded(&f.attrs) => {
-                let def = self.fn_def(&f.attrs, &f.sig, Some(&f.block));
+                let def = self.fn_def(&f.attrs, &f.sig, Some(&f.block), &[]);
                 out.push(Item::Fn(def));
             }
             syn::Item::Mod(m) if !is_excluded(&m.attrs) => {
@@ -610,6 +643,7 @@ impl Lowerer<'_> {
                 }]));
             }
             syn::Item::Struct(s) if !is_excluded(&s.attrs) => {
+                let generics = type_params(&s.generics);
                 let fields = s
                     .fields
                     .iter()
@@ -619,7 +653,7 @@ impl Lowerer<'_> {
                             .ident
                             .as_ref()
                             .map_or_else(|| i.to_compact_string(), |id| id.to_compact_string());
-                        (name, type_ref(&f.ty))
+                        (name, type_ref_generic(&f.ty, &generics))
                     })
                     .collect();
                 out.push(Item::Struct(StructDef {
@@ -631,12 +665,13 @@ impl Lowerer<'_> {
                 out.push(Item::Trait(self.trait_def(t)))
             }
             syn::Item::Impl(i) if !is_excluded(&i.attrs) => {
+                let generics = type_params(&i.generics);
                 let methods: Vec<FnDef> = i
                     .items
                     .iter()
                     .filter_map(|ii| match ii {
                         syn::ImplItem::Fn(f) if !is_excluded(&f.attrs) => {
-                            Some(self.fn_def(&f.attrs, &f.sig, Some(&f.block)))
+                            Some(self.fn_def(&f.attrs, &f.sig, Some(&f.block), &generics))
                         }
                         _ => None,
                     })
@@ -650,7 +685,8 @@ impl Lowerer<'_> {
                     }
                 }
                 out.push(Item::Impl(ImplDef {
-                    self_ty: type_ref(&i.self_ty),
+                    // `impl<T: …> Tr for T`: a blanket impl's `self` is of unknown type.
+                    self_ty: type_ref_generic(&i.self_ty, &generics),
                     trait_path: i.trait_.as_ref().map(|(_, p, _)| path_ref(p)),
                     loc: loc(i.impl_token.span),
                     methods: consts.into_iter().map(|c| c.body).chain(methods).collect(),
@@ -770,12 +806,13 @@ impl Lowerer<'_> {
                 malformed,
             }
         });
+        let generics = type_params(&t.generics);
         let methods = t
             .items
             .iter()
             .filter_map(|ti| match ti {
                 syn::TraitItem::Fn(f) if !is_excluded(&f.attrs) && f.default.is_some() => {
-                    Some(self.fn_def(&f.attrs, &f.sig, f.default.as_ref()))
+                    Some(self.fn_def(&f.attrs, &f.sig, f.default.as_ref(), &generics))
                 }
                 _ => None,
             })
@@ -793,17 +830,22 @@ impl Lowerer<'_> {
         attrs: &[syn::Attribute],
         sig: &syn::Signature,
         body: Option<&syn::Block>,
+        outer_generics: &[Name],
     ) -> FnDef {
+        let mut generics = type_params(&sig.generics);
+        generics.extend(outer_generics.iter().cloned());
         let mut has_self = false;
         let mut params = vec![];
         for a in &sig.inputs {
             match a {
                 syn::FnArg::Receiver(_) => has_self = true,
-                syn::FnArg::Typed(pt) => params.push((pat(&pt.pat), type_ref(&pt.ty))),
+                syn::FnArg::Typed(pt) => {
+                    params.push((pat(&pt.pat), type_ref_generic(&pt.ty, &generics)))
+                }
             }
         }
         let ret = match &sig.output {
-            syn::ReturnType::Type(_, t) => type_ref(t),
+            syn::ReturnType::Type(_, t) => type_ref_generic(t, &generics),
             syn::ReturnType::Default => None,
         };
         let start = self.arena.len();

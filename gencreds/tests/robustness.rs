@@ -394,3 +394,34 @@ fn include_out_of_the_project_is_not_read() {
         assert!(!text.contains(SECRET), "{format}: {text}");
     }
 }
+
+/// Modules that glob-import each other (every one from every other) make
+/// name resolution's import graph dense: resolving names through it stays
+/// bounded (no exponential walk), a name reached on two import paths
+/// still resolves, and the rest is analysed.
+#[test]
+fn dense_glob_import_graph_resolves_in_bounded_time() {
+    let n = 12;
+    let mut bad = String::new();
+    for i in 0..n {
+        let _ = std::fmt::Write::write_fmt(&mut bad, format_args!("pub mod m{i} {{\n"));
+        for j in 0..n {
+            if i != j {
+                let _ = std::fmt::Write::write_fmt(
+                    &mut bad,
+                    format_args!("    pub use super::m{j}::*;\n"),
+                );
+            }
+        }
+        bad.push_str("}\n");
+    }
+    bad.push_str("pub use m0::*;\npub async fn deep(svc: &buswarden::Connector) {\n    let _ = NotDefinedAnywhere::new(svc);\n    svc.get(\"https://deep.example/x\").await.ok();\n}\n");
+    let dir = tree(bad.as_bytes());
+    let an = run(dir.path());
+    assert!(
+        an.services[0]
+            .rules
+            .iter()
+            .any(|r| r.subject.ends_with("good_example.*.GET.still"))
+    );
+}

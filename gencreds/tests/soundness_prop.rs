@@ -129,7 +129,29 @@ fn followed(rng: &mut Rng, k: usize, e: &str, d: &Dest) -> Shape {
     let mut items = String::new();
     let mut api_items = String::new();
     let mut dests = vec![d.clone()];
-    let (what, body) = match rng.below(21) {
+    let (what, body) = match rng.below(22) {
+        21 => {
+            // Two literals of one struct with different hosts, one used:
+            // only its host (a field follows the value's literal, an
+            // inherent method its receivers).
+            let d2 = dest(rng, k + 3000);
+            let c2 = d2.create();
+            items = format!(
+                "struct P{k}<'a> {{\n    c: ApiClient<'a>,\n}}\n\nimpl<'a> P{k}<'a> {{\n    async fn go(&self) {{\n        {}\n    }}\n}}\n",
+                call("self.c")
+            );
+            let used = if rng.chance(50) {
+                "    p.go().await;\n".to_string()
+            } else {
+                format!("    {}\n", call("p.c"))
+            };
+            (
+                "two literals of a struct, one used",
+                format!(
+                    "    let p = P{k} {{ c: {c} }};\n    let q = P{k} {{ c: {c2} }};\n    let _ = &q.c;\n{used}"
+                ),
+            )
+        }
         19 | 20 => {
             let (items, body) = composed(rng, k, e, &c, None);
             return Shape {
@@ -553,6 +575,297 @@ fn escaping(rng: &mut Rng, k: usize, e: &str, d: &Dest) -> Shape {
     }
 }
 
+/// The raw call of endpoint `e` (number `k`) on the Connector `recv` to
+/// `d`'s host, marked `@C<k>` (a literal URL) or `@E<k>` (a computed one:
+/// `dynamic-url` there).
+fn raw_call(rng: &mut Rng, k: usize, e: &Endpoint, d: &Dest, recv: &str) -> String {
+    let port = if e.port == 443 {
+        String::new()
+    } else {
+        format!(":{}", e.port)
+    };
+    let m = e.method;
+    let url = match d {
+        Dest::Own => format!("\"https://api.example{port}/r{k}\""),
+        Dest::Host(h) => format!("\"https://{h}{port}/r{k}\""),
+        Dest::Dynamic => format!("&format!(\"https://{{}}{port}/r{k}\", h)"),
+    };
+    let tag = if *d == Dest::Dynamic { 'E' } else { 'C' };
+    let call = match (m, rng.below(3)) {
+        ("GET", 0) => format!("{recv}.get({url})"),
+        ("POST", 0) => format!("{recv}.post({url}, vec![])"),
+        (_, 1) => format!("{recv}.publish(\"{m}\", {url})"),
+        _ => format!("{recv}.request(\"{m}\", {url})"),
+    };
+    format!("{call}.await.ok(); // @{tag}{k}")
+}
+
+/// Connector shapes: a raw call of endpoint `e`'s route on a Connector
+/// that flows through a followed shape (the call is granted exactly, or
+/// refused at the call when its URL is computed) or an escaping one (the
+/// line where the Connector leaves what the analyzer follows is marked
+/// `@E<k>`).
+fn connector_shape(rng: &mut Rng, k: usize, e: &Endpoint, d: &Dest) -> Shape {
+    let mut items = String::new();
+    let escapes = rng.chance(40);
+    let (what, body) = if !escapes {
+        let pick = rng.below(17);
+        let mut call = |recv: &str| raw_call(rng, k, e, d, recv);
+        match pick {
+            14 => {
+                let inner = call("c");
+                (
+                    "connector: local closure",
+                    format!(
+                        "    let f = |c: &Connector| async move {{\n        {inner}\n    }};\n    f(svc).await;\n"
+                    ),
+                )
+            }
+            15 => {
+                let inner = call("c");
+                (
+                    "connector: loop over vec into_iter",
+                    format!(
+                        "    for c in vec![svc.clone(), svc.clone()].into_iter() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            16 => (
+                "connector: Option unwrap_or",
+                format!(
+                    "    let none: Option<&Connector> = None;\n    {}\n",
+                    call("none.unwrap_or(svc)")
+                ),
+            ),
+            0 => ("connector: direct", format!("    {}\n", call("svc"))),
+            1 => (
+                "connector: let clone",
+                format!("    let c = svc.clone();\n    {}\n", call("c")),
+            ),
+            2 => (
+                "connector: annotated let",
+                format!("    let c: &Connector = svc;\n    {}\n", call("c")),
+            ),
+            3 => {
+                items = format!("struct KF{k} {{\n    c: Connector,\n}}\n");
+                (
+                    "connector: struct field",
+                    format!(
+                        "    let s = KF{k} {{ c: svc.clone() }};\n    {}\n",
+                        call("s.c")
+                    ),
+                )
+            }
+            4 => {
+                items = format!("struct KA{k}(std::sync::Arc<Connector>);\n");
+                (
+                    "connector: Arc tuple field",
+                    format!(
+                        "    let s = KA{k}(std::sync::Arc::new(svc.clone()));\n    {}\n",
+                        call("s.0")
+                    ),
+                )
+            }
+            5 => {
+                items = format!("struct KO{k} {{\n    c: Option<Connector>,\n}}\n");
+                let inner = call("c");
+                (
+                    "connector: Option field",
+                    format!(
+                        "    let s = KO{k} {{ c: Some(svc.clone()) }};\n    if let Some(c) = &s.c {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            6 => {
+                items =
+                    format!("fn kc_{k}(svc: &Connector) -> Connector {{\n    svc.clone()\n}}\n");
+                (
+                    "connector: returned",
+                    format!("    {}\n", call(&format!("kc_{k}(svc)"))),
+                )
+            }
+            7 => {
+                items = format!(
+                    "fn kc_{k}(svc: &Connector) -> Result<Connector, Error> {{\n    Ok(svc.clone())\n}}\n"
+                );
+                (
+                    "connector: returned in a Result",
+                    format!("    {}\n", call(&format!("kc_{k}(svc)?"))),
+                )
+            }
+            8 => {
+                let inner = call("c");
+                items = format!("async fn kh_{k}(c: &Connector) {{\n    {inner}\n}}\n");
+                ("connector: parameter", format!("    kh_{k}(svc).await;\n"))
+            }
+            9 => {
+                let inner = call("c");
+                (
+                    "connector: for loop over an array",
+                    format!("    for c in [svc, svc] {{\n        {inner}\n    }}\n"),
+                )
+            }
+            10 => (
+                "connector: Mutex",
+                format!(
+                    "    let m = std::sync::Mutex::new(svc.clone());\n    {}\n",
+                    call("m.lock().unwrap()")
+                ),
+            ),
+            11 => {
+                let inner = call("self");
+                items = format!(
+                    "trait KT{k} {{\n    async fn kt_{k}(&self);\n}}\n\nimpl KT{k} for Connector {{\n    async fn kt_{k}(&self) {{\n        {inner}\n    }}\n}}\n"
+                );
+                (
+                    "connector: extension trait",
+                    format!("    svc.kt_{k}().await;\n"),
+                )
+            }
+            12 => {
+                let inner = call("self.c");
+                items = format!(
+                    "struct KS{k} {{\n    c: Connector,\n}}\n\nimpl KS{k} {{\n    async fn go(&self) {{\n        {inner}\n    }}\n}}\n"
+                );
+                (
+                    "connector: struct method",
+                    format!("    let s = KS{k} {{ c: svc.clone() }};\n    s.go().await;\n"),
+                )
+            }
+            _ => {
+                let inner = call("c");
+                (
+                    "connector: match on Option",
+                    format!(
+                        "    let o = Some(svc.clone());\n    match o {{\n        Some(c) => {{\n            {inner}\n        }}\n        None => {{}}\n    }}\n"
+                    ),
+                )
+            }
+        }
+    } else {
+        // The call after the escape is not marked: the escape is the refusal.
+        let pick = rng.below(12);
+        let mut call = |recv: &str| {
+            let c = raw_call(rng, k, e, d, recv);
+            c[..c.find(" // @").unwrap_or(c.len())].to_string()
+        };
+        match pick {
+            0 => (
+                "connector escapes: vec",
+                format!(
+                    "    let v = vec![svc.clone()]; // @E{k}\n    {}\n",
+                    call("v[0]")
+                ),
+            ),
+            1 => {
+                let inner = call("c");
+                (
+                    "connector escapes: HashMap",
+                    format!(
+                        "    let mut m = std::collections::HashMap::new();\n    m.insert(1u8, svc.clone()); // @E{k}\n    if let Some(c) = m.get(&1) {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            2 => {
+                let inner = call("c");
+                items = format!(
+                    "async fn kg_{k}<C: std::ops::Deref<Target = Connector>>(c: C) {{\n    {inner}\n}}\n"
+                );
+                (
+                    "connector escapes: generic Deref parameter",
+                    format!("    kg_{k}(std::sync::Arc::new(svc.clone())).await; // @E{k}\n"),
+                )
+            }
+            3 => {
+                let inner = call("c.as_ref()");
+                items = format!("async fn kg_{k}(c: impl AsRef<Connector>) {{\n    {inner}\n}}\n");
+                (
+                    "connector escapes: impl Trait parameter",
+                    format!("    kg_{k}(svc.clone()).await; // @E{k}\n"),
+                )
+            }
+            4 => {
+                let inner = call("c");
+                (
+                    "connector escapes: untyped closure parameter",
+                    format!("    [svc].iter().for_each(|c| {{ let _ = {inner}; }}); // @E{k}\n")
+                        .replace(".await.ok();", ";"),
+                )
+            }
+            5 => (
+                "connector escapes: trait object",
+                format!(
+                    "    let b: Box<dyn std::any::Any> = Box::new(svc.clone()); // @E{k}\n    {}\n",
+                    call("b.downcast_ref::<Connector>().unwrap()")
+                ),
+            ),
+            6 => {
+                items = format!(
+                    "static KS{k}: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();\n"
+                );
+                let inner = call("c");
+                (
+                    "connector escapes: static",
+                    format!(
+                        "    KS{k}.set(svc.clone()).ok(); // @E{k}\n    if let Some(c) = KS{k}.get() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            7 => (
+                "connector escapes: closure result",
+                format!(
+                    "    let mk = || svc.clone(); // @E{k}\n    {}\n",
+                    call("mk()")
+                ),
+            ),
+            8 => (
+                "connector escapes: tuple",
+                format!(
+                    "    let t = (svc.clone(), 0u8); // @E{k}\n    {}\n",
+                    call("t.0")
+                ),
+            ),
+            9 => {
+                let inner = call("c");
+                (
+                    "connector escapes: channel",
+                    format!(
+                        "    let (tx, rx) = std::sync::mpsc::channel();\n    tx.send(svc.clone()).ok(); // @E{k}\n    if let Ok(c) = rx.recv() {{\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            10 => {
+                let inner = call("c");
+                (
+                    "connector escapes: loop over an unfollowed iterator",
+                    format!(
+                        "    for c in std::iter::once(svc) {{ // @E{k}\n        {inner}\n    }}\n"
+                    ),
+                )
+            }
+            _ => (
+                "connector escapes: assignment",
+                format!(
+                    "    let mut c = svc.clone();\n    c = svc.clone(); // @E{k}\n    {}\n",
+                    call("c")
+                ),
+            ),
+        }
+    };
+    let truth = if escapes || *d == Dest::Dynamic {
+        Truth::Escapes
+    } else {
+        Truth::Calls(vec![d.clone()])
+    };
+    Shape {
+        items,
+        body,
+        api_items: String::new(),
+        truth,
+        what,
+    }
+}
+
 /// One generated program: its files and the truth per shape.
 struct Program {
     api: String,
@@ -572,7 +885,9 @@ fn generate(seed: u64) -> Program {
     for k in 0..n {
         let e = endpoint(&mut rng, k, &mut used);
         let d = dest(&mut rng, k);
-        let shape = if rng.chance(35) {
+        let shape = if rng.chance(25) {
+            connector_shape(&mut rng, k, &e, &d)
+        } else if rng.chance(35) {
             escaping(&mut rng, k, &e.name, &d)
         } else {
             followed(&mut rng, k, &e.name, &d)
@@ -820,6 +1135,144 @@ fn generated_programs_get_exact_rules_or_an_error_where_the_client_escapes() {
     }
     if seeds.len() > 1 {
         // Every shape of both generators came up.
-        assert_eq!(seen.len(), 37, "shapes generated: {seen:?}");
+        assert_eq!(seen.len(), 38 + 29, "shapes generated: {seen:?}");
+    }
+}
+
+/// Several services sharing a library whose helper takes a client and
+/// whose struct holds one: each service must get exactly the hosts its own
+/// code passes (never another service's, never fewer than its own).
+fn check_shared(root: &Path, seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed ^ 0x5EED_5EED);
+    let services = 2 + rng.below(3);
+    let _ = std::fs::remove_dir_all(root);
+    let members: Vec<String> = (0..services).map(|i| format!("\"s{i}\"")).collect();
+    write(
+        root,
+        "Cargo.toml",
+        &format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [\"api\", \"shared\", {}]\n",
+            members.join(", ")
+        ),
+    );
+    write(
+        root,
+        "api/Cargo.toml",
+        "[package]\nname = \"api\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nbuswarden = \"0.1\"\n",
+    );
+    write(
+        root,
+        "api/src/lib.rs",
+        "use buswarden::Error;\n\n#[buswarden::api(host = \"api.example\")]\npub trait Api {\n    #[function(GET, \"/r0\")]\n    async fn ep0(&self) -> Result<(), Error>;\n    #[function(POST, \"/r1\")]\n    async fn ep1(&self) -> Result<(), Error>;\n}\n",
+    );
+    write(
+        root,
+        "shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nbuswarden = \"0.1\"\napi = { path = \"../api\" }\n",
+    );
+    write(
+        root,
+        "shared/src/lib.rs",
+        "use api::ApiClient;\n\npub async fn p(c: &ApiClient<'_>) {\n    c.ep0().await.ok();\n}\n\npub async fn nested(c: &ApiClient<'_>) {\n    p(c).await;\n}\n\npub struct Holder<'a> {\n    pub c: ApiClient<'a>,\n}\n\nimpl Holder<'_> {\n    pub async fn go(&self) {\n        self.c.ep1().await.ok();\n    }\n}\n",
+    );
+    // Per service: the destinations of each endpoint's calls.
+    let mut truth: Vec<[BTreeSet<Dest>; 2]> = Vec::new();
+    for i in 0..services {
+        write(
+            root,
+            &format!("s{i}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"s{i}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[package.metadata.buswarden]\nhostname = \"s{i}.example\"\n\n[dependencies]\nbuswarden = \"0.1\"\napi = {{ path = \"../api\" }}\nshared = {{ path = \"../shared\" }}\n"
+            ),
+        );
+        let mut body = String::new();
+        let mut t: [BTreeSet<Dest>; 2] = Default::default();
+        for n in 0..rng.below(4) {
+            let d = dest(&mut rng, 10 * i + n);
+            let c = d.create();
+            match rng.below(3) {
+                0 => {
+                    let _ = writeln!(body, "    shared::p(&{c}).await;");
+                    t[0].insert(d);
+                }
+                1 => {
+                    let _ = writeln!(body, "    shared::nested(&{c}).await;");
+                    t[0].insert(d);
+                }
+                _ => {
+                    let _ = writeln!(
+                        body,
+                        "    let h{n} = shared::Holder {{ c: {c} }};\n    h{n}.go().await;"
+                    );
+                    t[1].insert(d);
+                }
+            }
+        }
+        write(
+            root,
+            &format!("s{i}/src/main.rs"),
+            &format!(
+                "use api::ApiClient;\nuse buswarden::Connector;\n\nasync fn run(svc: &'static Connector, h: String) {{\n    let _ = &h;\n{body}}}\n\nfn main() {{}}\n"
+            ),
+        );
+        truth.push(t);
+    }
+    let an = analyze(
+        root,
+        Options {
+            threads: 1,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for (i, t) in truth.iter().enumerate() {
+        let host = format!("s{i}.example");
+        let svc = an
+            .services
+            .iter()
+            .find(|s| s.model.hostname.as_str() == host)
+            .ok_or(format!("no service {host}"))?;
+        let got: BTreeSet<String> = gencreds::cli::acl_text(svc)
+            .lines()
+            .filter(|l| l.starts_with("PUB ") && !l.contains(".reply."))
+            .map(str::to_string)
+            .collect();
+        let mut want = BTreeSet::new();
+        for (e, ds) in t.iter().enumerate() {
+            let mut ds = ds.clone();
+            if ds.contains(&Dest::Dynamic) {
+                ds.retain(|d| *d == Dest::Dynamic);
+            }
+            for d in ds {
+                want.insert(format!(
+                    "PUB {{{{plane}}}}.safe.443.s{i}_example.{}.*.{}.r{e}",
+                    d.token(),
+                    ["GET", "POST"][e]
+                ));
+            }
+        }
+        if got != want {
+            return Err(format!(
+                "service {host}: rules differ\n  missing: {:?}\n  extra:   {:?}",
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn services_sharing_a_helper_each_get_exactly_their_own_callers_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<u64> = match std::env::var("SOUNDNESS_SEED") {
+        Ok(s) => vec![s.parse().expect("SOUNDNESS_SEED is a number")],
+        Err(_) => (0..300).collect(),
+    };
+    for &seed in &seeds {
+        let root = dir.path().join("ws");
+        if let Err(why) = check_shared(&root, seed) {
+            panic!("seed {seed} (re-run with SOUNDNESS_SEED={seed}): {why}");
+        }
     }
 }
