@@ -73,6 +73,8 @@ pub(crate) struct Live {
     pub(crate) plane: Plane,
     pub(crate) host: Hostname,
     pub(crate) id: Position,
+    /// The instance's locality (`loc-…`), if it has one.
+    pub(crate) locality: Option<Position>,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
     /// The reply subscription and its readers (see [`crate::pump`]).
@@ -562,6 +564,20 @@ impl Connector {
         self.configure(|c| c.credentials = Credentials::UserPassword { user, password })
     }
 
+    /// Sets the instance's locality (before connecting), as Microbus's
+    /// `SetLocality`: hierarchical, broadest level first (`us-west-b`), or
+    /// dot notation most specific first (`b.west.us`); case-insensitive.
+    /// Validated by [`Connector::connect`] ([`Error::InvalidLocality`]; see
+    /// [`Position::locality`] for the rules). Every endpoint is then also
+    /// subscribed on each level of it (`loc-us`, `loc-us-west`,
+    /// `loc-us-west-b`), so a call to `https://loc-us-west.<host>/…`
+    /// reaches only instances in that locality; acks and responses carry
+    /// `Microbus-Locality`.
+    pub fn with_locality(self, locality: impl Into<String>) -> Self {
+        let locality = locality.into();
+        self.configure(|c| c.locality = Some(locality))
+    }
+
     /// Sets how long calls wait for a response.
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.configure(|c| c.timeout = timeout)
@@ -607,6 +623,14 @@ impl Connector {
         self.inner.live.get().map(|l| l.id.token().to_string())
     }
 
+    /// The locality position (`loc-…`) once connected, if one was set.
+    pub fn locality(&self) -> Option<String> {
+        self.inner
+            .live
+            .get()
+            .and_then(|l| l.locality.as_ref().map(|p| p.token().to_string()))
+    }
+
     /// Whether [`Connector::connect`] succeeded.
     pub fn is_connected(&self) -> bool {
         self.inner.live.get().is_some()
@@ -640,6 +664,16 @@ impl Connector {
             plane: config.plane.clone(),
             reason: e.to_string(),
         })?;
+        let locality = config
+            .locality
+            .as_deref()
+            .map(|l| {
+                Position::locality(l).map_err(|e| Error::InvalidLocality {
+                    locality: l.chars().take(200).collect(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         let instance = id::instance_id();
         let id = Position::parse(&instance).map_err(|e| Error::InvalidHostname {
             host: instance.clone(),
@@ -698,6 +732,7 @@ impl Connector {
             plane,
             host,
             id,
+            locality,
             config,
             shared: self.inner.shared.clone(),
             pump,
@@ -846,6 +881,39 @@ mod tests {
             Some("a.*.b".to_string())
         );
         assert_eq!(violation_subject("something else", "publish"), None);
+    }
+
+    #[tokio::test]
+    async fn hostile_localities_are_typed_errors_at_connect() {
+        for bad in [
+            "",
+            ".",
+            "*",
+            ">",
+            "us.>",
+            "us west",
+            "us\tx",
+            "ünïcode",
+            "us_west",
+            "id-x",
+            "loc-x",
+            "all",
+            &"a".repeat(65),
+            &"🦀".repeat(10_000),
+        ] {
+            // No server at this URL: the locality is refused before any I/O.
+            let c = Connector::with_config("calc.example", Config::default())
+                .with_url("nats://127.0.0.1:1")
+                .with_locality(bad);
+            match c.connect().await {
+                Err(Error::InvalidLocality { locality, reason }) => {
+                    assert!(locality.chars().count() <= 200, "{bad:?}");
+                    assert!(reason.contains("locality"), "{reason}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+            assert!(!c.is_connected());
+        }
     }
 
     #[test]

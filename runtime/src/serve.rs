@@ -5,8 +5,13 @@
 //! across the replicas of the host by its queue group ([`buswarden_rules::queue::group`],
 //! the flattened hostname, the only group its creds let it join);
 //! `:888` control endpoints use no queue group, so every replica answers) and
-//! on this instance's own `id-…` position (direct addressing). `:888`
-//! endpoints also listen on the broadcast host `all`.
+//! on this instance's own `id-…` position (direct addressing). An instance
+//! with a locality ([`Connector::with_locality`]) also subscribes each
+//! endpoint on every level of it, as Microbus does (`loc-us`,
+//! `loc-us-west`, … in the endpoint's queue group), so a call to
+//! `//loc-us-west.<host>/…` reaches only instances in that locality; its
+//! acks and responses carry `Microbus-Locality`. `:888` endpoints also
+//! listen on the broadcast host `all`.
 //!
 //! Certified caller identity: the caller's hostname is the source segment of
 //! the subject, which the broker pins to the publisher's own hostname. A
@@ -224,6 +229,18 @@ impl Connector {
                 .await?;
             subjects.push(any);
             subjects.push(direct);
+            for level in live.locality.iter().flat_map(Position::locality_levels) {
+                let local =
+                    subject::subscription(&live.plane, dest.as_str(), &level, &method, &route);
+                live.listen(
+                    &local,
+                    queue.as_deref(),
+                    ep.handler.clone(),
+                    Inbound::Request,
+                )
+                .await?;
+                subjects.push(local);
+            }
             if route.port == CONTROL_PORT && route.host.is_none() {
                 // Control endpoints also answer the `all` broadcast host.
                 let all = Hostname::parse_destination(BROADCAST_HOST).map_err(|e| {
@@ -440,11 +457,20 @@ impl Live {
         })
     }
 
+    /// `Microbus-Locality` (without `loc-`), when this instance has one.
+    fn write_locality(&self, w: &mut MessageWriter) -> Result<(), wire::EnvelopeError> {
+        match self.locality.as_ref().map(Position::token) {
+            Some(token) => w.header(wire::LOCALITY, token.strip_prefix("loc-").unwrap_or(token)),
+            None => Ok(()),
+        }
+    }
+
     /// The acknowledgement: 202 (working on it) or 100 (send the rest).
     async fn acknowledge(&self, to: &ReplyTo, status: u16) {
         if let Ok(mut w) = MessageWriter::response(status, 0)
             && w.transport(Kind::Ack, &to.msg_id, self.host.as_str(), self.id.token())
                 .is_ok()
+            && self.write_locality(&mut w).is_ok()
         {
             if let Some(r) = &self.recorder {
                 r.publish(&to.subject);
@@ -486,6 +512,7 @@ impl Live {
                         self.host.as_str(),
                         self.id.token(),
                     )?;
+                    self.write_locality(&mut w)?;
                     if n > 1 {
                         w.header(wire::FRAGMENT, &format!("{}/{n}", i + 1))?;
                     }
@@ -514,6 +541,7 @@ impl Live {
                 let body = wire::error_body(&e.message(), status, trace);
                 let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
                     w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
+                    self.write_locality(&mut w)?;
                     w.header("Content-Type", "application/json")?;
                     Ok(w.finish(&body))
                 });

@@ -62,6 +62,9 @@ pub const TIME_BUDGET: &str = "Microbus-Time-Budget";
 pub const CALL_DEPTH: &str = "Microbus-Call-Depth";
 /// Header: `i/n`, the fragment of a large body.
 pub const FRAGMENT: &str = "Microbus-Fragment";
+/// Header: the responder's locality (hyphen form, without `loc-`), on acks
+/// and responses of an instance that has one (Microbus's `SetLocality`).
+pub const LOCALITY: &str = "Microbus-Locality";
 /// Header: actor token, propagated.
 pub const ACTOR: &str = "Microbus-Actor";
 /// Header prefix: baggage, propagated.
