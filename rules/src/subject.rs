@@ -248,6 +248,23 @@ impl Position {
             .collect()
     }
 
+    /// Splits a leading `id-…`/`loc-…` label off a host as Microbus's
+    /// `cutIDOrLocality` does (`loc-us-west.example.com` is `loc-us-west`
+    /// on `example.com`); a host without one is [`Position::Any`] on the
+    /// whole host. The label is checked as [`Position::parse`] checks it;
+    /// the rest is left for the caller to parse as a hostname.
+    pub fn split_host(host: &str) -> Result<(Self, &str), SubjectError> {
+        match host.split_once('.') {
+            Some((first, rest))
+                if starts_with_ignore_case(first, "id-")
+                    || starts_with_ignore_case(first, "loc-") =>
+            {
+                Ok((Position::parse(first)?, rest))
+            }
+            _ => Ok((Position::Any, host)),
+        }
+    }
+
     /// The token as written in subjects.
     pub fn token(&self) -> &str {
         match self {
@@ -601,6 +618,11 @@ pub fn decode_request(subject: &str) -> Result<RequestParts<'_>, SubjectError> {
     request_parts(subject, &h)
 }
 
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Whether `t` is a position token in any case: `_`, `id-…` or `loc-…`
 /// with a tail of 1-64 letters, digits and `-` (what [`Position::parse`]
 /// accepts, besides the empty string).
@@ -767,6 +789,30 @@ mod tests {
                 }
                 other => panic!("{bad:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn positions_split_off_hosts_as_microbus_cuts_them() {
+        let split = |h: &str| {
+            Position::split_host(h).map(|(p, rest)| (p.token().to_string(), rest.to_string()))
+        };
+        assert_eq!(
+            split("loc-us-west.example.com").unwrap(),
+            ("loc-us-west".into(), "example.com".into())
+        );
+        assert_eq!(
+            split("ID-ABC123.example.com").unwrap(),
+            ("id-abc123".into(), "example.com".into())
+        );
+        for plain in ["singleton", "other.example.com", "loc.example.com", "id.x"] {
+            assert_eq!(split(plain).unwrap(), ("_".into(), plain.into()));
+        }
+        for bad in ["loc-.x", "loc-a_b.x", "id-*.x", "loc-é.x", "loc->.x"] {
+            assert!(
+                matches!(split(bad), Err(SubjectError::InvalidPosition { .. })),
+                "{bad}"
+            );
         }
     }
 

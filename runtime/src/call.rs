@@ -86,42 +86,18 @@ pub(crate) fn parse_host(text: &str) -> Result<(Hostname, Position), Error> {
         url: text.to_string(),
         reason,
     };
-    let lower = text.to_ascii_lowercase();
-    let (pos, rest) = match lower.split_once('.') {
-        Some((first, rest)) if first.starts_with("id-") || first.starts_with("loc-") => (
-            Position::parse(first).map_err(|e| bad(e.to_string()))?,
-            rest,
-        ),
-        _ => (Position::Any, lower.as_str()),
-    };
+    let (pos, rest) = Position::split_host(text).map_err(|e| bad(e.to_string()))?;
     let host = Hostname::parse_destination(rest).map_err(|e| bad(e.to_string()))?;
     Ok((host, pos))
 }
 
-/// Parses a raw-call URL: `http(s)://[id-….]host[:port]/path[?query]`.
+/// Parses a raw-call URL: `http(s)://[id-…|loc-….]host[:port]/path[?query]`.
 pub(crate) fn parse_url(url: &str) -> Result<(Target, String), Error> {
-    let bad = |reason: String| Error::InvalidUrl {
+    let (parsed, pos) = Url::parse_addressed(url).map_err(|e| Error::InvalidUrl {
         url: url.to_string(),
-        reason,
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("not an http:// or https:// URL".into()))?;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let (host_part, port_part) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (authority, None),
-    };
-    let (host, pos) = parse_host(host_part)?;
-    let mut plain = format!("{scheme}://{host}");
-    if let Some(p) = port_part {
-        plain.push(':');
-        plain.push_str(p);
-    }
-    plain.push_str(tail);
-    let parsed = Url::parse(&plain).map_err(|e| bad(e.to_string()))?;
-    let query = tail
+        reason: e.to_string(),
+    })?;
+    let query = url
         .split_once('?')
         .map(|(_, q)| q.split('#').next().unwrap_or_default().to_string())
         .unwrap_or_default();
