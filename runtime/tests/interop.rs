@@ -176,17 +176,30 @@ impl Drop for GoPeer {
     }
 }
 
-async fn connector(server: &NatsServer, host: &str) -> Connector {
-    let c = Connector::with_config(host, buswarden::Config::default())
+fn configured(server: &NatsServer, host: &str) -> Connector {
+    Connector::with_config(host, buswarden::Config::default())
         .with_url(server.url())
         .with_timeout(Duration::from_secs(20))
-        .with_ack_window(Duration::from_millis(500));
+        .with_ack_window(Duration::from_millis(500))
+}
+
+async fn connector(server: &NatsServer, host: &str) -> Connector {
+    let c = configured(server, host);
     c.connect().await.expect("connect");
     c
 }
 
 async fn rs(server: &NatsServer) -> Connector {
-    let svc = connector(server, "rs.example").await;
+    rs_in(server, None).await
+}
+
+/// An instance of rs.example, in `locality` if given.
+async fn rs_in(server: &NatsServer, locality: Option<&str>) -> Connector {
+    let mut svc = configured(server, "rs.example");
+    if let Some(l) = locality {
+        svc = svc.with_locality(l);
+    }
+    svc.connect().await.expect("connect");
     svc.serve(RsServer::new(RsService { svc: svc.clone() }))
         .await
         .unwrap();
@@ -197,7 +210,7 @@ async fn rs(server: &NatsServer) -> Connector {
 async fn a_go_peer_calls_buswarden_every_way() {
     let server = NatsServer::start("").unwrap();
     let a = rs(&server).await;
-    let b = rs(&server).await;
+    let b = rs_in(&server, Some("eu-west")).await;
     let _go = GoPeer::start(server.url());
     let url = server.url().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -282,6 +295,17 @@ async fn a_go_peer_calls_buswarden_every_way() {
     let nobody = get("nobody");
     assert_eq!(nobody["status"], 404, "{nobody}");
     assert!(nobody["ms"].as_i64().unwrap() < 1_500, "{nobody}");
+    // Locality: only instance b is in eu-west; it answers calls to
+    // loc-eu-west and loc-eu and names its locality, as Microbus does.
+    assert_eq!(b.locality().as_deref(), Some("loc-eu-west"));
+    for (name, sum) in [("locality", 3), ("locality-broad", 7)] {
+        let l = get(name);
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["body"], serde_json::json!({"sum": sum}), "{l}");
+        assert_eq!(l["locality"], "eu-west", "{l}");
+    }
+    let l = get("locality-nobody");
+    assert_eq!(l["status"], 404, "{l}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
