@@ -198,12 +198,12 @@ impl Live {
             if let Some((i, n)) = fragment {
                 w.header(wire::FRAGMENT, &format!("{i}/{n}"))?;
             }
-            w.traceparent(
-                inherited
-                    .trace
-                    .as_ref()
-                    .map(|(t, f)| (t.as_str(), f.as_str())),
-            );
+            // Propagated when the request being handled carried one (a
+            // new span id, the same trace); a call outside any trace sends
+            // none, as Microbus does with tracing off (no OTLP endpoint).
+            if let Some((t, f)) = &inherited.trace {
+                w.traceparent(Some((t.as_str(), f.as_str())));
+            }
             if let Some(actor) = &inherited.actor {
                 w.header(wire::ACTOR, actor)?;
             }

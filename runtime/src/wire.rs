@@ -394,10 +394,27 @@ fn valid_header_value(value: &str) -> bool {
 }
 
 /// A Go duration string: what Microbus writes in `Microbus-Time-Budget`.
-/// Written as whole milliseconds (`1500ms`), which Go's `time.ParseDuration`
-/// reads.
+/// Written as whole seconds (`20s`) or whole milliseconds (`1500ms`), both
+/// of which Go's `time.ParseDuration` reads.
 pub fn format_budget(budget: Duration) -> String {
-    format!("{}ms", budget.as_millis())
+    let mut out = Vec::new();
+    push_budget(&mut out, budget);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes a time budget as the shortest of Go's duration forms that keeps
+/// its milliseconds: whole seconds as `20s` (what Go's `Duration.String`
+/// writes for them), anything else as whole milliseconds (`1500ms`).
+fn push_budget(out: &mut Vec<u8>, budget: Duration) {
+    let ms = budget.as_millis();
+    let mut n = itoa::Buffer::new();
+    if ms > 0 && ms.is_multiple_of(1000) {
+        out.extend_from_slice(n.format(ms / 1000).as_bytes());
+        out.push(b's');
+    } else {
+        out.extend_from_slice(n.format(ms).as_bytes());
+        out.extend_from_slice(b"ms");
+    }
 }
 
 /// Parses a time budget: a Go duration (`20s`, `1m30s`, `1.5s`, `250ms`)
@@ -626,15 +643,15 @@ impl MessageWriter {
         Ok(())
     }
 
-    /// Adds `Microbus-Time-Budget` as whole milliseconds (`1500ms`) and
-    /// `Microbus-Call-Depth`, written in place.
+    /// Adds `Microbus-Time-Budget` (whole seconds as `20s`, else whole
+    /// milliseconds as `1500ms`: Go durations) and `Microbus-Call-Depth`,
+    /// written in place.
     pub(crate) fn budget_and_depth(&mut self, budget: Duration, depth: u32) {
         let mut n = itoa::Buffer::new();
         self.buf.extend_from_slice(TIME_BUDGET.as_bytes());
         self.buf.extend_from_slice(b": ");
-        self.buf
-            .extend_from_slice(n.format(budget.as_millis()).as_bytes());
-        self.buf.extend_from_slice(b"ms\r\n");
+        push_budget(&mut self.buf, budget);
+        self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(CALL_DEPTH.as_bytes());
         self.buf.extend_from_slice(b": ");
         self.buf.extend_from_slice(n.format(depth).as_bytes());
@@ -689,10 +706,11 @@ impl MessageWriter {
         if !(ok(msg_id) && ok(from_host) && ok(from_id)) {
             return Err(EnvelopeError::InvalidHeaderValue(MSG_ID.into()));
         }
+        // No `Microbus-From-Version`: Microbus omits it for version 0, and
+        // a buswarden service has no version number.
         for (name, value) in [
             (FROM_HOST, from_host),
             (FROM_ID, from_id),
-            (FROM_VERSION, "1"),
             (MSG_ID, msg_id),
             (OP_CODE, kind.op_code()),
         ] {
@@ -701,7 +719,7 @@ impl MessageWriter {
             self.buf.extend_from_slice(value.as_bytes());
             self.buf.extend_from_slice(b"\r\n");
         }
-        self.count += 5;
+        self.count += 4;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! serves. Byte-level golden checks: the requests and responses the runtime
 //! publishes are read back with Go's `http.ReadRequest`/`ReadResponse`.
 
-use buswarden::wire::Envelope;
+use buswarden::wire::{self, Envelope};
 use buswarden::{Connector, Error, context};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -435,6 +435,7 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
 
     let frame = context::Frame {
         actor: Some("actor-1".into()),
+        trace: Some(("4bf92f3577b34da6a3ce929d0e0e4736".into(), "01".into())),
         ..Default::default()
     }
     .with_baggage("Tenant", "acme");
@@ -458,6 +459,7 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
         }
     }
     let mut kinds = std::collections::BTreeSet::new();
+    let mut traced = 0;
     for msg in &seen {
         let (envelope, body) = Envelope::decode(&msg.payload).unwrap();
         let is_request = !msg.subject.as_str().starts_with("microbus.reply.");
@@ -482,17 +484,22 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
             assert_eq!(go["method"], envelope.method.as_str());
             assert_eq!(go["url"], envelope.url.as_str());
             assert_eq!(headers["Microbus-Call-Depth"][0], "1");
-            assert!(
-                headers["Traceparent"][0]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("00-")
-            );
+            // Sent only inside a trace (as Microbus with tracing off):
+            // where it is, Go reads it.
+            if let Some(tp) = envelope.header(wire::TRACEPARENT) {
+                assert_eq!(headers["Traceparent"][0].as_str(), Some(tp));
+                assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+                traced += 1;
+            }
+            // Microbus omits From-Version for version 0; so do we.
+            assert!(headers.get("Microbus-From-Version").is_none());
         } else {
             assert_eq!(go["status"], envelope.status);
         }
         kinds.insert(envelope.kind.op_code());
     }
+    // The call made inside the trace carried it (the others none).
+    assert_eq!(traced, 1);
     // Requests, responses, the slow handler's ack and the error were all read.
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
