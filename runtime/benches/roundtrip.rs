@@ -13,7 +13,7 @@
 //!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 5 [--current-thread]
 //!     ... -- --profile raw|runtime   (one side only, for `perf record`)
 
-use buswarden::wire::{self, Envelope, Kind};
+use buswarden::wire::{Envelope, Kind};
 use buswarden::{Connector, Error, id};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
