@@ -336,11 +336,7 @@ impl Shared {
     /// is the one token between `shape`'s prefix and suffix; anything else,
     /// or a token that is no flattened hostname, is counted as malformed.
     pub(crate) fn dispatch_reply(&self, msg: async_nats::Message, shape: &ReplyShape) {
-        let Some(responder) = shape
-            .responder(msg.subject.as_str())
-            .and_then(hostname::unflatten)
-            .map(compact_str::CompactString::from)
-        else {
+        let Some(token) = shape.responder(msg.subject.as_str()) else {
             return self.count_malformed();
         };
         let (envelope, body) = match wire::Envelope::decode(&msg.payload) {
@@ -361,10 +357,22 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if p.expect.as_ref().is_some_and(|e| *e != responder) {
-            drop(pending);
-            return self.count_spoofed_reply();
-        }
+        // The responder is the host called when its token is that host's
+        // flattening (compared in place; no unflattening per reply).
+        let responder = match &p.expect {
+            Some(e) if hostname::flattens_to(e, token) => e.clone(),
+            expect => match hostname::unflatten(token) {
+                None => {
+                    drop(pending);
+                    return self.count_malformed();
+                }
+                Some(_) if expect.is_some() => {
+                    drop(pending);
+                    return self.count_spoofed_reply();
+                }
+                Some(name) => compact_str::CompactString::from(name),
+            },
+        };
         // Every byte a call takes in counts against its limit, acks too:
         // a flood of replies to one call cannot grow memory past it.
         let size = msg.payload.len();

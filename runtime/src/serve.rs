@@ -122,8 +122,8 @@ pub trait Serve: Send + Sync + 'static {
 
 /// Where a request's response goes.
 pub(crate) struct ReplyTo {
-    /// The reply subject.
-    subject: String,
+    /// The reply subject (cloned per publish without a copy).
+    subject: async_nats::Subject,
     /// The request's message id.
     msg_id: compact_str::CompactString,
     /// The trace id (32 lower-case hex digits), for error bodies; kept
@@ -373,7 +373,7 @@ impl Live {
             .find(|(n, _)| n.eq_ignore_ascii_case(wire::TRACEPARENT))
             .and_then(|(_, v)| parse_traceparent(v));
         let to = ReplyTo {
-            subject: reply,
+            subject: reply.into(),
             msg_id,
             trace: trace
                 .as_ref()
@@ -473,7 +473,7 @@ impl Live {
             && self.write_locality(&mut w).is_ok()
         {
             if let Some(r) = &self.recorder {
-                r.publish(&to.subject);
+                r.publish(to.subject.as_str());
             }
             let _ = self.client.publish(to.subject.clone(), w.finish(&[])).await;
         }
@@ -483,7 +483,7 @@ impl Live {
     /// it is larger than one message).
     async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
         if let Some(r) = &self.recorder {
-            r.publish(&to.subject);
+            r.publish(to.subject.as_str());
         }
         for payload in self.response_messages(&to, outcome) {
             let _ = self.client.publish(to.subject.clone(), payload).await;

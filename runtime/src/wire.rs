@@ -80,6 +80,9 @@ pub const FORWARDED_PREFIX: &str = "X-Forwarded-";
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most headers a message may carry.
 pub const MAX_HEADERS: usize = 128;
+/// Headers the decoder makes room for before it makes room for
+/// [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
 /// Longest message id accepted.
 const MAX_MSG_ID: usize = 64;
 /// Longest sender instance id or version accepted.
@@ -971,11 +974,27 @@ fn syntax(e: httparse::Error) -> EnvelopeError {
 impl Envelope {
     /// Decodes a message: its head and its body.
     pub fn decode(payload: &Bytes) -> Result<(Envelope, Bytes), EnvelopeError> {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // Most messages carry a dozen headers: parse with a small array
+        // first (cleared per message), and with the full one only when the
+        // head has more.
+        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+        match Self::decode_with(payload, &mut few) {
+            Err(EnvelopeError::TooManyHeaders) => {
+                let mut all = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                Self::decode_with(payload, &mut all)
+            }
+            other => other,
+        }
+    }
+
+    fn decode_with<'h>(
+        payload: &'h Bytes,
+        raw: &mut [httparse::Header<'h>],
+    ) -> Result<(Envelope, Bytes), EnvelopeError> {
         let is_request = !payload.starts_with(b"HTTP/");
         let head = &payload[..payload.len().min(MAX_HEAD)];
         if is_request {
-            let mut req = httparse::Request::new(&mut raw);
+            let mut req = httparse::Request::new(raw);
             let head_len = match req.parse(head).map_err(syntax)? {
                 httparse::Status::Complete(n) => n,
                 httparse::Status::Partial if payload.len() > MAX_HEAD => {
@@ -1006,7 +1025,7 @@ impl Envelope {
             let envelope = Envelope::from_parts(kind, method.into(), url.into(), 0, t, headers)?;
             Ok((envelope, body))
         } else {
-            let mut resp = httparse::Response::new(&mut raw);
+            let mut resp = httparse::Response::new(raw);
             let head_len = match resp.parse(head).map_err(syntax)? {
                 httparse::Status::Complete(n) => n,
                 httparse::Status::Partial if payload.len() > MAX_HEAD => {
@@ -1379,6 +1398,14 @@ mod tests {
             dec("HTTP/1.1 100 Continue\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Ack\r\n\r\nbody"),
             Err(EnvelopeError::Body(_))
         ));
+        // More than the small first array holds, fewer than the limit: read
+        // in full, in order.
+        let several: String = (0..FEW_HEADERS * 2)
+            .map(|i| format!("X-{i}: v{i}\r\n"))
+            .collect();
+        let (e, _) = dec(&format!("{head}Microbus-Op-Code: Req\r\n{several}\r\n")).unwrap();
+        assert_eq!(e.headers.len(), FEW_HEADERS * 2);
+        assert_eq!(e.header("x-47"), Some("v47"));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(
             dec(&format!("{head}Microbus-Op-Code: Req\r\n{many}\r\n")),
