@@ -136,8 +136,16 @@ impl Spec {
     /// The path arguments of a received path, by name.
     fn extract(&self, path: &str) -> Result<Vec<(String, String)>, Error> {
         let (_, route) = self.get()?;
-        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let mut out = Vec::new();
+        if !route
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Arg(_) | Segment::Greedy(_)))
+        {
+            // No path arguments: nothing to split (most routes).
+            return Ok(out);
+        }
+        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         for (i, seg) in route.segments.iter().enumerate() {
             match seg {
                 Segment::Arg(n) => {
@@ -367,7 +375,8 @@ pub fn encode_result<T: Serialize>(
         what: "result".into(),
         reason: e.to_string(),
     };
-    let mut body = Vec::with_capacity(64);
+    // Room for a small output without regrowing.
+    let mut body = Vec::with_capacity(128 + output.len());
     body.push(b'{');
     serde_json::to_writer(&mut body, output).map_err(bad)?;
     body.push(b':');

@@ -193,7 +193,7 @@ impl Live {
         )
         .map_err(encode)?;
         let write = |w: &mut MessageWriter| -> Result<(), wire::EnvelopeError> {
-            w.transport(Kind::Request, msg_id, self.host.as_str(), self.id.token())?;
+            w.transport(Kind::Request, msg_id, &self.request_sender)?;
             w.budget_and_depth(plan.budget, plan.depth);
             if let Some((i, n)) = fragment {
                 w.header(wire::FRAGMENT, &format!("{i}/{n}"))?;

@@ -75,6 +75,10 @@ pub(crate) struct Live {
     pub(crate) id: Position,
     /// The instance's locality (`loc-…`), if it has one.
     pub(crate) locality: Option<Position>,
+    /// The transport lines of this instance's requests (from host and id)
+    /// and of its acks and responses (and its locality), rendered once.
+    pub(crate) request_sender: wire::Sender,
+    pub(crate) reply_sender: wire::Sender,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
     /// The reply subscription and its readers (see [`crate::pump`]).
@@ -735,12 +739,26 @@ impl Connector {
         if let Some(r) = &recorder {
             r.subscribe(&reply);
         }
+        let sender = |locality: Option<&str>| {
+            wire::Sender::new(host.as_str(), id.token(), locality).map_err(|e| Error::Encode {
+                what: "transport headers".into(),
+                reason: e.to_string(),
+            })
+        };
+        let request_sender = sender(None)?;
+        let reply_sender = sender(
+            locality
+                .as_ref()
+                .map(|l| l.token().strip_prefix("loc-").unwrap_or(l.token())),
+        )?;
         let live = Arc::new(Live {
             client,
             plane,
             host,
             id,
             locality,
+            request_sender,
+            reply_sender,
             config,
             shared: self.inner.shared.clone(),
             pump,

@@ -457,20 +457,11 @@ impl Live {
         })
     }
 
-    /// `Microbus-Locality` (without `loc-`), when this instance has one.
-    fn write_locality(&self, w: &mut MessageWriter) -> Result<(), wire::EnvelopeError> {
-        match self.locality.as_ref().map(Position::token) {
-            Some(token) => w.header(wire::LOCALITY, token.strip_prefix("loc-").unwrap_or(token)),
-            None => Ok(()),
-        }
-    }
-
     /// The acknowledgement: 202 (working on it) or 100 (send the rest).
     async fn acknowledge(&self, to: &ReplyTo, status: u16) {
         if let Ok(mut w) = MessageWriter::response(status, 0)
-            && w.transport(Kind::Ack, &to.msg_id, self.host.as_str(), self.id.token())
+            && w.transport(Kind::Ack, &to.msg_id, &self.reply_sender)
                 .is_ok()
-            && self.write_locality(&mut w).is_ok()
         {
             if let Some(r) = &self.recorder {
                 r.publish(to.subject.as_str());
@@ -506,13 +497,7 @@ impl Live {
                 .enumerate()
                 .map(|(i, part)| {
                     let mut w = MessageWriter::response(status, part.len())?;
-                    w.transport(
-                        Kind::Response,
-                        &to.msg_id,
-                        self.host.as_str(),
-                        self.id.token(),
-                    )?;
-                    self.write_locality(&mut w)?;
+                    w.transport(Kind::Response, &to.msg_id, &self.reply_sender)?;
                     if n > 1 {
                         w.header(wire::FRAGMENT, &format!("{}/{n}", i + 1))?;
                     }
@@ -540,8 +525,7 @@ impl Live {
                     .unwrap_or_default();
                 let body = wire::error_body(&e.message(), status, trace);
                 let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
-                    w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
-                    self.write_locality(&mut w)?;
+                    w.transport(Kind::Error, &to.msg_id, &self.reply_sender)?;
                     w.header("Content-Type", "application/json")?;
                     Ok(w.finish(&body))
                 });

@@ -531,6 +531,51 @@ const REQUEST_HEAD_ROOM: usize = 448;
 /// Head bytes reserved for a response.
 const RESPONSE_HEAD_ROOM: usize = 256;
 
+/// Whether a transport header value can be written as is: 1 to 255
+/// visible ASCII bytes.
+fn transport_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The transport lines that are the same in every message of one
+/// connector, rendered once when it connects: `Microbus-From-Host`,
+/// `Microbus-From-Id` and, on acks and responses of an instance with a
+/// locality, `Microbus-Locality`. No `Microbus-From-Version`: Microbus
+/// omits it for version 0, and a buswarden service has no version number.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    lines: Vec<u8>,
+    count: usize,
+}
+
+impl Sender {
+    /// The lines of `from_host`/`from_id`, and `locality` if given.
+    pub(crate) fn new(
+        from_host: &str,
+        from_id: &str,
+        locality: Option<&str>,
+    ) -> Result<Self, EnvelopeError> {
+        let mut lines = Vec::new();
+        let mut count = 0;
+        for (name, value) in [
+            (FROM_HOST, Some(from_host)),
+            (FROM_ID, Some(from_id)),
+            (LOCALITY, locality),
+        ] {
+            let Some(value) = value else { continue };
+            if !transport_value_ok(value) {
+                return Err(EnvelopeError::InvalidHeaderValue(name.into()));
+            }
+            lines.extend_from_slice(name.as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+            count += 1;
+        }
+        Ok(Sender { lines, count })
+    }
+}
+
 /// Writes a message; the caller adds headers, then the body.
 pub(crate) struct MessageWriter {
     buf: Vec<u8>,
@@ -693,36 +738,27 @@ impl MessageWriter {
         self.count += 1;
     }
 
-    /// Adds the transport headers of a message. The values are the
-    /// connector's own hostname and instance id (validated when it
-    /// connected) and a message id it made or decoded (visible ASCII):
-    /// written without another check, once each.
+    /// Adds the transport headers of a message: the sender's lines (written
+    /// once per connector, see [`Sender`]), then `Microbus-Msg-Id` (a
+    /// message id the connector made or decoded, checked here) and
+    /// `Microbus-Op-Code`.
     pub(crate) fn transport(
         &mut self,
         kind: Kind,
         msg_id: &str,
-        from_host: &str,
-        from_id: &str,
+        sender: &Sender,
     ) -> Result<(), EnvelopeError> {
-        let ok =
-            |v: &str| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic());
-        if !(ok(msg_id) && ok(from_host) && ok(from_id)) {
+        if !transport_value_ok(msg_id) {
             return Err(EnvelopeError::InvalidHeaderValue(MSG_ID.into()));
         }
-        // No `Microbus-From-Version`: Microbus omits it for version 0, and
-        // a buswarden service has no version number.
-        for (name, value) in [
-            (FROM_HOST, from_host),
-            (FROM_ID, from_id),
-            (MSG_ID, msg_id),
-            (OP_CODE, kind.op_code()),
-        ] {
+        self.buf.extend_from_slice(&sender.lines);
+        for (name, value) in [(MSG_ID, msg_id), (OP_CODE, kind.op_code())] {
             self.buf.extend_from_slice(name.as_bytes());
             self.buf.extend_from_slice(b": ");
             self.buf.extend_from_slice(value.as_bytes());
             self.buf.extend_from_slice(b"\r\n");
         }
-        self.count += 4;
+        self.count += sender.count + 2;
         Ok(())
     }
 
