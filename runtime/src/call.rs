@@ -572,24 +572,25 @@ impl Live {
             };
             match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
                 Ok(Some(Incoming::Message { responder, reply })) => {
-                    let who = (responder.clone(), reply.envelope.from_id.clone());
+                    let who = (responder.clone(), reply.from_id.clone());
                     if done.contains(&who) {
                         continue;
                     }
-                    if reply.envelope.kind == Kind::Ack {
+                    if reply.kind == Kind::Ack {
                         let fresh = acked.insert(who);
-                        let acker = reply.envelope.from_id.clone();
+                        let acker = reply.from_id.clone();
                         if fresh
                             && call.parts.len() > 1
-                            && reply.envelope.status == 100
+                            && reply.status == 100
                             && let Err(e) = self.send_rest(target, method, &call, &acker).await
                         {
                             results.push(Err(e));
                         }
                         continue;
                     }
-                    let Reply { mut envelope, body } = reply;
-                    let body = match envelope.fragment.filter(|(_, n)| *n > 1) {
+                    let mut reply = reply;
+                    let body = std::mem::take(&mut reply.body);
+                    let body = match reply.fragment.filter(|(_, n)| *n > 1) {
                         None => body,
                         Some((i, n)) => {
                             let part = partials
@@ -598,7 +599,7 @@ impl Live {
                             match part.add(i, n, body, self.config.max_body) {
                                 Ok(false) => continue,
                                 Ok(true) => {
-                                    envelope.fragment = None;
+                                    reply.fragment = None;
                                     partials
                                         .remove(&who)
                                         .map(Partial::assemble)
@@ -620,7 +621,8 @@ impl Live {
                     };
                     acked.insert(who.clone());
                     done.insert(who);
-                    results.push(into_response(&responder, Reply { envelope, body }));
+                    reply.body = body;
+                    results.push(into_response(&responder, reply));
                 }
                 Ok(Some(Incoming::Denied)) => {
                     break Err(Error::PublishDenied {
@@ -678,21 +680,26 @@ impl Drop for PendingGuard<'_> {
 /// Turns a reply into a [`Response`], or an error for an `Err` reply
 /// (Microbus's error JSON; its message, or the body as text).
 pub(crate) fn into_response(responder: &str, reply: Reply) -> Result<Response, Error> {
-    let Reply { envelope, body } = reply;
-    if envelope.kind == Kind::Error {
+    let Reply {
+        kind,
+        status,
+        mut headers,
+        body,
+        ..
+    } = reply;
+    if kind == Kind::Error {
         let message = wire::parse_error_body(&body)
             .map(|(m, _)| m)
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(Error::Remote {
             host: responder.to_string(),
-            status: envelope.status,
+            status,
             message,
         });
     }
-    let mut headers = envelope.headers;
     headers.retain(|(n, _)| !wire::is_envelope(n));
     Ok(Response {
-        status: envelope.status,
+        status,
         headers,
         body: body.to_vec(),
     })

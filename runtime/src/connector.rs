@@ -220,10 +220,31 @@ impl ReplyShape {
     }
 }
 
-/// A decoded response or acknowledgement.
+/// A decoded response or acknowledgement: the part of its head a waiting
+/// call reads (the rest is dropped where it arrives, so what moves through
+/// the call's channel is small), and its body.
 pub(crate) struct Reply {
-    pub(crate) envelope: wire::Envelope,
+    pub(crate) kind: wire::Kind,
+    pub(crate) status: u16,
+    /// The responder's instance id.
+    pub(crate) from_id: compact_str::CompactString,
+    pub(crate) fragment: Option<(u32, u32)>,
+    /// The headers besides the transport ones.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: bytes::Bytes,
+}
+
+impl Reply {
+    fn new(envelope: wire::Envelope, body: bytes::Bytes) -> Self {
+        Reply {
+            kind: envelope.kind,
+            status: envelope.status,
+            from_id: envelope.from_id,
+            fragment: envelope.fragment,
+            headers: envelope.headers,
+            body,
+        }
+    }
 }
 
 /// What reaches a waiting call.
@@ -353,6 +374,7 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let reply = Reply::new(envelope, body);
         let mut pending = self.pending();
         let Some(p) = pending.get_mut(&key) else {
             drop(pending);
@@ -385,24 +407,21 @@ impl Shared {
             return self.count_dropped_reply();
         }
         p.bytes += size;
-        let is_ack = envelope.kind == wire::Kind::Ack;
+        let is_ack = reply.kind == wire::Kind::Ack;
         match &mut p.sink {
             Sink::Many {
                 tx,
                 responders,
                 max_responders,
             } => {
-                if !responders.contains(envelope.from_id.as_str()) {
+                if !responders.contains(reply.from_id.as_str()) {
                     if responders.len() >= *max_responders {
                         drop(pending);
                         return self.count_dropped_reply();
                     }
-                    responders.insert(envelope.from_id.clone());
+                    responders.insert(reply.from_id.clone());
                 }
-                let sent = tx.try_send(Incoming::Message {
-                    responder,
-                    reply: Reply { envelope, body },
-                });
+                let sent = tx.try_send(Incoming::Message { responder, reply });
                 drop(pending);
                 if sent.is_err() {
                     self.count_dropped_reply();
@@ -411,21 +430,19 @@ impl Shared {
             Sink::Once { ack, acked, .. } if is_ack => {
                 *acked = true;
                 if let Some(tx) = ack.take() {
-                    let _ = tx.send(envelope.from_id);
+                    let _ = tx.send(reply.from_id);
                 }
             }
             Sink::Once {
                 partial, max_body, ..
             } => {
-                let mut envelope = envelope;
-                let mut body = body;
-                if let Some((i, n)) = envelope.fragment.filter(|(_, n)| *n > 1) {
+                let mut reply = reply;
+                if let Some((i, n)) = reply.fragment.filter(|(_, n)| *n > 1) {
                     let part = partial.get_or_insert_with(|| crate::frag::Partial::new(n));
-                    match part.add(i, n, body, *max_body) {
+                    match part.add(i, n, std::mem::take(&mut reply.body), *max_body) {
                         Ok(false) => return,
                         Ok(true) => {
                             // Reassembled after the lock is released.
-                            body = bytes::Bytes::new();
                         }
                         Err(_) => {
                             let entry = pending.remove(&key);
@@ -463,13 +480,10 @@ impl Shared {
                 }) = entry
                 {
                     if let Some(part) = partial {
-                        body = part.assemble();
-                        envelope.fragment = None;
+                        reply.body = part.assemble();
+                        reply.fragment = None;
                     }
-                    let _ = tx.send(Incoming::Message {
-                        responder,
-                        reply: Reply { envelope, body },
-                    });
+                    let _ = tx.send(Incoming::Message { responder, reply });
                 }
             }
         }
