@@ -40,7 +40,7 @@
 
 use crate::call::{MAX_CALL_DEPTH, ROUND_TRIP};
 use crate::connector::{Connector, Live};
-use crate::context::Frame;
+use crate::context::{FirstPoll, Frame};
 use crate::error::Error;
 use crate::frag::{self, Inbound as Fragment};
 use crate::wire::{self, Envelope, FROM_HOST, Kind, MessageWriter, Request, Response};
@@ -292,13 +292,22 @@ impl Live {
                     msg = sub.next(), if running.len() < MAX_RUNNING => match msg {
                         Some(msg) => match live.accept(msg, inbound) {
                             Received::Call(Accepted { to, frame, request, deadline }) => {
-                                let mut fut = Box::pin(frame.scope(handler(request)));
-                                match futures_util::poll!(fut.as_mut()) {
-                                    Poll::Ready(outcome) => live.respond(to, outcome).await,
-                                    Poll::Pending => {
+                                let mut fut = handler(request);
+                                let mut frame = Some(frame);
+                                let first = std::future::poll_fn(|cx| {
+                                    Poll::Ready(crate::context::poll_once(
+                                        frame.take().unwrap_or_default(),
+                                        &mut fut,
+                                        cx,
+                                    ))
+                                })
+                                .await;
+                                match first {
+                                    FirstPoll::Done(outcome) => live.respond(to, outcome).await,
+                                    FirstPoll::Waiting(frame) => {
                                         live.acknowledge(&to, 202).await;
                                         running.push(async move {
-                                            let outcome = tokio::time::timeout_at(deadline, fut)
+                                            let outcome = tokio::time::timeout_at(deadline, frame.scope(fut))
                                                 .await
                                                 .unwrap_or_else(|_| {
                                                     Err(Error::status(408, "the time budget ran out"))
