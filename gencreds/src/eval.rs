@@ -1618,7 +1618,14 @@ impl Eval<'_, '_> {
                         return Ty::Client(a, g, dests);
                     }
                     let dest = match tys.first() {
-                        Some(Ty::Str(h)) => match Hostname::parse_destination(h) {
+                        // A leading `id-…`/`loc-…` label addresses one
+                        // instance or locality of the host: the grant is
+                        // the host's (rules carry `*` in the position).
+                        Some(Ty::Str(h)) => match buswarden_rules::Position::split_host(h)
+                            .map_err(|e| e.to_string())
+                            .and_then(|(_, rest)| {
+                                Hostname::parse_destination(rest).map_err(|e| e.to_string())
+                            }) {
                             Ok(h) => ClientDest::Host(h),
                             Err(e) => {
                                 self.diag(Code::InvalidRoute, loc, format!("for_host({h:?}): {e}"));
@@ -1999,7 +2006,8 @@ impl Eval<'_, '_> {
             }
             return;
         };
-        let parsed = Method::parse(&method).and_then(|m| Url::parse(&url).map(|u| (m, u)));
+        let parsed =
+            Method::parse(&method).and_then(|m| Url::parse_addressed(&url).map(|(u, _)| (m, u)));
         match parsed {
             Ok((m, u)) => {
                 let route = u.route();

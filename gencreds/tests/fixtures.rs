@@ -107,6 +107,7 @@ cases! {
     form05_helpers_across_crates_with_a_cycle => "cases/form05-helpers",
     form06_for_host_literal_and_computed => "cases/form06-for-host",
     form06_computed_host_on_trust_root_is_an_error => "cases/form06-trust-root-dynamic",
+    locality_and_instance_addressed_calls_grant_the_host => "cases/locality-addressed",
     form07_multicast => "cases/form07-multicast",
     form08_hook => "cases/form08-hook",
     form08_foreign_trigger_and_raw_event_publish => "cases/form08-foreign-trigger",

@@ -242,6 +242,38 @@ pub fn flatten_into(out: &mut String, host: &str) {
     }
 }
 
+/// Whether `host` flattens to `token` ([`flatten`]), compared without
+/// allocating.
+pub fn flattens_to(host: &str, token: &str) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if host.is_empty() {
+        return token == "_";
+    }
+    let t = token.as_bytes();
+    let mut at = 0;
+    for b in host.bytes() {
+        let b = b.to_ascii_lowercase();
+        let ok = match b {
+            b'.' => t.get(at) == Some(&b'_'),
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => t.get(at) == Some(&b),
+            _ => {
+                let pct = [b'%', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]];
+                if t.get(at..at + 3) == Some(&pct[..]) {
+                    at += 2;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if !ok {
+            return false;
+        }
+        at += 1;
+    }
+    at == t.len()
+}
+
 /// Reverses [`flatten`] for a token that came from a hostname without `_`.
 /// Returns `None` when the token is not a well-formed flattened name,
 /// including a non-canonical one that [`flatten`] never writes (an escape of

@@ -136,6 +136,15 @@ pub enum RouteError {
         /// The offending text.
         text: String,
     },
+    /// A URL's host starts with an `id-…`/`loc-…` label that is not a valid
+    /// position.
+    #[error("{url:?}: {reason}")]
+    InvalidPosition {
+        /// The offending URL.
+        url: String,
+        /// What is wrong with the label.
+        reason: String,
+    },
     /// A URL with `user@` before the host; raw calls name a host only.
     #[error("{url:?} has user information before the host; name the host only")]
     UserInfo {
@@ -423,6 +432,32 @@ impl Url {
         Ok(Url { host, port, path })
     }
 
+    /// [`Url::parse`] of a URL whose host may start with an `id-…` or
+    /// `loc-…` label addressing one instance or one locality
+    /// (`https://loc-us-west.calc.example/x`): the label is split off
+    /// ([`crate::Position::split_host`]) and returned beside the URL of
+    /// the plain host. The grant of such a call is the grant of the plain
+    /// URL: rules carry `*` in the position.
+    pub fn parse_addressed(url: &str) -> Result<(Self, crate::Position), RouteError> {
+        let Some(at) = url.find("://").map(|i| i + 3) else {
+            return Url::parse(url).map(|u| (u, crate::Position::Any));
+        };
+        let rest = &url[at..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        let (pos, plain_host) =
+            crate::Position::split_host(host).map_err(|e| RouteError::InvalidPosition {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        if pos == crate::Position::Any {
+            return Url::parse(url).map(|u| (u, pos));
+        }
+        let plain = format!("{}{}{}", &url[..at], plain_host, &url[at + host.len()..]);
+        Url::parse(&plain).map(|u| (u, pos))
+    }
+
     /// The URL's path as a route of literal segments on this host and port.
     pub fn route(&self) -> Route {
         Route::literal(Some(self.host.clone()), self.port, &self.path)
@@ -551,6 +586,38 @@ mod tests {
             Url::parse("https://:443/y"),
             Err(RouteError::InvalidHost { .. })
         ));
+    }
+
+    #[test]
+    fn addressed_urls_split_off_their_position() {
+        let (u, p) = Url::parse_addressed("https://LOC-US-West.calc.example:444/x/y?q=1").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str(), p.token()),
+            ("calc.example", 444, "/x/y", "loc-us-west")
+        );
+        let (u, p) = Url::parse_addressed("http://id-abc123.calc.example").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, p.token()),
+            ("calc.example", 80, "id-abc123")
+        );
+        let (u, p) = Url::parse_addressed("https://loc.calc.example/x").unwrap();
+        assert_eq!((u.host.as_str(), p.token()), ("loc.calc.example", "_"));
+        for bad in [
+            "https://loc-.calc.example/x",
+            "https://loc-a_b.calc.example/x",
+            "https://loc-*.calc.example/x",
+        ] {
+            assert!(
+                matches!(
+                    Url::parse_addressed(bad),
+                    Err(RouteError::InvalidPosition { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Url::parse_addressed("https://loc-x.a@b.example/x").is_err());
+        assert!(Url::parse_addressed("https://loc-x/x").is_err());
+        assert!(Url::parse_addressed("ftp://loc-x.y/x").is_err());
     }
 
     #[test]

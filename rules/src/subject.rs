@@ -15,6 +15,9 @@ use std::fmt;
 pub const DEFAULT_PLANE: &str = "microbus";
 /// Longest plane accepted.
 pub const MAX_PLANE_LEN: usize = 64;
+/// The longest locality (hyphen form, without `loc-`): what a position
+/// token carries.
+pub const MAX_LOCALITY_LEN: usize = 64;
 
 /// The trust segment: `danger` for the trust-root port 666, `safe` otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -60,6 +63,15 @@ pub enum SubjectError {
     InvalidPosition {
         /// The offending position.
         pos: String,
+    },
+    /// A locality is not 1 to 64 bytes of `[a-z0-9-]` levels (see
+    /// [`Position::locality`]).
+    #[error("locality {locality:?} is invalid: {reason}")]
+    InvalidLocality {
+        /// The offending locality (truncated to 200 bytes).
+        locality: String,
+        /// What is wrong.
+        reason: &'static str,
     },
     /// The subject does not have the request or reply layout.
     #[error("subject {subject:?} is malformed: {reason}")]
@@ -156,6 +168,101 @@ impl Position {
         } else {
             Position::Loc(lower)
         })
+    }
+
+    /// The position of a service's locality, as Microbus's `SetLocality`
+    /// reads it: hierarchical, broadest level first, levels joined by `-`
+    /// (`us-west-b-1`); DNS-style dot notation, most specific level first,
+    /// is accepted and reversed (`1.b.west.us` is `us-west-b-1`); letters
+    /// are lower-cased (`US-WEST` is `loc-us-west`). Refused, with the
+    /// reason: an empty locality or level (leading, trailing or doubled
+    /// `-`/`.`), any byte outside `[A-Za-z0-9-.]` (`*`, `>`, `_`, spaces,
+    /// control characters, non-ASCII), more than [`MAX_LOCALITY_LEN`]
+    /// bytes, a locality starting with the reserved `id-`/`loc-` or equal
+    /// to the broadcast host `all`. Microbus allows up to 252 bytes; the
+    /// position token of this layout carries at most 64 after `loc-`.
+    pub fn locality(input: &str) -> Result<Self, SubjectError> {
+        let bad = |reason: &'static str| {
+            let mut shown = input.to_string();
+            if shown.len() > 200 {
+                let mut cut = 200;
+                while !shown.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                shown.truncate(cut);
+            }
+            SubjectError::InvalidLocality {
+                locality: shown,
+                reason,
+            }
+        };
+        if input.is_empty() {
+            return Err(bad("empty"));
+        }
+        if input.len() > MAX_LOCALITY_LEN {
+            return Err(bad("longer than 64 bytes"));
+        }
+        if !input
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(bad(
+                "only letters a-z, digits, '-' and '.' are allowed (no '*', '>', '_', spaces or non-ASCII)",
+            ));
+        }
+        let lower = input.to_ascii_lowercase();
+        let hyphenated = if lower.contains('.') {
+            let mut levels: Vec<&str> = lower.split('.').collect();
+            levels.reverse();
+            levels.join("-")
+        } else {
+            lower
+        };
+        if hyphenated.split('-').any(str::is_empty) {
+            return Err(bad(
+                "a level is empty (a leading, trailing or doubled '-' or '.')",
+            ));
+        }
+        if hyphenated.starts_with("id-") || hyphenated.starts_with("loc-") {
+            return Err(bad("starts with the reserved 'id-' or 'loc-'"));
+        }
+        if hyphenated == "all" {
+            return Err(bad("'all' is the broadcast host"));
+        }
+        Ok(Position::Loc(format!("loc-{hyphenated}")))
+    }
+
+    /// The positions a service of this locality subscribes on, broadest
+    /// first, as Microbus does: every prefix of the hierarchy
+    /// (`loc-us-west-b` gives `loc-us`, `loc-us-west`, `loc-us-west-b`), so
+    /// a call to `loc-us` reaches it too. Empty for any other position.
+    pub fn locality_levels(&self) -> Vec<Position> {
+        let Position::Loc(token) = self else {
+            return Vec::new();
+        };
+        token
+            .match_indices('-')
+            .skip(1)
+            .map(|(at, _)| Position::Loc(token[..at].to_string()))
+            .chain(std::iter::once(self.clone()))
+            .collect()
+    }
+
+    /// Splits a leading `id-…`/`loc-…` label off a host as Microbus's
+    /// `cutIDOrLocality` does (`loc-us-west.example.com` is `loc-us-west`
+    /// on `example.com`); a host without one is [`Position::Any`] on the
+    /// whole host. The label is checked as [`Position::parse`] checks it;
+    /// the rest is left for the caller to parse as a hostname.
+    pub fn split_host(host: &str) -> Result<(Self, &str), SubjectError> {
+        match host.split_once('.') {
+            Some((first, rest))
+                if starts_with_ignore_case(first, "id-")
+                    || starts_with_ignore_case(first, "loc-") =>
+            {
+                Ok((Position::parse(first)?, rest))
+            }
+            _ => Ok((Position::Any, host)),
+        }
     }
 
     /// The token as written in subjects.
@@ -511,6 +618,11 @@ pub fn decode_request(subject: &str) -> Result<RequestParts<'_>, SubjectError> {
     request_parts(subject, &h)
 }
 
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Whether `t` is a position token in any case: `_`, `id-…` or `loc-…`
 /// with a tail of 1-64 letters, digits and `-` (what [`Position::parse`]
 /// accepts, besides the empty string).
@@ -632,6 +744,101 @@ pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn localities_as_microbus_reads_them() {
+        let loc = |s: &str| Position::locality(s).map(|p| p.token().to_string());
+        assert_eq!(loc("us").unwrap(), "loc-us");
+        assert_eq!(loc("US-WEST").unwrap(), "loc-us-west");
+        assert_eq!(loc("1.b.West.us").unwrap(), "loc-us-west-b-1");
+        assert_eq!(loc("eu").unwrap(), "loc-eu");
+        let longest = "a".repeat(MAX_LOCALITY_LEN);
+        let p = Position::locality(&longest).unwrap();
+        // Every locality makes a position token the subject decoder takes.
+        assert_eq!(Position::parse(p.token()).unwrap(), p);
+        for bad in [
+            "",
+            ".",
+            "*",
+            ">",
+            "us.*",
+            "us west",
+            " us",
+            "us\n",
+            "us_west",
+            "us/west",
+            "ünïcode",
+            "日本",
+            "-us",
+            "us-",
+            "us--west",
+            "us..west",
+            ".us",
+            "id-x",
+            "loc-us",
+            "LOC-US",
+            "all",
+            "ALL",
+            &"a".repeat(MAX_LOCALITY_LEN + 1),
+            &"é".repeat(300),
+        ] {
+            match Position::locality(bad) {
+                Err(SubjectError::InvalidLocality { locality, reason }) => {
+                    assert!(locality.len() <= 200, "{bad:?}");
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn positions_split_off_hosts_as_microbus_cuts_them() {
+        let split = |h: &str| {
+            Position::split_host(h).map(|(p, rest)| (p.token().to_string(), rest.to_string()))
+        };
+        assert_eq!(
+            split("loc-us-west.example.com").unwrap(),
+            ("loc-us-west".into(), "example.com".into())
+        );
+        assert_eq!(
+            split("ID-ABC123.example.com").unwrap(),
+            ("id-abc123".into(), "example.com".into())
+        );
+        for plain in ["singleton", "other.example.com", "loc.example.com", "id.x"] {
+            assert_eq!(split(plain).unwrap(), ("_".into(), plain.into()));
+        }
+        for bad in ["loc-.x", "loc-a_b.x", "id-*.x", "loc-é.x", "loc->.x"] {
+            assert!(
+                matches!(split(bad), Err(SubjectError::InvalidPosition { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn locality_levels_are_every_prefix() {
+        let tokens = |s: &str| {
+            Position::locality(s)
+                .unwrap()
+                .locality_levels()
+                .iter()
+                .map(|p| p.token().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tokens("us"), ["loc-us"]);
+        assert_eq!(
+            tokens("us-west-b-1"),
+            ["loc-us", "loc-us-west", "loc-us-west-b", "loc-us-west-b-1"]
+        );
+        assert!(Position::Any.locality_levels().is_empty());
+        assert!(
+            Position::parse("id-abc")
+                .unwrap()
+                .locality_levels()
+                .is_empty()
+        );
+    }
 
     /// The decoder before the token-array rewrite (kept to compare).
     fn decode_reference(subject: &str) -> Result<Subject, SubjectError> {

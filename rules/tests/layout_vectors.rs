@@ -82,11 +82,21 @@ fn unflatten_vectors() {
     }
 }
 
-/// Localities: Microbus turns `us` into `loc-us`; buswarden takes a
-/// position as its full token (`loc-us`, case-insensitive) and never adds
-/// the prefix (a deliberate difference: a bare word is never a position).
+/// Localities: Microbus turns `us` into `loc-us` and `US-WEST` into
+/// `loc-us-west` (a service's own locality, `Position::locality`, as the
+/// runtime's `Connector::with_locality` reads it). A position in a subject
+/// or a host label is its full token (`loc-us`, case-insensitive): a bare
+/// word there is never a position.
 #[test]
 fn locality_tokens() {
+    assert_eq!(
+        Position::locality("us").unwrap(),
+        Position::Loc("loc-us".into())
+    );
+    assert_eq!(
+        Position::locality("US-WEST").unwrap(),
+        Position::Loc("loc-us-west".into())
+    );
     assert_eq!(
         Position::parse("loc-us").unwrap(),
         Position::Loc("loc-us".into())
@@ -114,11 +124,14 @@ fn leading_position_labels() {
         assert_eq!(Position::parse(first).unwrap().token(), pos);
         assert_eq!(Hostname::parse(tail).unwrap().as_str(), rest);
         assert!(Hostname::parse(host).is_err(), "{host}");
+        let (p, r) = Position::split_host(host).unwrap();
+        assert_eq!((p.token(), r), (pos, rest));
     }
     for host in ["singleton", "other.example.com"] {
         let first = host.split('.').next().unwrap();
         assert!(Position::parse(first).is_err(), "{first}");
         assert!(Hostname::parse(host).is_ok());
+        assert_eq!(Position::split_host(host).unwrap(), (Position::Any, host));
     }
 }
 

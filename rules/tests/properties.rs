@@ -3,7 +3,7 @@
 //! UTF-8: the subject layout cannot be bent by any input.
 
 use buswarden_rules::derive::{Call, Dest, call_rule, derive};
-use buswarden_rules::hostname::{Hostname, flatten};
+use buswarden_rules::hostname::{Hostname, flatten, flattens_to};
 use buswarden_rules::pattern;
 use buswarden_rules::policy::Policy;
 use buswarden_rules::route::{Method, Route, Segment, Url};
@@ -189,6 +189,19 @@ fn instantiate(route: &Route, fill: &[String]) -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// `flattens_to` agrees with `flatten` on any host and any token,
+    /// including the host's own flattening and near misses of it.
+    #[test]
+    fn flattens_to_agrees_with_flatten(host in nasty_text(16), other in nasty_text(16), cut in 0usize..8) {
+        let flat = flatten(&host);
+        prop_assert!(flattens_to(&host, &flat));
+        prop_assert_eq!(flattens_to(&host, &flatten(&other)), flatten(&other) == flat);
+        let mut shorter = flat.clone();
+        shorter.truncate(flat.len().saturating_sub(cut + 1));
+        prop_assert_eq!(flattens_to(&host, &shorter), shorter == flat);
+        prop_assert_eq!(flattens_to(&host, &other), other == flat);
+    }
 
     /// Any text in the host and path positions yields a valid NATS subject
     /// with the fixed token structure: the wildcards and dots of the input

@@ -13,7 +13,7 @@
 //!     ... -- --sequential 3000 --concurrent 20000 --in-flight 32 --rounds 5 [--current-thread]
 //!     ... -- --profile raw|runtime   (one side only, for `perf record`)
 
-use buswarden::wire::{self, Envelope, Kind};
+use buswarden::wire::{Envelope, Kind};
 use buswarden::{Connector, Error, id};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -223,10 +223,10 @@ async fn run(s: Settings) {
     tokio::spawn(async move {
         while let Some(msg) = hsub.next().await {
             if let (Some(reply), Ok((env, body))) = (msg.reply, Envelope::decode(&msg.payload)) {
+                // As the runtime answers a typed call: transport headers,
+                // the JSON object of named outputs, no Content-Type.
                 let mut out = Envelope::reply(Kind::Response, 200, &env.msg_id, "id-responder1");
                 out.from_host = "echo.refer".into();
-                out.headers
-                    .push(("Content-Type".into(), "application/json".into()));
                 if let Ok(out) = out.encode(&body) {
                     let _ = r3.publish(reply, out).await;
                 }
@@ -434,8 +434,10 @@ enum Framing {
     Binary,
 }
 
-/// A request as the runtime writes it: transport headers, budget, depth
-/// and a traceparent, a JSON object body.
+/// A request as the runtime writes it for a call outside any trace:
+/// transport headers (no `From-Version`, as Microbus for version 0),
+/// budget and depth, a JSON object body (no `traceparent`: sent only
+/// inside a trace, as Microbus with tracing off).
 fn http_request(payload: &str) -> bytes::Bytes {
     let mut env = Envelope::request(
         "POST",
@@ -444,21 +446,14 @@ fn http_request(payload: &str) -> bytes::Bytes {
         "id-abcdefghij",
     );
     env.from_host = "caller.bench".into();
-    env.from_version = "1".into();
     env.time_budget = Some(Duration::from_secs(20));
     env.call_depth = 1;
-    env.headers.push((
-        wire::TRACEPARENT.into(),
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
-    ));
     env.encode(payload.as_bytes()).expect("request")
 }
 
 fn http_response_len(payload: &str) -> usize {
     let mut out = Envelope::reply(Kind::Response, 200, "Ab3dEf7h", "id-responder1");
     out.from_host = "echo.refer".into();
-    out.headers
-        .push(("Content-Type".into(), "application/json".into()));
     out.encode(payload.as_bytes()).map_or(0, |b| b.len())
 }
 

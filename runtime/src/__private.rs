@@ -136,8 +136,16 @@ impl Spec {
     /// The path arguments of a received path, by name.
     fn extract(&self, path: &str) -> Result<Vec<(String, String)>, Error> {
         let (_, route) = self.get()?;
-        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let mut out = Vec::new();
+        if !route
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Arg(_) | Segment::Greedy(_)))
+        {
+            // No path arguments: nothing to split (most routes).
+            return Ok(out);
+        }
+        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         for (i, seg) in route.segments.iter().enumerate() {
             match seg {
                 Segment::Arg(n) => {
@@ -219,15 +227,18 @@ pub struct Encoded {
 /// text), a JSON object in the body otherwise; plus the path arguments.
 /// Encoding writes the object directly (no intermediate JSON values).
 #[derive(Debug, Default)]
-pub struct Args {
+pub struct Args<'a> {
     out: Vec<u8>,
     query: Option<String>,
-    body: serde_json::Map<String, serde_json::Value>,
+    /// The JSON object of a received request's arguments (checked to be
+    /// one; each argument is read out of it in place, without building
+    /// the object).
+    body: &'a [u8],
     /// Path and query arguments of a received request, as text.
     text: Vec<(String, String)>,
 }
 
-impl Args {
+impl<'a> Args<'a> {
     /// No arguments yet, for a JSON body.
     pub fn new() -> Self {
         Args::default()
@@ -316,15 +327,18 @@ impl Args {
 
     /// The arguments of a received request: the JSON object of its body,
     /// its query arguments and its path arguments.
-    pub fn from_request(req: &Request, spec: &Spec) -> Result<Self, Error> {
-        let body = if req.body.is_empty() {
-            serde_json::Map::new()
-        } else {
-            serde_json::from_slice(&req.body).map_err(|e| Error::Decode {
-                what: "arguments".into(),
-                reason: e.to_string(),
-            })?
-        };
+    pub fn from_request(req: &'a Request, spec: &Spec) -> Result<Self, Error> {
+        let body = req.body.as_slice();
+        if !body.is_empty() {
+            // A JSON object (its members are read by `take`), nothing after.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            serde::Deserializer::deserialize_map(&mut de, AnyObject)
+                .and_then(|()| de.end())
+                .map_err(|e| Error::Decode {
+                    what: "arguments".into(),
+                    reason: e.to_string(),
+                })?;
+        }
         let mut text = spec.extract(&req.path)?;
         for pair in req.query.split('&').filter(|p| !p.is_empty()) {
             let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -351,8 +365,43 @@ impl Args {
                 .or_else(|_| serde_json::from_str(&text))
                 .map_err(bad);
         }
-        let v = self.body.remove(name).unwrap_or(serde_json::Value::Null);
-        serde_json::from_value(v).map_err(bad)
+        let found = if self.body.is_empty() {
+            None
+        } else {
+            // The last member of that name, as Go's encoding/json reads a
+            // repeated key.
+            let mut de = serde_json::Deserializer::from_slice(self.body);
+            serde::Deserializer::deserialize_map(
+                &mut de,
+                NamedOutput::<T> {
+                    name,
+                    last: true,
+                    _t: PhantomData,
+                },
+            )
+            .map_err(bad)?
+        };
+        match found {
+            Some(v) => Ok(v),
+            None => serde_json::from_value(serde_json::Value::Null).map_err(bad),
+        }
+    }
+}
+
+/// Accepts any JSON object, its members unread.
+struct AnyObject;
+
+impl<'de> serde::de::Visitor<'de> for AnyObject {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object of named arguments")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(())
     }
 }
 
@@ -367,7 +416,8 @@ pub fn encode_result<T: Serialize>(
         what: "result".into(),
         reason: e.to_string(),
     };
-    let mut body = Vec::with_capacity(64);
+    // Room for a small output without regrowing.
+    let mut body = Vec::with_capacity(128 + output.len());
     body.push(b'{');
     serde_json::to_writer(&mut body, output).map_err(bad)?;
     body.push(b':');
@@ -380,6 +430,8 @@ pub fn encode_result<T: Serialize>(
 /// object: other members are skipped, the named one deserialized in place.
 struct NamedOutput<'a, T> {
     name: &'a str,
+    /// Of a repeated name: the last member (else the first).
+    last: bool,
     _t: PhantomData<T>,
 }
 
@@ -411,7 +463,7 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for NamedOutput<'_
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
         let mut found = None;
         while let Some(is) = map.next_key_seed(KeyIs(self.name))? {
-            if is && found.is_none() {
+            if is && (self.last || found.is_none()) {
                 found = Some(map.next_value::<T>()?);
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
@@ -437,6 +489,7 @@ pub fn decode_result<T: DeserializeOwned>(resp: Response, output: &str) -> Resul
         &mut de,
         NamedOutput::<T> {
             name: output,
+            last: false,
             _t: PhantomData,
         },
     )
@@ -671,6 +724,48 @@ mod tests {
         assert_eq!(
             (sent.query.as_str(), &sent.body[..]),
             ("", &br#"{"x":3}"#[..])
+        );
+    }
+
+    #[test]
+    fn body_arguments_are_read_in_place_as_go_reads_them() {
+        let spec = Spec::new("POST", "/square");
+        let req = |body: &str| Request::new().with_body(body.as_bytes().to_vec());
+        let r = req(r#"{"other":{"deep":[1,{"x":"}"}]},"x":3,"name":"ünï \"q\""}"#);
+        let mut got = Args::from_request(&r, &spec).unwrap();
+        assert_eq!(got.take::<i64>("x").unwrap(), 3);
+        assert_eq!(got.take::<String>("name").unwrap(), "ünï \"q\"");
+        // Missing: null.
+        assert_eq!(got.take::<Option<i64>>("absent").unwrap(), None);
+        assert!(got.take::<i64>("absent").is_err());
+        // A repeated key: the last one, as Go's encoding/json.
+        let r = req(r#"{"x":1,"x":2}"#);
+        assert_eq!(
+            Args::from_request(&r, &spec)
+                .unwrap()
+                .take::<i64>("x")
+                .unwrap(),
+            2
+        );
+        // Not an object, or trailing bytes: refused before any argument is read.
+        for bad in ["[1]", "3", r#"{"x":1} x"#, r#"{"x":"#, "{", "nul"] {
+            assert!(
+                matches!(
+                    Args::from_request(&req(bad), &spec),
+                    Err(Error::Decode { .. })
+                ),
+                "{bad}"
+            );
+        }
+        // A wrong type is a decode error naming the argument.
+        let r = req(r#"{"x":"three"}"#);
+        let err = Args::from_request(&r, &spec)
+            .unwrap()
+            .take::<i64>("x")
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Decode { ref what, .. } if what == "argument x"),
+            "{err:?}"
         );
     }
 

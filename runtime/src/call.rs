@@ -86,42 +86,18 @@ pub(crate) fn parse_host(text: &str) -> Result<(Hostname, Position), Error> {
         url: text.to_string(),
         reason,
     };
-    let lower = text.to_ascii_lowercase();
-    let (pos, rest) = match lower.split_once('.') {
-        Some((first, rest)) if first.starts_with("id-") || first.starts_with("loc-") => (
-            Position::parse(first).map_err(|e| bad(e.to_string()))?,
-            rest,
-        ),
-        _ => (Position::Any, lower.as_str()),
-    };
+    let (pos, rest) = Position::split_host(text).map_err(|e| bad(e.to_string()))?;
     let host = Hostname::parse_destination(rest).map_err(|e| bad(e.to_string()))?;
     Ok((host, pos))
 }
 
-/// Parses a raw-call URL: `http(s)://[id-….]host[:port]/path[?query]`.
+/// Parses a raw-call URL: `http(s)://[id-…|loc-….]host[:port]/path[?query]`.
 pub(crate) fn parse_url(url: &str) -> Result<(Target, String), Error> {
-    let bad = |reason: String| Error::InvalidUrl {
+    let (parsed, pos) = Url::parse_addressed(url).map_err(|e| Error::InvalidUrl {
         url: url.to_string(),
-        reason,
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("not an http:// or https:// URL".into()))?;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let (host_part, port_part) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (authority, None),
-    };
-    let (host, pos) = parse_host(host_part)?;
-    let mut plain = format!("{scheme}://{host}");
-    if let Some(p) = port_part {
-        plain.push(':');
-        plain.push_str(p);
-    }
-    plain.push_str(tail);
-    let parsed = Url::parse(&plain).map_err(|e| bad(e.to_string()))?;
-    let query = tail
+        reason: e.to_string(),
+    })?;
+    let query = url
         .split_once('?')
         .map(|(_, q)| q.split('#').next().unwrap_or_default().to_string())
         .unwrap_or_default();
@@ -217,17 +193,17 @@ impl Live {
         )
         .map_err(encode)?;
         let write = |w: &mut MessageWriter| -> Result<(), wire::EnvelopeError> {
-            w.transport(Kind::Request, msg_id, self.host.as_str(), self.id.token())?;
+            w.transport(Kind::Request, msg_id, &self.request_sender)?;
             w.budget_and_depth(plan.budget, plan.depth);
             if let Some((i, n)) = fragment {
                 w.header(wire::FRAGMENT, &format!("{i}/{n}"))?;
             }
-            w.traceparent(
-                inherited
-                    .trace
-                    .as_ref()
-                    .map(|(t, f)| (t.as_str(), f.as_str())),
-            );
+            // Propagated when the request being handled carried one (a
+            // new span id, the same trace); a call outside any trace sends
+            // none, as Microbus does with tracing off (no OTLP endpoint).
+            if let Some((t, f)) = &inherited.trace {
+                w.traceparent(Some((t.as_str(), f.as_str())));
+            }
             if let Some(actor) = &inherited.actor {
                 w.header(wire::ACTOR, actor)?;
             }
@@ -596,24 +572,25 @@ impl Live {
             };
             match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
                 Ok(Some(Incoming::Message { responder, reply })) => {
-                    let who = (responder.clone(), reply.envelope.from_id.clone());
+                    let who = (responder.clone(), reply.from_id.clone());
                     if done.contains(&who) {
                         continue;
                     }
-                    if reply.envelope.kind == Kind::Ack {
+                    if reply.kind == Kind::Ack {
                         let fresh = acked.insert(who);
-                        let acker = reply.envelope.from_id.clone();
+                        let acker = reply.from_id.clone();
                         if fresh
                             && call.parts.len() > 1
-                            && reply.envelope.status == 100
+                            && reply.status == 100
                             && let Err(e) = self.send_rest(target, method, &call, &acker).await
                         {
                             results.push(Err(e));
                         }
                         continue;
                     }
-                    let Reply { mut envelope, body } = reply;
-                    let body = match envelope.fragment.filter(|(_, n)| *n > 1) {
+                    let mut reply = reply;
+                    let body = std::mem::take(&mut reply.body);
+                    let body = match reply.fragment.filter(|(_, n)| *n > 1) {
                         None => body,
                         Some((i, n)) => {
                             let part = partials
@@ -622,7 +599,7 @@ impl Live {
                             match part.add(i, n, body, self.config.max_body) {
                                 Ok(false) => continue,
                                 Ok(true) => {
-                                    envelope.fragment = None;
+                                    reply.fragment = None;
                                     partials
                                         .remove(&who)
                                         .map(Partial::assemble)
@@ -644,7 +621,8 @@ impl Live {
                     };
                     acked.insert(who.clone());
                     done.insert(who);
-                    results.push(into_response(&responder, Reply { envelope, body }));
+                    reply.body = body;
+                    results.push(into_response(&responder, reply));
                 }
                 Ok(Some(Incoming::Denied)) => {
                     break Err(Error::PublishDenied {
@@ -702,21 +680,26 @@ impl Drop for PendingGuard<'_> {
 /// Turns a reply into a [`Response`], or an error for an `Err` reply
 /// (Microbus's error JSON; its message, or the body as text).
 pub(crate) fn into_response(responder: &str, reply: Reply) -> Result<Response, Error> {
-    let Reply { envelope, body } = reply;
-    if envelope.kind == Kind::Error {
+    let Reply {
+        kind,
+        status,
+        mut headers,
+        body,
+        ..
+    } = reply;
+    if kind == Kind::Error {
         let message = wire::parse_error_body(&body)
             .map(|(m, _)| m)
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(Error::Remote {
             host: responder.to_string(),
-            status: envelope.status,
+            status,
             message,
         });
     }
-    let mut headers = envelope.headers;
     headers.retain(|(n, _)| !wire::is_envelope(n));
     Ok(Response {
-        status: envelope.status,
+        status,
         headers,
         body: body.to_vec(),
     })

@@ -5,6 +5,7 @@
 //! | `BUSWARDEN_NATS_URL` | the NATS server URL(s), comma-separated | `nats://127.0.0.1:4222` |
 //! | `BUSWARDEN_PLANE` | the deployment plane (first subject token) | `microbus` |
 //! | `BUSWARDEN_CREDS_DIR` | folder holding `<hostname>_nats.creds` | none: no credentials |
+//! | `BUSWARDEN_LOCALITY` | the instance's locality (`us-west-b`, or `b.west.us`), validated at connect (see [`crate::Connector::with_locality`]) | none |
 //! | `BUSWARDEN_RECORD` | folder to record every subject published and subscribed in (see [`crate::record`]) | none: not recorded |
 //!
 //! Code wins over the environment: [`crate::Connector::with_url`] and its
@@ -20,6 +21,8 @@ pub const ENV_NATS_URL: &str = "BUSWARDEN_NATS_URL";
 pub const ENV_PLANE: &str = "BUSWARDEN_PLANE";
 /// Environment variable: folder of `.creds` files.
 pub const ENV_CREDS_DIR: &str = "BUSWARDEN_CREDS_DIR";
+/// Environment variable: locality (Microbus reads `MICROBUS_LOCALITY`).
+pub const ENV_LOCALITY: &str = "BUSWARDEN_LOCALITY";
 /// Default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Default time a call waits for its response.
@@ -90,6 +93,9 @@ pub struct Config {
     pub max_reply_bytes: usize,
     /// Where subjects are recorded (`gencreds coverage`); `None`: not recorded.
     pub record_dir: Option<PathBuf>,
+    /// The instance's locality as given, validated at connect; `None`: no
+    /// locality (the instance answers `_` and its `id-…` only).
+    pub locality: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +110,7 @@ impl Default for Config {
             max_responders: DEFAULT_MAX_RESPONDERS,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             record_dir: None,
+            locality: None,
         }
     }
 }
@@ -125,6 +132,9 @@ impl Config {
         }
         if let Some(dir) = lookup(ENV_CREDS_DIR).filter(|v| !v.is_empty()) {
             c.credentials = Credentials::CredsFile(creds_path(Path::new(&dir), hostname));
+        }
+        if let Some(loc) = lookup(ENV_LOCALITY).filter(|v| !v.is_empty()) {
+            c.locality = Some(loc);
         }
         if let Some(dir) = lookup(crate::record::ENV_RECORD).filter(|v| !v.is_empty()) {
             c.record_dir = Some(PathBuf::from(dir));
@@ -148,10 +158,12 @@ mod tests {
             ENV_NATS_URL => Some("nats://10.0.0.1:4222".into()),
             ENV_PLANE => Some("prod".into()),
             ENV_CREDS_DIR => Some("/etc/creds".into()),
+            ENV_LOCALITY => Some("US-West".into()),
             _ => None,
         });
         assert_eq!(c.nats_url, "nats://10.0.0.1:4222");
         assert_eq!(c.plane, "prod");
+        assert_eq!(c.locality.as_deref(), Some("US-West"));
         assert_eq!(
             c.credentials,
             Credentials::CredsFile(PathBuf::from("/etc/creds/calc.example_nats.creds"))

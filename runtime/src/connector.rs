@@ -73,6 +73,12 @@ pub(crate) struct Live {
     pub(crate) plane: Plane,
     pub(crate) host: Hostname,
     pub(crate) id: Position,
+    /// The instance's locality (`loc-…`), if it has one.
+    pub(crate) locality: Option<Position>,
+    /// The transport lines of this instance's requests (from host and id)
+    /// and of its acks and responses (and its locality), rendered once.
+    pub(crate) request_sender: wire::Sender,
+    pub(crate) reply_sender: wire::Sender,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
     /// The reply subscription and its readers (see [`crate::pump`]).
@@ -214,10 +220,31 @@ impl ReplyShape {
     }
 }
 
-/// A decoded response or acknowledgement.
+/// A decoded response or acknowledgement: the part of its head a waiting
+/// call reads (the rest is dropped where it arrives, so what moves through
+/// the call's channel is small), and its body.
 pub(crate) struct Reply {
-    pub(crate) envelope: wire::Envelope,
+    pub(crate) kind: wire::Kind,
+    pub(crate) status: u16,
+    /// The responder's instance id.
+    pub(crate) from_id: compact_str::CompactString,
+    pub(crate) fragment: Option<(u32, u32)>,
+    /// The headers besides the transport ones.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: bytes::Bytes,
+}
+
+impl Reply {
+    fn new(envelope: wire::Envelope, body: bytes::Bytes) -> Self {
+        Reply {
+            kind: envelope.kind,
+            status: envelope.status,
+            from_id: envelope.from_id,
+            fragment: envelope.fragment,
+            headers: envelope.headers,
+            body,
+        }
+    }
 }
 
 /// What reaches a waiting call.
@@ -334,11 +361,7 @@ impl Shared {
     /// is the one token between `shape`'s prefix and suffix; anything else,
     /// or a token that is no flattened hostname, is counted as malformed.
     pub(crate) fn dispatch_reply(&self, msg: async_nats::Message, shape: &ReplyShape) {
-        let Some(responder) = shape
-            .responder(msg.subject.as_str())
-            .and_then(hostname::unflatten)
-            .map(compact_str::CompactString::from)
-        else {
+        let Some(token) = shape.responder(msg.subject.as_str()) else {
             return self.count_malformed();
         };
         let (envelope, body) = match wire::Envelope::decode(&msg.payload) {
@@ -351,6 +374,7 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let reply = Reply::new(envelope, body);
         let mut pending = self.pending();
         let Some(p) = pending.get_mut(&key) else {
             drop(pending);
@@ -359,10 +383,22 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if p.expect.as_ref().is_some_and(|e| *e != responder) {
-            drop(pending);
-            return self.count_spoofed_reply();
-        }
+        // The responder is the host called when its token is that host's
+        // flattening (compared in place; no unflattening per reply).
+        let responder = match &p.expect {
+            Some(e) if hostname::flattens_to(e, token) => e.clone(),
+            expect => match hostname::unflatten(token) {
+                None => {
+                    drop(pending);
+                    return self.count_malformed();
+                }
+                Some(_) if expect.is_some() => {
+                    drop(pending);
+                    return self.count_spoofed_reply();
+                }
+                Some(name) => compact_str::CompactString::from(name),
+            },
+        };
         // Every byte a call takes in counts against its limit, acks too:
         // a flood of replies to one call cannot grow memory past it.
         let size = msg.payload.len();
@@ -371,24 +407,21 @@ impl Shared {
             return self.count_dropped_reply();
         }
         p.bytes += size;
-        let is_ack = envelope.kind == wire::Kind::Ack;
+        let is_ack = reply.kind == wire::Kind::Ack;
         match &mut p.sink {
             Sink::Many {
                 tx,
                 responders,
                 max_responders,
             } => {
-                if !responders.contains(envelope.from_id.as_str()) {
+                if !responders.contains(reply.from_id.as_str()) {
                     if responders.len() >= *max_responders {
                         drop(pending);
                         return self.count_dropped_reply();
                     }
-                    responders.insert(envelope.from_id.clone());
+                    responders.insert(reply.from_id.clone());
                 }
-                let sent = tx.try_send(Incoming::Message {
-                    responder,
-                    reply: Reply { envelope, body },
-                });
+                let sent = tx.try_send(Incoming::Message { responder, reply });
                 drop(pending);
                 if sent.is_err() {
                     self.count_dropped_reply();
@@ -397,21 +430,19 @@ impl Shared {
             Sink::Once { ack, acked, .. } if is_ack => {
                 *acked = true;
                 if let Some(tx) = ack.take() {
-                    let _ = tx.send(envelope.from_id);
+                    let _ = tx.send(reply.from_id);
                 }
             }
             Sink::Once {
                 partial, max_body, ..
             } => {
-                let mut envelope = envelope;
-                let mut body = body;
-                if let Some((i, n)) = envelope.fragment.filter(|(_, n)| *n > 1) {
+                let mut reply = reply;
+                if let Some((i, n)) = reply.fragment.filter(|(_, n)| *n > 1) {
                     let part = partial.get_or_insert_with(|| crate::frag::Partial::new(n));
-                    match part.add(i, n, body, *max_body) {
+                    match part.add(i, n, std::mem::take(&mut reply.body), *max_body) {
                         Ok(false) => return,
                         Ok(true) => {
                             // Reassembled after the lock is released.
-                            body = bytes::Bytes::new();
                         }
                         Err(_) => {
                             let entry = pending.remove(&key);
@@ -449,13 +480,10 @@ impl Shared {
                 }) = entry
                 {
                     if let Some(part) = partial {
-                        body = part.assemble();
-                        envelope.fragment = None;
+                        reply.body = part.assemble();
+                        reply.fragment = None;
                     }
-                    let _ = tx.send(Incoming::Message {
-                        responder,
-                        reply: Reply { envelope, body },
-                    });
+                    let _ = tx.send(Incoming::Message { responder, reply });
                 }
             }
         }
@@ -562,6 +590,20 @@ impl Connector {
         self.configure(|c| c.credentials = Credentials::UserPassword { user, password })
     }
 
+    /// Sets the instance's locality (before connecting), as Microbus's
+    /// `SetLocality`: hierarchical, broadest level first (`us-west-b`), or
+    /// dot notation most specific first (`b.west.us`); case-insensitive.
+    /// Validated by [`Connector::connect`] ([`Error::InvalidLocality`]; see
+    /// [`Position::locality`] for the rules). Every endpoint is then also
+    /// subscribed on each level of it (`loc-us`, `loc-us-west`,
+    /// `loc-us-west-b`), so a call to `https://loc-us-west.<host>/…`
+    /// reaches only instances in that locality; acks and responses carry
+    /// `Microbus-Locality`.
+    pub fn with_locality(self, locality: impl Into<String>) -> Self {
+        let locality = locality.into();
+        self.configure(|c| c.locality = Some(locality))
+    }
+
     /// Sets how long calls wait for a response.
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.configure(|c| c.timeout = timeout)
@@ -607,6 +649,14 @@ impl Connector {
         self.inner.live.get().map(|l| l.id.token().to_string())
     }
 
+    /// The locality position (`loc-…`) once connected, if one was set.
+    pub fn locality(&self) -> Option<String> {
+        self.inner
+            .live
+            .get()
+            .and_then(|l| l.locality.as_ref().map(|p| p.token().to_string()))
+    }
+
     /// Whether [`Connector::connect`] succeeded.
     pub fn is_connected(&self) -> bool {
         self.inner.live.get().is_some()
@@ -640,6 +690,16 @@ impl Connector {
             plane: config.plane.clone(),
             reason: e.to_string(),
         })?;
+        let locality = config
+            .locality
+            .as_deref()
+            .map(|l| {
+                Position::locality(l).map_err(|e| Error::InvalidLocality {
+                    locality: l.chars().take(200).collect(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         let instance = id::instance_id();
         let id = Position::parse(&instance).map_err(|e| Error::InvalidHostname {
             host: instance.clone(),
@@ -693,11 +753,26 @@ impl Connector {
         if let Some(r) = &recorder {
             r.subscribe(&reply);
         }
+        let sender = |locality: Option<&str>| {
+            wire::Sender::new(host.as_str(), id.token(), locality).map_err(|e| Error::Encode {
+                what: "transport headers".into(),
+                reason: e.to_string(),
+            })
+        };
+        let request_sender = sender(None)?;
+        let reply_sender = sender(
+            locality
+                .as_ref()
+                .map(|l| l.token().strip_prefix("loc-").unwrap_or(l.token())),
+        )?;
         let live = Arc::new(Live {
             client,
             plane,
             host,
             id,
+            locality,
+            request_sender,
+            reply_sender,
             config,
             shared: self.inner.shared.clone(),
             pump,
@@ -846,6 +921,39 @@ mod tests {
             Some("a.*.b".to_string())
         );
         assert_eq!(violation_subject("something else", "publish"), None);
+    }
+
+    #[tokio::test]
+    async fn hostile_localities_are_typed_errors_at_connect() {
+        for bad in [
+            "",
+            ".",
+            "*",
+            ">",
+            "us.>",
+            "us west",
+            "us\tx",
+            "ünïcode",
+            "us_west",
+            "id-x",
+            "loc-x",
+            "all",
+            &"a".repeat(65),
+            &"🦀".repeat(10_000),
+        ] {
+            // No server at this URL: the locality is refused before any I/O.
+            let c = Connector::with_config("calc.example", Config::default())
+                .with_url("nats://127.0.0.1:1")
+                .with_locality(bad);
+            match c.connect().await {
+                Err(Error::InvalidLocality { locality, reason }) => {
+                    assert!(locality.chars().count() <= 200, "{bad:?}");
+                    assert!(reason.contains("locality"), "{reason}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+            assert!(!c.is_connected());
+        }
     }
 
     #[test]

@@ -97,6 +97,32 @@ pub async fn with_actor<F: Future>(actor: impl Into<String>, fut: F) -> F::Outpu
     frame.scope(fut).await
 }
 
+/// Polls `fut` once with `frame` as the current context: its output, or
+/// the frame back when it is not done (to run it on later, in its own
+/// scope). The scope lives on the stack: nothing is boxed for a handler
+/// that finishes at once.
+pub(crate) fn poll_once<F: Future + Unpin>(
+    frame: Frame,
+    fut: &mut F,
+    cx: &mut std::task::Context<'_>,
+) -> FirstPoll<F::Output> {
+    let mut scoped = std::pin::pin!(FRAME.scope(frame, fut));
+    match scoped.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => FirstPoll::Done(out),
+        std::task::Poll::Pending => {
+            FirstPoll::Waiting(scoped.as_mut().take_value().unwrap_or_default())
+        }
+    }
+}
+
+/// What [`poll_once`] gives: the output, or the frame of a future that
+/// waits (moved once; not worth a box).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum FirstPoll<T> {
+    Done(T),
+    Waiting(Frame),
+}
+
 /// Reads the current frame, if any, without cloning it.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
     FRAME.try_with(f).ok()

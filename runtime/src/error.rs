@@ -28,6 +28,14 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// The locality (code or `BUSWARDEN_LOCALITY`) is invalid.
+    #[error("invalid locality {locality:?}: {reason}")]
+    InvalidLocality {
+        /// The locality as given (at most 200 bytes of it).
+        locality: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A method token is not 1 to 32 ASCII letters.
     #[error("invalid method {method:?}: {reason}")]
     InvalidMethod {

@@ -5,8 +5,13 @@
 //! across the replicas of the host by its queue group ([`buswarden_rules::queue::group`],
 //! the flattened hostname, the only group its creds let it join);
 //! `:888` control endpoints use no queue group, so every replica answers) and
-//! on this instance's own `id-…` position (direct addressing). `:888`
-//! endpoints also listen on the broadcast host `all`.
+//! on this instance's own `id-…` position (direct addressing). An instance
+//! with a locality ([`Connector::with_locality`]) also subscribes each
+//! endpoint on every level of it, as Microbus does (`loc-us`,
+//! `loc-us-west`, … in the endpoint's queue group), so a call to
+//! `//loc-us-west.<host>/…` reaches only instances in that locality; its
+//! acks and responses carry `Microbus-Locality`. `:888` endpoints also
+//! listen on the broadcast host `all`.
 //!
 //! Certified caller identity: the caller's hostname is the source segment of
 //! the subject, which the broker pins to the publisher's own hostname. A
@@ -35,7 +40,7 @@
 
 use crate::call::{MAX_CALL_DEPTH, ROUND_TRIP};
 use crate::connector::{Connector, Live};
-use crate::context::Frame;
+use crate::context::{FirstPoll, Frame};
 use crate::error::Error;
 use crate::frag::{self, Inbound as Fragment};
 use crate::wire::{self, Envelope, FROM_HOST, Kind, MessageWriter, Request, Response};
@@ -117,8 +122,8 @@ pub trait Serve: Send + Sync + 'static {
 
 /// Where a request's response goes.
 pub(crate) struct ReplyTo {
-    /// The reply subject.
-    subject: String,
+    /// The reply subject (cloned per publish without a copy).
+    subject: async_nats::Subject,
     /// The request's message id.
     msg_id: compact_str::CompactString,
     /// The trace id (32 lower-case hex digits), for error bodies; kept
@@ -224,6 +229,18 @@ impl Connector {
                 .await?;
             subjects.push(any);
             subjects.push(direct);
+            for level in live.locality.iter().flat_map(Position::locality_levels) {
+                let local =
+                    subject::subscription(&live.plane, dest.as_str(), &level, &method, &route);
+                live.listen(
+                    &local,
+                    queue.as_deref(),
+                    ep.handler.clone(),
+                    Inbound::Request,
+                )
+                .await?;
+                subjects.push(local);
+            }
             if route.port == CONTROL_PORT && route.host.is_none() {
                 // Control endpoints also answer the `all` broadcast host.
                 let all = Hostname::parse_destination(BROADCAST_HOST).map_err(|e| {
@@ -275,13 +292,22 @@ impl Live {
                     msg = sub.next(), if running.len() < MAX_RUNNING => match msg {
                         Some(msg) => match live.accept(msg, inbound) {
                             Received::Call(Accepted { to, frame, request, deadline }) => {
-                                let mut fut = Box::pin(frame.scope(handler(request)));
-                                match futures_util::poll!(fut.as_mut()) {
-                                    Poll::Ready(outcome) => live.respond(to, outcome).await,
-                                    Poll::Pending => {
+                                let mut fut = handler(request);
+                                let mut frame = Some(frame);
+                                let first = std::future::poll_fn(|cx| {
+                                    Poll::Ready(crate::context::poll_once(
+                                        frame.take().unwrap_or_default(),
+                                        &mut fut,
+                                        cx,
+                                    ))
+                                })
+                                .await;
+                                match first {
+                                    FirstPoll::Done(outcome) => live.respond(to, outcome).await,
+                                    FirstPoll::Waiting(frame) => {
                                         live.acknowledge(&to, 202).await;
                                         running.push(async move {
-                                            let outcome = tokio::time::timeout_at(deadline, fut)
+                                            let outcome = tokio::time::timeout_at(deadline, frame.scope(fut))
                                                 .await
                                                 .unwrap_or_else(|_| {
                                                     Err(Error::status(408, "the time budget ran out"))
@@ -356,7 +382,7 @@ impl Live {
             .find(|(n, _)| n.eq_ignore_ascii_case(wire::TRACEPARENT))
             .and_then(|(_, v)| parse_traceparent(v));
         let to = ReplyTo {
-            subject: reply,
+            subject: reply.into(),
             msg_id,
             trace: trace
                 .as_ref()
@@ -443,11 +469,11 @@ impl Live {
     /// The acknowledgement: 202 (working on it) or 100 (send the rest).
     async fn acknowledge(&self, to: &ReplyTo, status: u16) {
         if let Ok(mut w) = MessageWriter::response(status, 0)
-            && w.transport(Kind::Ack, &to.msg_id, self.host.as_str(), self.id.token())
+            && w.transport(Kind::Ack, &to.msg_id, &self.reply_sender)
                 .is_ok()
         {
             if let Some(r) = &self.recorder {
-                r.publish(&to.subject);
+                r.publish(to.subject.as_str());
             }
             let _ = self.client.publish(to.subject.clone(), w.finish(&[])).await;
         }
@@ -457,7 +483,7 @@ impl Live {
     /// it is larger than one message).
     async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
         if let Some(r) = &self.recorder {
-            r.publish(&to.subject);
+            r.publish(to.subject.as_str());
         }
         for payload in self.response_messages(&to, outcome) {
             let _ = self.client.publish(to.subject.clone(), payload).await;
@@ -480,12 +506,7 @@ impl Live {
                 .enumerate()
                 .map(|(i, part)| {
                     let mut w = MessageWriter::response(status, part.len())?;
-                    w.transport(
-                        Kind::Response,
-                        &to.msg_id,
-                        self.host.as_str(),
-                        self.id.token(),
-                    )?;
+                    w.transport(Kind::Response, &to.msg_id, &self.reply_sender)?;
                     if n > 1 {
                         w.header(wire::FRAGMENT, &format!("{}/{n}", i + 1))?;
                     }
@@ -513,7 +534,7 @@ impl Live {
                     .unwrap_or_default();
                 let body = wire::error_body(&e.message(), status, trace);
                 let message = MessageWriter::response(status, body.len()).and_then(|mut w| {
-                    w.transport(Kind::Error, &to.msg_id, self.host.as_str(), self.id.token())?;
+                    w.transport(Kind::Error, &to.msg_id, &self.reply_sender)?;
                     w.header("Content-Type", "application/json")?;
                     Ok(w.finish(&body))
                 });

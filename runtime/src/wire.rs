@@ -62,6 +62,9 @@ pub const TIME_BUDGET: &str = "Microbus-Time-Budget";
 pub const CALL_DEPTH: &str = "Microbus-Call-Depth";
 /// Header: `i/n`, the fragment of a large body.
 pub const FRAGMENT: &str = "Microbus-Fragment";
+/// Header: the responder's locality (hyphen form, without `loc-`), on acks
+/// and responses of an instance that has one (Microbus's `SetLocality`).
+pub const LOCALITY: &str = "Microbus-Locality";
 /// Header: actor token, propagated.
 pub const ACTOR: &str = "Microbus-Actor";
 /// Header prefix: baggage, propagated.
@@ -77,6 +80,9 @@ pub const FORWARDED_PREFIX: &str = "X-Forwarded-";
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most headers a message may carry.
 pub const MAX_HEADERS: usize = 128;
+/// Headers the decoder makes room for before it makes room for
+/// [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
 /// Longest message id accepted.
 const MAX_MSG_ID: usize = 64;
 /// Longest sender instance id or version accepted.
@@ -391,10 +397,27 @@ fn valid_header_value(value: &str) -> bool {
 }
 
 /// A Go duration string: what Microbus writes in `Microbus-Time-Budget`.
-/// Written as whole milliseconds (`1500ms`), which Go's `time.ParseDuration`
-/// reads.
+/// Written as whole seconds (`20s`) or whole milliseconds (`1500ms`), both
+/// of which Go's `time.ParseDuration` reads.
 pub fn format_budget(budget: Duration) -> String {
-    format!("{}ms", budget.as_millis())
+    let mut out = Vec::new();
+    push_budget(&mut out, budget);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes a time budget as the shortest of Go's duration forms that keeps
+/// its milliseconds: whole seconds as `20s` (what Go's `Duration.String`
+/// writes for them), anything else as whole milliseconds (`1500ms`).
+fn push_budget(out: &mut Vec<u8>, budget: Duration) {
+    let ms = budget.as_millis();
+    let mut n = itoa::Buffer::new();
+    if ms > 0 && ms.is_multiple_of(1000) {
+        out.extend_from_slice(n.format(ms / 1000).as_bytes());
+        out.push(b's');
+    } else {
+        out.extend_from_slice(n.format(ms).as_bytes());
+        out.extend_from_slice(b"ms");
+    }
 }
 
 /// Parses a time budget: a Go duration (`20s`, `1m30s`, `1.5s`, `250ms`)
@@ -507,6 +530,51 @@ fn push_uri_part(out: &mut Vec<u8>, text: &str, keep: &[u8]) {
 const REQUEST_HEAD_ROOM: usize = 448;
 /// Head bytes reserved for a response.
 const RESPONSE_HEAD_ROOM: usize = 256;
+
+/// Whether a transport header value can be written as is: 1 to 255
+/// visible ASCII bytes.
+fn transport_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The transport lines that are the same in every message of one
+/// connector, rendered once when it connects: `Microbus-From-Host`,
+/// `Microbus-From-Id` and, on acks and responses of an instance with a
+/// locality, `Microbus-Locality`. No `Microbus-From-Version`: Microbus
+/// omits it for version 0, and a buswarden service has no version number.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    lines: Vec<u8>,
+    count: usize,
+}
+
+impl Sender {
+    /// The lines of `from_host`/`from_id`, and `locality` if given.
+    pub(crate) fn new(
+        from_host: &str,
+        from_id: &str,
+        locality: Option<&str>,
+    ) -> Result<Self, EnvelopeError> {
+        let mut lines = Vec::new();
+        let mut count = 0;
+        for (name, value) in [
+            (FROM_HOST, Some(from_host)),
+            (FROM_ID, Some(from_id)),
+            (LOCALITY, locality),
+        ] {
+            let Some(value) = value else { continue };
+            if !transport_value_ok(value) {
+                return Err(EnvelopeError::InvalidHeaderValue(name.into()));
+            }
+            lines.extend_from_slice(name.as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+            count += 1;
+        }
+        Ok(Sender { lines, count })
+    }
+}
 
 /// Writes a message; the caller adds headers, then the body.
 pub(crate) struct MessageWriter {
@@ -623,15 +691,15 @@ impl MessageWriter {
         Ok(())
     }
 
-    /// Adds `Microbus-Time-Budget` as whole milliseconds (`1500ms`) and
-    /// `Microbus-Call-Depth`, written in place.
+    /// Adds `Microbus-Time-Budget` (whole seconds as `20s`, else whole
+    /// milliseconds as `1500ms`: Go durations) and `Microbus-Call-Depth`,
+    /// written in place.
     pub(crate) fn budget_and_depth(&mut self, budget: Duration, depth: u32) {
         let mut n = itoa::Buffer::new();
         self.buf.extend_from_slice(TIME_BUDGET.as_bytes());
         self.buf.extend_from_slice(b": ");
-        self.buf
-            .extend_from_slice(n.format(budget.as_millis()).as_bytes());
-        self.buf.extend_from_slice(b"ms\r\n");
+        push_budget(&mut self.buf, budget);
+        self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(CALL_DEPTH.as_bytes());
         self.buf.extend_from_slice(b": ");
         self.buf.extend_from_slice(n.format(depth).as_bytes());
@@ -670,35 +738,27 @@ impl MessageWriter {
         self.count += 1;
     }
 
-    /// Adds the transport headers of a message. The values are the
-    /// connector's own hostname and instance id (validated when it
-    /// connected) and a message id it made or decoded (visible ASCII):
-    /// written without another check, once each.
+    /// Adds the transport headers of a message: the sender's lines (written
+    /// once per connector, see [`Sender`]), then `Microbus-Msg-Id` (a
+    /// message id the connector made or decoded, checked here) and
+    /// `Microbus-Op-Code`.
     pub(crate) fn transport(
         &mut self,
         kind: Kind,
         msg_id: &str,
-        from_host: &str,
-        from_id: &str,
+        sender: &Sender,
     ) -> Result<(), EnvelopeError> {
-        let ok =
-            |v: &str| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic());
-        if !(ok(msg_id) && ok(from_host) && ok(from_id)) {
+        if !transport_value_ok(msg_id) {
             return Err(EnvelopeError::InvalidHeaderValue(MSG_ID.into()));
         }
-        for (name, value) in [
-            (FROM_HOST, from_host),
-            (FROM_ID, from_id),
-            (FROM_VERSION, "1"),
-            (MSG_ID, msg_id),
-            (OP_CODE, kind.op_code()),
-        ] {
+        self.buf.extend_from_slice(&sender.lines);
+        for (name, value) in [(MSG_ID, msg_id), (OP_CODE, kind.op_code())] {
             self.buf.extend_from_slice(name.as_bytes());
             self.buf.extend_from_slice(b": ");
             self.buf.extend_from_slice(value.as_bytes());
             self.buf.extend_from_slice(b"\r\n");
         }
-        self.count += 5;
+        self.count += sender.count + 2;
         Ok(())
     }
 
@@ -950,11 +1010,27 @@ fn syntax(e: httparse::Error) -> EnvelopeError {
 impl Envelope {
     /// Decodes a message: its head and its body.
     pub fn decode(payload: &Bytes) -> Result<(Envelope, Bytes), EnvelopeError> {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // Most messages carry a dozen headers: parse with a small array
+        // first (cleared per message), and with the full one only when the
+        // head has more.
+        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+        match Self::decode_with(payload, &mut few) {
+            Err(EnvelopeError::TooManyHeaders) => {
+                let mut all = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                Self::decode_with(payload, &mut all)
+            }
+            other => other,
+        }
+    }
+
+    fn decode_with<'h>(
+        payload: &'h Bytes,
+        raw: &mut [httparse::Header<'h>],
+    ) -> Result<(Envelope, Bytes), EnvelopeError> {
         let is_request = !payload.starts_with(b"HTTP/");
         let head = &payload[..payload.len().min(MAX_HEAD)];
         if is_request {
-            let mut req = httparse::Request::new(&mut raw);
+            let mut req = httparse::Request::new(raw);
             let head_len = match req.parse(head).map_err(syntax)? {
                 httparse::Status::Complete(n) => n,
                 httparse::Status::Partial if payload.len() > MAX_HEAD => {
@@ -985,7 +1061,7 @@ impl Envelope {
             let envelope = Envelope::from_parts(kind, method.into(), url.into(), 0, t, headers)?;
             Ok((envelope, body))
         } else {
-            let mut resp = httparse::Response::new(&mut raw);
+            let mut resp = httparse::Response::new(raw);
             let head_len = match resp.parse(head).map_err(syntax)? {
                 httparse::Status::Complete(n) => n,
                 httparse::Status::Partial if payload.len() > MAX_HEAD => {
@@ -1358,6 +1434,14 @@ mod tests {
             dec("HTTP/1.1 100 Continue\r\nMicrobus-Msg-Id: a\r\nMicrobus-Op-Code: Ack\r\n\r\nbody"),
             Err(EnvelopeError::Body(_))
         ));
+        // More than the small first array holds, fewer than the limit: read
+        // in full, in order.
+        let several: String = (0..FEW_HEADERS * 2)
+            .map(|i| format!("X-{i}: v{i}\r\n"))
+            .collect();
+        let (e, _) = dec(&format!("{head}Microbus-Op-Code: Req\r\n{several}\r\n")).unwrap();
+        assert_eq!(e.headers.len(), FEW_HEADERS * 2);
+        assert_eq!(e.header("x-47"), Some("v47"));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(
             dec(&format!("{head}Microbus-Op-Code: Req\r\n{many}\r\n")),

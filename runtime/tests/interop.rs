@@ -8,7 +8,7 @@
 //! serves. Byte-level golden checks: the requests and responses the runtime
 //! publishes are read back with Go's `http.ReadRequest`/`ReadResponse`.
 
-use buswarden::wire::Envelope;
+use buswarden::wire::{self, Envelope};
 use buswarden::{Connector, Error, context};
 use buswarden_testkit::NatsServer;
 use futures_util::StreamExt as _;
@@ -176,17 +176,30 @@ impl Drop for GoPeer {
     }
 }
 
-async fn connector(server: &NatsServer, host: &str) -> Connector {
-    let c = Connector::with_config(host, buswarden::Config::default())
+fn configured(server: &NatsServer, host: &str) -> Connector {
+    Connector::with_config(host, buswarden::Config::default())
         .with_url(server.url())
         .with_timeout(Duration::from_secs(20))
-        .with_ack_window(Duration::from_millis(500));
+        .with_ack_window(Duration::from_millis(500))
+}
+
+async fn connector(server: &NatsServer, host: &str) -> Connector {
+    let c = configured(server, host);
     c.connect().await.expect("connect");
     c
 }
 
 async fn rs(server: &NatsServer) -> Connector {
-    let svc = connector(server, "rs.example").await;
+    rs_in(server, None).await
+}
+
+/// An instance of rs.example, in `locality` if given.
+async fn rs_in(server: &NatsServer, locality: Option<&str>) -> Connector {
+    let mut svc = configured(server, "rs.example");
+    if let Some(l) = locality {
+        svc = svc.with_locality(l);
+    }
+    svc.connect().await.expect("connect");
     svc.serve(RsServer::new(RsService { svc: svc.clone() }))
         .await
         .unwrap();
@@ -197,7 +210,7 @@ async fn rs(server: &NatsServer) -> Connector {
 async fn a_go_peer_calls_buswarden_every_way() {
     let server = NatsServer::start("").unwrap();
     let a = rs(&server).await;
-    let b = rs(&server).await;
+    let b = rs_in(&server, Some("eu-west")).await;
     let _go = GoPeer::start(server.url());
     let url = server.url().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -282,6 +295,17 @@ async fn a_go_peer_calls_buswarden_every_way() {
     let nobody = get("nobody");
     assert_eq!(nobody["status"], 404, "{nobody}");
     assert!(nobody["ms"].as_i64().unwrap() < 1_500, "{nobody}");
+    // Locality: only instance b is in eu-west; it answers calls to
+    // loc-eu-west and loc-eu and names its locality, as Microbus does.
+    assert_eq!(b.locality().as_deref(), Some("loc-eu-west"));
+    for (name, sum) in [("locality", 3), ("locality-broad", 7)] {
+        let l = get(name);
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["body"], serde_json::json!({"sum": sum}), "{l}");
+        assert_eq!(l["locality"], "eu-west", "{l}");
+    }
+    let l = get("locality-nobody");
+    assert_eq!(l["status"], 404, "{l}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +435,7 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
 
     let frame = context::Frame {
         actor: Some("actor-1".into()),
+        trace: Some(("4bf92f3577b34da6a3ce929d0e0e4736".into(), "01".into())),
         ..Default::default()
     }
     .with_baggage("Tenant", "acme");
@@ -434,6 +459,7 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
         }
     }
     let mut kinds = std::collections::BTreeSet::new();
+    let mut traced = 0;
     for msg in &seen {
         let (envelope, body) = Envelope::decode(&msg.payload).unwrap();
         let is_request = !msg.subject.as_str().starts_with("microbus.reply.");
@@ -458,17 +484,22 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
             assert_eq!(go["method"], envelope.method.as_str());
             assert_eq!(go["url"], envelope.url.as_str());
             assert_eq!(headers["Microbus-Call-Depth"][0], "1");
-            assert!(
-                headers["Traceparent"][0]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("00-")
-            );
+            // Sent only inside a trace (as Microbus with tracing off):
+            // where it is, Go reads it.
+            if let Some(tp) = envelope.header(wire::TRACEPARENT) {
+                assert_eq!(headers["Traceparent"][0].as_str(), Some(tp));
+                assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+                traced += 1;
+            }
+            // Microbus omits From-Version for version 0; so do we.
+            assert!(headers.get("Microbus-From-Version").is_none());
         } else {
             assert_eq!(go["status"], envelope.status);
         }
         kinds.insert(envelope.kind.op_code());
     }
+    // The call made inside the trace carried it (the others none).
+    assert_eq!(traced, 1);
     // Requests, responses, the slow handler's ack and the error were all read.
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),

@@ -437,8 +437,12 @@ func (p *Peer) call(ctx context.Context, method, rawURL string, body []byte, mul
 		port = 80
 	}
 	host, pos := u.Hostname(), "_"
-	if first := strings.SplitN(host, ".", 2); len(first) == 2 && strings.HasPrefix(first[0], "id-") {
-		pos, host = first[0], first[1]
+	// A first label id-… or loc-… moves into the position segment
+	// (subject-layout.md: direct and locality addressing).
+	if first := strings.SplitN(host, ".", 2); len(first) == 2 {
+		if lower := strings.ToLower(first[0]); strings.HasPrefix(lower, "id-") || strings.HasPrefix(lower, "loc-") {
+			pos, host = lower, first[1]
+		}
 	}
 	budget := defaultBudget
 	if dl, ok := ctx.Deadline(); ok {
@@ -670,14 +674,18 @@ type line struct {
 	Error  string      `json:"error,omitempty"`
 	Body   interface{} `json:"body,omitempty"`
 	Count  int         `json:"count,omitempty"`
-	Millis int64       `json:"ms"`
+	// The responder's Microbus-Locality header, if it sent one.
+	Locality string `json:"locality,omitempty"`
+	Millis   int64  `json:"ms"`
 }
 
 func (p *Peer) scenarios(target string) {
 	enc := json.NewEncoder(os.Stdout)
 	run := func(name string, ctx context.Context, method, path string, body []byte, multicast bool) {
 		start := time.Now()
-		res, err := p.call(ctx, method, "https://"+target+path, body, multicast)
+		// Locality scenarios address a locality of the target.
+		prefix := map[string]string{"locality": "loc-eu-west.", "locality-broad": "LOC-EU.", "locality-nobody": "loc-ap."}[name]
+		res, err := p.call(ctx, method, "https://"+prefix+target+path, body, multicast)
 		l := line{Name: name, Millis: time.Since(start).Milliseconds(), Count: len(res)}
 		var be *busError
 		if errors.As(err, &be) {
@@ -686,6 +694,7 @@ func (p *Peer) scenarios(target string) {
 			l.Status, l.Error = -1, err.Error()
 		} else if len(res) > 0 {
 			l.Status = res[0].status
+			l.Locality = res[0].header.Get("Microbus-Locality")
 			var v interface{}
 			if json.Unmarshal(res[0].body, &v) == nil {
 				l.Body = v
@@ -732,6 +741,11 @@ func (p *Peer) scenarios(target string) {
 	cancel()
 	run("depth", bg, "GET", "/recurse", nil, false)
 	run("propagation", withFrame, "GET", "/context", nil, false)
+	// Locality addressing: the target's instance in eu-west (and only it)
+	// answers a call to loc-eu-west.<target>, and names its locality.
+	run("locality", bg, "GET", "/add?x=1&y=2", nil, false)
+	run("locality-broad", bg, "GET", "/add?x=3&y=4", nil, false)
+	run("locality-nobody", bg, "GET", "/add?x=5&y=6", nil, false)
 	nobody := p.target
 	p.target = "nobody.example"
 	start := time.Now()
