@@ -93,10 +93,13 @@ fn app() -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();
     APP.get_or_init(|| {
         let mut files = vec![];
-        acl_files(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/app"),
-            &mut files,
-        );
+        // The shop's deploy: its own services and core's token services.
+        for tree in ["../fixtures/app", "../core"] {
+            acl_files(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join(tree),
+                &mut files,
+            );
+        }
         let services: Vec<Service> = files
             .iter()
             .map(|f| {
@@ -107,7 +110,7 @@ fn app() -> &'static App {
                 }
             })
             .collect();
-        assert!(services.len() >= 6, "the fixture shop has six services");
+        assert!(services.len() >= 6, "the shop's deploy has six services");
         let names: BTreeSet<&str> = services.iter().map(|s| s.flat.as_str()).collect();
         let (mut endpoints, mut replies, mut grouped) = (vec![], vec![], vec![]);
         let p = PLANE_PLACEHOLDER;
