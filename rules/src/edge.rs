@@ -274,6 +274,20 @@ pub struct PublicEndpoint {
     pub route: Route,
 }
 
+/// Splits an endpoint text `[METHOD ]TARGET` (the grammar of policy grants
+/// and `[public]` entries): no method, `*` or `ANY` is any method.
+pub(crate) fn split_method(text: &str) -> Result<(Option<Method>, &str), RouteError> {
+    let (method, target) = match text.split_once(' ') {
+        Some((m, t)) => (Some(m), t.trim_start()),
+        None => (None, text),
+    };
+    let method = match method {
+        None | Some("*") => None,
+        Some(m) => Some(Method::parse(m)?).filter(|m| !m.is_any()),
+    };
+    Ok((method, target))
+}
+
 impl PublicEndpoint {
     /// Parses `[METHOD ]HOST[:PORT]/PATH`.
     pub fn parse(text: &str) -> Result<PublicEndpoint, PublicError> {
@@ -281,14 +295,7 @@ impl PublicEndpoint {
         if text.is_empty() {
             return Err(PublicError::Empty);
         }
-        let (method, target) = match text.split_once(' ') {
-            Some((m, t)) => (Some(m), t.trim_start()),
-            None => (None, text),
-        };
-        let method = match method {
-            None | Some("*") => None,
-            Some(m) => Some(Method::parse(m).map_err(PublicError::Method)?).filter(|m| !m.is_any()),
-        };
+        let (method, target) = split_method(text).map_err(PublicError::Method)?;
         if target.starts_with(['/', ':', '*']) {
             return Err(PublicError::NoHost);
         }

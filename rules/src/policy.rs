@@ -77,7 +77,7 @@
 use crate::derive::request_pattern;
 use crate::edge::{Edge, EdgeError, Mode, PortRange, PublicEndpoint, PublicError};
 use crate::hostname::{Hostname, HostnameError};
-use crate::route::{Method, Route, RouteError, TRUST_ROOT_PORT};
+use crate::route::{Route, RouteError, TRUST_ROOT_PORT};
 use crate::rule::{Rule, RuleError, RuleSet, Verb};
 use crate::validate::{ValidationError, validate_rule};
 use std::collections::BTreeMap;
@@ -527,14 +527,7 @@ fn grant_rule(caller: &Hostname, text: &str, list: GrantList) -> Result<Rule, Gr
     if text.is_empty() {
         return Err(GrantError::Empty);
     }
-    let (method, target) = match text.split_once(' ') {
-        Some((m, t)) => (Some(m), t.trim_start()),
-        None => (None, text),
-    };
-    let method = match method {
-        None | Some("*") => None,
-        Some(m) => Some(Method::parse(m).map_err(GrantError::Method)?).filter(|m| !m.is_any()),
-    };
+    let (method, target) = crate::edge::split_method(text).map_err(GrantError::Method)?;
     let host_end = target.find([':', '/']).unwrap_or(target.len());
     let (host, rest) = target.split_at(host_end);
     let dest = if host == "*" {
