@@ -887,6 +887,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::derive::{Call, Dest, ServiceModel, derive};
+    use crate::route::Method;
 
     /// The example in this module's doc, extracted from the source so the
     /// documentation cannot drift from the parser.
