@@ -32,13 +32,7 @@ fn nats_server() -> PathBuf {
     ))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use buswarden_testkit::free_port;
 
 /// A child process killed when dropped.
 struct Running(Child);

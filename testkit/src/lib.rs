@@ -11,7 +11,47 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The lowest port [`free_port`] hands out.
+const FIXED_PORTS_FROM: u32 = 10_000;
+
+/// A free loopback port for a config that must name its port ahead of time
+/// (a cluster's routes, an account server's listener).
+///
+/// Binding `:0` and releasing the port is racy: the kernel hands the same
+/// ephemeral port to the next outgoing connection or `:0` bind of any test
+/// running in parallel, and the server that was meant to listen on it then
+/// fails with "address already in use". So the port is taken *below* the
+/// kernel's ephemeral range (`ip_local_port_range`), where nothing is assigned
+/// automatically, from a process-wide cursor that starts at an offset derived
+/// from the process id; a port is handed out only after a bind test. Falls
+/// back to a `:0` port if the whole range is taken.
+pub fn free_port() -> u16 {
+    static CURSOR: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|low| *low > FIXED_PORTS_FROM + 1_000 && *low <= 65_535)
+        .unwrap_or(32_768);
+    let span = ephemeral_low - FIXED_PORTS_FROM;
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let step = CURSOR.fetch_add(1, Ordering::Relaxed);
+        let candidate = FIXED_PORTS_FROM + (offset + step) % span;
+        let Ok(port) = u16::try_from(candidate) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
 
 /// Why a server could not be started.
 #[derive(Debug)]
@@ -249,6 +289,19 @@ mod tests {
         assert_ne!(a.port(), b.port());
         assert!(a.url().starts_with("nats://127.0.0.1:"));
         std::net::TcpStream::connect(("127.0.0.1", a.port())).expect("connect");
+    }
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+        for p in ports {
+            assert!(u32::from(p) >= FIXED_PORTS_FROM);
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("bindable");
+        }
     }
 
     #[test]

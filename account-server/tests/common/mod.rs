@@ -6,7 +6,6 @@
 //! clients for users signed through the API.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,14 +42,8 @@ pub fn serve_command(path: &Path) -> std::process::Command {
     cmd
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A free loopback port a config can name ahead of time (see the testkit).
+pub use buswarden_testkit::free_port;
 
 /// Keys and files of one test deployment.
 pub struct Bed {

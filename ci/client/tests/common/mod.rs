@@ -46,14 +46,8 @@ pub fn path_env() -> String {
     )
 }
 
-/// A free loopback port (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A free loopback port a config can name ahead of time (see the testkit).
+pub use buswarden_testkit::free_port;
 
 /// A child process killed when dropped.
 pub struct Running(pub Child);
