@@ -164,7 +164,15 @@ pub struct Config {
 
 /// Scanner paths refused by default (Microbus's list, in spirit).
 pub const DEFAULT_BLOCKED_PATHS: &[&str] = &[
-    "*.php", "*.asp", "*.aspx", "*.jsp", "*.cgi", "/wp-admin/*", "/wp-login*", "/.env", "/.git/*",
+    "*.php",
+    "*.asp",
+    "*.aspx",
+    "*.jsp",
+    "*.cgi",
+    "/wp-admin/*",
+    "/wp-login*",
+    "/.env",
+    "/.git/*",
 ];
 
 impl Default for Config {
@@ -184,7 +192,10 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(20),
             body_read_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
-            blocked_paths: DEFAULT_BLOCKED_PATHS.iter().map(|s| s.to_string()).collect(),
+            blocked_paths: DEFAULT_BLOCKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             trusted_proxies: vec![],
             cors_origins: vec![],
             tls: None,
@@ -282,8 +293,11 @@ impl Config {
             raw.header_read_timeout,
             c.header_read_timeout,
         )?;
-        c.body_read_timeout =
-            duration("body-read-timeout", raw.body_read_timeout, c.body_read_timeout)?;
+        c.body_read_timeout = duration(
+            "body-read-timeout",
+            raw.body_read_timeout,
+            c.body_read_timeout,
+        )?;
         c.shutdown_grace = duration("shutdown-grace", raw.shutdown_grace, c.shutdown_grace)?;
         if let Some(b) = raw.blocked_paths {
             c.blocked_paths = b;

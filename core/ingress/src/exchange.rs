@@ -90,7 +90,9 @@ impl Exchange {
         self.mints.fetch_add(1, Ordering::Relaxed);
         let minted = access_token_core_api::mint(svc, &claims)
             .await
-            .map_err(|e| Error::status(401, format!("the token exchange failed: {}", e.message())))?;
+            .map_err(|e| {
+                Error::status(401, format!("the token exchange failed: {}", e.message()))
+            })?;
         let issued = unix_now();
         let expires = token::decode(&minted)
             .ok()

@@ -250,7 +250,10 @@ mod tests {
                 .map(|(_, v)| v.as_str())
                 .collect::<Vec<_>>()
         };
-        assert!(out.iter().all(|(n, _)| !n.to_ascii_lowercase().starts_with("microbus-")));
+        assert!(
+            out.iter()
+                .all(|(n, _)| !n.to_ascii_lowercase().starts_with("microbus-"))
+        );
         assert!(get("traceparent").is_empty() && get("tracestate").is_empty());
         assert!(get("authorization").is_empty());
         assert_eq!(get("cookie"), ["a=1; b=2"]);

@@ -30,9 +30,8 @@ pub struct Target {
 impl Target {
     /// The bus URL: `https://host:port/path[?query]`.
     pub fn url(&self) -> String {
-        let mut u = String::with_capacity(
-            16 + self.host.len() + self.path.len() + self.query.len(),
-        );
+        let mut u =
+            String::with_capacity(16 + self.host.len() + self.path.len() + self.query.len());
         u.push_str("https://");
         u.push_str(&self.host);
         u.push(':');
@@ -164,9 +163,15 @@ mod tests {
         assert_eq!(t.url(), "https://svc.example:443/");
         assert_eq!(map(&prod, "/", None), Err(Refused::NoHost));
         assert_eq!(map(&prod, "//x", None), Err(Refused::NoHost));
-        assert_eq!(map(&prod, "/svc.example:abc/x", None), Err(Refused::BadPort));
+        assert_eq!(
+            map(&prod, "/svc.example:abc/x", None),
+            Err(Refused::BadPort)
+        );
         assert_eq!(map(&prod, "/svc.example:/x", None), Err(Refused::BadPort));
-        assert_eq!(map(&prod, "/svc.example:99999/x", None), Err(Refused::BadPort));
+        assert_eq!(
+            map(&prod, "/svc.example:99999/x", None),
+            Err(Refused::BadPort)
+        );
         assert_eq!(map(&prod, "/:443/x", None), Err(Refused::NoHost));
         assert!(matches!(
             map(&prod, "/bad_host.example/x", None),

@@ -54,19 +54,58 @@ impl Metrics {
     pub fn render(&self, mints: u64) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        counter("ingress_requests_total", "Requests received.", get(&self.requests));
-        counter("ingress_refused_total", "Requests refused before the bus (firewall, blocked path, CORS).", get(&self.refused));
-        counter("ingress_unauthorized_total", "Requests with a bearer token that did not verify or exchange (401).", get(&self.unauthorized));
-        counter("ingress_rate_limited_total", "Requests over the rate limit (429).", get(&self.rate_limited));
-        counter("ingress_body_too_large_total", "Requests over the body limit (413).", get(&self.too_large));
-        counter("ingress_bus_errors_total", "Bus calls that failed.", get(&self.bus_errors));
-        counter("ingress_token_mints_total", "Calls to access.token.core's Mint.", mints);
-        let _ = writeln!(out, "# HELP ingress_responses_total Responses by status class.\n# TYPE ingress_responses_total counter");
+        counter(
+            "ingress_requests_total",
+            "Requests received.",
+            get(&self.requests),
+        );
+        counter(
+            "ingress_refused_total",
+            "Requests refused before the bus (firewall, blocked path, CORS).",
+            get(&self.refused),
+        );
+        counter(
+            "ingress_unauthorized_total",
+            "Requests with a bearer token that did not verify or exchange (401).",
+            get(&self.unauthorized),
+        );
+        counter(
+            "ingress_rate_limited_total",
+            "Requests over the rate limit (429).",
+            get(&self.rate_limited),
+        );
+        counter(
+            "ingress_body_too_large_total",
+            "Requests over the body limit (413).",
+            get(&self.too_large),
+        );
+        counter(
+            "ingress_bus_errors_total",
+            "Bus calls that failed.",
+            get(&self.bus_errors),
+        );
+        counter(
+            "ingress_token_mints_total",
+            "Calls to access.token.core's Mint.",
+            mints,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ingress_responses_total Responses by status class.\n# TYPE ingress_responses_total counter"
+        );
         for (i, c) in self.by_class.iter().enumerate() {
-            let _ = writeln!(out, "ingress_responses_total{{class=\"{}xx\"}} {}", i + 1, get(c));
+            let _ = writeln!(
+                out,
+                "ingress_responses_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                get(c)
+            );
         }
         out
     }

@@ -99,7 +99,9 @@ impl Ingress {
         };
         if let Some(allowed) = &cors
             && parts.method == Method::OPTIONS
-            && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+            && parts
+                .headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
             return preflight(allowed, &parts.headers);
         }
@@ -202,7 +204,9 @@ impl Ingress {
         };
         let o = origin.to_str().unwrap_or_default();
         let allowed = if self.config.cors_origins.is_empty() {
-            host.is_some_and(|h| o.strip_prefix(proto).and_then(|r| r.strip_prefix("://")) == Some(h))
+            host.is_some_and(|h| {
+                o.strip_prefix(proto).and_then(|r| r.strip_prefix("://")) == Some(h)
+            })
         } else {
             self.config.cors_origins.iter().any(|a| a == o)
         };
@@ -243,7 +247,9 @@ impl Ingress {
         {
             Err(_) => Err(error_response(408, "the body was not sent in time")),
             Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     Err(too_large())
                 } else {
                     Err(error_response(400, "the body could not be read"))
@@ -316,7 +322,10 @@ fn preflight(allowed: &HeaderValue, req: &HeaderMap) -> Response<Body> {
     if let Some(m) = req.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, m.clone());
     }
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     resp
 }

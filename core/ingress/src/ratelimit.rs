@@ -40,9 +40,7 @@ impl Limiter {
         let rate = self.limit.per_second;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
             if buckets.len() >= MAX_KEYS {
                 buckets.clear();
             }

@@ -176,7 +176,9 @@ async fn serve_public(
         });
         match &tls {
             None => {
-                let conn = http.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = http
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
                 tokio::spawn(graceful.watch(conn));
             }
             Some(acceptor) => {
@@ -190,7 +192,9 @@ async fn serve_public(
                             Ok(Ok(s)) => s,
                             _ => return,
                         };
-                    let conn = http.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = http
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }
@@ -198,12 +202,19 @@ async fn serve_public(
     }
     drop(listener);
     let grace = ingress.config().shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?grace, "requests still in flight after the shutdown grace");
     }
 }
 
-async fn serve_ops(ingress: Arc<Ingress>, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn serve_ops(
+    ingress: Arc<Ingress>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
     let http = auto::Builder::new(TokioExecutor::new());
     loop {
         let stream = tokio::select! {
@@ -218,7 +229,9 @@ async fn serve_ops(ingress: Arc<Ingress>, listener: TcpListener, mut stopped: wa
             let ing = ing.clone();
             async move { Ok::<_, Infallible>(ops(&ing, req.uri().path())) }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = http
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         tokio::spawn(conn);
     }
 }
@@ -226,7 +239,10 @@ async fn serve_ops(ingress: Arc<Ingress>, listener: TcpListener, mut stopped: wa
 fn ops(ingress: &Ingress, path: &str) -> Response<Body> {
     match path {
         "/healthz" if ingress.svc.is_connected() => text(StatusCode::OK, "ok\n"),
-        "/healthz" => text(StatusCode::SERVICE_UNAVAILABLE, "not connected to the bus\n"),
+        "/healthz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the bus\n",
+        ),
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(
                 ingress.metrics().render(ingress.mints()),
