@@ -93,9 +93,9 @@ impl Ingress {
         }
         let host = request_host(&parts);
         // CORS: a pinned origin by default; preflights answered here.
-        let cors = match self.cors(&parts.headers, host.as_deref(), origin.proto) {
-            Ok(cors) => cors,
-            Err(resp) => return resp,
+        let Ok(cors) = self.cors(&parts.headers, host.as_deref(), origin.proto) else {
+            self.metrics.refused();
+            return error_response(403, "origin not allowed");
         };
         if let Some(allowed) = &cors
             && parts.method == Method::OPTIONS
@@ -141,7 +141,12 @@ impl Ingress {
         }
         let body = match self.read_body(&parts.headers, body).await {
             Ok(b) => b,
-            Err(resp) => return resp,
+            Err((status, why)) => {
+                if status == 413 {
+                    self.metrics.too_large();
+                }
+                return error_response(status, why);
+            }
         };
         let access = match (&bearer, &actor) {
             (Some(b), Some(_)) => match self.exchange.access_token(&self.svc, b).await {
@@ -198,7 +203,7 @@ impl Ingress {
         headers: &HeaderMap,
         host: Option<&str>,
         proto: &str,
-    ) -> Result<Option<HeaderValue>, Response<Body>> {
+    ) -> Result<Option<HeaderValue>, ()> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(None);
         };
@@ -213,22 +218,22 @@ impl Ingress {
         if allowed {
             Ok(Some(origin.clone()))
         } else {
-            self.metrics.refused();
-            Err(error_response(403, "origin not allowed"))
+            Err(())
         }
     }
 
     /// The body, within the size limit and the read timeout.
-    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Vec<u8>, Response<Body>>
+    async fn read_body<B>(
+        &self,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<Vec<u8>, (u16, &'static str)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let max = self.config.max_body_bytes;
-        let too_large = || {
-            self.metrics.too_large();
-            error_response(413, "the body is over the limit")
-        };
+        let too_large = || (413, "the body is over the limit");
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -245,14 +250,14 @@ impl Ingress {
         )
         .await
         {
-            Err(_) => Err(error_response(408, "the body was not sent in time")),
+            Err(_) => Err((408, "the body was not sent in time")),
             Ok(Err(e)) => {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
                 {
                     Err(too_large())
                 } else {
-                    Err(error_response(400, "the body could not be read"))
+                    Err((400, "the body could not be read"))
                 }
             }
             Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
@@ -262,6 +267,11 @@ impl Ingress {
     fn bus_error(&self, e: &Error) -> Response<Body> {
         self.metrics.bus_error();
         match e {
+            // The request's budget ran out on the bus: a gateway timeout
+            // to the client (408 is kept for a client too slow to send).
+            Error::Remote { status: 408, .. } => {
+                error_response(504, "the bus did not answer in time")
+            }
             Error::Remote {
                 status, message, ..
             } => error_response(*status, message),
