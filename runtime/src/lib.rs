@@ -42,6 +42,7 @@ mod frag;
 pub mod id;
 pub mod method;
 mod pump;
+mod ratelimit;
 pub mod record;
 pub(crate) mod serve;
 pub mod token;
