@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context as _;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
