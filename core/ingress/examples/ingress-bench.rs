@@ -55,8 +55,20 @@ fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
     p50
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // INGRESS_BENCH_WORKERS: the runtime's worker threads (default: one
+    // per core), to see how the proxy scales on the shared cores.
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("INGRESS_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let server = buswarden_testkit::NatsServer::start("max_payload: 1048576\n")?;
     let bench = Connector::new("bench.example").with_url(server.url());
     bench.connect().await?;

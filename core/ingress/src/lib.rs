@@ -42,9 +42,9 @@ pub use server::{Running, start};
 /// environment (`BUSWARDEN_NATS_URL`, `BUSWARDEN_CREDS_DIR`, …): calls wait
 /// at most the request's time budget.
 pub fn connector(config: &Config) -> buswarden::Connector {
-    let svc = buswarden::Connector::new(config.hostname.as_str())
-        .with_timeout(config.time_budget)
-        .with_max_body(config.max_body_bytes.max(1));
+    // The request body limit is the ingress's own gate; the connector keeps
+    // the runtime's (larger) limit, which also bounds responses.
+    let svc = buswarden::Connector::new(config.hostname.as_str()).with_timeout(config.time_budget);
     let svc = match &config.nats_url {
         Some(u) => svc.with_url(u.clone()),
         None => svc,
