@@ -1135,6 +1135,21 @@ fn derive_service(
     if !edge_rules.is_empty() {
         rules.extend(edge_rules.iter().cloned());
         rules.minimize();
+        // An ingress that serves no endpoint receives no request: it does
+        // not get the implicit subscription to requests addressed to it
+        // (its creds then carry no `.safe.*.` at all).
+        if model.endpoints.is_empty() {
+            let own = Rule::new(
+                buswarden_rules::Verb::Sub,
+                format!("{{{{plane}}}}.safe.*.*.{}.>", host.flatten()),
+            )
+            .ok();
+            rules = rules
+                .iter()
+                .filter(|r| Some(*r) != own.as_ref())
+                .cloned()
+                .collect();
+        }
     }
     let mut provenance: Vec<Provenance> = vec![];
     let mut foreign_endpoints: Vec<Rule> = vec![];

@@ -388,16 +388,14 @@ async fn the_port_firewall_holds_at_the_edge_and_at_the_broker() {
         }
     }
     assert!(own.stats().denied_publishes >= 6);
-    // Its creds grant no publish on a port wildcard: the only `.safe.*.`
-    // lines (`grep '\.safe\.\*\.'`) are the implicit subscription every
-    // service gets to requests addressed to itself, never a PUB.
+    // Its creds hold no port wildcard: `grep -c '\.safe\.\*\.'` prints 0
+    // (the readable grants block and the JWT's permissions alike).
     let creds =
         std::fs::read_to_string(d.creds.path().join("http.ingress.core_nats.creds")).unwrap();
-    let wild: Vec<&str> = creds.lines().filter(|l| l.contains(".safe.*.")).collect();
-    assert!(
-        wild.iter()
-            .all(|l| l.starts_with("# SUB microbus.safe.*.*.http_ingress_core.>")),
-        "{wild:?}"
+    assert_eq!(
+        creds.lines().filter(|l| l.contains(".safe.*.")).count(),
+        0,
+        "{creds}"
     );
     let jwt_text = creds
         .lines()
@@ -407,6 +405,14 @@ async fn the_port_firewall_holds_at_the_edge_and_at_the_broker() {
     let claims = buswarden_creds::jwt::decode_user(jwt_text.trim()).unwrap();
     let pubs = &claims.nats.limits.publish.allow;
     assert!(pubs.iter().all(|p| !p.contains(".safe.*.")), "{pubs:?}");
+    let subs = &claims.nats.limits.subscribe;
+    assert!(
+        subs.allow
+            .iter()
+            .chain(&subs.deny)
+            .all(|p| !p.contains(".safe.*.")),
+        "{subs:?}"
+    );
     assert!(
         pubs.iter()
             .any(|p| p == "microbus.safe.443.http_ingress_core.*.*.*.>"),

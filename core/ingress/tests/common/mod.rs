@@ -104,7 +104,6 @@ PUB {{plane}}.safe.8080.http_ingress_core.*.*.*.>
 PUB {{plane}}.safe.888.http_ingress_core.bearer_token_core.*.POST.jwks
 
 SUB {{plane}}.reply._.*.http_ingress_core.*
-SUB {{plane}}.safe.*.*.http_ingress_core.>
 SUB {{plane}}.safe.888.*.all.>
 ";
 
