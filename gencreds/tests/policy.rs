@@ -378,3 +378,40 @@ fn an_edge_that_opens_666_or_names_another_ingress_is_refused() {
         an.diags
     );
 }
+
+/// One source of truth: once the ingress's `nats.acl` is committed, a change
+/// to the `[edge]` table alone (a port opened or closed) makes `check` fail
+/// until the allow-list is derived again.
+#[test]
+fn check_fails_when_the_edge_table_and_the_committed_allow_list_disagree() {
+    let dir = edge_tree("version = 1\n[edge]\nallowed-internal-ports = [8080]\n");
+    let root = dir.path().to_string_lossy().into_owned();
+    let run = |cmd: &str| {
+        let (mut out, mut err) = (vec![], vec![]);
+        let code = gencreds::cli::run(["gencreds", cmd, &root], &mut out, &mut err);
+        (
+            code,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            ),
+        )
+    };
+    assert_eq!(run("scan").0, 0);
+    assert_eq!(run("check").0, 0);
+    for edge in [
+        "allowed-internal-ports = [8080, 8081]",
+        "allowed-internal-ports = []",
+        "mode = \"local\"",
+    ] {
+        write(
+            dir.path(),
+            "buswarden.toml",
+            &format!("version = 1\n[edge]\n{edge}\n"),
+        );
+        let (code, text) = run("check");
+        assert_ne!(code, 0, "{edge}: {text}");
+        assert!(text.contains("ingress/nats.acl"), "{edge}: {text}");
+    }
+}
