@@ -160,6 +160,35 @@ async fn run() -> anyhow::Result<()> {
         t.saturating_sub(d).as_micros(),
         t.as_secs_f64() / d.as_secs_f64()
     );
+    // The bus alone under the same concurrency as wrk's (64 calls in
+    // flight, 5 s): what the endpoint and the broker give without HTTP.
+    let stop = Instant::now() + Duration::from_secs(5);
+    let mut tasks = vec![];
+    for _ in 0..64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < stop {
+                if client
+                    .get("https://bench.example/hello")
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let mut calls = 0;
+    for t in tasks {
+        calls += t.await?;
+    }
+    println!(
+        "direct bus calls, 64 in flight: {:.0} calls/s",
+        calls as f64 / 5.0
+    );
     println!("ready {} {backend_port}", running.addr.port());
 
     // Until the script closes our standard input.
