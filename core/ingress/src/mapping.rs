@@ -30,23 +30,15 @@ pub struct Target {
 impl Target {
     /// The bus URL: `https://host:port/path[?query]`.
     pub fn url(&self) -> String {
-        let mut u =
-            String::with_capacity(16 + self.host.len() + self.path.len() + self.query.len());
-        u.push_str("https://");
-        u.push_str(&self.host);
-        u.push(':');
-        u.push_str(itoa_u16(self.port).as_str());
-        u.push_str(&self.path);
-        if !self.query.is_empty() {
-            u.push('?');
-            u.push_str(&self.query);
+        if self.query.is_empty() {
+            format!("https://{}:{}{}", self.host, self.port, self.path)
+        } else {
+            format!(
+                "https://{}:{}{}?{}",
+                self.host, self.port, self.path, self.query
+            )
         }
-        u
     }
-}
-
-fn itoa_u16(n: u16) -> String {
-    n.to_string()
 }
 
 /// Why a request maps to no reachable endpoint (each answered 404).

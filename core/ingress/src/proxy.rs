@@ -70,8 +70,18 @@ impl Ingress {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.metrics.request();
+        let method = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            (
+                req.method().clone(),
+                req.uri().path().to_string(),
+                origin.peer,
+            )
+        });
         let resp = self.gates(req, origin).await;
         self.metrics.response(resp.status().as_u16());
+        if let Some((method, path, peer)) = method {
+            tracing::debug!(%method, %path, %peer, status = resp.status().as_u16(), "request");
+        }
         resp
     }
 
