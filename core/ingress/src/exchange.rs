@@ -35,6 +35,9 @@ struct Minted {
 pub struct Exchange {
     verifier: TokenVerifier,
     minted: Mutex<HashMap<String, Minted>>,
+    /// Mints in flight, one per bearer token: concurrent first requests
+    /// with one token wait for a single `Mint`.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     mints: AtomicU64,
 }
 
@@ -43,6 +46,7 @@ impl Default for Exchange {
         Exchange {
             verifier: bearer_token_core_api::verifier(),
             minted: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             mints: AtomicU64::new(0),
         }
     }
@@ -72,16 +76,40 @@ impl Exchange {
     /// The access token for a verified `bearer`: a reused one while more
     /// than half its life is left, else a new one from `Mint`.
     pub async fn access_token(&self, svc: &Connector, bearer: &str) -> Result<Arc<str>, Error> {
-        let now = unix_now();
-        if let Some(m) = self
-            .minted
+        if let Some(t) = self.reusable(bearer) {
+            return Ok(t);
+        }
+        let flight = self
+            .flights
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(bearer)
-            && (m.expires - now) * 2 > (m.expires - m.issued)
-        {
-            return Ok(m.token.clone());
+            .entry(bearer.to_string())
+            .or_default()
+            .clone();
+        let minted = {
+            let _one = flight.lock().await;
+            match self.reusable(bearer) {
+                Some(t) => Ok(t),
+                None => self.mint(svc, bearer).await,
+            }
+        };
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's and ours: nobody else waits on this flight.
+        if Arc::strong_count(&flight) <= 2 {
+            flights.remove(bearer);
         }
+        minted
+    }
+
+    /// The minted token for `bearer` while more than half its life is left.
+    fn reusable(&self, bearer: &str) -> Option<Arc<str>> {
+        let now = unix_now();
+        let minted = self.minted.lock().unwrap_or_else(|e| e.into_inner());
+        let m = minted.get(bearer)?;
+        ((m.expires - now) * 2 > (m.expires - m.issued)).then(|| m.token.clone())
+    }
+
+    async fn mint(&self, svc: &Connector, bearer: &str) -> Result<Arc<str>, Error> {
         let payload = token::decode(bearer)
             .map_err(|e| Error::status(401, e.to_string()))?
             .payload;

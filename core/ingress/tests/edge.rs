@@ -167,6 +167,28 @@ async fn the_shop_works_end_to_end_from_outside() {
         1,
         "one :666 Mint for five requests with one bearer token"
     );
+    // Concurrent first requests with a new bearer token wait for one Mint.
+    let root = format!("Bearer {}", login(&c, &base, "root").await);
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, url, root, body) = (c.clone(), url.clone(), root.clone(), order_body.clone());
+            tokio::spawn(async move {
+                let h = [
+                    ("Authorization", root.as_str()),
+                    ("Content-Type", "application/json"),
+                ];
+                send(&c, "POST", &url, &h, body).await.status
+            })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 200);
+    }
+    assert_eq!(
+        ingress.mints(),
+        2,
+        "one Mint for sixteen concurrent requests"
+    );
     // Claims are checked downstream: no token is 401, a guest is 403.
     assert_eq!(
         send(&c, "POST", &url, &[], order_body.clone()).await.status,
