@@ -846,10 +846,12 @@ fn calls_outside_services(
             continue;
         }
         for f in fs {
+            let edge_proxy = "#[buswarden::edge_proxy]".to_string();
             let what = match &f.kind {
                 FactKind::Call { what, .. }
                 | FactKind::Event { what, .. }
                 | FactKind::Hook { what, .. } => what,
+                FactKind::EdgeProxy => &edge_proxy,
                 _ => continue,
             };
             out.push(

@@ -415,3 +415,29 @@ fn check_fails_when_the_edge_table_and_the_committed_allow_list_disagree() {
         assert!(text.contains("ingress/nats.acl"), "{edge}: {text}");
     }
 }
+
+/// `#[buswarden::edge_proxy]` in a library no service reaches grants
+/// nothing and is refused where it is (`call-outside-service`), not left to
+/// the broker to deny at run time.
+#[test]
+fn an_edge_proxy_no_service_reaches_is_refused() {
+    let dir = edge_tree("version = 1\n");
+    write(
+        dir.path(),
+        "lib/Cargo.toml",
+        "[package]\nname = \"stray\"\nversion = \"0.1.0\"\n",
+    );
+    write(
+        dir.path(),
+        "lib/src/lib.rs",
+        "#[buswarden::edge_proxy]\npub async fn forward(svc: &buswarden::Connector, url: String) {\n    svc.get(&url).await.ok();\n}\n",
+    );
+    let an = analyze(dir.path(), Options::default()).unwrap();
+    assert!(
+        an.diags.iter().any(|d| d.code == Code::CallOutsideService
+            && d.file == "lib/src/lib.rs"
+            && d.line == 1),
+        "{:#?}",
+        an.diags
+    );
+}
