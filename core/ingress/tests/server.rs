@@ -267,3 +267,66 @@ fn the_binary_refuses_a_policy_that_opens_666_at_its_file_and_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `lisen`"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reports_ready_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let server = buswarden_testkit::NatsServer::start("").unwrap();
+    let _echo = echo(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, ops) = (
+        buswarden_testkit::free_port(),
+        buswarden_testkit::free_port(),
+    );
+    std::fs::write(
+        dir.path().join("ingress.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nmetrics-listen = \"127.0.0.1:{ops}\"\nnats-url = \"{}\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingress"))
+        .arg("--config")
+        .arg(dir.path().join("ingress.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::task::spawn_blocking(move || lines.next().unwrap().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        ready.starts_with("ready http.ingress.core id-")
+            && ready.contains(&format!("http=127.0.0.1:{port}")),
+        "{ready}"
+    );
+    let a = send(
+        &client(),
+        "GET",
+        &format!("http://127.0.0.1:{port}/echo.example/bin"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let h = send(
+        &client(),
+        "GET",
+        &format!("http://127.0.0.1:{ops}/healthz"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(h.status, 200);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
