@@ -151,7 +151,7 @@ async fn a_caller_over_its_limit_gets_429_while_others_are_served() {
         f64::from(served) <= 5.0 + 10.0 * elapsed + 1.0,
         "{served} served in {elapsed:.2}s"
     );
-    assert!(limited >= 30, "{limited} of 60 limited in {elapsed:.2}s");
+    assert!(limited >= 20, "{limited} of 60 limited in {elapsed:.2}s");
     for r in c_calls.await.unwrap() {
         assert_eq!(r.unwrap(), b"c.example", "C is unaffected");
     }
