@@ -162,7 +162,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-const COL_W: f64 = 330.0;
+const COL_W: f64 = 300.0;
 const NODE_W: f64 = 250.0;
 const HEAD_H: f64 = 22.0;
 const ROW_H: f64 = 14.0;
@@ -306,7 +306,7 @@ pub fn html(m: &Model) -> String {
             for (k, &i) in list.iter().enumerate() {
                 row_y.insert(
                     m.endpoints[i].id.as_str(),
-                    (p.x, p.y + HEAD_H + k as f64 * ROW_H + ROW_H / 2.0 + 2.0),
+                    (p.x, p.y + HEAD_H + k as f64 * ROW_H + 6.5),
                 );
             }
         }
@@ -315,7 +315,9 @@ pub fn html(m: &Model) -> String {
     let mut svg = String::with_capacity(1 << 16);
     let _ = write!(
         svg,
-        r#"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}">"#
+        r#"<svg id="graph" class="{fit}" xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}">"#,
+        // A small deploy is scaled to the window; a large one scrolls.
+        fit = if width <= 2400.0 { "fit" } else { "scroll" }
     );
     svg.push_str(r#"<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L8,4L0,8z" fill="context-stroke"/></marker></defs>"#);
     svg.push_str(&bundles_svg);
@@ -533,8 +535,9 @@ body{margin:0;font:13px system-ui,Helvetica,Arial,sans-serif;color:#1f2328;backg
 header{display:flex;gap:16px;align-items:center;padding:8px 14px;border-bottom:1px solid #d0d7de;flex-wrap:wrap}
 h1{font-size:16px;margin:0}
 main{display:flex;align-items:flex-start}
-#canvas{flex:1;overflow:auto}
-#panel{width:360px;min-height:200px;padding:10px 14px;border-left:1px solid #d0d7de;font-size:12px;position:sticky;top:0;word-break:break-all}
+#canvas{flex:1;overflow:auto;min-width:0}
+#graph.fit{width:100%;height:auto}
+#panel{width:300px;flex:none;min-height:200px;padding:10px 14px;border-left:1px solid #d0d7de;font-size:12px;position:sticky;top:0;word-break:break-all}
 .node rect{fill:#f6f8fa;stroke:#57606a;stroke-width:1}
 .node.internet rect{fill:#ddf4ff;stroke:#1f6feb;stroke-width:2}
 .node.api-only rect{stroke-dasharray:4 3;fill:#fff}

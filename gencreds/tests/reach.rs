@@ -327,3 +327,27 @@ fn a_new_edge_reachable_endpoint_without_claims_fails_check_with_a_public_list()
     assert!(msg.contains("\"GET catalog.example:443/export\""), "{msg}");
     assert!(msg.contains("[public]"), "{msg}");
 }
+
+#[test]
+fn the_dot_graph_marks_trust_root_edges_and_groups_the_bundle() {
+    let (code, dot, err) = gencreds(
+        &repo(),
+        &["graph", "fixtures/app", "core", "--format", "dot"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(dot.starts_with("digraph buswarden {"));
+    let trust: Vec<&str> = dot
+        .lines()
+        .filter(|l| l.contains("class=\"trust-root\""))
+        .collect();
+    assert_eq!(trust.len(), 2, "{dot}");
+    assert!(trust.iter().any(|l| {
+        l.starts_with("  \"gateway.example\" -> \"access.token.core\" [label=\"ANY :666/mint\"")
+    }));
+    assert!(trust.iter().any(|l| {
+        l.starts_with("  \"gateway.example\" -> \"bearer.token.core\" [label=\"ANY :666/mint\"")
+    }));
+    assert!(dot.contains("subgraph \"cluster_shop-bundle\""));
+    assert!(dot.contains("\"internet\" -> \"catalog.example\""));
+    assert!(dot.trim_end().ends_with('}'));
+}
