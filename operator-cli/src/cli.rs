@@ -120,6 +120,12 @@ pub struct DiffArgs {
     /// Exit 1 when anything changed (like `git diff --exit-code`).
     #[arg(long)]
     pub exit_code: bool,
+    /// The old side's reachability model (`gencreds graph --format json`; a file or `git:REV:path`).
+    #[arg(long, requires = "new_model")]
+    pub old_model: Option<String>,
+    /// The new side's reachability model (same forms).
+    #[arg(long, requires = "old_model")]
+    pub new_model: Option<String>,
 }
 
 /// Where account changes go, shared by revoke, rotate, push and prune.

@@ -62,7 +62,12 @@ pub fn execute(cli: &Cli) -> Result<Report> {
             inspect::run(&a.files, &issuers, a.soon)
         }
         Command::Audit(a) => audit::run(&a.path, a.policy.as_deref(), a.soon),
-        Command::Diff(a) => diff::run(&a.old, &a.new, a.exit_code),
+        Command::Diff(a) => diff::run(
+            &a.old,
+            &a.new,
+            a.old_model.as_deref().zip(a.new_model.as_deref()),
+            a.exit_code,
+        ),
         Command::Revoke(a) => revoke::run(&cli.dir, a),
         Command::Rotate(a) => rotate::run(&cli.dir, a),
         Command::Push(a) => push::run(&cli.dir, &a.accounts, &a.live),
