@@ -366,8 +366,21 @@ pub fn answer(
         )
     } else if model.is_none() {
         "call sites unknown: pass --model (gencreds graph --format json) to see whether the code calls it".to_string()
-    } else if verb == Verb::Sub && call_sites.is_empty() {
-        "no hook or endpoint in code subscribes to it".to_string()
+    } else if verb == Verb::Sub {
+        let hooked = model.zip(host.as_deref()).is_some_and(|(m, h)| {
+            m.hooks.iter().any(|k| {
+                k.service == h
+                    && Rule::parse(&k.rule)
+                        .is_ok_and(|r| pattern::matches(&r.subject, &placeholder))
+            })
+        });
+        if !hooked {
+            "no hook in code subscribes to it".to_string()
+        } else if acl_covers == Some(true) {
+            "the code hooks it and nats.acl has it, creds stale: sign the deploy again".to_string()
+        } else {
+            "the code hooks it, nats.acl stale: run `gencreds scan`, review and commit the nats.acl, then sign again".to_string()
+        }
     } else if call_sites.is_empty() {
         "no call site in code".to_string()
     } else if acl_covers == Some(true) {
