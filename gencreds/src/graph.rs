@@ -256,11 +256,20 @@ pub fn html(m: &Model) -> String {
         .iter()
         .filter_map(|s| Some((s.hostname.as_str(), s.bundle.as_deref()?)))
         .collect();
-    // Columns: by rank, each wrapped at `per_col` nodes.
+    // Columns: by rank, each wrapped at `per_col` nodes. A deep graph (a
+    // long chain or ring of calls) has its ranks merged into at most
+    // `per_col` groups, in order, so the page stays roughly square.
     let per_col = ((hosts.len() as f64).sqrt().ceil() as usize).max(8);
+    let ranks = rank.values().copied().max().unwrap_or(0) + 1;
     let mut by_rank: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     for h in &hosts {
-        by_rank.entry(rank[*h]).or_default().push(h);
+        let r = rank[*h];
+        let group = if ranks > per_col {
+            r * per_col / ranks
+        } else {
+            r
+        };
+        by_rank.entry(group).or_default().push(h);
     }
     let mut placed: HashMap<&str, Placed> = HashMap::new();
     let mut bundles_svg = String::new();
@@ -438,6 +447,11 @@ pub fn html(m: &Model) -> String {
     let trust = m.edges.iter().filter(|e| e.trust_root).count();
     let wild = m.edges.iter().filter(|e| e.wildcard).count();
     let reach = m.endpoints.iter().filter(|e| e.edge).count();
+    // Many internet edges hide everything else: past a few dozen they are
+    // off at first (the EDGE marks on the endpoints stay), one click away.
+    let busy = reach > 60;
+    let body_class = if busy { "hide-internet" } else { "" };
+    let checked = if busy { "" } else { " checked" };
     let mut page = String::with_capacity(svg.len() + data.len() + 8192);
     let _ = write!(
         page,
@@ -445,9 +459,10 @@ pub fn html(m: &Model) -> String {
 <html lang="en"><head><meta charset="utf-8"><title>buswarden reachability</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <style>{CSS}</style></head>
-<body><header><h1>buswarden reachability</h1>
+<body class="{body_class}"><header><h1>buswarden reachability</h1>
 <span id="summary">{services} services, {} endpoints ({reach} edge-reachable), {} edges ({trust} trust-root, {wild} wildcard)</span>
 <label>filter <input id="filter" list="hosts" placeholder="service hostname"></label>
+<label><input id="show-internet" type="checkbox"{checked}> internet edges</label>
 <datalist id="hosts">{}</datalist>
 <span class="legend"><b class="l-trust">trust-root :666</b> <b class="l-wild">wildcard</b> <b class="l-net">internet</b> <b class="l-event">event</b></span>
 </header>
@@ -557,6 +572,7 @@ main{display:flex;align-items:flex-start}
 .bundle rect{fill:#fbefff;stroke:#8250df;stroke-dasharray:5 3}
 .bundle text{fill:#8250df;font-size:10px}
 .hidden{display:none}
+.hide-internet .edge.internet{display:none}
 .legend b{margin-right:8px;padding:1px 6px;border-radius:3px;color:#fff;font-weight:500}
 .l-trust{background:#d1242f}.l-wild{background:#bc4c00}.l-net{background:#1f6feb}.l-event{background:#8c959f}
 #panel code{display:block;margin:2px 0 6px;font-size:11px}
@@ -598,6 +614,7 @@ function fromHash(){
 }
 document.getElementById('edges').addEventListener('click',function(ev){var t=ev.target.closest('.edge');if(t){show(+t.id.slice(2));}});
 document.getElementById('nodes').addEventListener('click',function(ev){var t=ev.target.closest('.node');if(t){var h=t.getAttribute('data-host');location.hash='filter='+encodeURIComponent(box.value===h?'':h);}});
+document.getElementById('show-internet').addEventListener('change',function(ev){document.body.classList.toggle('hide-internet',!ev.target.checked);});
 box.addEventListener('change',function(){location.hash='filter='+encodeURIComponent(box.value);});
 window.addEventListener('hashchange',fromHash);
 fromHash();
