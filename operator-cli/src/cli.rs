@@ -145,8 +145,15 @@ pub struct WhyArgs {
     #[arg(long)]
     pub subscribe: bool,
     /// The deploy's `.creds` and `nats.acl` files or folders (searched recursively; repeat).
-    #[arg(long = "grants", value_name = "PATH", required = true)]
+    #[arg(
+        long = "grants",
+        value_name = "PATH",
+        required_unless_present = "account_server"
+    )]
     pub grants: Vec<PathBuf>,
+    /// Also ask the setup's account server (busop account-server URL) which user it signed, from its audit log.
+    #[arg(long)]
+    pub account_server: bool,
     /// The reachability model (`gencreds graph --format json`): call sites.
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,

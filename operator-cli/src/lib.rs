@@ -78,6 +78,7 @@ pub fn execute(cli: &Cli) -> Result<Report> {
             subscribe: a.subscribe,
             grants: &a.grants,
             model: a.model.as_deref(),
+            account_server: a.account_server.then_some(cli.dir.as_path()),
         }),
         Command::Revoke(a) => revoke::run(&cli.dir, a),
         Command::Rotate(a) => rotate::run(&cli.dir, a),

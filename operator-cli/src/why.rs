@@ -101,16 +101,63 @@ pub fn parse_line(line: &str) -> Result<Violation> {
     })
 }
 
-/// A signed user found in the grant files.
+/// A signed user: from a `.creds` file, or from the account server's
+/// audit log (the rules it signed the user with).
 struct Signed {
-    file: PathBuf,
-    claims: Box<UserClaims>,
+    /// The `.creds` file, or `account server <url>`.
+    source: String,
+    user_key: String,
+    hostname: String,
+    deploy: Option<String>,
+    /// Allow entries with the plane filled in (`None`: `{{plane}}` form,
+    /// filled from the refused subject).
+    pub_allow: Vec<String>,
+    sub_allow: Vec<String>,
+    placeholder: bool,
+}
+
+impl Signed {
+    fn of_creds(file: &Path, claims: &UserClaims) -> Signed {
+        let l = &claims.nats.limits;
+        Signed {
+            source: file.display().to_string(),
+            user_key: claims.data.sub.clone(),
+            hostname: claims.data.name.clone(),
+            deploy: deploy_of(claims),
+            pub_allow: l.publish.allow.clone(),
+            sub_allow: l.subscribe.allow.clone(),
+            placeholder: false,
+        }
+    }
+
+    /// The allow entries of `verb`, for a subject on `plane`.
+    fn allow(&self, verb: Verb, plane: &str) -> Vec<String> {
+        let list = if verb == Verb::Pub {
+            &self.pub_allow
+        } else {
+            &self.sub_allow
+        };
+        list.iter()
+            // A pinned SUB entry is `<subject> <queue>`.
+            .map(|e| e.split_once(' ').map_or(e.as_str(), |(s, _)| s))
+            .map(|e| {
+                if self.placeholder {
+                    match e.split_once('.') {
+                        Some((PLANE_PLACEHOLDER, rest)) => format!("{plane}.{rest}"),
+                        _ => e.to_string(),
+                    }
+                } else {
+                    e.to_string()
+                }
+            })
+            .collect()
+    }
 }
 
 /// The grant files of a deploy.
 #[derive(Default)]
 pub struct Grants {
-    creds: Vec<Signed>,
+    users: Vec<Signed>,
     acls: Vec<(PathBuf, String, RuleSet)>,
 }
 
@@ -119,13 +166,81 @@ pub(crate) fn load_grants(paths: &[PathBuf]) -> Result<Grants> {
     for root in paths {
         for f in artifact::find_grant_files(root)? {
             match artifact::load(&f)?.artifact {
-                Artifact::Creds { claims, .. } => g.creds.push(Signed { file: f, claims }),
+                Artifact::Creds { claims, .. } => g.users.push(Signed::of_creds(&f, &claims)),
                 Artifact::Acl(acl) => g.acls.push((f, acl.hostname.to_string(), acl.rules)),
                 Artifact::Jwt { .. } => {}
             }
         }
     }
     Ok(g)
+}
+
+/// The users the account server signed (and renewed), from its audit log
+/// (`sign` and `renew` entries carry each user's hostname and rules), read
+/// with busop's request key; the latest entry of a user wins.
+fn account_server_users(dir: &Path) -> Result<Vec<Signed>> {
+    let setup = crate::setup::Setup::open(dir)?;
+    let cfg = setup.file.account_server.clone().ok_or_else(|| {
+        BusopError::Usage(format!(
+            "{}: no account server configured (busop account-server URL)",
+            dir.display()
+        ))
+    })?;
+    let key = setup.key(&cfg.key, "account server request key")?;
+    let rt = crate::sys::runtime()?;
+    let mut users: std::collections::BTreeMap<String, Signed> = Default::default();
+    let mut since = 0u64;
+    let mut last_seq = None;
+    loop {
+        let page = rt.block_on(crate::account_server::call(
+            &cfg,
+            &key,
+            "GET",
+            &format!("/v1/audit?since={since}&limit=10000"),
+            None,
+        ))?;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        for e in &entries {
+            if !matches!(e["action"].as_str(), Some("sign" | "renew")) {
+                continue;
+            }
+            for g in e["grants"].as_array().into_iter().flatten() {
+                let (Some(user), Some(host)) = (g["user_key"].as_str(), g["hostname"].as_str())
+                else {
+                    continue;
+                };
+                let (mut pubs, mut subs) = (vec![], vec![]);
+                for r in g["rules"].as_array().into_iter().flatten() {
+                    if let Some(rule) = r.as_str().and_then(|r| Rule::parse(r).ok()) {
+                        match rule.verb {
+                            Verb::Pub => pubs.push(rule.subject),
+                            Verb::Sub => subs.push(rule.subject),
+                        }
+                    }
+                }
+                users.insert(
+                    user.to_string(),
+                    Signed {
+                        source: format!("account server {}", cfg.url),
+                        user_key: user.to_string(),
+                        hostname: host.to_string(),
+                        deploy: e["deploy"].as_str().map(str::to_string),
+                        pub_allow: pubs,
+                        sub_allow: subs,
+                        placeholder: true,
+                    },
+                );
+            }
+        }
+        let last = entries.last();
+        let seq = last.and_then(|e| e["seq"].as_u64());
+        if entries.len() < 10000 || seq == last_seq {
+            break;
+        }
+        last_seq = seq;
+        since = last.and_then(|e| e["at"].as_u64()).unwrap_or(since);
+    }
+    Ok(users.into_values().collect())
 }
 
 /// The nearest rule: the most leading tokens that match.
@@ -238,7 +353,7 @@ pub struct Answer {
     pub service: Option<String>,
     /// Its deploy (`deploy:<id>` tag).
     pub deploy: Option<String>,
-    /// The `.creds` file the user was found in.
+    /// Where the user was found: its `.creds` file, or `account server <url>`.
     pub creds: Option<String>,
     /// The signed allow entry that covers the subject (then something else refused it).
     pub covered_by: Option<String>,
@@ -272,6 +387,8 @@ pub struct WhyInput<'a> {
     pub grants: &'a [PathBuf],
     /// The reachability model.
     pub model: Option<&'a Path>,
+    /// The busop setup whose account server is asked for signed users.
+    pub account_server: Option<&'a Path>,
 }
 
 fn deploy_of(c: &UserClaims) -> Option<String> {
@@ -297,28 +414,21 @@ pub fn answer(
     let signed = v
         .user
         .as_deref()
-        .and_then(|u| grants.creds.iter().find(|s| s.claims.data.sub == u));
+        .and_then(|u| grants.users.iter().rev().find(|s| s.user_key == u));
     let host = signed
-        .map(|s| s.claims.data.name.clone())
+        .map(|s| s.hostname.clone())
         .or_else(|| service.map(str::to_string));
+    let plane = v.subject.split('.').next().unwrap_or("");
     let (covered_by, nearest_signed) = match signed {
         Some(s) => {
-            let l = &s.claims.nats.limits;
-            let allow = if verb == Verb::Pub {
-                &l.publish.allow
-            } else {
-                &l.subscribe.allow
-            };
-            // A pinned SUB entry is `<subject> <queue>`.
-            let subj = |e: &String| e.split_once(' ').map_or(e.clone(), |(s, _)| s.to_string());
+            let allow = s.allow(verb, plane);
             let covered = allow
                 .iter()
-                .find(|e| pattern::matches(&subj(e), &v.subject))
+                .find(|e| pattern::matches(e, &v.subject))
                 .cloned();
-            let subjects: Vec<String> = allow.iter().map(subj).collect();
             (
                 covered,
-                nearest(subjects.iter().map(String::as_str), &v.subject),
+                nearest(allow.iter().map(String::as_str), &v.subject),
             )
         }
         None => (None, None),
@@ -359,7 +469,7 @@ pub fn answer(
         _ => vec![],
     };
     let verdict = if host.is_none() {
-        "unknown user: no .creds file among the grants names this user key (pass the deploy's creds folder, or --service)".to_string()
+        "unknown user: no .creds file among the grants (nor the account server) names this user key (pass the deploy's creds folder, --account-server, or --service)".to_string()
     } else if let Some(c) = &covered_by {
         format!(
             "allowed by the signed creds ({c}): another user or a deny rule refused it; check which creds the client runs with"
@@ -397,8 +507,8 @@ pub fn answer(
     Answer {
         target: target_of(&v.subject, model),
         service: host,
-        deploy: signed.and_then(|s| deploy_of(&s.claims)),
-        creds: signed.map(|s| s.file.display().to_string()),
+        deploy: signed.and_then(|s| s.deploy.clone()),
+        creds: signed.map(|s| s.source.clone()),
         covered_by,
         nearest,
         acl: acl.map(|(p, _, _)| p.display().to_string()),
@@ -539,12 +649,16 @@ pub fn run(input: &WhyInput<'_>) -> Result<Report> {
             v.user = Some(u.to_string());
         }
     }
-    if input.grants.is_empty() {
+    if input.grants.is_empty() && input.account_server.is_none() {
         return Err(BusopError::Usage(
-            "pass the deploy's .creds (and nats.acl) folder with --grants".into(),
+            "pass the deploy's .creds (and nats.acl) folder with --grants, or --account-server"
+                .into(),
         ));
     }
-    let grants = load_grants(input.grants)?;
+    let mut grants = load_grants(input.grants)?;
+    if let Some(dir) = input.account_server {
+        grants.users.extend(account_server_users(dir)?);
+    }
     let model = match input.model {
         Some(p) => Some(crate::diff::read_model(&p.display().to_string())?),
         None => None,
