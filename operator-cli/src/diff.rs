@@ -486,3 +486,107 @@ pub fn run(old: &str, new: &str, models: Option<(&str, &str)>, exit_code: bool) 
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::ServiceRules;
+    use buswarden_rules::reach::{EndpointIn, EndpointKind, ServiceIn, build};
+    use buswarden_rules::{Hostname, Method, Route, Rule, ServiceModel};
+
+    fn sets(acls: &[(&str, &[&str])]) -> RuleSets {
+        acls.iter()
+            .map(|(host, pubs)| {
+                let mut rules: RuleSet =
+                    buswarden_rules::derive(&ServiceModel::new(Hostname::parse(host).unwrap()));
+                for p in *pubs {
+                    rules.insert(Rule::parse(p).unwrap());
+                }
+                (
+                    host.to_string(),
+                    ServiceRules {
+                        file: format!("{host}/nats.acl"),
+                        rules,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn from_rules_names_new_edges_trust_root_and_the_ingress_reach() {
+        let old = sets(&[(
+            "http.ingress.core",
+            &["PUB {{plane}}.safe.443.http_ingress_core.a_example.*.GET.x"],
+        )]);
+        let new = sets(&[
+            (
+                "http.ingress.core",
+                &[
+                    "PUB {{plane}}.safe.443.http_ingress_core.a_example.*.GET.x",
+                    "PUB {{plane}}.safe.443.http_ingress_core.b_example.*.GET.y.*",
+                ],
+            ),
+            (
+                "c.example",
+                &["PUB {{plane}}.danger.666.c_example.access_token_core.*.POST.mint"],
+            ),
+        ]);
+        let r = Reachability::from_rules(&old, &new);
+        assert_eq!(r.source, "nats.acl");
+        assert_eq!(
+            r.new_edge_reachable
+                .iter()
+                .map(|s| s.endpoint.as_str())
+                .collect::<Vec<_>>(),
+            ["GET b.example:443/y/*"]
+        );
+        assert_eq!(r.new_trust_root.len(), 1);
+        assert_eq!(
+            r.new_trust_root[0].target,
+            "POST access.token.core:666/mint"
+        );
+        assert_eq!(r.new_edges.len(), 2);
+        let md = r.markdown();
+        assert!(md.starts_with("### Reachability\n\n**Newly reachable from the internet**\n\n- `GET b.example:443/y/*`\n"), "{md}");
+        assert!(Reachability::from_rules(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn from_models_flags_a_new_claimless_edge_endpoint() {
+        let ep = |route: &str, claims: Option<&str>| EndpointIn {
+            host: Hostname::parse("a.example").unwrap(),
+            method: Method::parse("GET").unwrap(),
+            route: Route::parse(route).unwrap(),
+            kind: EndpointKind::Function,
+            name: "f".into(),
+            claims: claims.map(str::to_string),
+            at: None,
+        };
+        let svc: Vec<ServiceIn> = vec![];
+        let old = build(&svc, &[ep("/one", None)], None);
+        let new = build(
+            &svc,
+            &[
+                ep("/one", None),
+                ep("/two", None),
+                ep("/three", Some("roles.x")),
+            ],
+            None,
+        );
+        let r = Reachability::from_models(&old, &new);
+        assert_eq!(r.source, "models");
+        let lines: Vec<String> = r
+            .new_edge_reachable
+            .iter()
+            .map(Reachability::surface_text)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "EDGE 443 a.example GET /three claims=roles.x",
+                "EDGE 443 a.example GET /two claims=-  (NO CLAIMS, not listed in [public])",
+            ]
+        );
+    }
+}
