@@ -80,3 +80,15 @@ if [ -n "$tools_missing" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tools_missing >/dev/null
 fi
+
+# Headless Chromium (Debian's `chromium`): the reachability page's browser
+# test opens the shop's HTML graph, screenshots it and reads its DOM.
+#   BUSWARDEN_CHROMIUM  the chromium binary
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+BUSWARDEN_CHROMIUM="$(command -v chromium)"
+export BUSWARDEN_CHROMIUM
+echo "== chromium: $BUSWARDEN_CHROMIUM"

@@ -79,6 +79,20 @@ pub struct ServedEndpoint {
     pub name: String,
     /// The required-claims expression, as written.
     pub claims: Option<String>,
+    /// The file that declares it, relative to the root.
+    pub file: String,
+    /// Where in that file.
+    pub loc: Loc,
+}
+
+/// An API trait the analysis knows (a service's own, or one read from a
+/// dependency whose service crate is elsewhere), with its endpoints.
+#[derive(Debug, Clone)]
+pub struct DeclaredApi {
+    /// The API's hostname.
+    pub host: Hostname,
+    /// Its endpoints (events included), sorted.
+    pub endpoints: Vec<ServedEndpoint>,
 }
 
 /// One service: its model, rules, and where each rule comes from.
@@ -103,6 +117,8 @@ pub struct Service {
     pub provenance: Vec<Provenance>,
     /// Whether an error in its code, its dependencies or its rules blocks it.
     pub blocked: bool,
+    /// The bundle (a binary crate running it with other services) it runs in.
+    pub bundle: Option<String>,
 }
 
 /// The result of analysing a tree.
@@ -116,6 +132,10 @@ pub struct Analysis {
     pub diags: Vec<Diagnostic>,
     /// Files parsed.
     pub files: usize,
+    /// The policy (`buswarden.toml` at the root), when there is one.
+    pub policy: Option<Policy>,
+    /// Every API trait with a valid hostname, by hostname.
+    pub apis: Vec<DeclaredApi>,
 }
 
 impl Analysis {
@@ -252,6 +272,7 @@ fn analyze_in(
     let policy = load_policy(ws, &mut out);
     let services = services(ws, &idx, &facts, &flow_info, policy.as_ref(), &mut out);
     timing.mark("services");
+    let apis = declared_apis(&idx);
     if let Some(cp) = cache_path
         && cache_stale
         && let Err(e) = crate::cache::Cache::save(cp, opts.limits, &files)
@@ -276,20 +297,30 @@ fn analyze_in(
     facts.into_par_iter().for_each(drop);
     files.into_par_iter().for_each(drop);
     timing.mark("drop");
-    let mut diags: Vec<Diagnostic> = out
+    let diags: Vec<Diagnostic> = out
         .diags
         .into_iter()
         .map(|(d, _)| d)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    attach_source_lines(&ws.root, &mut diags);
-    Ok(Analysis {
+    let mut analysis = Analysis {
         root: ws.root.clone(),
         services,
         diags,
         files: file_count,
-    })
+        policy,
+        apis,
+    };
+    // Edge-reachable endpoints without claims that `[public]` does not list.
+    let public = crate::reach::public_diags(&analysis);
+    if !public.is_empty() {
+        analysis.diags.extend(public);
+        analysis.diags.sort();
+        analysis.diags.dedup();
+    }
+    attach_source_lines(&ws.root, &mut analysis.diags);
+    Ok(analysis)
 }
 
 /// Evaluates every body, then again every body that read a flow entry
@@ -810,8 +841,10 @@ fn services(
         }
     }
     calls_outside_services(ws, idx, facts, &svc_set, out);
+    let bundles = bundles(ws, &svc_set);
     let mut result = Vec::with_capacity(built.len());
     for (ci, sdiags, mut service) in built {
+        service.bundle = bundles.get(&ci).cloned();
         service.blocked = dep_closure(ws, ci).iter().any(|k| error_crates.contains(k));
         for d in sdiags {
             out.push(d, Some(ci));
@@ -820,6 +853,65 @@ fn services(
     }
     result.sort_by(|a, b| (&a.model.hostname, &a.dir).cmp(&(&b.model.hostname, &b.dir)));
     result
+}
+
+/// The bundle of each service crate: a member crate with a binary that is
+/// not a service itself and depends directly on two or more service
+/// crates runs them in one process (the first such crate by folder wins).
+fn bundles(ws: &Workspace, services: &BTreeSet<usize>) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for (ci, c) in ws.crates.iter().enumerate() {
+        if services.contains(&ci) || c.bin_roots.is_empty() || !c.member {
+            continue;
+        }
+        let run: BTreeSet<usize> = c
+            .deps
+            .values()
+            .flatten()
+            .copied()
+            .filter(|d| services.contains(d))
+            .collect();
+        if run.len() >= 2 {
+            for d in run {
+                out.entry(d).or_insert_with(|| c.package.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Every API trait with a valid hostname and its endpoints, by hostname.
+fn declared_apis(idx: &Index<'_>) -> Vec<DeclaredApi> {
+    let mut by_host: BTreeMap<Hostname, Vec<ServedEndpoint>> = BTreeMap::new();
+    for api in &idx.apis {
+        let Some(host) = &api.host else { continue };
+        let file = idx.module_file(api.module);
+        let list = by_host.entry(host.clone()).or_default();
+        for (name, ep) in &api.endpoints {
+            let Some(ep) = ep else { continue };
+            list.push(ServedEndpoint {
+                route: ep.route.to_string(),
+                method: ep.method.to_string(),
+                kind: match ep.kind {
+                    crate::ir::EndpointKind::Function => "function",
+                    crate::ir::EndpointKind::Web => "web",
+                    crate::ir::EndpointKind::Event => "event",
+                },
+                name: name.to_string(),
+                claims: ep.claims.clone(),
+                file: file.clone(),
+                loc: ep.loc,
+            });
+        }
+    }
+    by_host
+        .into_iter()
+        .map(|(host, mut endpoints)| {
+            endpoints.sort();
+            endpoints.dedup();
+            DeclaredApi { host, endpoints }
+        })
+        .collect()
 }
 
 /// A bus call, event or hook in a crate no service crate reaches (not a
@@ -944,6 +1036,8 @@ fn derive_service(
                 },
                 name: name.to_string(),
                 claims: ep.claims.clone(),
+                file: idx.module_file(idx.apis[a].module),
+                loc: ep.loc,
             });
             if ep.kind != crate::ir::EndpointKind::Event {
                 model.endpoints.push(Endpoint {
@@ -1292,6 +1386,7 @@ fn derive_service(
         rules,
         provenance,
         blocked: false,
+        bundle: None,
     };
     (ci, sdiags, service)
 }

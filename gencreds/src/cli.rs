@@ -1,4 +1,4 @@
-//! The command line: `scan`, `check`, `explain`, `sign` and `coverage`, each with the same life
+//! The command line: `scan`, `check`, `explain`, `sign`, `coverage`, `graph` and `surface`, each with the same life
 //! (load, analyse, report) and the same exit codes: 0 clean, 1 error
 //! findings, 2 the tool itself failed.
 
@@ -43,6 +43,49 @@ pub enum Command {
     Sign(crate::sign::SignArgs),
     /// Check recorded runs (BUSWARDEN_RECORD) against every service's nats.acl: misses exit 1.
     Coverage(crate::coverage::CoverageArgs),
+    /// The deploy's reachability model (who may call which endpoint) as JSON, DOT or HTML.
+    Graph(GraphArgs),
+    /// The endpoints reachable from the internet, one grep-friendly line each.
+    Surface(SurfaceArgs),
+}
+
+/// What `graph` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// The model as JSON (schema in docs/reachability.md).
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// One self-contained HTML page (inline SVG, no network).
+    Html,
+}
+
+/// `graph` options.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The trees of one deploy (the first one's buswarden.toml is the deploy's policy).
+    #[arg(default_value = ".")]
+    pub roots: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Json)]
+    pub format: GraphFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// `surface` options.
+#[derive(Debug, Args)]
+pub struct SurfaceArgs {
+    /// The trees of one deploy (the first one's buswarden.toml is the deploy's policy).
+    #[arg(default_value = ".")]
+    pub roots: Vec<PathBuf>,
+    /// Output format (human: `EDGE` lines; json: the endpoints).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 /// Options every command takes.
@@ -121,6 +164,8 @@ where
         Command::Sign(a) => load(&a.root, Options::default(), None)
             .and_then(|an| crate::sign::run(&a, &an, out, err)),
         Command::Coverage(a) => crate::coverage::run(&a, out),
+        Command::Graph(a) => graph(&a, out, err),
+        Command::Surface(a) => surface(&a, out, err),
     };
     match result {
         Ok(code) => code,
@@ -480,6 +525,79 @@ fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
             out.write_all(report::to_text(&v).as_bytes())?;
         }
         Format::Human => out.write_all(text.as_bytes())?,
+    }
+    Ok(EXIT_OK)
+}
+
+/// Analyses every root of a deploy (one after the other: the trees share
+/// the machine) and reports their errors on `err`.
+fn load_deploy(
+    roots: &[PathBuf],
+    threads: usize,
+    err: &mut dyn Write,
+) -> anyhow::Result<Vec<Analysis>> {
+    let mut out = vec![];
+    for root in roots {
+        let an = load(
+            root,
+            Options {
+                threads,
+                ..Options::default()
+            },
+            None,
+        )?;
+        let (errors, _) = analysis::counts(&an.diags);
+        if errors > 0 {
+            writeln!(
+                err,
+                "gencreds: {errors} error(s) stand under {} (`gencreds check {}` lists them); the model shows what the code grants today",
+                root.display(),
+                root.display()
+            )?;
+        }
+        out.push(an);
+    }
+    Ok(out)
+}
+
+fn graph(a: &GraphArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
+    let analyses = load_deploy(&a.roots, a.threads, err)?;
+    let refs: Vec<&Analysis> = analyses.iter().collect();
+    let model = crate::reach::model(&refs);
+    let text = match a.format {
+        GraphFormat::Json => report::to_text(&serde_json::to_value(&model)?),
+        GraphFormat::Dot => crate::graph::dot(&model),
+        GraphFormat::Html => crate::graph::html(&model),
+    };
+    match &a.out {
+        Some(path) => std::fs::write(path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn surface(a: &SurfaceArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<i32> {
+    let analyses = load_deploy(&a.roots, 0, err)?;
+    let refs: Vec<&Analysis> = analyses.iter().collect();
+    let model = crate::reach::model(&refs);
+    match a.format {
+        Format::Human => {
+            out.write_all(model.surface_text().as_bytes())?;
+            if !model.ingress.configured {
+                writeln!(
+                    err,
+                    "gencreds surface: no [edge] table in buswarden.toml; assumed the default ingress firewall (mode prod, port 443 only)"
+                )?;
+            }
+        }
+        Format::Json | Format::Sarif => {
+            let v = json!({
+                "ingress": model.ingress,
+                "endpoints": model.endpoints.iter().filter(|e| e.edge).collect::<Vec<_>>(),
+            });
+            out.write_all(report::to_text(&v).as_bytes())?;
+        }
     }
     Ok(EXIT_OK)
 }

@@ -130,6 +130,8 @@ codes! {
         "A service crate has no committed nats.acl.";
     InvalidAcl = "invalid-acl", Error,
         "A committed nats.acl cannot be parsed.";
+    PublicEndpointUnlisted = "public-endpoint-unlisted", Error,
+        "An endpoint reachable from the internet through the ingress, with no required claims, that the [public] list of buswarden.toml does not name.";
     ClientEscapes = "client-escapes", Error,
         "A client (or a struct holding one) flows where the analyzer does not follow it: a collection, a tuple, a static, an enum, a closure's result, a value of another declared type, an argument of code outside the tree.";
 }

@@ -11,7 +11,9 @@
 //! - [`sign`]: `gencreds sign`, credentials only from a tree that passes `check`;
 //! - [`coverage`]: `gencreds coverage`, recorded runs checked against each `nats.acl`;
 //! - [`synth`]: the synthetic workspace generator used by the benchmark;
-//! - [`allocator`]: the allocator settings the binary and the benchmark run with.
+//! - [`allocator`]: the allocator settings the binary and the benchmark run with;
+//! - [`reach`]: the deploy's reachability model (`graph`, `surface`, `public-endpoint-unlisted`);
+//! - [`graph`]: the model drawn as Graphviz DOT and as one self-contained HTML page.
 
 #![forbid(unsafe_code)]
 
@@ -22,9 +24,11 @@ pub mod cli;
 pub mod coverage;
 pub mod diagnostic;
 pub mod eval;
+pub mod graph;
 pub mod index;
 pub mod ir;
 pub mod lower;
+pub mod reach;
 pub mod report;
 pub mod sign;
 pub mod source;

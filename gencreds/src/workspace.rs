@@ -236,8 +236,8 @@ pub fn discover(root: &Path) -> Result<Workspace, WorkspaceError> {
                 .iter()
                 .find(|w| m.dir.starts_with(&w.dir) && is_member(w, &m.dir))
                 .copied();
-            let deps = dependencies(m, ws, &by_dir, &lib_names, &dependency_tables(&m.table));
-            let dev = dependencies(m, ws, &by_dir, &lib_names, &dev_dependency_tables(&m.table));
+            let deps = dependencies(m, ws, &by_dir, &lib_names, dependency_tables(&m.table));
+            let dev = dependencies(m, ws, &by_dir, &lib_names, dev_dependency_tables(&m.table));
             (deps, dev.into_values().flatten().collect())
         })
         .collect();
@@ -342,27 +342,62 @@ fn read_manifests(root: &Path, paths: Vec<PathBuf>, diags: &mut Vec<Diagnostic>)
 }
 
 /// The folders of a package's (non-dev) path dependencies, `.`/`..` folded.
+/// A `x.workspace = true` entry the workspace does not define names no folder.
 fn path_dependency_dirs(m: &Manifest, ws: Option<&Manifest>) -> Vec<(String, PathBuf)> {
+    dependency_specs(m, ws, dependency_tables(&m.table))
+        .filter(|d| d.resolved)
+        .filter_map(|d| {
+            let p = d.spec.get("path").and_then(toml::Value::as_str)?;
+            Some((d.key.clone(), normalize(&d.base.join(p))))
+        })
+        .collect()
+}
+
+/// One dependency entry as Cargo reads it: a `x.workspace = true` entry
+/// takes its spec from the workspace's `[workspace.dependencies]`, with
+/// paths relative to the workspace's folder.
+struct DependencySpec<'a> {
+    key: &'a String,
+    spec: &'a toml::Value,
+    /// The folder a `path` in `spec` is relative to.
+    base: &'a Path,
+    /// False for a `workspace = true` entry the workspace does not define
+    /// (`spec` is then the entry itself).
+    resolved: bool,
+}
+
+/// Every entry of `tables`, resolved through the workspace.
+fn dependency_specs<'a>(
+    m: &'a Manifest,
+    ws: Option<&'a Manifest>,
+    tables: Vec<&'a toml::Table>,
+) -> impl Iterator<Item = DependencySpec<'a>> {
     let ws_deps = ws
         .and_then(|w| w.table.get("workspace"))
         .and_then(|w| w.get("dependencies"))
         .and_then(toml::Value::as_table);
-    let mut out = vec![];
-    for table in dependency_tables(&m.table) {
-        for (key, spec) in table {
-            let (spec, base) = match spec.get("workspace").and_then(toml::Value::as_bool) {
-                Some(true) => match (ws_deps.and_then(|d| d.get(key)), ws) {
-                    (Some(s), Some(w)) => (s, w.dir.as_path()),
-                    _ => continue,
-                },
-                _ => (spec, m.dir.as_path()),
-            };
-            if let Some(p) = spec.get("path").and_then(toml::Value::as_str) {
-                out.push((key.clone(), normalize(&base.join(p))));
-            }
+    tables.into_iter().flatten().map(move |(key, spec)| {
+        let own = DependencySpec {
+            key,
+            spec,
+            base: m.dir.as_path(),
+            resolved: true,
+        };
+        if spec.get("workspace").and_then(toml::Value::as_bool) != Some(true) {
+            return own;
         }
-    }
-    out
+        match (ws_deps.and_then(|d| d.get(key)), ws) {
+            (Some(s), Some(w)) => DependencySpec {
+                spec: s,
+                base: w.dir.as_path(),
+                ..own
+            },
+            _ => DependencySpec {
+                resolved: false,
+                ..own
+            },
+        }
+    })
 }
 
 /// What a walk of the tree found, in walk order: depth first, the entries
@@ -892,36 +927,27 @@ fn dependencies(
     ws: Option<&Manifest>,
     by_dir: &BTreeMap<PathBuf, usize>,
     lib_names: &[String],
-    tables: &[&toml::Table],
+    tables: Vec<&toml::Table>,
 ) -> BTreeMap<String, Option<usize>> {
-    let ws_deps = ws
-        .and_then(|w| w.table.get("workspace"))
-        .and_then(|w| w.get("dependencies"))
-        .and_then(toml::Value::as_table);
-    let mut out = BTreeMap::new();
-    for table in tables {
-        for (key, spec) in *table {
-            // `x.workspace = true` takes path and package from the workspace.
-            let (spec, base) = match spec.get("workspace").and_then(toml::Value::as_bool) {
-                Some(true) => match (ws_deps.and_then(|d| d.get(key)), ws) {
-                    (Some(s), Some(w)) => (s, w.dir.as_path()),
-                    _ => (spec, m.dir.as_path()),
-                },
-                _ => (spec, m.dir.as_path()),
-            };
-            let renamed = spec.get("package").and_then(toml::Value::as_str).is_some();
-            let target = spec
+    dependency_specs(m, ws, tables)
+        .map(|d| {
+            let renamed = d
+                .spec
+                .get("package")
+                .and_then(toml::Value::as_str)
+                .is_some();
+            let target = d
+                .spec
                 .get("path")
                 .and_then(toml::Value::as_str)
-                .and_then(|p| by_dir.get(&normalize(&base.join(p))).copied());
+                .and_then(|p| by_dir.get(&normalize(&d.base.join(p))).copied());
             let name = match (renamed, target) {
                 (false, Some(t)) => lib_names[t].clone(),
-                _ => key.replace('-', "_"),
+                _ => d.key.replace('-', "_"),
             };
-            out.insert(name, target);
-        }
-    }
-    out
+            (name, target)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -36,3 +36,28 @@ fn synthetic_workspace_analyses_clean_and_rescans_identically() {
     assert_eq!(texts(&cold), texts(&an));
     assert_eq!(texts(&warm), texts(&an));
 }
+
+#[test]
+fn synthetic_workspace_model_edges_are_its_pub_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    gencreds::synth::generate(dir.path(), 20).unwrap();
+    let an = analyze(dir.path(), Options::default()).unwrap();
+    let model = gencreds::reach::model(&[&an]);
+    let edges: std::collections::BTreeSet<(String, String)> = model
+        .edges
+        .iter()
+        .filter_map(|e| Some((e.from.clone(), e.rule.clone()?)))
+        .collect();
+    let mut rules = std::collections::BTreeSet::new();
+    for s in &an.services {
+        for l in gencreds::cli::acl_text(s).lines() {
+            if l.starts_with("PUB ") && !l.contains(".reply._.") {
+                rules.insert((s.model.hostname.to_string(), l.to_string()));
+            }
+        }
+    }
+    assert_eq!(edges, rules);
+    assert_eq!(model.services.iter().filter(|s| s.in_tree).count(), 20);
+    let html = gencreds::graph::html(&model);
+    assert!(html.contains("id=\"n-svc0.example\""));
+}

@@ -293,6 +293,8 @@ fn help_texts() {
         vec!["explain", "--help"],
         vec!["sign", "--help"],
         vec!["coverage", "--help"],
+        vec!["graph", "--help"],
+        vec!["surface", "--help"],
     ] {
         let o = gencreds(&cmd);
         assert_eq!(o.code, 0);

@@ -185,7 +185,8 @@ const ELSEWHERE: &[Code] = &[
     Code::AclDrift,
     Code::AclMissing,
     Code::InvalidAcl,
-    Code::ForeignEndpointHost, // tests/foreign_endpoint.rs
+    Code::ForeignEndpointHost,    // tests/foreign_endpoint.rs
+    Code::PublicEndpointUnlisted, // tests/reach.rs
 ];
 
 #[test]

@@ -37,6 +37,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Grant changes per service between two files, folders or git revisions (`git:REV:path`).
     Diff(DiffArgs),
+    /// Why was this denied? The service and deploy behind a permissions violation, the nearest rule, and whether its code calls it.
+    Why(WhyArgs),
     /// Revoke user keys, every user of a deploy, or a signing key with all its users.
     Revoke(RevokeArgs),
     /// Rotate the account signing key or the operator signing key.
@@ -120,6 +122,44 @@ pub struct DiffArgs {
     /// Exit 1 when anything changed (like `git diff --exit-code`).
     #[arg(long)]
     pub exit_code: bool,
+    /// The old side's reachability model (`gencreds graph --format json`; a file or `git:REV:path`).
+    #[arg(long, requires = "new_model")]
+    pub old_model: Option<String>,
+    /// The new side's reachability model (same forms).
+    #[arg(long, requires = "old_model")]
+    pub new_model: Option<String>,
+}
+
+/// `busop why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// A nats-server log line (`… Publish Violation - Subject "…"`), or `-` to answer every violation line on standard input.
+    pub line: Option<String>,
+    /// The refused subject (instead of a log line).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The user's public key (`U…`), with --subject or to override the line's.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// With --subject: the refused operation was a subscription.
+    #[arg(long)]
+    pub subscribe: bool,
+    /// The deploy's `.creds` and `nats.acl` files or folders (searched recursively; repeat).
+    #[arg(
+        long = "grants",
+        value_name = "PATH",
+        required_unless_present = "account_server"
+    )]
+    pub grants: Vec<PathBuf>,
+    /// Also ask the setup's account server (busop account-server URL) which user it signed, from its audit log.
+    #[arg(long)]
+    pub account_server: bool,
+    /// The reachability model (`gencreds graph --format json`): call sites.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// The service, when the user is in no `.creds` file.
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 /// Where account changes go, shared by revoke, rotate, push and prune.

@@ -9,6 +9,7 @@
 //! - [`account_jwt`]: the one way an account JWT is re-signed (live read, revocations merged, later `iat`);
 //! - [`sys`]: `$SYS` requests to every nats-server; [`push`], [`revoke`], [`rotate`], [`prune`];
 //! - [`account_server`]: the account server's HTTP API, signed with `buswarden_creds::request_auth`;
+//! - [`why`]: "why was this denied?", a permissions violation explained;
 //! - [`nsc`]: `import-nsc`; [`reference`]: completions, man page, Markdown reference.
 
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod server_config;
 pub mod setup;
 pub mod source;
 pub mod sys;
+pub mod why;
 
 pub use error::{BusopError, Result};
 pub use report::{Format, Report};
@@ -62,7 +64,22 @@ pub fn execute(cli: &Cli) -> Result<Report> {
             inspect::run(&a.files, &issuers, a.soon)
         }
         Command::Audit(a) => audit::run(&a.path, a.policy.as_deref(), a.soon),
-        Command::Diff(a) => diff::run(&a.old, &a.new, a.exit_code),
+        Command::Diff(a) => diff::run(
+            &a.old,
+            &a.new,
+            a.old_model.as_deref().zip(a.new_model.as_deref()),
+            a.exit_code,
+        ),
+        Command::Why(a) => why::run(&why::WhyInput {
+            line: a.line.as_deref(),
+            subject: a.subject.as_deref(),
+            user: a.user.as_deref(),
+            service: a.service.as_deref(),
+            subscribe: a.subscribe,
+            grants: &a.grants,
+            model: a.model.as_deref(),
+            account_server: a.account_server.then_some(cli.dir.as_path()),
+        }),
         Command::Revoke(a) => revoke::run(&cli.dir, a),
         Command::Rotate(a) => rotate::run(&cli.dir, a),
         Command::Push(a) => push::run(&cli.dir, &a.accounts, &a.live),

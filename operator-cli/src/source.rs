@@ -24,7 +24,7 @@ pub struct ServiceRules {
 /// Rule sets by service name.
 pub type RuleSets = BTreeMap<String, ServiceRules>;
 
-fn git(args: &[&str]) -> Result<String> {
+pub(crate) fn git(args: &[&str]) -> Result<String> {
     let shown = args.join(" ");
     let out = Command::new("git")
         .args(args)

@@ -228,6 +228,42 @@ role = "operator"
         .expect("the signed user connects");
     client.flush().await.unwrap();
 
+    // busop why asks the account server who a user key is: its audit log
+    // names the hostname, the deploy and the rules it signed.
+    let why = |subject: &'static str| {
+        let setup = setup.clone();
+        let user = user.public_key().to_string();
+        async move {
+            let out = busop(
+                &setup,
+                &[
+                    "why",
+                    "--subject",
+                    subject,
+                    "--user",
+                    &user,
+                    "--account-server",
+                    "--format",
+                    "json",
+                ],
+            )
+            .await;
+            assert!(out.status.success(), "{}", show(&out));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let v = why("microbus.safe.443.calc_example.store_example.0.GET.items").await;
+    assert_eq!(v["service"], host, "{v}");
+    assert_eq!(v["deploy"], "d1", "{v}");
+    assert_eq!(v["creds"], format!("account server {server}"), "{v}");
+    assert_eq!(v["covered_by"], Value::Null, "{v}");
+    assert_eq!(
+        v["nearest"]["rule"], "microbus.reply._.calc_example.>",
+        "{v}"
+    );
+    let v = why("microbus.reply._.calc_example.x").await;
+    assert_eq!(v["covered_by"], "microbus.reply._.calc_example.>", "{v}");
+
     // busop revokes: through the API, exit 0, the server confirmed the push.
     let revoked = busop(
         &setup,

@@ -848,6 +848,7 @@ fn help_of_every_command_is_snapshotted() {
         &["inspect"],
         &["audit"],
         &["diff"],
+        &["why"],
         &["revoke"],
         &["rotate"],
         &["rotate", "account-key"],

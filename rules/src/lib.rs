@@ -19,7 +19,8 @@
 //! - [`diff`]: what changed between two rule sets;
 //! - [`queue`]: the queue group a service may join and the `sub.allow` entries pinned to it;
 //! - [`budget`]: the CONNECT line a rule set will produce, against the 4 KiB limit;
-//! - [`policy`]: the `buswarden.toml` policy and its evaluation.
+//! - [`policy`]: the `buswarden.toml` policy and its evaluation;
+//! - [`reach`]: the deployment's reachability model (who may call which endpoint).
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod naming;
 pub mod pattern;
 pub mod policy;
 pub mod queue;
+pub mod reach;
 pub mod route;
 pub mod rule;
 pub mod subject;

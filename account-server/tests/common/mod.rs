@@ -43,6 +43,7 @@ pub fn serve_command(path: &Path) -> std::process::Command {
 }
 
 /// A free loopback port a config can name ahead of time (see the testkit).
+#[allow(unused_imports)] // not every test binary names a port ahead of time
 pub use buswarden_testkit::free_port;
 
 /// Keys and files of one test deployment.

@@ -27,6 +27,7 @@ const RUN: &[&str] = &[
     "docs/runbook.md",
     "docs/formats.md",
     "docs/cli.md",
+    "docs/reachability.md",
 ];
 
 /// One fenced block: where it starts, its info string, its text.

@@ -173,6 +173,15 @@ fn pull_request(bed: &Bed) {
     let grants = std::fs::read_to_string(bed.repo.join("out/grants.md")).unwrap();
     assert!(grants.contains(&format!("+{PR_RULE}")), "{grants}");
     assert!(grants.contains("`notify.example` | changed"), "{grants}");
+    // The comment opens with reachability, read from both sides' models.
+    let reach = &grants[..grants.find("### Grants").expect("a Grants section")];
+    assert!(reach.contains("### Reachability"), "{grants}");
+    assert!(
+        reach.contains("- `notify.example` → `ANY access.token.core:666/mint`"),
+        "{grants}"
+    );
+    assert!(!reach.contains("Read from the `PUB` rules"), "{grants}");
+    assert!(bed.repo.join("out/reach-base.json").is_file());
     let sarif = std::fs::read_to_string(bed.repo.join("out/gencreds.sarif")).unwrap();
     let sarif: serde_json::Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["runs"][0]["results"], serde_json::json!([]));

@@ -47,6 +47,7 @@ pub fn path_env() -> String {
 }
 
 /// A free loopback port a config can name ahead of time (see the testkit).
+#[allow(unused_imports)] // not every test binary names a port ahead of time
 pub use buswarden_testkit::free_port;
 
 /// A child process killed when dropped.
