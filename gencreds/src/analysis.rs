@@ -654,6 +654,30 @@ fn service_crates(
         .collect()
 }
 
+/// The ports `#[buswarden::edge_proxy]` is granted: outside `local`, 443
+/// and every port of `allowed-internal-ports` (one rule each: NATS has no
+/// port ranges); in `local`, every port an endpoint of the scanned tree
+/// serves, so the grant stays exact instead of `safe.*`. Never 0, 666 or
+/// 888 ([`buswarden_rules::edge::Edge::admits`] decides).
+fn edge_ports(idx: &Index<'_>, edge: &buswarden_rules::edge::Edge) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    if edge.mode == buswarden_rules::edge::Mode::Local {
+        for api in &idx.apis {
+            for ep in api.endpoints.values().flatten() {
+                if ep.kind != crate::ir::EndpointKind::Event {
+                    ports.insert(ep.route.port);
+                }
+            }
+        }
+    } else {
+        for r in edge.open_ports() {
+            ports.extend(r.first..=r.last);
+        }
+    }
+    ports.retain(|&p| edge.admits(p));
+    ports
+}
+
 /// Where a manifest's `[package.metadata.buswarden] hostname` is written
 /// (the first `hostname` key after that table header), else nowhere.
 fn hostname_line(manifest: &Path) -> Loc {
@@ -914,10 +938,12 @@ fn calls_outside_services(
             continue;
         }
         for f in fs {
+            let edge_proxy = "#[buswarden::edge_proxy]".to_string();
             let what = match &f.kind {
                 FactKind::Call { what, .. }
                 | FactKind::Event { what, .. }
                 | FactKind::Hook { what, .. } => what,
+                FactKind::EdgeProxy => &edge_proxy,
                 _ => continue,
             };
             out.push(
@@ -993,6 +1019,9 @@ fn derive_service(
     }
     let mut model = ServiceModel::new(host.clone());
     let mut wanted: Vec<(Rule, Site)> = vec![];
+    // The rules `#[buswarden::edge_proxy]` expands to (authorized by the
+    // `[edge]` table itself, not by the wildcard list).
+    let mut edge_rules: Vec<Rule> = vec![];
     let mut served = vec![];
     for &a in apis {
         for (name, ep) in &idx.apis[a].endpoints {
@@ -1161,6 +1190,25 @@ fn derive_service(
                     wanted.push((hook_rule(&hk), site(what)));
                     model.hooks.push(hk);
                 }
+                FactKind::EdgeProxy => {
+                    let edge = policy.and_then(|p| p.edge.clone()).unwrap_or_default();
+                    if &edge.ingress != host {
+                        sdiags.push(diag(
+                            Code::EdgeProxyHost,
+                            format!("#[buswarden::edge_proxy] in {host}, but the ingress of the [edge] table in buswarden.toml is {}; set `ingress = \"{host}\"` under [edge] (or move the fn into the ingress's crate)", edge.ingress),
+                        ));
+                        continue;
+                    }
+                    for port in edge_ports(idx, &edge) {
+                        let rule = buswarden_rules::derive::edge_proxy_rule(host, port);
+                        let what = format!(
+                            "#[buswarden::edge_proxy]: port {port} is open at the edge ([edge] mode = \"{}\")",
+                            edge.mode
+                        );
+                        wanted.push((rule.clone(), site(&what)));
+                        edge_rules.push(rule);
+                    }
+                }
                 FactKind::ConnectorNew(Some(h))
                     if is_own && Hostname::parse(h).ok().as_ref() != Some(host) =>
                 {
@@ -1179,7 +1227,26 @@ fn derive_service(
             }
         }
     }
-    let rules = buswarden_rules::derive(&model);
+    let mut rules = buswarden_rules::derive(&model);
+    if !edge_rules.is_empty() {
+        rules.extend(edge_rules.iter().cloned());
+        rules.minimize();
+        // An ingress that serves no endpoint receives no request: it does
+        // not get the implicit subscription to requests addressed to it
+        // (its creds then carry no `.safe.*.` at all).
+        if model.endpoints.is_empty() {
+            let own = Rule::new(
+                buswarden_rules::Verb::Sub,
+                format!("{{{{plane}}}}.safe.*.*.{}.>", host.flatten()),
+            )
+            .ok();
+            rules = rules
+                .iter()
+                .filter(|r| Some(*r) != own.as_ref())
+                .cloned()
+                .collect();
+        }
+    }
     let mut provenance: Vec<Provenance> = vec![];
     let mut foreign_endpoints: Vec<Rule> = vec![];
     for ep in &model.endpoints {
@@ -1258,7 +1325,10 @@ fn derive_service(
         ));
     }
     if let Some(p) = policy {
-        for v in rules_policy::evaluate(p, host, &rules) {
+        for v in rules_policy::evaluate(p, host, &rules)
+            .into_iter()
+            .filter(|v| !edge_rules.contains(v.rule()))
+        {
             let hint = match &v {
                 rules_policy::Violation::UnlistedTrustRootGrant { .. } => {
                     "list it under trust-root, e.g. \"POST host.example:666/path\""

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the IR or its meaning changes.
-const FORMAT: &str = concat!("gencreds-cache-9-", env!("CARGO_PKG_VERSION"));
+const FORMAT: &str = concat!("gencreds-cache-10-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Serialize, Deserialize)]
 struct Stored<'a> {

@@ -69,7 +69,9 @@ codes! {
     DynamicHostTrustRoot = "dynamic-host-trust-root", Error,
         "for_host(expr) with a computed host on a :666 trust-root endpoint.";
     DynamicUrl = "dynamic-url", Error,
-        "A raw call whose method or URL is not a literal, outside a fn carrying #[buswarden::grant].";
+        "A raw call whose method or URL is not a literal, outside a fn carrying #[buswarden::grant] or #[buswarden::edge_proxy].";
+    EdgeProxyHost = "edge-proxy-host", Error,
+        "#[buswarden::edge_proxy] in a service that is not the [edge] ingress of buswarden.toml.";
     UnknownEndpoint = "unknown-endpoint", Error,
         "A client method that the API trait does not declare.";
     AmbiguousReceiver = "ambiguous-receiver", Error,

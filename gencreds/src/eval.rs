@@ -300,6 +300,9 @@ pub enum FactKind {
     },
     /// A call of another body.
     Edge(UnitId),
+    /// `#[buswarden::edge_proxy]`: this body forwards to the edge's open
+    /// ports (expanded from `[edge]` in `buswarden.toml` by the analysis).
+    EdgeProxy,
     /// `Connector::new(host)`: the literal host, if any.
     ConnectorNew(Option<String>),
     /// A method call on an unknown receiver (checked against helper names).
@@ -395,10 +398,13 @@ pub fn eval_unit_with(idx: &Index<'_>, flow: &Flow, u: UnitId, scopes: &mut Scop
         reads: Vec::new(),
         closures: 0,
         last_loc: unit.def.loc,
-        granted: !unit.def.grants.is_empty(),
+        granted: !unit.def.grants.is_empty() || unit.def.edge_proxy.is_some(),
     };
     for g in &unit.def.grants {
         ev.grant(g);
+    }
+    if let Some(at) = unit.def.edge_proxy {
+        ev.fact(FactKind::EdgeProxy, at);
     }
     if unit.def.has_self {
         let t = ev.self_ty();

@@ -871,6 +871,7 @@ const RUNTIME_NAMES: &[&str] = &[
     "Method",
     "api",
     "grant",
+    "edge_proxy",
     "Request",
     "Response",
     "Error",

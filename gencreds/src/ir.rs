@@ -195,6 +195,8 @@ pub struct FnDef {
     pub loc: Loc,
     /// Explicit grants on it.
     pub grants: Vec<GrantAttr>,
+    /// Where its `#[buswarden::edge_proxy]` attribute is, if it has one.
+    pub edge_proxy: Option<Loc>,
     /// Whether it takes `self`.
     pub has_self: bool,
     /// Parameters: bound names and declared type.

@@ -721,6 +721,7 @@ impl Lowerer<'_> {
                         name,
                         loc: l,
                         grants: vec![],
+                        edge_proxy: None,
                         has_self: false,
                         params: vec![],
                         ret: None,
@@ -745,6 +746,7 @@ impl Lowerer<'_> {
                 name: ident.to_compact_string(),
                 loc: loc(ident.span()),
                 grants: vec![],
+                edge_proxy: None,
                 has_self: false,
                 params: vec![],
                 ret: None,
@@ -854,6 +856,10 @@ impl Lowerer<'_> {
             name: sig.ident.to_compact_string(),
             loc: loc(sig.ident.span()),
             grants: grants(attrs),
+            edge_proxy: attrs
+                .iter()
+                .find(|a| attr_is(a, "edge_proxy"))
+                .map(|a| loc(a.span())),
             has_self,
             params,
             ret,

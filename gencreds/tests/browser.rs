@@ -152,7 +152,8 @@ fn the_shop_s_page_in_headless_chromium() {
         .iter()
         .map(|s| s["hostname"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(hosts.len(), 6);
+    // The shop's six services and core's HTTP ingress.
+    assert_eq!(hosts.len(), 7);
     for h in hosts.iter().map(String::as_str).chain(["internet"]) {
         let class =
             attr_of(&dom, &format!("n-{h}"), "class").unwrap_or_else(|| panic!("no node for {h}"));
@@ -162,7 +163,8 @@ fn the_shop_s_page_in_headless_chromium() {
     let trust: Vec<usize> = (0..edges.len())
         .filter(|&i| edges[i]["trust_root"] == true)
         .collect();
-    assert_eq!(trust.len(), 2);
+    // The gateway's two Mint calls and the ingress's exchange.
+    assert_eq!(trust.len(), 3);
     for &i in &trust {
         let class =
             attr_of(&dom, &format!("e-{i}"), "class").unwrap_or_else(|| panic!("no edge e-{i}"));

@@ -128,6 +128,8 @@ cases! {
     diag_reserved_all_is_not_a_service_hostname => "cases/diag-reserved-all",
     workspace_exclude_is_honoured => "cases/excluded-member",
     escape_hatch_grants => "cases/escape-hatch",
+    edge_proxy_is_granted_the_edge_s_open_ports => "cases/edge-proxy",
+    diag_edge_proxy_outside_the_ingress_and_dynamic_calls_elsewhere => "cases/diag-edge-proxy",
     diag_unresolved_call => "cases/diag-unresolved-call",
     diag_unresolved_macro => "cases/diag-unresolved-macro",
     diag_dynamic_url => "cases/diag-dynamic-url",

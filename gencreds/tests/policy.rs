@@ -247,3 +247,197 @@ fn over_budget_names_the_largest_rules() {
     );
     assert!(an.services[0].blocked);
 }
+
+/// A tree with an ingress (`#[buswarden::edge_proxy]`) and an API serving
+/// several ports, under `policy`.
+fn edge_tree(policy: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "api/Cargo.toml",
+        "[package]\nname = \"shop-api\"\nversion = \"0.1.0\"\n",
+    );
+    write(
+        r,
+        "api/src/lib.rs",
+        r#"#[buswarden::api(host = "shop.example")]
+pub trait Shop {
+    #[function(GET, "/items")]
+    async fn items(&self) -> Result<(), buswarden::Error>;
+    #[function(GET, ":444/internal")]
+    async fn internal(&self) -> Result<(), buswarden::Error>;
+    #[function(GET, ":8080/alt")]
+    async fn alt(&self) -> Result<(), buswarden::Error>;
+    #[function(POST, ":666/root")]
+    async fn root(&self) -> Result<(), buswarden::Error>;
+    #[function(POST, ":888/control")]
+    async fn control(&self) -> Result<(), buswarden::Error>;
+    #[event(POST, ":417/on-change")]
+    async fn on_change(&self) -> Result<(), buswarden::Error>;
+}
+"#,
+    );
+    write(
+        r,
+        "ingress/Cargo.toml",
+        "[package]\nname = \"ingress\"\nversion = \"0.1.0\"\n[package.metadata.buswarden]\nhostname = \"http.ingress.core\"\n",
+    );
+    write(
+        r,
+        "ingress/src/main.rs",
+        r#"#[buswarden::edge_proxy]
+async fn forward(svc: &buswarden::Connector, method: String, url: String) {
+    svc.request(method.as_str(), &url).await.ok();
+}
+
+fn main() {}
+"#,
+    );
+    write(r, "buswarden.toml", policy);
+    dir
+}
+
+fn ingress_pubs(an: &Analysis) -> Vec<String> {
+    let s = an
+        .services
+        .iter()
+        .find(|s| s.model.hostname.as_str() == "http.ingress.core")
+        .expect("the ingress is a service");
+    assert!(!s.blocked, "{:#?}", an.diags);
+    gencreds::cli::acl_text(s)
+        .lines()
+        .filter(|l| l.starts_with("PUB ") && l.contains(".safe."))
+        .map(str::to_string)
+        .collect()
+}
+
+fn edge_rule(port: u16) -> String {
+    format!("PUB {{{{plane}}}}.safe.{port}.http_ingress_core.*.*.*.>")
+}
+
+/// The edge proxy's grant is the `[edge]` table: outside `local`, 443 and
+/// one rule per listed port (ranges expanded); in `local`, one rule per
+/// port an endpoint of the tree serves, minus 666 and 888 (events are not
+/// served); without `[edge]`, 443 only. No policy violation: the `[edge]`
+/// table itself authorizes these wildcard-host rules.
+#[test]
+fn the_edge_proxy_is_granted_exactly_the_ports_the_edge_opens() {
+    for (policy, ports) in [
+        (
+            "version = 1\n[edge]\nmode = \"prod\"\nallowed-internal-ports = [8080, \"9000-9002\"]\n",
+            vec![443u16, 8080, 9000, 9001, 9002],
+        ),
+        ("version = 1\n[edge]\nmode = \"lab\"\n", vec![443]),
+        (
+            "version = 1\n[edge]\nmode = \"local\"\n",
+            vec![443, 444, 8080],
+        ),
+        ("version = 1\n", vec![443]),
+    ] {
+        let dir = edge_tree(policy);
+        let an = analyze(dir.path(), Options::default()).unwrap();
+        assert!(
+            an.diags.iter().all(|d| !d.is_error()),
+            "{policy}: {:#?}",
+            an.diags
+        );
+        let want: Vec<String> = ports.iter().map(|p| edge_rule(*p)).collect();
+        let mut got = ingress_pubs(&an);
+        got.sort_by_key(|l| l.split('.').nth(2).unwrap().parse::<u16>().unwrap());
+        assert_eq!(got, want, "{policy}");
+        assert!(got.iter().all(|l| !l.contains(".safe.*.")));
+    }
+}
+
+/// A policy whose `[edge]` opens 666 (or 888) is refused where it is
+/// written, and every service fails closed; an `[edge]` naming another
+/// ingress refuses the edge proxy.
+#[test]
+fn an_edge_that_opens_666_or_names_another_ingress_is_refused() {
+    for bad in ["666", "888", "\"600-700\"", "444"] {
+        let dir = edge_tree(&format!(
+            "version = 1\n[edge]\nallowed-internal-ports = [{bad}]\n"
+        ));
+        let an = analyze(dir.path(), Options::default()).unwrap();
+        assert!(
+            an.diags.iter().any(|d| d.code == Code::InvalidPolicy
+                && d.file == "buswarden.toml"
+                && d.line == 3),
+            "{bad}: {:#?}",
+            an.diags
+        );
+    }
+    let dir = edge_tree("version = 1\n[edge]\ningress = \"gate.example\"\n");
+    let an = analyze(dir.path(), Options::default()).unwrap();
+    assert!(
+        an.diags.iter().any(|d| d.code == Code::EdgeProxyHost
+            && d.file == "ingress/src/main.rs"
+            && d.line == 1),
+        "{:#?}",
+        an.diags
+    );
+}
+
+/// One source of truth: once the ingress's `nats.acl` is committed, a change
+/// to the `[edge]` table alone (a port opened or closed) makes `check` fail
+/// until the allow-list is derived again.
+#[test]
+fn check_fails_when_the_edge_table_and_the_committed_allow_list_disagree() {
+    let dir = edge_tree("version = 1\n[edge]\nallowed-internal-ports = [8080]\n");
+    let root = dir.path().to_string_lossy().into_owned();
+    let run = |cmd: &str| {
+        let (mut out, mut err) = (vec![], vec![]);
+        let code = gencreds::cli::run(["gencreds", cmd, &root], &mut out, &mut err);
+        (
+            code,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            ),
+        )
+    };
+    assert_eq!(run("scan").0, 0);
+    assert_eq!(run("check").0, 0);
+    for edge in [
+        "allowed-internal-ports = [8080, 8081]",
+        "allowed-internal-ports = []",
+        "mode = \"local\"",
+    ] {
+        write(
+            dir.path(),
+            "buswarden.toml",
+            &format!("version = 1\n[edge]\n{edge}\n"),
+        );
+        let (code, text) = run("check");
+        assert_ne!(code, 0, "{edge}: {text}");
+        assert!(text.contains("ingress/nats.acl"), "{edge}: {text}");
+    }
+}
+
+/// `#[buswarden::edge_proxy]` in a library no service reaches grants
+/// nothing and is refused where it is (`call-outside-service`), not left to
+/// the broker to deny at run time.
+#[test]
+fn an_edge_proxy_no_service_reaches_is_refused() {
+    let dir = edge_tree("version = 1\n");
+    write(
+        dir.path(),
+        "lib/Cargo.toml",
+        "[package]\nname = \"stray\"\nversion = \"0.1.0\"\n",
+    );
+    write(
+        dir.path(),
+        "lib/src/lib.rs",
+        "#[buswarden::edge_proxy]\npub async fn forward(svc: &buswarden::Connector, url: String) {\n    svc.get(&url).await.ok();\n}\n",
+    );
+    let an = analyze(dir.path(), Options::default()).unwrap();
+    assert!(
+        an.diags.iter().any(|d| d.code == Code::CallOutsideService
+            && d.file == "lib/src/lib.rs"
+            && d.line == 1),
+        "{:#?}",
+        an.diags
+    );
+}

@@ -127,7 +127,11 @@ fn model_edges_are_the_union_of_the_committed_acls() {
         .cloned()
         .collect();
     assert_eq!(trust, danger);
-    assert_eq!(trust.len(), 2, "the gateway's two Mint calls");
+    assert_eq!(
+        trust.len(),
+        3,
+        "the gateway's two Mint calls and the ingress's exchange"
+    );
     // Every service node of the deploy, and every edge has a call site.
     let hosts: BTreeSet<&str> = m["services"]
         .as_array()
@@ -140,6 +144,7 @@ fn model_edges_are_the_union_of_the_committed_acls() {
         "bearer.token.core",
         "catalog.example",
         "gateway.example",
+        "http.ingress.core",
         "notify.example",
         "orders.example",
     ] {
@@ -248,10 +253,19 @@ fn surface_lists_exactly_the_edge_reachable_endpoints_with_and_without_an_edge_t
     );
     assert!(!without.iter().any(|l| l.contains(" 444 ")));
 
-    // With [edge] in local mode: every port but 666 and 888 (444 appears).
+    // With [edge] in local mode and core's ingress in the tree: the
+    // ingress's grants (derived from core/buswarden.toml: 443 and 8080)
+    // are the internet's reach, so 444 stays out.
     let policy = cwd.join("fixtures/app/buswarden.toml");
     let base = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, format!("{base}\n[edge]\nmode = \"local\"\n")).unwrap();
+    assert_eq!(
+        surface(cwd),
+        expected_surface(cwd, |p| p == 443 || p == 8080)
+    );
+    // Without the ingress in the tree: every port but 666 and 888 (444
+    // appears).
+    std::fs::remove_dir_all(cwd.join("core/ingress")).unwrap();
     let local = surface(cwd);
     assert_eq!(local, expected_surface(cwd, |_| true));
     assert!(
@@ -340,7 +354,10 @@ fn the_dot_graph_marks_trust_root_edges_and_groups_the_bundle() {
         .lines()
         .filter(|l| l.contains("class=\"trust-root\""))
         .collect();
-    assert_eq!(trust.len(), 2, "{dot}");
+    assert_eq!(trust.len(), 3, "{dot}");
+    assert!(trust.iter().any(|l| {
+        l.starts_with("  \"http.ingress.core\" -> \"access.token.core\" [label=\"ANY :666/mint\"")
+    }));
     assert!(trust.iter().any(|l| {
         l.starts_with("  \"gateway.example\" -> \"access.token.core\" [label=\"ANY :666/mint\"")
     }));

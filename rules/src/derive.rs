@@ -123,6 +123,21 @@ pub(crate) fn request_pattern(
     s
 }
 
+/// `PUB {{plane}}.safe.<port>.<self>.*.*.*.>`: what the HTTP ingress's
+/// `#[buswarden::edge_proxy]` fn is granted on one port the edge opens
+/// (any host, instance, method and path on that port; never a `*` port).
+pub fn edge_proxy_rule(own: &Hostname, port: u16) -> Rule {
+    debug_assert!(port != 0 && port != TRUST_ROOT_PORT);
+    rule(
+        Verb::Pub,
+        format!(
+            "{PLANE_PLACEHOLDER}.{}.{port}.{}.*.*.*.>",
+            Trust::of_port(port).as_str(),
+            own.flatten()
+        ),
+    )
+}
+
 fn rule(verb: Verb, subject: String) -> Rule {
     // Invariant: every token above is either escaped or a fixed token, so the
     // pattern is always valid; `Rule::new` re-checks it in debug builds.

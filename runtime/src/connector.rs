@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     denied_subscriptions: Mutex<HashSet<String>>,
     subscription_denied: Notify,
     counters: Counters,
+    /// The per-caller rate limit of this connector's endpoints, if set.
+    pub(crate) caller_limit: OnceLock<crate::ratelimit::CallerLimiter>,
 }
 
 #[derive(Default)]
@@ -137,6 +139,7 @@ struct Counters {
     denied_publishes: AtomicU64,
     handled_requests: AtomicU64,
     dropped_replies: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 /// Counters of what the connector dropped or refused, for operators and tests.
@@ -162,6 +165,9 @@ pub struct Stats {
     pub dropped_replies: u64,
     /// Calls waiting for a response now.
     pub waiting_calls: u64,
+    /// Requests answered 429: their caller was over its rate limit
+    /// ([`Connector::with_caller_rate_limit`]).
+    pub rate_limited: u64,
 }
 
 /// A call waiting for its response(s).
@@ -295,6 +301,9 @@ impl Shared {
         self.counters
             .dropped_replies
             .fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_rate_limited(&self) {
+        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn count_handled(&self) {
         self.counters
@@ -509,6 +518,7 @@ impl Shared {
             handled_requests: c.handled_requests.load(Ordering::Relaxed),
             dropped_replies: c.dropped_replies.load(Ordering::Relaxed),
             waiting_calls: self.pending().len() as u64,
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -623,6 +633,24 @@ impl Connector {
     /// Sets the most reply bytes one call takes in.
     pub fn with_max_reply_bytes(self, max: usize) -> Self {
         self.configure(|c| c.max_reply_bytes = max)
+    }
+
+    /// Limits how many requests each caller may make to this connector's
+    /// endpoints: `per_second` sustained, `burst` at once, per certified
+    /// caller (the source segment of the request's subject, which the
+    /// broker pins to the publisher's hostname; no header counts). A
+    /// request over the limit is answered 429 before its handler runs; the
+    /// other callers are unaffected. Set once (later calls are ignored);
+    /// a rate that is not a positive number sets nothing.
+    pub fn with_caller_rate_limit(self, per_second: f64, burst: u32) -> Self {
+        if per_second.is_finite() && per_second > 0.0 {
+            let _ = self
+                .inner
+                .shared
+                .caller_limit
+                .set(crate::ratelimit::CallerLimiter::new(per_second, burst));
+        }
+        self
     }
 
     /// Sets the largest body a call or request may carry.

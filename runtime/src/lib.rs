@@ -9,6 +9,8 @@
 //!   clients, trigger, hook and serving glue (see the `buswarden-macros` crate);
 //! - [`grant`]: `#[buswarden::grant(METHOD, "URL")]`, the reviewable escape
 //!   hatch for a genuinely dynamic raw call (validated, otherwise a no-op);
+//! - [`edge_proxy`]: `#[buswarden::edge_proxy]`, the HTTP ingress's
+//!   forwarding fn, granted the `[edge]` table's open ports by gencreds;
 //! - [`Connector`]: configuration, `connect`, `serve`, raw calls;
 //! - [`context`]: the certified caller and the actor/baggage headers that
 //!   flow from an inbound request to the calls made while handling it;
@@ -40,6 +42,7 @@ mod frag;
 pub mod id;
 pub mod method;
 mod pump;
+mod ratelimit;
 pub mod record;
 pub(crate) mod serve;
 pub mod token;
@@ -50,7 +53,7 @@ pub mod __private;
 
 /// Required-claims expressions and the claims of a verified actor.
 pub use buswarden_claims as claims;
-pub use buswarden_macros::{api, claims_check, grant};
+pub use buswarden_macros::{api, claims_check, edge_proxy, grant};
 pub use call::{RawCall, RawMulticast};
 pub use config::{Config, Credentials};
 pub use connector::{Connector, Stats};

@@ -388,6 +388,23 @@ impl Live {
                 .as_ref()
                 .and_then(|(t, _)| t.as_bytes().try_into().ok()),
         };
+        if let Some(limit) = self.shared.caller_limit.get()
+            && let Err(wait) = limit.check(&req.src)
+        {
+            self.shared.count_rate_limited();
+            return Received::Refuse(
+                to,
+                Error::status(
+                    429,
+                    format!(
+                        "{} is over its rate limit at {}; retry in {} ms",
+                        req.src,
+                        self.host,
+                        wait.as_millis().max(1)
+                    ),
+                ),
+            );
+        }
         if call_depth > MAX_CALL_DEPTH {
             return Received::Refuse(
                 to,

@@ -7,6 +7,7 @@
 //!   (errors point at the bad literal), and generates the typed clients,
 //!   trigger, hook, hostname constant and serving glue (module `generate`);
 //! - [`grant`] validates an explicit grant and leaves its item untouched;
+//! - [`edge_proxy`] marks the ingress's forwarding fn (checked, untouched);
 //! - [`claims_check`] compiles a required-claims expression into a
 //!   `fn(&Claims) -> bool` (module `claims`, which `api` uses for the
 //!   `claims = "…"` argument of an endpoint).
@@ -49,6 +50,33 @@ pub fn grant(attr: TokenStream, item: TokenStream) -> TokenStream {
             out
         }
     }
+}
+
+/// `#[buswarden::edge_proxy]` on the one function of the HTTP ingress that
+/// forwards external requests to the bus: the reviewable form of "this fn
+/// calls the edge's open ports". The analyzer grants it one
+/// `PUB {{plane}}.safe.<port>.<self>.*.*.*.>` rule per port the `[edge]`
+/// table of `buswarden.toml` opens (never 666 or 888, never a `*` port),
+/// and lets the computed raw calls inside it stand. It takes no arguments
+/// and changes nothing in the code.
+#[proc_macro_attribute]
+pub fn edge_proxy(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        let span = proc_macro2::TokenStream::from(attr)
+            .into_iter()
+            .next()
+            .map(|t| t.span())
+            .unwrap_or_else(proc_macro2::Span::call_site);
+        let mut out: TokenStream = syn::Error::new(
+            span,
+            "#[buswarden::edge_proxy] takes no arguments: the ports come from the [edge] table of buswarden.toml",
+        )
+        .to_compile_error()
+        .into();
+        out.extend(item);
+        return out;
+    }
+    item
 }
 
 /// `buswarden::claims_check!("roles.admin || level > 5")`: a required-claims
