@@ -801,6 +801,7 @@ impl<'a> Builder<'a> {
 /// root, module path, impl self type, impl trait, name). Two definitions of
 /// one key can only coexist under different `cfg`s.
 fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
+    use rayon::prelude::*;
     // Each module's path, interned: twin modules (same parent path, same
     // name) share an id. Parents are created before their children.
     let mut interned: HashMap<(usize, &Name), usize> = HashMap::new();
@@ -815,12 +816,17 @@ fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
             }
         };
     }
-    let mut fns: HashMap<(usize, &Name), Vec<UnitId>> = HashMap::new();
+    // Same-named fns of twin modules, and same-named methods of impls of
+    // one self type and trait in twin modules: (key, unit) pairs in the
+    // order the units were defined, stably sorted by key, then runs of
+    // more than one unit (most names have no twin, so no map entry or
+    // vector is made per name).
+    let mut fns: Vec<((usize, &Name), UnitId)> = vec![];
     for (m, module) in idx.modules.iter().enumerate() {
         for (name, defs) in &module.names {
             for d in defs {
                 if let Def::Fn(u) = d {
-                    fns.entry((path_id[m], name)).or_default().push(*u);
+                    fns.push(((path_id[m], name), *u));
                 }
             }
         }
@@ -835,30 +841,29 @@ fn alternates(idx: &Index<'_>) -> HashMap<UnitId, std::sync::Arc<[UnitId]>> {
         })
         .unwrap_or_default()
     };
-    let mut methods: HashMap<(usize, String, String, &Name), Vec<UnitId>> = HashMap::new();
+    // Each impl's (module path, self type, trait) interned once.
+    let mut impl_keys: HashMap<(usize, String, String), usize> = HashMap::new();
+    let mut methods: Vec<((usize, &Name), UnitId)> = vec![];
     for im in &idx.impls {
-        let (self_ty, trait_path) = (
-            text(im.def.self_ty.as_ref()),
-            text(im.def.trait_path.as_ref()),
-        );
-        for &u in &im.units {
-            methods
-                .entry((
-                    path_id[im.module],
-                    self_ty.clone(),
-                    trait_path.clone(),
-                    &idx.units[u].def.name,
-                ))
-                .or_default()
-                .push(u);
-        }
+        let next = impl_keys.len();
+        let key = *impl_keys
+            .entry((
+                path_id[im.module],
+                text(im.def.self_ty.as_ref()),
+                text(im.def.trait_path.as_ref()),
+            ))
+            .or_insert(next);
+        methods.extend(im.units.iter().map(|&u| ((key, &idx.units[u].def.name), u)));
     }
     let mut out = HashMap::new();
-    for units in fns.into_values().chain(methods.into_values()) {
-        if units.len() > 1 {
-            let shared: std::sync::Arc<[UnitId]> = units.into();
-            for &u in shared.iter() {
-                out.insert(u, shared.clone());
+    for mut pairs in [fns, methods] {
+        pairs.par_sort_by(|a, b| a.0.cmp(&b.0));
+        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() > 1 {
+                let shared: std::sync::Arc<[UnitId]> = run.iter().map(|&(_, u)| u).collect();
+                for &(_, u) in run {
+                    out.insert(u, shared.clone());
+                }
             }
         }
     }
