@@ -131,8 +131,48 @@ struct KnownKey {
 struct State {
     keys: HashMap<String, KnownKey>,
     last_fetch: Option<Instant>,
-    verified: HashMap<String, Arc<Actor>>,
+    verified: HashMap<String, Arc<Actor>, TailHash>,
 }
+
+/// Hashes a verified token by the last bytes of its text: the signature,
+/// random-looking and different in every token, so a lookup costs a short
+/// hash instead of SipHash over the whole ~400-byte text (equality still
+/// compares the whole text). Only tokens whose signature verified are ever
+/// inserted, so nobody can fill the map with colliding entries.
+#[derive(Clone, Copy, Default)]
+struct TailHash;
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(0)
+    }
+}
+
+/// See [`TailHash`].
+struct TailHasher(u64);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(TAIL_HASHED)..];
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, _: u8) {
+        // `str`'s terminator byte: nothing to mix.
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// How many trailing bytes of a token [`TailHash`] reads (the base64url
+/// Ed25519 signature is 86).
+const TAIL_HASHED: usize = 32;
 
 /// The keys and verified tokens of one pinned issuer. A connector holds one
 /// for access.token.core; the edge holds one for bearer.token.core.
@@ -437,5 +477,28 @@ impl Connector {
     /// JWKS fetches made by this connector's actor verifier.
     pub fn jwks_fetches(&self) -> u64 {
         self.inner.shared.verifier.fetches()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Texts that share their hashed tail are still told apart: the map
+    /// compares whole texts, the hash only picks the bucket.
+    #[test]
+    fn tokens_sharing_a_tail_are_distinct_entries() {
+        let mut m: HashMap<String, u32, TailHash> = HashMap::default();
+        let tail = "x".repeat(TAIL_HASHED * 2);
+        let a = format!("header.payloadA.{tail}");
+        let b = format!("header.payloadB.{tail}");
+        m.insert(a.clone(), 1);
+        m.insert(b.clone(), 2);
+        assert_eq!(m.get(a.as_str()), Some(&1));
+        assert_eq!(m.get(b.as_str()), Some(&2));
+        assert_eq!(m.get(format!("header.payloadC.{tail}").as_str()), None);
+        assert_eq!(m.get(""), None);
+        m.insert(String::new(), 3);
+        assert_eq!(m.get(""), Some(&3));
     }
 }
