@@ -9,15 +9,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn tool(repo: &Path, bin: &str, args: &[&str]) -> Output {
-    Command::new(bin_dir().join(bin))
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .unwrap()
-}
+use std::process::Command;
 
 fn git(repo: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -28,19 +20,26 @@ fn git(repo: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}");
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `gencreds graph` of the shop's deployment in `repo`, as JSON to `out`.
+fn model(repo: &Path, out: &str) {
+    let args = [
+        "graph",
+        "fixtures/app",
+        "core",
+        "--format",
+        "json",
+        "--out",
+        out,
+    ];
+    let graph = tool(repo, "gencreds", &args);
+    assert!(graph.status.success(), "{}", text(&graph.stderr));
 }
 
 #[test]
 fn a_new_edge_endpoint_without_claims_fails_check_and_leads_the_pr_comment() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    copy_tree(
-        &repo_root().join("fixtures/app"),
-        &repo.join("fixtures/app"),
-    );
-    copy_tree(&repo_root().join("core"), &repo.join("core"));
+    copy_shop(&repo);
 
     // Today's claim-less edge endpoints are listed as public on purpose.
     let surface = tool(&repo, "gencreds", &["surface", "fixtures/app", "core"]);
@@ -70,20 +69,7 @@ fn a_new_edge_endpoint_without_claims_fails_check_and_leads_the_pr_comment() {
     git(&repo, &["config", "user.name", "ci"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "base"]);
-    let graph = tool(
-        &repo,
-        "gencreds",
-        &[
-            "graph",
-            "fixtures/app",
-            "core",
-            "--format",
-            "json",
-            "--out",
-            "../base.json",
-        ],
-    );
-    assert!(graph.status.success(), "{}", text(&graph.stderr));
+    model(&repo, "../base.json");
 
     // The pull request: GET /export on the catalog, no claims.
     let api = repo.join("fixtures/app/catalog/api/src/lib.rs");
@@ -109,20 +95,7 @@ fn a_new_edge_endpoint_without_claims_fails_check_and_leads_the_pr_comment() {
     assert!(err.contains("public-endpoint-unlisted"), "{err}");
     assert!(err.contains("catalog/api/src/lib.rs:"), "{err}");
 
-    let graph = tool(
-        &repo,
-        "gencreds",
-        &[
-            "graph",
-            "fixtures/app",
-            "core",
-            "--format",
-            "json",
-            "--out",
-            "../head.json",
-        ],
-    );
-    assert!(graph.status.success(), "{}", text(&graph.stderr));
+    model(&repo, "../head.json");
     let diff = tool(
         &repo,
         "busop",

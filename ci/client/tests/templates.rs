@@ -61,10 +61,6 @@ impl Bed {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn show(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -78,13 +74,8 @@ fn show(out: &Output) -> String {
 fn templates_end_to_end_on_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    // The shop and the framework's token services its gateway's API
-    // dependencies point at (`../../../../core/…`), at the same places.
-    copy_tree(
-        &repo_root().join("fixtures/app"),
-        &repo.join("fixtures/app"),
-    );
-    copy_tree(&repo_root().join("core"), &repo.join("core"));
+    // The shop and the framework's services its API dependencies point at.
+    copy_shop(&repo);
     // The repository carries the templates, as the README says to.
     copy_tree(
         &repo_root().join("ci/templates"),

@@ -12,20 +12,8 @@ mod common;
 use buswarden_testkit::NatsServer;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
-
-fn tool(repo: &Path, bin: &str, args: &[&str]) -> Output {
-    Command::new(bin_dir().join(bin))
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn ok(out: Output) -> String {
     assert!(
@@ -80,11 +68,7 @@ fn refused_line(server: &NatsServer, creds: &Path, subject: &str) -> String {
 fn why_names_the_service_deploy_and_call_site_of_real_violations() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    copy_tree(
-        &repo_root().join("fixtures/app"),
-        &repo.join("fixtures/app"),
-    );
-    copy_tree(&repo_root().join("core"), &repo.join("core"));
+    copy_shop(&repo);
     let setup = tmp.path().join("setup");
     let init: serde_json::Value = serde_json::from_str(&ok(tool(
         &repo,

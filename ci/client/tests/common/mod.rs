@@ -1,7 +1,8 @@
 //! What the docs and template tests share: the workspace's binaries (built
 //! once by `cargo build --workspace --bins`, as `ci/test` does), a real
 //! nats-server 2.15.1 from `ci/deps.sh`, child processes that die with the
-//! test, and a copy of a tree.
+//! test, a copy of a tree (and of the shop's deployment), and the
+//! workspace's tools run in a folder.
 
 #![allow(dead_code)]
 
@@ -113,4 +114,29 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
+}
+
+/// Copies the shop's deployment into `repo` at the same relative places:
+/// `fixtures/app` and the framework's `core/` its API dependencies point at
+/// (`../../../../core/…`).
+pub fn copy_shop(repo: &Path) {
+    copy_tree(
+        &repo_root().join("fixtures/app"),
+        &repo.join("fixtures/app"),
+    );
+    copy_tree(&repo_root().join("core"), &repo.join("core"));
+}
+
+/// Runs the workspace binary `bin` with `args` in `dir`.
+pub fn tool(dir: &Path, bin: &str, args: &[&str]) -> Output {
+    Command::new(bin_dir().join(bin))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
