@@ -33,12 +33,20 @@ const DROPPED: &[&str] = &[
     "tracestate",
 ];
 
+/// Whether `name` starts with `prefix`, ASCII case ignored (compared as
+/// bytes: a name that is not ASCII is never sliced inside a character).
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn is_microbus(name: &str) -> bool {
-    name.len() >= 9 && name[..9].eq_ignore_ascii_case("microbus-")
+    has_prefix(name, "microbus-")
 }
 
 fn is_forwarded(name: &str) -> bool {
-    name.len() >= 12 && name[..12].eq_ignore_ascii_case("x-forwarded-")
+    has_prefix(name, "x-forwarded-")
 }
 
 /// Whether a request header never crosses the edge as is.
@@ -267,6 +275,13 @@ mod tests {
         let out = inbound(&h, &origin(true), Some("edge.example"), "/a.example");
         assert!(out.contains(&("X-Forwarded-For".into(), "6.6.6.6, 10.0.0.9".into())));
         assert!(out.contains(&("X-Forwarded-Host".into(), "evil.example".into())));
+    }
+
+    #[test]
+    fn prefixes_ignore_case_and_never_split_a_character() {
+        assert!(is_microbus("MICROBUS-Actor") && is_forwarded("X-Forwarded-For"));
+        assert!(!is_microbus("microbus") && !is_microbus("microbu€-x"));
+        assert!(!is_forwarded("x-forwarde€-for"));
     }
 
     #[test]
