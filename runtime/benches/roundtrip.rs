@@ -15,7 +15,7 @@
 
 use buswarden::wire::{Envelope, Kind};
 use buswarden::{Connector, Error, id};
-use buswarden_testkit::NatsServer;
+use buswarden_testkit::{NatsServer, cpu_seconds};
 use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
 
@@ -105,21 +105,6 @@ fn syscalls() -> f64 {
         .filter(|l| l.starts_with("syscr:") || l.starts_with("syscw:"))
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .sum()
-}
-
-/// CPU time of a process's live threads, in seconds, at nanosecond
-/// resolution (the sum of `/proc/<pid>/task/*/schedstat`; `stat`'s clock
-/// ticks are 10 ms, too coarse to tell two builds apart per call).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    let ns: f64 = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .sum();
-    ns / 1e9
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -123,7 +123,7 @@ struct Plan {
 /// What the current handler passes on to the calls it makes.
 #[derive(Default)]
 struct Inherited {
-    actor: Option<String>,
+    actor: Option<std::sync::Arc<str>>,
     headers: Vec<(String, String)>,
     trace: Option<(String, String)>,
 }
@@ -183,13 +183,20 @@ impl Live {
                 direct.as_str()
             }
         };
+        let header_bytes = |h: &[(String, String)]| -> usize {
+            h.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+        };
+        let room = body.len()
+            + inherited.actor.as_ref().map_or(0, |a| a.len() + 20)
+            + header_bytes(&inherited.headers)
+            + header_bytes(&out.headers);
         let mut w = MessageWriter::request(
             method.as_str(),
             host,
             target.port,
             &target.path,
             &out.query,
-            body.len(),
+            room,
         )
         .map_err(encode)?;
         let write = |w: &mut MessageWriter| -> Result<(), wire::EnvelopeError> {

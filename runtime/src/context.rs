@@ -15,6 +15,7 @@
 //! headers, which flow on unchanged.
 
 use std::future::Future;
+use std::sync::Arc;
 
 tokio::task_local! {
     static FRAME: Frame;
@@ -25,8 +26,9 @@ tokio::task_local! {
 pub struct Frame {
     /// The broker-verified hostname of the caller (from the subject).
     pub caller: Option<String>,
-    /// The `Microbus-Actor` token.
-    pub actor: Option<String>,
+    /// The `Microbus-Actor` token (shared: every call the handler makes
+    /// carries it on without a copy).
+    pub actor: Option<Arc<str>>,
     /// `Microbus-Baggage-*` headers, full names.
     pub baggage: Vec<(String, String)>,
     /// `X-Forwarded-*` and `Accept-Language` headers, full names.
@@ -72,7 +74,10 @@ pub(crate) fn with_frame<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
 
 /// The actor token of the request being handled.
 pub fn actor() -> Option<String> {
-    FRAME.try_with(|f| f.actor.clone()).ok().flatten()
+    FRAME
+        .try_with(|f| f.actor.as_deref().map(str::to_string))
+        .ok()
+        .flatten()
 }
 
 /// A baggage value of the request being handled (`name` without prefix,
@@ -90,11 +95,49 @@ pub fn baggage(name: &str) -> Option<String> {
 }
 
 /// Runs `fut` with `actor` as the actor token of every call it makes (the
-/// rest of the current frame is kept).
-pub async fn with_actor<F: Future>(actor: impl Into<String>, fut: F) -> F::Output {
+/// rest of the current frame is kept). An `Arc<str>` is shared, not copied.
+pub async fn with_actor<F: Future>(actor: impl ActorText, fut: F) -> F::Output {
     let mut frame = current();
-    frame.actor = Some(actor.into());
+    frame.actor = Some(actor.into_shared());
     frame.scope(fut).await
+}
+
+/// What [`with_actor`] takes: any string form of a token. An `Arc<str>`
+/// (as an edge keeps a token it reuses) is shared; the others are copied
+/// once.
+pub trait ActorText {
+    /// The token as the frame holds it.
+    fn into_shared(self) -> Arc<str>;
+}
+
+impl ActorText for Arc<str> {
+    fn into_shared(self) -> Arc<str> {
+        self
+    }
+}
+
+impl ActorText for &Arc<str> {
+    fn into_shared(self) -> Arc<str> {
+        self.clone()
+    }
+}
+
+impl ActorText for &str {
+    fn into_shared(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl ActorText for String {
+    fn into_shared(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl ActorText for &String {
+    fn into_shared(self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
 }
 
 /// Polls `fut` once with `frame` as the current context: its output, or

@@ -451,7 +451,7 @@ impl Live {
         let mut forwarded = Vec::new();
         for (n, v) in &headers {
             if actor.is_none() && n.eq_ignore_ascii_case(wire::ACTOR) {
-                actor = Some(v.clone());
+                actor = Some(std::sync::Arc::from(v.as_str()));
             } else if wire::has_prefix(n, wire::BAGGAGE_PREFIX) {
                 baggage.push((n.clone(), v.clone()));
             } else if wire::is_propagated(n) {

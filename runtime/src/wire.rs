@@ -389,11 +389,18 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// A header value we write or accept: no control byte but tab.
+/// A header value we write or accept: no control byte but tab. Checked in
+/// 32-byte blocks without an early exit per byte, so the compiler
+/// vectorizes it (an actor token is about 400 bytes on every call).
 fn valid_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    let ok = |b: u8| b == b'\t' || (b >= 0x20 && b != 0x7f);
+    let mut blocks = value.as_bytes().chunks_exact(32);
+    for block in &mut blocks {
+        if !block.iter().fold(true, |all, &b| all & ok(b)) {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| ok(b))
 }
 
 /// A Go duration string: what Microbus writes in `Microbus-Time-Budget`.
@@ -587,14 +594,16 @@ pub(crate) struct MessageWriter {
 
 impl MessageWriter {
     /// Starts a request: `METHOD scheme://host[:port]/path[?query] HTTP/1.1`
-    /// and `Host`.
+    /// and `Host`. `room`: the body's length plus the bytes of any headers
+    /// beyond the runtime's own (an actor token, baggage), so the buffer is
+    /// allocated once.
     pub(crate) fn request(
         method: &str,
         host: &str,
         port: u16,
         path: &str,
         query: &str,
-        body_len: usize,
+        room: usize,
     ) -> Result<Self, EnvelopeError> {
         if !is_token(method) {
             return Err(EnvelopeError::InvalidRequestLine(cut(method)));
@@ -605,7 +614,7 @@ impl MessageWriter {
         // Room for the transport headers, budget, depth and traceparent the
         // runtime writes (about 330 bytes): no regrowth while writing.
         let mut buf = Vec::with_capacity(
-            REQUEST_HEAD_ROOM + host.len() * 2 + path.len() + query.len() + body_len,
+            REQUEST_HEAD_ROOM + host.len() * 2 + path.len() + query.len() + room,
         );
         buf.extend_from_slice(method.as_bytes());
         let scheme: &[u8] = if port == 80 {
@@ -1126,7 +1135,15 @@ impl Envelope {
     pub fn encode(&self, body: &[u8]) -> Result<Bytes, EnvelopeError> {
         let mut w = if self.kind == Kind::Request {
             let (host, port, path, query) = split_url(&self.url)?;
-            MessageWriter::request(&self.method, host, port, path, query, body.len())?
+            let room = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4);
+            MessageWriter::request(
+                &self.method,
+                host,
+                port,
+                path,
+                query,
+                body.len() + room.sum::<usize>(),
+            )?
         } else {
             if bodyless(self.status) && !body.is_empty() {
                 return Err(EnvelopeError::Body("a body on a bodyless status"));

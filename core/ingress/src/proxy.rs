@@ -171,7 +171,7 @@ impl Ingress {
         };
         let headers = headers::inbound(&parts.headers, &origin, host.as_deref(), &target.prefix);
         let frame = Frame {
-            actor: access.map(|t| t.to_string()),
+            actor: access,
             ..Frame::default()
         };
         let outcome = frame

@@ -10,11 +10,13 @@
 //!     source ci/deps.sh && cargo bench -p access-token-core --bench actor
 //!     ... -- --sequential 2000 --concurrent 20000 --in-flight 32 --rounds 5
 //!     ... -- --toy   (a few hundred calls: what the test command runs)
+//!     ... -- --profile token|plain   (one side only, for `perf record`)
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use buswarden::{Connector, Error, context};
-use buswarden_testkit::NatsServer;
+use buswarden_testkit::{NatsServer, cpu_seconds};
 use serde_json::{Map, json};
 
 #[buswarden::api(host = "bench.example")]
@@ -88,7 +90,7 @@ enum Side {
     Plain,
 }
 
-async fn one(client: &BenchClient<'_>, side: Side, token: &str) {
+async fn one(client: &BenchClient<'_>, side: Side, token: &Arc<str>) {
     let r = match side {
         Side::Token => context::with_actor(token, client.with_claims("x".into())).await,
         Side::Plain => client.plain("x".into()).await,
@@ -97,7 +99,7 @@ async fn one(client: &BenchClient<'_>, side: Side, token: &str) {
 }
 
 /// p50 of sequential calls, in microseconds.
-async fn latency(svc: &Connector, side: Side, token: &str, n: usize) -> f64 {
+async fn latency(svc: &Connector, side: Side, token: &Arc<str>, n: usize) -> f64 {
     let client = BenchClient::new(svc);
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
@@ -108,14 +110,33 @@ async fn latency(svc: &Connector, side: Side, token: &str, n: usize) -> f64 {
     median(v)
 }
 
-/// Calls per second with `in_flight` calls outstanding.
-async fn throughput(svc: &Connector, side: Side, token: &str, n: usize, in_flight: usize) -> f64 {
+/// What a throughput phase measured.
+#[derive(Clone, Copy, Default)]
+struct Tput {
+    /// Calls per second.
+    rate: f64,
+    /// CPU per call of this process (caller, service and issuer), µs.
+    cpu_here: f64,
+    /// CPU per call of nats-server, µs.
+    cpu_server: f64,
+}
+
+/// Calls per second with `in_flight` calls outstanding, and CPU per call.
+async fn throughput(
+    svc: &Connector,
+    server_pid: u32,
+    side: Side,
+    token: &Arc<str>,
+    n: usize,
+    in_flight: usize,
+) -> Tput {
+    let (own0, srv0) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
     let t = Instant::now();
     let per = n / in_flight;
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
             let svc = svc.clone();
-            let token = token.to_string();
+            let token = token.clone();
             tokio::spawn(async move {
                 let client = BenchClient::new(&svc);
                 for _ in 0..per {
@@ -127,7 +148,14 @@ async fn throughput(svc: &Connector, side: Side, token: &str, n: usize, in_fligh
     for task in tasks {
         task.await.expect("task");
     }
-    (per * in_flight) as f64 / t.elapsed().as_secs_f64()
+    let elapsed = t.elapsed().as_secs_f64();
+    let (own1, srv1) = (cpu_seconds(std::process::id()), cpu_seconds(server_pid));
+    let calls = (per * in_flight) as f64;
+    Tput {
+        rate: calls / elapsed,
+        cpu_here: (own1 - own0) * 1e6 / calls,
+        cpu_server: (srv1 - srv0) * 1e6 / calls,
+    }
 }
 
 fn main() {
@@ -142,6 +170,7 @@ fn main() {
 
 async fn run(s: Settings) {
     let server = NatsServer::start("").expect("nats-server");
+    let pid = server.pid();
     let connect = |host: &str| {
         let c = Connector::with_config(host, buswarden::Config::default())
             .with_url(server.url())
@@ -173,15 +202,37 @@ async fn run(s: Settings) {
     let mint = || access_token_core_api::mint(&caller, &claims);
 
     // Warm up both paths (and the verifier's key set).
-    let token = mint().await.expect("mint");
+    // Held as an `Arc<str>`, as an edge holds a token it reuses: every
+    // call shares it (the handler's outbound calls do the same).
+    let token: Arc<str> = mint().await.expect("mint").into();
     for side in [Side::Token, Side::Plain] {
         latency(&caller, side, &token, 50).await;
     }
 
-    let (mut lat_ratios, mut tput_ratios) = (vec![], vec![]);
+    // `--profile token|plain`: one side's throughput only, round after
+    // round, so a profiler sees that side's cost alone.
+    if let Some(side) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+        let side = if side == "token" {
+            Side::Token
+        } else {
+            Side::Plain
+        };
+        for _ in 0..s.rounds {
+            let token: Arc<str> = mint().await.expect("mint").into();
+            let t = throughput(&caller, pid, side, &token, s.concurrent, s.in_flight).await;
+            println!(
+                "{:.0} calls/s, cpu/call {:.2} µs here, {:.2} µs nats-server",
+                t.rate, t.cpu_here, t.cpu_server
+            );
+        }
+        return;
+    }
+
+    let (mut lat_ratios, mut tput_ratios, mut cpu_ratios) = (vec![], vec![], vec![]);
     let (mut lat, mut tput) = ([vec![], vec![]], [vec![], vec![]]);
+    let (mut cpu_here, mut cpu_server) = ([vec![], vec![]], [vec![], vec![]]);
     for round in 0..s.rounds {
-        let token = mint().await.expect("mint");
+        let token: Arc<str> = mint().await.expect("mint").into();
         // Alternate which side goes first.
         let order = if round % 2 == 0 {
             [Side::Token, Side::Plain]
@@ -189,27 +240,34 @@ async fn run(s: Settings) {
             [Side::Plain, Side::Token]
         };
         let mut l = [0.0; 2];
-        let mut t = [0.0; 2];
+        let mut t = [Tput::default(); 2];
         for side in order {
             let i = side as usize;
             l[i] = latency(&caller, side, &token, s.sequential).await;
-            t[i] = throughput(&caller, side, &token, s.concurrent, s.in_flight).await;
+            t[i] = throughput(&caller, pid, side, &token, s.concurrent, s.in_flight).await;
         }
         lat_ratios.push(l[0] / l[1]);
-        tput_ratios.push(t[0] / t[1]);
+        tput_ratios.push(t[0].rate / t[1].rate);
+        cpu_ratios.push((t[0].cpu_here + t[0].cpu_server) / (t[1].cpu_here + t[1].cpu_server));
         for i in 0..2 {
             lat[i].push(l[i]);
             tput[i].push(t[i]);
+            cpu_here[i].push(t[i].cpu_here);
+            cpu_server[i].push(t[i].cpu_server);
         }
         println!(
-            "round {}: p50 {:.1} µs vs {:.1} µs ({:.3}x), {:.0} vs {:.0} calls/s ({:.3}x)",
+            "round {}: p50 {:.1} µs vs {:.1} µs ({:.3}x), {:.0} vs {:.0} calls/s ({:.3}x), cpu/call {:.2}+{:.2} vs {:.2}+{:.2} µs",
             round + 1,
             l[0],
             l[1],
             l[0] / l[1],
-            t[0],
-            t[1],
-            t[0] / t[1]
+            t[0].rate,
+            t[1].rate,
+            t[0].rate / t[1].rate,
+            t[0].cpu_here,
+            t[0].cpu_server,
+            t[1].cpu_here,
+            t[1].cpu_server,
         );
     }
 
@@ -247,9 +305,17 @@ async fn run(s: Settings) {
     println!(
         "| throughput, {} in flight | {:.0}/s | {:.0}/s | {:.3}x | >= 0.9x |",
         s.in_flight,
-        median(tput[0].clone()),
-        median(tput[1].clone()),
+        median(tput[0].iter().map(|t| t.rate).collect()),
+        median(tput[1].iter().map(|t| t.rate).collect()),
         median(tput_ratios)
+    );
+    println!(
+        "| CPU per call, this process + nats-server | {:.2} + {:.2} µs | {:.2} + {:.2} µs | {:.3}x | |",
+        median(cpu_here[0].clone()),
+        median(cpu_server[0].clone()),
+        median(cpu_here[1].clone()),
+        median(cpu_server[1].clone()),
+        median(cpu_ratios)
     );
     println!(
         "cache miss (decode + Ed25519 verify + claims), median: {:.1} µs",
