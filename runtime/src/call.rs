@@ -183,13 +183,13 @@ impl Live {
                 direct.as_str()
             }
         };
-        let header_bytes = |h: &[(String, String)]| -> usize {
-            h.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
-        };
         let room = body.len()
-            + inherited.actor.as_ref().map_or(0, |a| a.len() + 20)
-            + header_bytes(&inherited.headers)
-            + header_bytes(&out.headers);
+            + inherited
+                .actor
+                .as_ref()
+                .map_or(0, |a| wire::header_len(wire::ACTOR, a))
+            + wire::headers_len(&inherited.headers)
+            + wire::headers_len(&out.headers);
         let mut w = MessageWriter::request(
             method.as_str(),
             host,

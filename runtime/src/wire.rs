@@ -403,6 +403,17 @@ fn valid_header_value(value: &str) -> bool {
     blocks.remainder().iter().all(|&b| ok(b))
 }
 
+/// Bytes the headers take in a head (`name: value\r\n` each): what a
+/// writer reserves for headers beyond the runtime's own.
+pub(crate) fn headers_len(headers: &[(String, String)]) -> usize {
+    headers.iter().map(|(n, v)| header_len(n, v)).sum()
+}
+
+/// Bytes one header takes in a head (`name: value\r\n`).
+pub(crate) fn header_len(name: &str, value: &str) -> usize {
+    name.len() + value.len() + 4
+}
+
 /// A Go duration string: what Microbus writes in `Microbus-Time-Budget`.
 /// Written as whole seconds (`20s`) or whole milliseconds (`1500ms`), both
 /// of which Go's `time.ParseDuration` reads.
@@ -1135,15 +1146,8 @@ impl Envelope {
     pub fn encode(&self, body: &[u8]) -> Result<Bytes, EnvelopeError> {
         let mut w = if self.kind == Kind::Request {
             let (host, port, path, query) = split_url(&self.url)?;
-            let room = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4);
-            MessageWriter::request(
-                &self.method,
-                host,
-                port,
-                path,
-                query,
-                body.len() + room.sum::<usize>(),
-            )?
+            let room = body.len() + headers_len(&self.headers);
+            MessageWriter::request(&self.method, host, port, path, query, room)?
         } else {
             if bodyless(self.status) && !body.is_empty() {
                 return Err(EnvelopeError::Body("a body on a bodyless status"));
@@ -1493,6 +1497,21 @@ mod tests {
             e.encode(b""),
             Err(EnvelopeError::InvalidHeaderValue(_))
         ));
+        // Long values are checked in 32-byte blocks: a control byte inside
+        // a block, in the remainder after the blocks, and none at all.
+        for (at, len) in [(5, 400), (64, 400), (399, 400), (40, 45)] {
+            let mut value = "a".repeat(len);
+            value.replace_range(at..at + 1, "\u{7f}");
+            let mut e = sample();
+            e.headers.push(("X-Long".into(), value));
+            assert!(matches!(
+                e.encode(b""),
+                Err(EnvelopeError::InvalidHeaderValue(_))
+            ));
+        }
+        let mut e = sample();
+        e.headers.push(("X-Long".into(), "a\tb ~".repeat(80)));
+        assert!(e.encode(b"").is_ok());
         let mut e = sample();
         e.headers = (0..MAX_HEADERS)
             .map(|i| (format!("X-{i}"), String::new()))

@@ -4,7 +4,8 @@
 //! claims and without a token, in one process on one nats-server, rounds
 //! alternated. Prints p50 latency of sequential calls and throughput with
 //! calls in flight for both, the median of the per-round ratios (goals:
-//! latency <= 1.1x, throughput >= 0.9x), and the cost of a cache miss (a
+//! latency <= 1.1x, throughput >= 0.9x), CPU per call of this process and
+//! of nats-server, and the cost of a cache miss (a
 //! token verified from scratch: decode, signature check, claims flattened).
 //!
 //!     source ci/deps.sh && cargo bench -p access-token-core --bench actor
@@ -212,10 +213,13 @@ async fn run(s: Settings) {
     // `--profile token|plain`: one side's throughput only, round after
     // round, so a profiler sees that side's cost alone.
     if let Some(side) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
-        let side = if side == "token" {
-            Side::Token
-        } else {
-            Side::Plain
+        let side = match side.as_str() {
+            "token" => Side::Token,
+            "plain" => Side::Plain,
+            other => {
+                eprintln!("--profile takes token or plain, not {other:?}");
+                std::process::exit(2);
+            }
         };
         for _ in 0..s.rounds {
             let token: Arc<str> = mint().await.expect("mint").into();
@@ -230,7 +234,6 @@ async fn run(s: Settings) {
 
     let (mut lat_ratios, mut tput_ratios, mut cpu_ratios) = (vec![], vec![], vec![]);
     let (mut lat, mut tput) = ([vec![], vec![]], [vec![], vec![]]);
-    let (mut cpu_here, mut cpu_server) = ([vec![], vec![]], [vec![], vec![]]);
     for round in 0..s.rounds {
         let token: Arc<str> = mint().await.expect("mint").into();
         // Alternate which side goes first.
@@ -252,8 +255,6 @@ async fn run(s: Settings) {
         for i in 0..2 {
             lat[i].push(l[i]);
             tput[i].push(t[i]);
-            cpu_here[i].push(t[i].cpu_here);
-            cpu_server[i].push(t[i].cpu_server);
         }
         println!(
             "round {}: p50 {:.1} µs vs {:.1} µs ({:.3}x), {:.0} vs {:.0} calls/s ({:.3}x), cpu/call {:.2}+{:.2} vs {:.2}+{:.2} µs",
@@ -309,12 +310,13 @@ async fn run(s: Settings) {
         median(tput[1].iter().map(|t| t.rate).collect()),
         median(tput_ratios)
     );
+    let cpu = |i: usize, f: fn(&Tput) -> f64| median(tput[i].iter().map(f).collect());
     println!(
         "| CPU per call, this process + nats-server | {:.2} + {:.2} µs | {:.2} + {:.2} µs | {:.3}x | |",
-        median(cpu_here[0].clone()),
-        median(cpu_server[0].clone()),
-        median(cpu_here[1].clone()),
-        median(cpu_server[1].clone()),
+        cpu(0, |t| t.cpu_here),
+        cpu(0, |t| t.cpu_server),
+        cpu(1, |t| t.cpu_here),
+        cpu(1, |t| t.cpu_server),
         median(cpu_ratios)
     );
     println!(
