@@ -1510,8 +1510,8 @@ mod tests {
             e.encode(b""),
             Err(EnvelopeError::InvalidHeaderValue(_))
         ));
-        // Long values are checked in 32-byte blocks: a control byte inside
-        // a block, in the remainder after the blocks, and none at all.
+        // Long values are checked in 8-byte words: a control byte inside
+        // a word, in the remainder after the words, and none at all.
         for (at, len) in [(5, 400), (64, 400), (399, 400), (40, 45)] {
             let mut value = "a".repeat(len);
             value.replace_range(at..at + 1, "\u{7f}");
