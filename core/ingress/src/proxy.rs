@@ -24,6 +24,29 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest a refused body is read and discarded, and longest wait for
+/// its next bytes (nginx's `lingering_time` and `lingering_timeout`).
+const LINGER_TOTAL: Duration = Duration::from_secs(30);
+const LINGER_IDLE: Duration = Duration::from_secs(5);
+
+/// Reads and discards a body the gates refused, for at most
+/// `read_timeout` (capped at [`LINGER_TOTAL`]) and at most [`LINGER_IDLE`]
+/// between frames, so the connection closes with nothing unread and the
+/// client receives the answer. Bytes are bounded by time, as in nginx.
+async fn linger<B>(mut body: B, read_timeout: Duration)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
+{
+    let until = tokio::time::Instant::now() + read_timeout.min(LINGER_TOTAL);
+    loop {
+        let next = tokio::time::timeout_at(until, tokio::time::timeout(LINGER_IDLE, body.frame()));
+        match next.await {
+            Ok(Ok(Some(Ok(_)))) => {}
+            _ => return,
+        }
+    }
+}
+
 /// The response body type.
 pub type Body = Full<Bytes>;
 
@@ -64,9 +87,14 @@ impl Ingress {
     }
 
     /// Handles one request from `peer`.
+    ///
+    /// A body the gates refused unread is read and discarded after the
+    /// answer for a bounded time ([`linger`]), on a connection marked to
+    /// close: closing a socket with unread bytes in it resets it, and the
+    /// client may lose the 413 (or 401, 404, ...) it was sent.
     pub async fn handle<B>(&self, req: Request<B>, origin: Origin) -> Response<Body>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + Unpin,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.metrics.request();
@@ -77,7 +105,25 @@ impl Ingress {
                 origin.peer,
             )
         });
-        let resp = self.gates(req, origin).await;
+        let (parts, body) = req.into_parts();
+        let h1 = parts.version <= hyper::Version::HTTP_11;
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let mut body = Some(body);
+        let mut resp = self.gates(parts, &mut body, origin).await;
+        if let Some(unread) = body.filter(|b| !b.is_end_stream())
+            && h1
+        {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            // A client waiting for `100 Continue` has not sent the body:
+            // reading it would ask for it.
+            if !expects_continue {
+                tokio::spawn(linger(unread, self.config.body_read_timeout));
+            }
+        }
         self.metrics.response(resp.status().as_u16());
         if let Some((method, path, peer)) = method {
             tracing::debug!(%method, %path, %peer, status = resp.status().as_u16(), "request");
@@ -85,13 +131,18 @@ impl Ingress {
         resp
     }
 
-    async fn gates<B>(&self, req: Request<B>, origin: Origin) -> Response<Body>
+    /// The gates and the bus call; `body` is taken only when it is read.
+    async fn gates<B>(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: &mut Option<B>,
+        origin: Origin,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let c = &self.config;
-        let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let query = parts.uri.query();
         if path.len() + query.map_or(0, |q| q.len() + 1) > c.max_path_bytes {
@@ -233,10 +284,11 @@ impl Ingress {
     }
 
     /// The body, within the size limit and the read timeout.
+    /// Refused by its declared size, it stays in `slot` unread.
     async fn read_body<B>(
         &self,
         headers: &HeaderMap,
-        body: B,
+        slot: &mut Option<B>,
     ) -> Result<Vec<u8>, (u16, &'static str)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin,
@@ -248,9 +300,11 @@ impl Ingress {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) || body.size_hint().lower() > max as u64 {
+        let Some(body) = slot.take_if(|b| {
+            declared.is_none_or(|n| n <= max as u64) && b.size_hint().lower() <= max as u64
+        }) else {
             return Err(too_large());
-        }
+        };
         if body.is_end_stream() {
             return Ok(Vec::new());
         }
