@@ -398,51 +398,84 @@ impl TokenVerifier {
     }
 }
 
-/// A handler that runs only for a verified actor whose claims satisfy
-/// `check` (401 without a verifiable actor, 403 when the claims do not
-/// satisfy the expression `text`).
-pub(crate) fn guard(
-    svc: Connector,
-    text: &'static str,
-    check: Check,
-    inner: crate::serve::Handler,
-) -> crate::serve::Handler {
-    Arc::new(move |req| {
-        let svc = svc.clone();
-        let inner = inner.clone();
-        Box::pin(async move {
-            let verifier = &svc.inner.shared.verifier;
-            // A token verified before costs a lookup on the borrowed text.
-            let cached = crate::context::with_frame(|f| {
-                f.actor.as_deref().map(|token| verifier.cached(token))
-            })
-            .flatten();
-            let actor = match cached {
-                None => {
-                    return Err(Error::status(
-                        401,
-                        format!("this endpoint requires claims `{text}`: no actor token"),
-                    ));
-                }
-                Some(Some(actor)) => actor,
-                Some(None) => {
-                    let token = crate::context::actor().unwrap_or_default();
-                    verifier.verify_actor(&svc, &token).await?
-                }
-            };
-            if !check(&actor.claims) {
-                return Err(Error::status(
-                    403,
-                    format!("the actor's claims do not satisfy `{text}`"),
-                ));
-            }
-            VERIFIED.scope(Some(actor), inner(req)).await
-        })
-    })
+/// An endpoint's required claims, checked before its handler runs: 401
+/// without a verifiable actor, 403 when the claims do not satisfy the
+/// expression `text`.
+pub(crate) struct Guard {
+    pub(crate) svc: Connector,
+    pub(crate) text: &'static str,
+    pub(crate) check: Check,
 }
 
-tokio::task_local! {
-    static VERIFIED: Option<Arc<Actor>>;
+/// What a [`Guard`] decides at once, before the handler is built.
+pub(crate) enum Admit {
+    /// A token verified before (a lookup), whose claims satisfy the check.
+    Verified(Arc<Actor>),
+    /// Refused: no token, a token verified before whose claims fail, or
+    /// one that expired.
+    Refuse(Error),
+    /// A token not seen yet: verify it (a signature, maybe a JWKS fetch).
+    Verify(Arc<str>),
+}
+
+impl Guard {
+    /// The decision for the request's token, without waiting: a token
+    /// seen before costs a lookup on the borrowed text.
+    pub(crate) fn admit(&self, token: Option<&Arc<str>>) -> Admit {
+        let Some(token) = token else {
+            return Admit::Refuse(Error::status(
+                401,
+                format!(
+                    "this endpoint requires claims `{}`: no actor token",
+                    self.text
+                ),
+            ));
+        };
+        match self.svc.inner.shared.verifier.cached(token) {
+            Some(actor) => match self.satisfied(&actor) {
+                Ok(()) => Admit::Verified(actor),
+                Err(e) => Admit::Refuse(e),
+            },
+            None => Admit::Verify(token.clone()),
+        }
+    }
+
+    /// Verifies a token not seen yet, then runs `inner` with the verified
+    /// actor in its scope (the current frame is kept).
+    pub(crate) fn verify_then(
+        self: Arc<Self>,
+        token: Arc<str>,
+        inner: crate::serve::Handler,
+        req: crate::wire::Request,
+    ) -> crate::serve::HandlerFuture {
+        Box::pin(async move {
+            let actor = self
+                .svc
+                .inner
+                .shared
+                .verifier
+                .verify_actor(&self.svc, &token)
+                .await?;
+            self.satisfied(&actor)?;
+            crate::context::Scoped {
+                frame: crate::context::current(),
+                verified: Some(actor),
+            }
+            .scope(inner(req))
+            .await
+        })
+    }
+
+    fn satisfied(&self, actor: &Actor) -> Result<(), Error> {
+        if (self.check)(&actor.claims) {
+            Ok(())
+        } else {
+            Err(Error::status(
+                403,
+                format!("the actor's claims do not satisfy `{}`", self.text),
+            ))
+        }
+    }
 }
 
 impl Connector {
@@ -455,7 +488,7 @@ impl Connector {
     /// 401 error with one (pass it on with `?`): a token is never read
     /// unverified.
     pub fn actor(&self) -> Result<Option<Arc<Actor>>, Error> {
-        if let Ok(Some(actor)) = VERIFIED.try_with(Clone::clone) {
+        if let Some(actor) = crate::context::verified() {
             return Ok(Some(actor));
         }
         match crate::context::actor() {

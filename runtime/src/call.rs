@@ -133,7 +133,7 @@ impl Live {
     fn plan(&self, out: &Outgoing, subject: &str) -> Result<Plan, Error> {
         let now = Instant::now();
         let (depth, inherited) =
-            crate::context::with_current(|f| (f.depth, f.deadline)).unwrap_or((0, None));
+            crate::context::with_frame(|f| (f.depth, f.deadline)).unwrap_or((0, None));
         if depth >= MAX_CALL_DEPTH {
             return Err(Error::status(
                 508,
@@ -290,7 +290,7 @@ impl Live {
         let plan = self.plan(&out, subject.as_str())?;
         let msg_id = id::message_id();
         let parts = self.fragments(std::mem::take(&mut out.body))?;
-        let inherited = crate::context::with_current(|f| Inherited {
+        let inherited = crate::context::with_frame(|f| Inherited {
             actor: f.actor.clone(),
             headers: f
                 .baggage

@@ -18,7 +18,28 @@ use std::future::Future;
 use std::sync::Arc;
 
 tokio::task_local! {
-    static FRAME: Frame;
+    static FRAME: Scoped;
+}
+
+/// What the task-local holds: the frame, and the actor verified for it
+/// by the endpoint's required claims (crate-private: code outside the
+/// runtime can set a frame's token, never declare it verified).
+#[derive(Default)]
+pub(crate) struct Scoped {
+    pub(crate) frame: Frame,
+    pub(crate) verified: Option<Arc<crate::actor::Actor>>,
+}
+
+impl Scoped {
+    /// Runs `fut` in this scope.
+    pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        FRAME.scope(self, fut)
+    }
+}
+
+/// The actor verified for the request being handled.
+pub(crate) fn verified() -> Option<Arc<crate::actor::Actor>> {
+    FRAME.try_with(|s| s.verified.clone()).ok().flatten()
 }
 
 /// What a request carries from its caller to the calls it causes.
@@ -44,7 +65,13 @@ pub struct Frame {
 impl Frame {
     /// Runs `fut` with this frame as the current context.
     pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        FRAME.scope(self, fut)
+        FRAME.scope(
+            Scoped {
+                frame: self,
+                verified: None,
+            },
+            fut,
+        )
     }
 
     /// Adds a baggage entry (`name` without the `Microbus-Baggage-` prefix).
@@ -59,23 +86,23 @@ impl Frame {
 
 /// The current frame (empty outside a handler).
 pub fn current() -> Frame {
-    FRAME.try_with(Clone::clone).unwrap_or_default()
+    FRAME.try_with(|s| s.frame.clone()).unwrap_or_default()
 }
 
 /// The broker-verified caller of the request being handled.
 pub fn caller() -> Option<String> {
-    FRAME.try_with(|f| f.caller.clone()).ok().flatten()
+    FRAME.try_with(|s| s.frame.caller.clone()).ok().flatten()
 }
 
 /// Reads the current frame without cloning it (`None` outside a handler).
 pub(crate) fn with_frame<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
-    FRAME.try_with(f).ok()
+    FRAME.try_with(|s| f(&s.frame)).ok()
 }
 
 /// The actor token of the request being handled.
 pub fn actor() -> Option<String> {
     FRAME
-        .try_with(|f| f.actor.as_deref().map(str::to_string))
+        .try_with(|s| s.frame.actor.as_deref().map(str::to_string))
         .ok()
         .flatten()
 }
@@ -84,8 +111,8 @@ pub fn actor() -> Option<String> {
 /// case-insensitive).
 pub fn baggage(name: &str) -> Option<String> {
     FRAME
-        .try_with(|f| {
-            f.baggage.iter().find_map(|(n, v)| {
+        .try_with(|s| {
+            s.frame.baggage.iter().find_map(|(n, v)| {
                 let short = &n[crate::wire::BAGGAGE_PREFIX.len().min(n.len())..];
                 short.eq_ignore_ascii_case(name).then(|| v.clone())
             })
@@ -145,7 +172,7 @@ impl ActorText for &String {
 /// scope). The scope lives on the stack: nothing is boxed for a handler
 /// that finishes at once.
 pub(crate) fn poll_once<F: Future + Unpin>(
-    frame: Frame,
+    frame: Scoped,
     fut: &mut F,
     cx: &mut std::task::Context<'_>,
 ) -> FirstPoll<F::Output> {
@@ -163,10 +190,5 @@ pub(crate) fn poll_once<F: Future + Unpin>(
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum FirstPoll<T> {
     Done(T),
-    Waiting(Frame),
-}
-
-/// Reads the current frame, if any, without cloning it.
-pub(crate) fn with_current<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
-    FRAME.try_with(f).ok()
+    Waiting(Scoped),
 }

@@ -75,7 +75,7 @@ impl Connector {
             &parsed,
         );
         let queue = buswarden_rules::queue::group(&live.host);
-        live.listen(&subject, Some(&queue), handler, Inbound::Event)
+        live.listen(&subject, Some(&queue), handler, None, Inbound::Event)
             .await?;
         live.confirm_subscriptions(&[subject]).await
     }

@@ -38,9 +38,10 @@
 //! it does not subscribe to the others, so those broadcasts never reach it
 //! (a Go caller counts no responder from it).
 
+use crate::actor::Admit;
 use crate::call::{MAX_CALL_DEPTH, ROUND_TRIP};
 use crate::connector::{Connector, Live};
-use crate::context::{FirstPoll, Frame};
+use crate::context::{FirstPoll, Frame, Scoped};
 use crate::error::Error;
 use crate::frag::{self, Inbound as Fragment};
 use crate::wire::{self, Envelope, FROM_HOST, Kind, MessageWriter, Request, Response};
@@ -210,11 +211,15 @@ impl Connector {
             });
         }
         let mut subjects = Vec::new();
-        for mut ep in api.endpoints() {
+        for ep in api.endpoints() {
             let (method, route) = parse_endpoint(ep.method, ep.route)?;
-            if let Some((text, check)) = ep.claims {
-                ep.handler = crate::actor::guard(self.clone(), text, check, ep.handler);
-            }
+            let guard = ep.claims.map(|(text, check)| {
+                Arc::new(crate::actor::Guard {
+                    svc: self.clone(),
+                    text,
+                    check,
+                })
+            });
             let dest = route.host.clone().unwrap_or_else(|| live.host.clone());
             // The queue group the creds pin this service's SUB entries to.
             let queue =
@@ -223,10 +228,22 @@ impl Connector {
                 subject::subscription(&live.plane, dest.as_str(), &Position::Any, &method, &route);
             let direct =
                 subject::subscription(&live.plane, dest.as_str(), &live.id, &method, &route);
-            live.listen(&any, queue.as_deref(), ep.handler.clone(), Inbound::Request)
-                .await?;
-            live.listen(&direct, None, ep.handler.clone(), Inbound::Request)
-                .await?;
+            live.listen(
+                &any,
+                queue.as_deref(),
+                ep.handler.clone(),
+                guard.clone(),
+                Inbound::Request,
+            )
+            .await?;
+            live.listen(
+                &direct,
+                None,
+                ep.handler.clone(),
+                guard.clone(),
+                Inbound::Request,
+            )
+            .await?;
             subjects.push(any);
             subjects.push(direct);
             for level in live.locality.iter().flat_map(Position::locality_levels) {
@@ -236,6 +253,7 @@ impl Connector {
                     &local,
                     queue.as_deref(),
                     ep.handler.clone(),
+                    guard.clone(),
                     Inbound::Request,
                 )
                 .await?;
@@ -256,7 +274,7 @@ impl Connector {
                     &method,
                     &route,
                 );
-                live.listen(&broadcast, None, ep.handler, Inbound::Request)
+                live.listen(&broadcast, None, ep.handler, guard, Inbound::Request)
                     .await?;
                 subjects.push(broadcast);
             }
@@ -272,6 +290,7 @@ impl Live {
         subject: &str,
         queue: Option<&str>,
         handler: Handler,
+        guard: Option<Arc<crate::actor::Guard>>,
         inbound: Inbound,
     ) -> Result<(), Error> {
         let mut sub = self.subscribe(subject, queue).await?;
@@ -292,8 +311,24 @@ impl Live {
                     msg = sub.next(), if running.len() < MAX_RUNNING => match msg {
                         Some(msg) => match live.accept(msg, inbound) {
                             Received::Call(Accepted { to, frame, request, deadline }) => {
-                                let mut fut = handler(request);
-                                let mut frame = Some(frame);
+                                // Required claims: decided here for a token seen
+                                // before (a lookup, no box, no extra scope).
+                                let mut verified = None;
+                                let mut fut = match guard.as_ref().map(|g| (g, g.admit(frame.actor.as_ref()))) {
+                                    None => handler(request),
+                                    Some((_, Admit::Verified(actor))) => {
+                                        verified = Some(actor);
+                                        handler(request)
+                                    }
+                                    Some((_, Admit::Refuse(e))) => {
+                                        live.respond(to, Err(e)).await;
+                                        continue;
+                                    }
+                                    Some((g, Admit::Verify(token))) => {
+                                        g.clone().verify_then(token, handler.clone(), request)
+                                    }
+                                };
+                                let mut frame = Some(Scoped { frame, verified });
                                 let first = std::future::poll_fn(|cx| {
                                     Poll::Ready(crate::context::poll_once(
                                         frame.take().unwrap_or_default(),
