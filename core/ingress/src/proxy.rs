@@ -47,6 +47,13 @@ where
     }
 }
 
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// The response body type.
 pub type Body = Full<Bytes>;
 
@@ -107,10 +114,7 @@ impl Ingress {
         });
         let (parts, body) = req.into_parts();
         let h1 = parts.version <= hyper::Version::HTTP_11;
-        let expects_continue = parts
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let expects_continue = expects_continue(&parts.headers);
         let mut body = Some(body);
         let mut resp = self.gates(parts, &mut body, origin).await;
         if let Some(unread) = body.filter(|b| !b.is_end_stream())

@@ -487,6 +487,15 @@ async fn limits_refuse_before_anything_is_published() {
     )
     .await;
     assert_eq!(status, 413);
+    // A client that waits for `100 Continue` gets the 413 at once, without
+    // sending the body.
+    let (status, head) = raw_http(
+        running.addr,
+        b"POST /echo.example/upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2097152\r\n\r\n",
+        None,
+    )
+    .await;
+    assert_eq!(status, 413, "{head}");
     // A path over the limit: 414; a scanner path: 404; a head over the
     // limit: 431.
     let long = "a".repeat(300);
