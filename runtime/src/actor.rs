@@ -411,10 +411,10 @@ pub(crate) struct Guard {
 pub(crate) enum Admit {
     /// A token verified before (a lookup), whose claims satisfy the check.
     Verified(Arc<Actor>),
-    /// Refused: no token, a token verified before whose claims fail, or
-    /// one that expired.
+    /// Refused: no token, or a token verified before whose claims fail.
     Refuse(Error),
-    /// A token not seen yet: verify it (a signature, maybe a JWKS fetch).
+    /// A token not in the verified cache (not seen yet, or expired there):
+    /// verify it (a signature, maybe a JWKS fetch; an expired one is 401).
     Verify(Arc<str>),
 }
 

@@ -224,43 +224,31 @@ impl Connector {
             // The queue group the creds pin this service's SUB entries to.
             let queue =
                 (route.port != CONTROL_PORT).then(|| buswarden_rules::queue::group(&live.host));
-            let any =
-                subject::subscription(&live.plane, dest.as_str(), &Position::Any, &method, &route);
-            let direct =
-                subject::subscription(&live.plane, dest.as_str(), &live.id, &method, &route);
-            live.listen(
-                &any,
-                queue.as_deref(),
-                ep.handler.clone(),
-                guard.clone(),
-                Inbound::Request,
-            )
-            .await?;
-            live.listen(
-                &direct,
-                None,
-                ep.handler.clone(),
-                guard.clone(),
-                Inbound::Request,
-            )
-            .await?;
-            subjects.push(any);
-            subjects.push(direct);
+            // Where the endpoint listens: any replica (in the queue group),
+            // this instance, its locality levels, and for control endpoints
+            // the `all` broadcast host.
+            let mut listens = vec![
+                (
+                    subject::subscription(
+                        &live.plane,
+                        dest.as_str(),
+                        &Position::Any,
+                        &method,
+                        &route,
+                    ),
+                    queue.as_deref(),
+                ),
+                (
+                    subject::subscription(&live.plane, dest.as_str(), &live.id, &method, &route),
+                    None,
+                ),
+            ];
             for level in live.locality.iter().flat_map(Position::locality_levels) {
                 let local =
                     subject::subscription(&live.plane, dest.as_str(), &level, &method, &route);
-                live.listen(
-                    &local,
-                    queue.as_deref(),
-                    ep.handler.clone(),
-                    guard.clone(),
-                    Inbound::Request,
-                )
-                .await?;
-                subjects.push(local);
+                listens.push((local, queue.as_deref()));
             }
             if route.port == CONTROL_PORT && route.host.is_none() {
-                // Control endpoints also answer the `all` broadcast host.
                 let all = Hostname::parse_destination(BROADCAST_HOST).map_err(|e| {
                     Error::InvalidHostname {
                         host: BROADCAST_HOST.to_string(),
@@ -274,9 +262,18 @@ impl Connector {
                     &method,
                     &route,
                 );
-                live.listen(&broadcast, None, ep.handler, guard, Inbound::Request)
-                    .await?;
-                subjects.push(broadcast);
+                listens.push((broadcast, None));
+            }
+            for (subject, queue) in listens {
+                live.listen(
+                    &subject,
+                    queue,
+                    ep.handler.clone(),
+                    guard.clone(),
+                    Inbound::Request,
+                )
+                .await?;
+                subjects.push(subject);
             }
         }
         live.confirm_subscriptions(&subjects).await
@@ -314,19 +311,21 @@ impl Live {
                                 // Required claims: decided here for a token seen
                                 // before (a lookup, no box, no extra scope).
                                 let mut verified = None;
-                                let mut fut = match guard.as_ref().map(|g| (g, g.admit(frame.actor.as_ref()))) {
+                                let mut fut = match &guard {
                                     None => handler(request),
-                                    Some((_, Admit::Verified(actor))) => {
-                                        verified = Some(actor);
-                                        handler(request)
-                                    }
-                                    Some((_, Admit::Refuse(e))) => {
-                                        live.respond(to, Err(e)).await;
-                                        continue;
-                                    }
-                                    Some((g, Admit::Verify(token))) => {
-                                        g.clone().verify_then(token, handler.clone(), request)
-                                    }
+                                    Some(g) => match g.admit(frame.actor.as_ref()) {
+                                        Admit::Verified(actor) => {
+                                            verified = Some(actor);
+                                            handler(request)
+                                        }
+                                        Admit::Refuse(e) => {
+                                            live.respond(to, Err(e)).await;
+                                            continue;
+                                        }
+                                        Admit::Verify(token) => {
+                                            g.clone().verify_then(token, handler.clone(), request)
+                                        }
+                                    },
                                 };
                                 let mut frame = Some(Scoped { frame, verified });
                                 let first = std::future::poll_fn(|cx| {
