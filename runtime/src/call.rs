@@ -451,17 +451,12 @@ impl Live {
             timeout: self.config.ack_window,
         };
         let first = match &mut ack_rx {
-            None => tokio::time::timeout_at(ack_deadline, self.pump_until(&mut reply_rx))
+            None => tokio::time::timeout_at(ack_deadline, &mut reply_rx)
                 .await
                 .map(|r| r.map_err(|_| ()))
                 .map_err(|_| ()),
             Some(ack_rx) => {
-                match tokio::time::timeout_at(
-                    ack_deadline,
-                    self.pump_until(select(&mut reply_rx, ack_rx)),
-                )
-                .await
-                {
+                match tokio::time::timeout_at(ack_deadline, select(&mut reply_rx, ack_rx)).await {
                     Ok(Either::Left((r, _))) => Ok(r.map_err(|_| ())),
                     Ok(Either::Right((Ok(acker), _))) => {
                         self.send_rest(target, method, &call, &acker).await?;
@@ -498,9 +493,7 @@ impl Live {
                         ack_timeout()
                     });
                 }
-                match tokio::time::timeout_at(call.plan.deadline, self.pump_until(&mut reply_rx))
-                    .await
-                {
+                match tokio::time::timeout_at(call.plan.deadline, &mut reply_rx).await {
                     Ok(Ok(incoming)) => incoming,
                     _ => return Err(timeout()),
                 }
@@ -577,7 +570,7 @@ impl Live {
             } else {
                 break Ok(());
             };
-            match tokio::time::timeout_at(deadline, self.pump_until(Box::pin(rx.recv()))).await {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Incoming::Message { responder, reply })) => {
                     let who = (responder.clone(), reply.from_id.clone());
                     if done.contains(&who) {

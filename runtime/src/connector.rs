@@ -81,8 +81,9 @@ pub(crate) struct Live {
     pub(crate) reply_sender: wire::Sender,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
-    /// The reply subscription and its readers (see [`crate::pump`]).
-    pump: Arc<ReplyPump>,
+    /// The reply subscription, read by whoever wakes it (see
+    /// [`crate::pump`]); held so the subscription lives as long as this.
+    _pump: Arc<ReplyPump>,
     /// Requests arriving in fragments, being reassembled.
     pub(crate) inbound_frags: crate::frag::InboundFrags,
     /// The largest body slice one message carries (from the broker's
@@ -274,11 +275,6 @@ impl Shared {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // map itself is always consistent (single inserts and removes).
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many calls are waiting for a response.
-    pub(crate) fn waiting_calls(&self) -> usize {
-        self.pending().len()
     }
 
     pub(crate) fn count_spoofed_reply(&self) {
@@ -772,7 +768,11 @@ impl Connector {
                 subject: reply.clone(),
                 reason: e.to_string(),
             })?;
-        let pump = Arc::new(ReplyPump::new(replies, ReplyShape::new(&plane, &host, &id)));
+        let pump = ReplyPump::start(
+            replies,
+            ReplyShape::new(&plane, &host, &id),
+            self.inner.shared.clone(),
+        );
         let fragment_size = crate::frag::fragment_size(client.server_info().max_payload);
         let recorder = config
             .record_dir
@@ -803,15 +803,12 @@ impl Connector {
             reply_sender,
             config,
             shared: self.inner.shared.clone(),
-            pump,
+            _pump: pump,
             inbound_frags: crate::frag::InboundFrags::default(),
             fragment_size,
             tasks: Mutex::new(Vec::new()),
             recorder,
         });
-        live.add_task(tokio::spawn(
-            live.pump.clone().background(live.shared.clone()),
-        ));
         live.confirm_subscriptions(std::slice::from_ref(&reply))
             .await?;
         self.inner
@@ -864,15 +861,6 @@ const SUBSCRIPTION_CAPACITY: usize = 4096;
 const SUBSCRIPTION_CHECK: Duration = Duration::from_millis(30);
 
 impl Live {
-    /// Waits for `fut` (a call's own reply channel), reading the reply
-    /// subscription meanwhile (see [`crate::pump`]).
-    pub(crate) fn pump_until<'a, F: std::future::Future + Unpin + 'a>(
-        &'a self,
-        fut: F,
-    ) -> impl std::future::Future<Output = F::Output> + 'a {
-        self.pump.wait(&self.shared, fut)
-    }
-
     pub(crate) fn add_task(&self, task: JoinHandle<()>) {
         self.tasks
             .lock()

@@ -1,144 +1,118 @@
 //! The reply pump: who reads the connector's one reply subscription.
 //!
-//! A background task always reads it, so no reply ever waits for a reader.
-//! A call that is the only one waiting reads the subscription itself when
-//! it is polled (a short, non-blocking drain under a lock that is never held
-//! across an await) and registers its own waker there: a lone call is woken
-//! by its own reply and handles it in its own task, with no task hop, and it
-//! hands the subscription back to the background reader when it ends. While
-//! several calls wait, the subscription wakes the background reader alone,
-//! which hands each reply to its call's channel; a waiting call then never
-//! is woken by another call's reply, and a call that stops being polled (a
-//! future kept but no longer awaited) can never stall the others.
+//! Nobody waits on it. The waker registered on the subscription is the
+//! pump's own, not a task's: the NATS client's connection task wakes it each
+//! time it hands a reply over, and waking it drains the subscription then
+//! and there, on that task, handing each reply to its call's channel (which
+//! wakes the call). A reply so reaches its call with one task wake-up, as
+//! async-nats's own request muxer does, with no reader task to schedule in
+//! between, and no call can stall another: a call that stops being polled
+//! only leaves its own reply in its own channel.
+//!
+//! A wake that finds another thread draining leaves a mark that the drainer
+//! checks before it lets go, so no reply is left unread. The drain runs
+//! outside tokio's cooperative budget: a budget spent by the connection
+//! task must not make the subscription look empty.
 
 use crate::connector::{ReplyShape, Shared};
 use futures_util::StreamExt as _;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 
-/// The reply subscription and the background reader's waker.
+/// The reply subscription, read by whoever wakes it.
 pub(crate) struct ReplyPump {
-    subscription: Mutex<async_nats::Subscriber>,
-    background: OnceLock<Waker>,
+    /// `None` once the subscription has ended.
+    subscription: Mutex<Option<async_nats::Subscriber>>,
+    /// Set by every wake; cleared by the drainer before each pass.
+    again: AtomicBool,
+    shared: Arc<Shared>,
     shape: ReplyShape,
+    waker: Waker,
+}
+
+/// The waker registered on the subscription. It holds the pump weakly: the
+/// subscription's channel keeps the waker, and the pump keeps the channel.
+struct PumpWaker(Weak<ReplyPump>);
+
+impl Wake for PumpWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(pump) = self.0.upgrade() {
+            pump.drain();
+        }
+    }
 }
 
 impl ReplyPump {
-    pub(crate) fn new(subscription: async_nats::Subscriber, shape: ReplyShape) -> Self {
-        ReplyPump {
-            subscription: Mutex::new(subscription),
-            background: OnceLock::new(),
-            shape,
-        }
-    }
-
-    /// Dispatches every reply already received; registers `waker` for the
-    /// next. Returns `true` when the subscription has ended. When another
-    /// reader is draining at this instant, returns at once (that reader
-    /// dispatches, and its waker includes the background reader).
-    fn drain(&self, shared: &Shared, waker: &Waker) -> bool {
-        let Ok(mut subscription) = self.subscription.try_lock() else {
-            return false;
-        };
-        let mut cx = Context::from_waker(waker);
-        loop {
-            match subscription.poll_next_unpin(&mut cx) {
-                Poll::Ready(Some(msg)) => shared.dispatch_reply(msg, &self.shape),
-                Poll::Ready(None) => return true,
-                Poll::Pending => return false,
-            }
-        }
-    }
-
-    /// The background reader: runs until the subscription ends.
-    pub(crate) fn background(
-        self: Arc<Self>,
+    /// Starts reading `subscription`: replies already received are
+    /// dispatched now, later ones as they arrive.
+    pub(crate) fn start(
+        subscription: async_nats::Subscriber,
+        shape: ReplyShape,
         shared: Arc<Shared>,
-    ) -> impl Future<Output = ()> + Send {
-        std::future::poll_fn(move |cx| {
-            let _ = self.background.set(cx.waker().clone());
-            if self.drain(&shared, cx.waker()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    }
-
-    /// Waits for `fut` (a call's own reply channel), reading replies itself
-    /// while it waits.
-    pub(crate) fn wait<'a, F: Future + Unpin + 'a>(
-        &'a self,
-        shared: &'a Shared,
-        fut: F,
-    ) -> impl Future<Output = F::Output> + 'a {
-        Wait {
-            pump: self,
+    ) -> Arc<Self> {
+        let pump = Arc::new_cyclic(|me| ReplyPump {
+            subscription: Mutex::new(Some(subscription)),
+            again: AtomicBool::new(false),
             shared,
-            fut,
-            lone: false,
-        }
+            shape,
+            waker: Waker::from(Arc::new(PumpWaker(me.clone()))),
+        });
+        pump.drain();
+        pump
     }
-}
 
-struct Wait<'a, F> {
-    pump: &'a ReplyPump,
-    shared: &'a Shared,
-    fut: F,
-    /// Whether the subscription's registered waker is this call's alone.
-    lone: bool,
-}
-
-impl<F> Drop for Wait<'_, F> {
-    /// Hands the subscription back to the background reader when this call
-    /// was its lone reader, so replies that arrive later (late or
-    /// unmatched ones) are still read.
-    fn drop(&mut self) {
-        if self.lone
-            && let Some(background) = self.pump.background.get()
-        {
-            self.pump.drain(self.shared, background);
-        }
-    }
-}
-
-impl<F: Future + Unpin> Future for Wait<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
-            return Poll::Ready(out);
-        }
-        // A lone waiting call reads for itself and wakes only itself: no
-        // other call can be stalled by it, and a call that starts later
-        // inserts itself first and then registers its own waker. With other
-        // calls waiting, the background reader is woken by every reply too.
-        if self.shared.waiting_calls() <= 1 {
-            self.pump.drain(self.shared, cx.waker());
-            // A call that started meanwhile may have found the lock taken
-            // and left the registration to this drain: include the
-            // background reader then.
-            if self.shared.waiting_calls() <= 1 {
-                self.lone = true;
-                return Pin::new(&mut self.fut).poll(cx);
+    /// Dispatches every reply received so far and registers the pump's
+    /// waker for the next. Returns at once when another thread is draining
+    /// (it sees the mark and passes again).
+    fn drain(&self) {
+        self.again.store(true, Ordering::SeqCst);
+        loop {
+            let mut subscription = match self.subscription.try_lock() {
+                Ok(guard) => guard,
+                // The holder checks `again` before it lets go.
+                Err(TryLockError::WouldBlock) => return,
+                // A panic while dispatching: the subscription itself is
+                // intact.
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            };
+            while self.again.swap(false, Ordering::SeqCst) {
+                let Some(sub) = subscription.as_mut() else {
+                    return;
+                };
+                if self.read(sub) {
+                    *subscription = None;
+                    return;
+                }
+            }
+            drop(subscription);
+            if !self.again.load(Ordering::SeqCst) {
+                return;
             }
         }
-        // Several calls waiting: the background reader alone is woken by
-        // the subscription and hands each reply to its call, which its own
-        // channel then wakes. Waking a waiting call as well on every reply
-        // would wake calls whose reply has not come (measured: more task
-        // polls and lock races per call under load).
-        self.lone = false;
-        match self.pump.background.get() {
-            Some(background) => {
-                self.pump.drain(self.shared, background);
+    }
+
+    /// Reads until the subscription is empty (`false`) or has ended
+    /// (`true`), outside the cooperative budget of the task that woke it.
+    fn read(&self, sub: &mut async_nats::Subscriber) -> bool {
+        let mut cx = Context::from_waker(&self.waker);
+        let read = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            loop {
+                match sub.poll_next_unpin(cx) {
+                    Poll::Ready(Some(msg)) => self.shared.dispatch_reply(msg, &self.shape),
+                    Poll::Ready(None) => return Poll::Ready(true),
+                    Poll::Pending => return Poll::Ready(false),
+                }
             }
-            // Not started yet: the background reader registers itself on
-            // its first poll, which is already scheduled.
-            None => return Poll::Pending,
+        }));
+        match std::pin::pin!(read).poll(&mut cx) {
+            Poll::Ready(ended) => ended,
+            Poll::Pending => false,
         }
-        Pin::new(&mut self.fut).poll(cx)
     }
 }

@@ -499,7 +499,14 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
         kinds.insert(envelope.kind.op_code());
     }
     // The call made inside the trace carried it (the others none).
-    assert_eq!(traced, 1);
+    assert_eq!(
+        traced,
+        1,
+        "{:?}",
+        seen.iter()
+            .map(|m| String::from_utf8_lossy(&m.payload[..m.payload.len().min(120)]).into_owned())
+            .collect::<Vec<_>>()
+    );
     // Requests, responses, the slow handler's ack and the error were all read.
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
