@@ -303,6 +303,17 @@ pub fn unflatten(token: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Whether `unflatten(token)` is `Some`, decided without building the name
+/// when the token holds no escape (the usual case).
+pub fn is_flattened(token: &str) -> bool {
+    if token.contains('%') {
+        return unflatten(token).is_some();
+    }
+    token
+        .bytes()
+        .all(|b| matches!(b, b'_' | b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
 pub(crate) fn push_pct(out: &mut String, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('%');
@@ -339,6 +350,31 @@ mod tests {
             ("EXAMPLE.com", "example_com"),
         ] {
             assert_eq!(flatten(input), want, "flatten({input:?})");
+        }
+    }
+
+    #[test]
+    fn is_flattened_agrees_with_unflatten() {
+        for t in [
+            "a_example",
+            "a-b_c9",
+            "_",
+            "A_b",
+            "a%2a",
+            "a%2A",
+            "a%41",
+            "a%",
+            "a%e2%82%ac",
+            "a%ff",
+            "a.b",
+            "a b",
+            "ü",
+            "",
+            "a*",
+            "x%2e",
+            "%5f",
+        ] {
+            assert_eq!(is_flattened(t), unflatten(t).is_some(), "{t:?}");
         }
     }
 

@@ -415,6 +415,31 @@ pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position)
     out
 }
 
+/// The part of `responder`'s reply subjects before the caller:
+/// `<plane>.reply._.<responder>.`, to be finished per request by
+/// [`reply_to_token`].
+pub fn reply_head(plane: &Plane, responder: &str) -> String {
+    let mut out = String::with_capacity(plane.as_str().len() + responder.len() + 12);
+    reply_prefix(&mut out, plane);
+    hostname::flatten_into(&mut out, responder);
+    out.push('.');
+    out
+}
+
+/// `reply(plane, responder, caller, caller_id)` from its head
+/// ([`reply_head`]) and the caller's token as a received subject carries
+/// it ([`RequestParts::src_token`]; flattening is canonical, so the token
+/// is the caller's flattening).
+pub fn reply_to_token(head: &str, caller_token: &str, caller_id: &Position) -> String {
+    let id = caller_id.token();
+    let mut out = String::with_capacity(head.len() + caller_token.len() + 1 + id.len());
+    out.push_str(head);
+    out.push_str(caller_token);
+    out.push('.');
+    out.push_str(id);
+    out
+}
+
 /// What every reply subject to `caller`'s instance `caller_id` has before
 /// and after the responder token: `reply(plane, r, caller, id)` is
 /// `prefix + flatten(r) + suffix` for every responder `r`. A caller that
@@ -553,6 +578,9 @@ fn decode_segment(subject: &str, token: &str, out: &mut Vec<u8>) -> Result<(), S
 struct Head<'a> {
     tok: [&'a str; 8],
     count: usize,
+    /// Where the eighth token (the path's first) starts; the subject's
+    /// length when there is none.
+    path_at: usize,
 }
 
 fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
@@ -561,13 +589,26 @@ fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
     }
     let mut tok = [""; 8];
     let (mut count, mut empty, mut wildcard) = (0, false, false);
-    for t in subject.split('.') {
+    let mut path_at = subject.len();
+    let bytes = subject.as_bytes();
+    let mut start = 0;
+    // Split on '.' by hand: the tokens are short, and a byte loop beats a
+    // searcher per token. '.' is ASCII, so every cut is a char boundary.
+    for end in (0..bytes.len())
+        .filter(|&i| bytes[i] == b'.')
+        .chain([bytes.len()])
+    {
+        let t = &subject[start..end];
         empty |= t.is_empty();
         wildcard |= t == "*" || t == ">";
         if let Some(slot) = tok.get_mut(count) {
             *slot = t;
         }
+        if count == 7 {
+            path_at = start;
+        }
         count += 1;
+        start = end + 1;
     }
     if empty {
         return Err(malformed(subject, "empty token"));
@@ -578,7 +619,11 @@ fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
     if count < 6 {
         return Err(malformed(subject, "too few tokens"));
     }
-    Ok(Head { tok, count })
+    Ok(Head {
+        tok,
+        count,
+        path_at,
+    })
 }
 
 /// A received request subject checked exactly as [`decode`] checks it, with
@@ -595,14 +640,26 @@ pub struct RequestParts<'a> {
     pub port: u16,
     /// The caller's hostname; empty when the subject carried `_`.
     pub src: String,
-    /// The destination hostname.
-    pub dest: String,
+    /// The caller's token as the subject carries it (`_` for none): the
+    /// hostname flattened, which is canonical (flattening the decoded
+    /// `src` gives it back).
+    pub src_token: &'a str,
+    /// The destination's token, checked to be a flattened hostname (see
+    /// [`RequestParts::dest`]).
+    pub dest_token: &'a str,
     /// The position token (`_`, `id-…`, `loc-…`, lower-case).
     pub pos: &'a str,
     /// The method token (upper-case).
     pub method: &'a str,
     /// The path, with a leading `/`.
     pub path: String,
+}
+
+impl RequestParts<'_> {
+    /// The destination hostname, decoded.
+    pub fn dest(&self) -> String {
+        unflatten(self.dest_token).unwrap_or_default()
+    }
 }
 
 /// Decodes a received request subject (see [`RequestParts`]); a reply
@@ -664,8 +721,12 @@ fn request_parts<'a>(subject: &'a str, h: &Head<'a>) -> Result<RequestParts<'a>,
         return Err(malformed(subject, "trust segment does not match the port"));
     }
     let src = decode_host(subject, h.tok[3])?;
-    let dest = decode_host(subject, h.tok[4])?;
-    if dest.is_empty() {
+    // Checked as `decode_host` would, without keeping the decoded name.
+    let dest_token = h.tok[4];
+    if dest_token != "_" && !hostname::is_flattened(dest_token) {
+        return Err(malformed(subject, "host token is not a flattened hostname"));
+    }
+    if dest_token == "_" {
         return Err(malformed(subject, "empty destination host"));
     }
     let pos = h.tok[5];
@@ -687,10 +748,16 @@ fn request_parts<'a>(subject: &'a str, h: &Head<'a>) -> Result<RequestParts<'a>,
     if !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(malformed(subject, "method is not upper-case"));
     }
-    let mut path = Vec::with_capacity(subject.len());
-    for tok in subject.split('.').skip(7) {
+    let rest = &subject[h.path_at..];
+    let mut path = Vec::with_capacity(rest.len() + 8);
+    let mut start = 0;
+    for end in (0..rest.len())
+        .filter(|&i| rest.as_bytes()[i] == b'.')
+        .chain([rest.len()])
+    {
         path.push(b'/');
-        decode_segment(subject, tok, &mut path)?;
+        decode_segment(subject, &rest[start..end], &mut path)?;
+        start = end + 1;
     }
     let path = String::from_utf8(path).map_err(|_| malformed(subject, "path is not UTF-8"))?;
     Ok(RequestParts {
@@ -698,7 +765,8 @@ fn request_parts<'a>(subject: &'a str, h: &Head<'a>) -> Result<RequestParts<'a>,
         trust,
         port,
         src,
-        dest,
+        src_token: h.tok[3],
+        dest_token,
         pos,
         method,
         path,
@@ -733,8 +801,8 @@ pub fn decode(subject: &str) -> Result<Subject, SubjectError> {
         plane,
         trust: r.trust,
         port: r.port,
+        dest: r.dest(),
         src: r.src,
-        dest: r.dest,
         pos: Position::parse(r.pos).map_err(|_| malformed(subject, "invalid position"))?,
         method: Method::parse(r.method)?,
         path: r.path,
@@ -994,7 +1062,13 @@ mod tests {
                     assert_eq!((r.trust, r.port), (p.trust, p.port), "{s}");
                     assert_eq!(
                         (&r.src, &r.dest, &r.path),
-                        (&p.src, &p.dest, &p.path),
+                        (&p.src, &p.dest(), &p.path),
+                        "{s}"
+                    );
+                    assert_eq!(flatten(&p.src), p.src_token, "{s}");
+                    assert_eq!(
+                        reply_to_token(&reply_head(&r.plane, "x.example"), p.src_token, &r.pos),
+                        reply(&r.plane, "x.example", &p.src, &r.pos),
                         "{s}"
                     );
                     assert_eq!((r.pos.token(), r.method.as_str()), (p.pos, p.method), "{s}");

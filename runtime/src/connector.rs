@@ -77,6 +77,9 @@ pub(crate) struct Live {
     pub(crate) locality: Option<Position>,
     /// The transport lines of this instance's requests (from host and id)
     /// and of its acks and responses (and its locality), rendered once.
+    /// `<plane>.reply._.<own host>.`: what every reply this instance
+    /// sends starts with.
+    pub(crate) reply_head: String,
     pub(crate) request_sender: wire::Sender,
     pub(crate) reply_sender: wire::Sender,
     pub(crate) config: Config,
@@ -793,12 +796,14 @@ impl Connector {
                 .as_ref()
                 .map(|l| l.token().strip_prefix("loc-").unwrap_or(l.token())),
         )?;
+        let reply_head = subject::reply_head(&plane, host.as_str());
         let live = Arc::new(Live {
             client,
             plane,
             host,
             id,
             locality,
+            reply_head,
             request_sender,
             reply_sender,
             config,

@@ -381,7 +381,8 @@ impl Live {
             self.shared.count_anonymous();
             return Received::Nothing;
         }
-        if inbound == Inbound::Event && (req.src != req.dest || req.port != EVENT_PORT) {
+        if inbound == Inbound::Event && (req.src_token != req.dest_token || req.port != EVENT_PORT)
+        {
             self.shared.count_foreign_event();
             return Received::Nothing;
         }
@@ -400,7 +401,7 @@ impl Live {
                 return Received::Nothing;
             }
         };
-        let reply = subject::reply(&self.plane, self.host.as_str(), &req.src, &caller_id);
+        let reply = subject::reply_to_token(&self.reply_head, req.src_token, &caller_id);
         let query = envelope.query().to_string();
         let Envelope {
             msg_id,

@@ -463,6 +463,17 @@ pub fn parse_budget(text: &str) -> Option<Duration> {
         let d = Duration::from_millis(ms);
         return (d <= MAX_TIME_BUDGET).then_some(d);
     }
+    // The forms Go writes for a whole number of seconds or milliseconds
+    // (`20s`, `1500ms`), read without the general loop.
+    let (digits, per_ms) = match text.strip_suffix("ms") {
+        Some(d) => (d, 1),
+        None => (text.strip_suffix('s').unwrap_or_default(), 1000),
+    };
+    if (1..=12).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let ms = digits.parse::<u64>().ok()?.checked_mul(per_ms)?;
+        let d = Duration::from_millis(ms);
+        return (d <= MAX_TIME_BUDGET).then_some(d);
+    }
     let mut rest = text;
     let mut total_ns: u128 = 0;
     while !rest.is_empty() {
@@ -934,8 +945,21 @@ fn field(name: &str) -> Option<Field> {
         .map(|(_, f)| *f)
 }
 
+/// `part`, a slice of the bytes `text` was read from, as a slice of `text`
+/// (a value's ends are ASCII bytes, so they are char boundaries).
+fn within<'t>(text: &'t str, part: &[u8]) -> Option<&'t str> {
+    let at = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let v = text.get(at..at.checked_add(part.len())?)?;
+    debug_assert_eq!(v.as_bytes(), part);
+    Some(v)
+}
+
+/// The transport fields and the other headers of a parsed head. `text`:
+/// the head as UTF-8 when all of it is (checked once, instead of value by
+/// value).
 fn read_headers(
     raw: &[httparse::Header<'_>],
+    text: Option<&str>,
 ) -> Result<(Transport, Vec<(String, String)>), EnvelopeError> {
     let mut t = Transport::default();
     let mut headers = Vec::new();
@@ -943,8 +967,11 @@ fn read_headers(
         // httparse admits only tab, visible ASCII, space and bytes 0x80 and
         // up in a value (no CR, LF or other control byte): what is left to
         // check is UTF-8.
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| EnvelopeError::InvalidHeaderValue(cut(h.name)))?;
+        let value = match text.and_then(|text| within(text, h.value)) {
+            Some(v) => v,
+            None => std::str::from_utf8(h.value)
+                .map_err(|_| EnvelopeError::InvalidHeaderValue(cut(h.name)))?,
+        };
         let name = h.name;
         match field(name) {
             None => headers.push((name.to_string(), value.to_string())),
@@ -1082,7 +1109,8 @@ impl Envelope {
             if !(has_prefix(url, "https://") || has_prefix(url, "http://")) {
                 return Err(EnvelopeError::InvalidRequestLine(cut(url)));
             }
-            let (t, headers) = read_headers(req.headers)?;
+            let text = std::str::from_utf8(&payload[..head_len]).ok();
+            let (t, headers) = read_headers(req.headers, text)?;
             let body = body_of(payload, head_len, &t, false, false)?;
             let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
             if kind != Kind::Request {
@@ -1109,7 +1137,8 @@ impl Envelope {
             if !(100..=999).contains(&status) {
                 return Err(EnvelopeError::InvalidStatus(status));
             }
-            let (t, headers) = read_headers(resp.headers)?;
+            let text = std::str::from_utf8(&payload[..head_len]).ok();
+            let (t, headers) = read_headers(resp.headers, text)?;
             let body = body_of(payload, head_len, &t, true, bodyless(status))?;
             let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
             if kind == Kind::Request {
