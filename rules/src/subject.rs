@@ -170,6 +170,21 @@ impl Position {
         })
     }
 
+    /// The token of an `id-…` position, as [`Position::parse`] would give
+    /// it (lower-cased), borrowed when `text` is already lower-case; `None`
+    /// for anything that is not an instance id.
+    pub fn id_token(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let b = text.as_bytes();
+        if !(b.len() > 3 && b[..3].eq_ignore_ascii_case(b"id-") && position_any_case(text)) {
+            return None;
+        }
+        Some(if b.iter().any(u8::is_ascii_uppercase) {
+            std::borrow::Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        })
+    }
+
     /// The position of a service's locality, as Microbus's `SetLocality`
     /// reads it: hierarchical, broadest level first, levels joined by `-`
     /// (`us-west-b-1`); DNS-style dot notation, most specific level first,
@@ -429,9 +444,8 @@ pub fn reply_head(plane: &Plane, responder: &str) -> String {
 /// `reply(plane, responder, caller, caller_id)` from its head
 /// ([`reply_head`]) and the caller's token as a received subject carries
 /// it ([`RequestParts::src_token`]; flattening is canonical, so the token
-/// is the caller's flattening).
-pub fn reply_to_token(head: &str, caller_token: &str, caller_id: &Position) -> String {
-    let id = caller_id.token();
+/// is the caller's flattening) and the caller's instance id token.
+pub fn reply_to_token(head: &str, caller_token: &str, id: &str) -> String {
     let mut out = String::with_capacity(head.len() + caller_token.len() + 1 + id.len());
     out.push_str(head);
     out.push_str(caller_token);
@@ -908,6 +922,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn id_token_is_what_parse_gives_for_instance_ids() {
+        for t in [
+            "id-abc", "ID-AbC", "id-", "id-a_b", "id-a.b", "loc-us", "_", "", "id-ü", "iD-9-x",
+            "id-*", "xid-a",
+        ] {
+            let parsed = match Position::parse(t) {
+                Ok(p @ Position::Id(_)) => Some(p.token().to_string()),
+                _ => None,
+            };
+            assert_eq!(
+                Position::id_token(t).map(|c| c.into_owned()),
+                parsed,
+                "{t:?}"
+            );
+        }
+        assert!(matches!(
+            Position::id_token("id-abc"),
+            Some(std::borrow::Cow::Borrowed(_))
+        ));
+        let long = format!("id-{}", "a".repeat(65));
+        assert_eq!(Position::id_token(&long), None);
+        assert!(Position::parse(&long).is_err());
+    }
+
     /// The decoder before the token-array rewrite (kept to compare).
     fn decode_reference(subject: &str) -> Result<Subject, SubjectError> {
         if subject.len() > MAX_SUBJECT_LEN {
@@ -1067,7 +1106,11 @@ mod tests {
                     );
                     assert_eq!(flatten(&p.src), p.src_token, "{s}");
                     assert_eq!(
-                        reply_to_token(&reply_head(&r.plane, "x.example"), p.src_token, &r.pos),
+                        reply_to_token(
+                            &reply_head(&r.plane, "x.example"),
+                            p.src_token,
+                            r.pos.token()
+                        ),
                         reply(&r.plane, "x.example", &p.src, &r.pos),
                         "{s}"
                     );

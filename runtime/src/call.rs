@@ -328,7 +328,7 @@ impl Live {
     /// Registers a waiting call and publishes its first message.
     async fn send_first(
         &self,
-        call: &Prepared,
+        call: &mut Prepared,
         sink: Sink,
         expect: Option<CompactString>,
     ) -> Result<u64, Error> {
@@ -349,7 +349,7 @@ impl Live {
         }
         if let Err(e) = self
             .client
-            .publish(call.subject.clone(), call.first.clone())
+            .publish(call.subject.clone(), std::mem::take(&mut call.first))
             .await
         {
             self.shared.pending().remove(&key);
@@ -414,7 +414,7 @@ impl Live {
         method: &buswarden_rules::Method,
         out: Outgoing,
     ) -> Result<Response, Error> {
-        let call = self.prepare(target, method, out)?;
+        let mut call = self.prepare(target, method, out)?;
         let (reply_tx, mut reply_rx) = oneshot::channel();
         // Only a request in fragments needs to hear of the ack at once (to
         // send the rest to the acker); otherwise the dispatcher just marks
@@ -434,7 +434,7 @@ impl Live {
             max_body: self.config.max_body,
         };
         let start = Instant::now();
-        let key = self.send_first(&call, sink, expect).await?;
+        let key = self.send_first(&mut call, sink, expect).await?;
         let mut guard = PendingGuard {
             live: self,
             key,
@@ -536,7 +536,7 @@ impl Live {
         out: Outgoing,
         expect: Option<CompactString>,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
-        let call = self.prepare(target, method, out)?;
+        let mut call = self.prepare(target, method, out)?;
         let max_responders = self.config.max_responders;
         // Room for every responder's ack and response; fragments beyond it
         // wait in the subscription.
@@ -549,7 +549,7 @@ impl Live {
         let start = Instant::now();
         let ack_deadline = start + self.config.ack_window.min(call.plan.budget);
         let all_deadline = call.plan.deadline;
-        let key = self.send_first(&call, sink, expect).await?;
+        let key = self.send_first(&mut call, sink, expect).await?;
         let _guard = PendingGuard {
             live: self,
             key,

@@ -11,10 +11,13 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// A fresh message id: 8 random characters of `[A-Za-z0-9]` (about 47.6
 /// random bits; a reply is also checked against the host called).
 pub fn message_id() -> compact_str::CompactString {
-    let mut rng = rand::rng();
+    // One 64-bit draw read as 8 base-62 digits: 62^8 < 2^48, so the
+    // reduction's bias is below one part in 80,000 per id.
+    let mut x: u64 = rand::rng().random();
     let mut id = [0u8; MESSAGE_ID_LEN];
     for b in &mut id {
-        *b = ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())];
+        *b = ALPHANUMERIC[(x % 62) as usize];
+        x /= 62;
     }
     // ASCII by construction; stored inline (no allocation).
     compact_str::CompactString::from_utf8(id).unwrap_or_default()
@@ -53,6 +56,18 @@ mod tests {
         assert!(message_key(&a).is_some());
         assert_ne!(message_key(&a), message_key(&b));
         assert_eq!(message_key("short"), None);
+    }
+
+    #[test]
+    fn message_ids_use_every_character_in_every_place() {
+        let mut seen = [[false; 62]; MESSAGE_ID_LEN];
+        for _ in 0..20_000 {
+            for (place, b) in message_id().bytes().enumerate() {
+                let i = ALPHANUMERIC.iter().position(|&c| c == b).unwrap();
+                seen[place][i] = true;
+            }
+        }
+        assert!(seen.iter().all(|place| place.iter().all(|&s| s)));
     }
 
     #[test]

@@ -394,12 +394,9 @@ impl Live {
             self.shared.count_malformed();
             return Received::Nothing;
         }
-        let caller_id = match Position::parse(&envelope.from_id) {
-            Ok(p @ Position::Id(_)) => p,
-            _ => {
-                self.shared.count_malformed();
-                return Received::Nothing;
-            }
+        let Some(caller_id) = Position::id_token(&envelope.from_id) else {
+            self.shared.count_malformed();
+            return Received::Nothing;
         };
         let reply = subject::reply_to_token(&self.reply_head, req.src_token, &caller_id);
         let query = envelope.query().to_string();
@@ -533,12 +530,19 @@ impl Live {
 
     /// Publishes a handler's outcome as the response (in fragments when
     /// it is larger than one message).
-    async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
+    async fn respond(&self, mut to: ReplyTo, outcome: Result<Response, Error>) {
         if let Some(r) = &self.recorder {
             r.publish(to.subject.as_str());
         }
-        for payload in self.response_messages(&to, outcome) {
-            let _ = self.client.publish(to.subject.clone(), payload).await;
+        let mut parts = self.response_messages(&to, outcome).into_iter().peekable();
+        while let Some(payload) = parts.next() {
+            // The last (most often the only) message takes the subject
+            // itself: no shared copy of it is made.
+            let subject = match parts.peek() {
+                Some(_) => to.subject.clone(),
+                None => std::mem::replace(&mut to.subject, async_nats::Subject::from_static("")),
+            };
+            let _ = self.client.publish(subject, payload).await;
         }
     }
 

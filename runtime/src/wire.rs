@@ -440,7 +440,8 @@ pub fn format_budget(budget: Duration) -> String {
 /// its milliseconds: whole seconds as `20s` (what Go's `Duration.String`
 /// writes for them), anything else as whole milliseconds (`1500ms`).
 fn push_budget(out: &mut Vec<u8>, budget: Duration) {
-    let ms = budget.as_millis();
+    // A budget is at most MAX_TIME_BUDGET: u64 milliseconds hold it.
+    let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
     let mut n = itoa::Buffer::new();
     if ms > 0 && ms.is_multiple_of(1000) {
         out.extend_from_slice(n.format(ms / 1000).as_bytes());
