@@ -261,7 +261,7 @@ impl Live {
     }
 
     /// The body's fragments, or 413 when it is over the limit.
-    fn fragments(&self, body: Vec<u8>) -> Result<frag::Parts, Error> {
+    fn fragments(&self, body: Vec<u8>) -> Result<Body, Error> {
         if body.len() > self.config.max_body {
             return Err(Error::status(
                 413,
@@ -272,7 +272,10 @@ impl Live {
                 ),
             ));
         }
-        let parts = frag::split(Bytes::from(body), self.fragment_size);
+        let parts = Body {
+            bytes: body,
+            fragment: self.fragment_size,
+        };
         if parts.len() > wire::MAX_FRAGMENTS as usize {
             return Err(Error::status(413, "a body in too many fragments"));
         }
@@ -312,7 +315,7 @@ impl Live {
             &out,
             &inherited,
             (n > 1).then_some((1, n)),
-            &parts[0],
+            parts.part(0),
         )?;
         Ok(Prepared {
             subject,
@@ -647,13 +650,36 @@ impl Live {
     }
 }
 
+/// A request's body and the size of its fragments: the slices are taken
+/// as each message is written (no `Bytes` per slice).
+struct Body {
+    bytes: Vec<u8>,
+    fragment: usize,
+}
+
+impl Body {
+    /// How many messages carry the body (at least one).
+    fn len(&self) -> usize {
+        frag::slices(&self.bytes, self.fragment).len()
+    }
+
+    /// Slice `i` (0-based).
+    fn part(&self, i: usize) -> &[u8] {
+        self.iter().nth(i).unwrap_or_default()
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        frag::slices(&self.bytes, self.fragment)
+    }
+}
+
 /// A call ready to publish.
 struct Prepared {
     subject: async_nats::Subject,
     plan: Plan,
     msg_id: CompactString,
     first: Bytes,
-    parts: frag::Parts,
+    parts: Body,
     out: Outgoing,
     inherited: Inherited,
 }

@@ -28,20 +28,18 @@ pub(crate) fn fragment_size(max_payload: usize) -> usize {
     }
 }
 
-/// The slices of a body: one (kept inline) unless it is large.
+/// The messages of one outgoing request or response: one (kept inline)
+/// unless the body is large.
 pub(crate) type Parts = smallvec::SmallVec<[Bytes; 1]>;
 
-/// The slices of `body` (one, the whole body, when it fits).
-pub(crate) fn split(body: Bytes, size: usize) -> Parts {
-    if body.len() <= size {
-        // Moved, not cloned: a clone of a `Bytes` made from a `Vec`
-        // allocates its shared header.
-        return smallvec::smallvec![body];
-    }
-    (0..body.len())
-        .step_by(size)
-        .map(|at| body.slice(at..(at + size).min(body.len())))
-        .collect()
+/// The slices of `body` of at most `size` bytes each: one, the whole
+/// body, when it fits (an empty body is one empty slice). Slices, not
+/// `Bytes`: each is copied into its message anyway, and a `Bytes` made
+/// from a `Vec` with room to spare costs an allocation of its own.
+pub(crate) fn slices(body: &[u8], size: usize) -> impl ExactSizeIterator<Item = &[u8]> {
+    let size = size.max(1);
+    let n = body.len().div_ceil(size).max(1);
+    (0..n).map(move |i| &body[(i * size).min(body.len())..((i + 1) * size).min(body.len())])
 }
 
 /// Why a fragment was refused.
@@ -197,15 +195,23 @@ mod tests {
     #[test]
     fn split_and_reassemble_round_trip() {
         let body = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
-        let parts = split(body.clone(), 3_000);
+        let parts = slices(&body, 3_000);
         assert_eq!(parts.len(), 4);
         let mut p = Partial::new(4);
-        for (i, part) in parts.into_iter().enumerate() {
-            let done = p.add(i as u32 + 1, 4, part, usize::MAX).unwrap();
+        for (i, part) in parts.enumerate() {
+            let done = p
+                .add(i as u32 + 1, 4, Bytes::copy_from_slice(part), usize::MAX)
+                .unwrap();
             assert_eq!(done, i == 3);
         }
         assert_eq!(p.assemble(), body);
-        assert_eq!(split(Bytes::from_static(b"ab"), 3).len(), 1);
+        assert_eq!(slices(b"ab", 3).collect::<Vec<_>>(), [b"ab"]);
+        assert_eq!(slices(b"", 3).collect::<Vec<_>>(), [b""]);
+        assert_eq!(
+            slices(b"abcdef", 3).collect::<Vec<_>>(),
+            [&b"abc"[..], &b"def"[..]]
+        );
+        assert_eq!(slices(b"abcdefg", 3).len(), 3);
         assert_eq!(fragment_size(1024 * 1024), 1024 * 1024 - 64 * 1024);
         assert_eq!(fragment_size(100), 50);
     }

@@ -555,10 +555,9 @@ impl Live {
             } else {
                 500
             };
-            let parts = frag::split(bytes::Bytes::from(resp.body), self.fragment_size);
+            let parts = frag::slices(&resp.body, self.fragment_size);
             let n = parts.len() as u32;
             parts
-                .iter()
                 .enumerate()
                 .map(|(i, part)| {
                     let mut w = MessageWriter::response(status, part.len())?;
