@@ -88,9 +88,15 @@ pub enum HostnameError {
 }
 
 /// A validated, lower-cased service hostname such as `calculator.example`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct Hostname(String);
+/// Shared, not copied, when cloned (a typed call clones its target host).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hostname(std::sync::Arc<str>);
+
+impl serde::Serialize for Hostname {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// The broadcast host: a destination every service answers on `:888`, never
 /// a service's own hostname.
@@ -107,7 +113,9 @@ impl Hostname {
     pub fn parse(input: &str) -> Result<Self, HostnameError> {
         let h = Self::parse_with(input, false)?;
         if h.0.rsplit('.').next() == Some(BROADCAST) {
-            return Err(HostnameError::ReservedAll { hostname: h.0 });
+            return Err(HostnameError::ReservedAll {
+                hostname: h.0.to_string(),
+            });
         }
         Ok(h)
     }
@@ -118,8 +126,10 @@ impl Hostname {
     /// (`!$&'()*+,;=~`), which flatten by escaping. `x.all` stays refused.
     pub fn parse_destination(input: &str) -> Result<Self, HostnameError> {
         let h = Self::parse_with(input, true)?;
-        if h.0 != BROADCAST && h.0.rsplit('.').next() == Some(BROADCAST) {
-            return Err(HostnameError::ReservedAll { hostname: h.0 });
+        if &*h.0 != BROADCAST && h.0.rsplit('.').next() == Some(BROADCAST) {
+            return Err(HostnameError::ReservedAll {
+                hostname: h.0.to_string(),
+            });
         }
         Ok(h)
     }
@@ -165,22 +175,22 @@ impl Hostname {
                 });
             }
         }
-        Ok(Hostname(lower))
+        Ok(Hostname(lower.into()))
     }
 
     /// Whether this is the broadcast host `all` (only a destination).
     pub fn is_broadcast(&self) -> bool {
-        self.0 == BROADCAST
+        &*self.0 == BROADCAST
     }
 
     /// Validates `input` exactly as written: like [`Hostname::parse`], but
     /// upper-case letters are refused rather than lower-cased.
     pub fn parse_exact(input: &str) -> Result<Self, HostnameError> {
         let h = Hostname::parse(input)?;
-        if h.0 != input {
+        if &*h.0 != input {
             return Err(HostnameError::NotLowerCase {
                 hostname: input.to_string(),
-                lower: h.0,
+                lower: h.0.to_string(),
             });
         }
         Ok(h)

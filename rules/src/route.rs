@@ -19,9 +19,11 @@ pub const CONTROL_PORT: u16 = 888;
 pub const MAX_METHOD_LEN: usize = 32;
 
 /// An upper-cased HTTP method token (`GET`, `POST`, `ANY`, …).
+/// Held as a `'static` string for the common methods, so cloning one (a
+/// typed call does, per call) costs nothing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
-pub struct Method(String);
+pub struct Method(std::borrow::Cow<'static, str>);
 
 impl Method {
     /// Validates and upper-cases a method: 1 to 32 ASCII letters.
@@ -34,17 +36,25 @@ impl Method {
                 method: input.to_string(),
             });
         }
-        Ok(Method(input.to_ascii_uppercase()))
+        const COMMON: [&str; 9] = [
+            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "ANY",
+        ];
+        Ok(Method(
+            match COMMON.iter().find(|m| m.eq_ignore_ascii_case(input)) {
+                Some(m) => std::borrow::Cow::Borrowed(*m),
+                None => std::borrow::Cow::Owned(input.to_ascii_uppercase()),
+            },
+        ))
     }
 
     /// `ANY`: an endpoint that accepts every method.
     pub fn any() -> Self {
-        Method("ANY".to_string())
+        Method(std::borrow::Cow::Borrowed("ANY"))
     }
 
     /// `POST`.
     pub fn post() -> Self {
-        Method("POST".to_string())
+        Method(std::borrow::Cow::Borrowed("POST"))
     }
 
     /// The method a typed client call to an endpoint declared with this
