@@ -683,3 +683,45 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
     // The connection stays usable.
     assert_eq!(CalcClient::new(&caller).square(6).await.unwrap(), 36);
 }
+
+/// Replies are dispatched by the reply subscription's own waker, on the
+/// NATS connection task: 2,000 calls in flight at once each get their own
+/// answer, on both runtime flavors, and nothing is left waiting or
+/// unmatched.
+async fn burst_of_replies_reaches_every_call() {
+    let server = NatsServer::start("").unwrap();
+    let (_calc, _) = calc(&server).await;
+    let caller = connector(&server, "caller.example").await;
+    let mut calls = Vec::new();
+    for x in 0..2_000i64 {
+        let c = caller.clone();
+        calls.push(tokio::spawn(async move {
+            (x, CalcClient::new(&c).arithmetic(x, "*".into(), x).await)
+        }));
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut out = Vec::new();
+        for call in calls {
+            out.push(call.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("every call answered");
+    for (x, answer) in all {
+        assert_eq!(answer.unwrap(), x * x);
+    }
+    let stats = caller.stats();
+    assert_eq!(stats.waiting_calls, 0);
+    assert_eq!(stats.unmatched_replies, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_replies_reaches_every_call_multi_thread() {
+    burst_of_replies_reaches_every_call().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn burst_of_replies_reaches_every_call_current_thread() {
+    burst_of_replies_reaches_every_call().await;
+}
