@@ -597,6 +597,22 @@ struct Head<'a> {
     path_at: usize,
 }
 
+/// The `.`-separated tokens of `s`, each with where it starts. A byte
+/// loop: the tokens are short, and a searcher per token costs more. `.` is
+/// ASCII, so every cut is a char boundary.
+fn dot_tokens(s: &str) -> impl Iterator<Item = (usize, &str)> {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    (0..bytes.len())
+        .filter(move |&i| bytes[i] == b'.')
+        .chain([bytes.len()])
+        .map(move |end| {
+            let token = (start, &s[start..end]);
+            start = end + 1;
+            token
+        })
+}
+
 fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
     if subject.len() > MAX_SUBJECT_LEN {
         return Err(malformed(subject, "longer than 64 KiB"));
@@ -604,15 +620,7 @@ fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
     let mut tok = [""; 8];
     let (mut count, mut empty, mut wildcard) = (0, false, false);
     let mut path_at = subject.len();
-    let bytes = subject.as_bytes();
-    let mut start = 0;
-    // Split on '.' by hand: the tokens are short, and a byte loop beats a
-    // searcher per token. '.' is ASCII, so every cut is a char boundary.
-    for end in (0..bytes.len())
-        .filter(|&i| bytes[i] == b'.')
-        .chain([bytes.len()])
-    {
-        let t = &subject[start..end];
+    for (start, t) in dot_tokens(subject) {
         empty |= t.is_empty();
         wildcard |= t == "*" || t == ">";
         if let Some(slot) = tok.get_mut(count) {
@@ -622,7 +630,6 @@ fn received_head(subject: &str) -> Result<Head<'_>, SubjectError> {
             path_at = start;
         }
         count += 1;
-        start = end + 1;
     }
     if empty {
         return Err(malformed(subject, "empty token"));
@@ -737,11 +744,12 @@ fn request_parts<'a>(subject: &'a str, h: &Head<'a>) -> Result<RequestParts<'a>,
     let src = decode_host(subject, h.tok[3])?;
     // Checked as `decode_host` would, without keeping the decoded name.
     let dest_token = h.tok[4];
-    if dest_token != "_" && !hostname::is_flattened(dest_token) {
-        return Err(malformed(subject, "host token is not a flattened hostname"));
-    }
-    if dest_token == "_" {
-        return Err(malformed(subject, "empty destination host"));
+    match dest_token {
+        "_" => return Err(malformed(subject, "empty destination host")),
+        t if !hostname::is_flattened(t) => {
+            return Err(malformed(subject, "host token is not a flattened hostname"));
+        }
+        _ => {}
     }
     let pos = h.tok[5];
     if !position_any_case(pos) {
@@ -764,14 +772,9 @@ fn request_parts<'a>(subject: &'a str, h: &Head<'a>) -> Result<RequestParts<'a>,
     }
     let rest = &subject[h.path_at..];
     let mut path = Vec::with_capacity(rest.len() + 8);
-    let mut start = 0;
-    for end in (0..rest.len())
-        .filter(|&i| rest.as_bytes()[i] == b'.')
-        .chain([rest.len()])
-    {
+    for (_, token) in dot_tokens(rest) {
         path.push(b'/');
-        decode_segment(subject, &rest[start..end], &mut path)?;
-        start = end + 1;
+        decode_segment(subject, token, &mut path)?;
     }
     let path = String::from_utf8(path).map_err(|_| malformed(subject, "path is not UTF-8"))?;
     Ok(RequestParts {

@@ -75,11 +75,11 @@ pub(crate) struct Live {
     pub(crate) id: Position,
     /// The instance's locality (`loc-…`), if it has one.
     pub(crate) locality: Option<Position>,
-    /// The transport lines of this instance's requests (from host and id)
-    /// and of its acks and responses (and its locality), rendered once.
     /// `<plane>.reply._.<own host>.`: what every reply this instance
     /// sends starts with.
     pub(crate) reply_head: String,
+    /// The transport lines of this instance's requests (from host and id)
+    /// and of its acks and responses (and its locality), rendered once.
     pub(crate) request_sender: wire::Sender,
     pub(crate) reply_sender: wire::Sender,
     pub(crate) config: Config,

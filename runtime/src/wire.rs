@@ -955,13 +955,13 @@ fn within<'t>(text: &'t str, part: &[u8]) -> Option<&'t str> {
     Some(v)
 }
 
-/// The transport fields and the other headers of a parsed head. `text`:
-/// the head as UTF-8 when all of it is (checked once, instead of value by
-/// value).
+/// The transport fields and the other headers of a parsed head (`head`:
+/// its bytes, checked as UTF-8 once rather than value by value).
 fn read_headers(
     raw: &[httparse::Header<'_>],
-    text: Option<&str>,
+    head: &[u8],
 ) -> Result<(Transport, Vec<(String, String)>), EnvelopeError> {
+    let text = std::str::from_utf8(head).ok();
     let mut t = Transport::default();
     let mut headers = Vec::new();
     for h in raw {
@@ -1110,8 +1110,7 @@ impl Envelope {
             if !(has_prefix(url, "https://") || has_prefix(url, "http://")) {
                 return Err(EnvelopeError::InvalidRequestLine(cut(url)));
             }
-            let text = std::str::from_utf8(&payload[..head_len]).ok();
-            let (t, headers) = read_headers(req.headers, text)?;
+            let (t, headers) = read_headers(req.headers, &payload[..head_len])?;
             let body = body_of(payload, head_len, &t, false, false)?;
             let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
             if kind != Kind::Request {
@@ -1138,8 +1137,7 @@ impl Envelope {
             if !(100..=999).contains(&status) {
                 return Err(EnvelopeError::InvalidStatus(status));
             }
-            let text = std::str::from_utf8(&payload[..head_len]).ok();
-            let (t, headers) = read_headers(resp.headers, text)?;
+            let (t, headers) = read_headers(resp.headers, &payload[..head_len])?;
             let body = body_of(payload, head_len, &t, true, bodyless(status))?;
             let kind = t.op.ok_or(EnvelopeError::Missing(OP_CODE))?;
             if kind == Kind::Request {
