@@ -89,6 +89,18 @@ async fn victim(server: &NatsServer, configure: impl FnOnce(Connector) -> Connec
     calc
 }
 
+/// Waits for the hostile sink to finish, failing (not hanging) when it
+/// never received the event. Seen on 2026-12-06 in about 1 run in 25 with
+/// two copies of this test running at once, on this code and on the code
+/// before the reply pump changed: the event fired gets no ack and the sink
+/// never sees it. Not yet explained.
+async fn sink_done(sink: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(60), sink)
+        .await
+        .expect("the sink never received the event it floods")
+        .unwrap();
+}
+
 /// calc.example's event, fired through the generated code's own path
 /// (`__private`, which only tests may name) to read the raw responses.
 async fn fire(calc: &Connector) -> Vec<Result<buswarden::Response, Error>> {
@@ -118,7 +130,7 @@ async fn a_flood_of_multicast_replies_is_capped_and_freed() {
     let sink = hostile_sink(&server).await;
     let start = Instant::now();
     let results = fire(&calc).await;
-    sink.await.unwrap();
+    sink_done(sink).await;
     assert_eq!(results.len(), 100);
     assert!(
         results
@@ -151,7 +163,7 @@ async fn a_flood_of_multicast_replies_is_capped_and_freed() {
     .await;
     let sink = hostile_sink(&server).await;
     let results = fire(&calc2).await;
-    sink.await.unwrap();
+    sink_done(sink).await;
     let kept: usize = results.iter().map(|r| r.as_ref().unwrap().body.len()).sum();
     assert!(!results.is_empty() && kept <= 4 * 1024 * 1024, "{kept}");
     assert!(calc2.stats().dropped_replies as usize >= FLOOD - results.len() - 10);
