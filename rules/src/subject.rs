@@ -357,22 +357,37 @@ pub fn request(
     path: &str,
 ) -> String {
     let mut out = String::with_capacity(64 + src.len() + dest.len() + path.len());
+    request_into(&mut out, plane, port, src, dest, pos, method, path);
+    out
+}
+
+/// [`request`], appended to `out` (for a caller that reuses its buffer).
+#[allow(clippy::too_many_arguments)]
+pub fn request_into(
+    out: &mut String,
+    plane: &Plane,
+    port: u16,
+    src: &str,
+    dest: &str,
+    pos: &Position,
+    method: &Method,
+    path: &str,
+) {
     head(
-        &mut out,
+        out,
         plane.as_str(),
         itoa::Buffer::new().format(port),
         Trust::of_port(port),
     );
-    hostname::flatten_into(&mut out, src);
+    hostname::flatten_into(out, src);
     out.push('.');
-    hostname::flatten_into(&mut out, dest);
+    hostname::flatten_into(out, dest);
     out.push('.');
     out.push_str(pos.token());
     out.push('.');
     out.push_str(method.as_str());
     out.push('.');
-    path_tokens(&mut out, path);
-    out
+    path_tokens(out, path);
 }
 
 /// The subject a service subscribes on to receive requests for a route
@@ -447,11 +462,17 @@ pub fn reply_head(plane: &Plane, responder: &str) -> String {
 /// is the caller's flattening) and the caller's instance id token.
 pub fn reply_to_token(head: &str, caller_token: &str, id: &str) -> String {
     let mut out = String::with_capacity(head.len() + caller_token.len() + 1 + id.len());
+    reply_to_token_into(&mut out, head, caller_token, id);
+    out
+}
+
+/// [`reply_to_token`], appended to `out` (for a caller that reuses its
+/// buffer).
+pub fn reply_to_token_into(out: &mut String, head: &str, caller_token: &str, id: &str) {
     out.push_str(head);
     out.push_str(caller_token);
     out.push('.');
     out.push_str(id);
-    out
 }
 
 /// What every reply subject to `caller`'s instance `caller_id` has before

@@ -244,16 +244,19 @@ impl Live {
         target: &Target,
         pos: &Position,
         method: &buswarden_rules::Method,
-    ) -> String {
-        subject::request(
-            &self.plane,
-            target.port,
-            self.host.as_str(),
-            target.host.as_str(),
-            pos,
-            method,
-            &target.path,
-        )
+    ) -> async_nats::Subject {
+        crate::arena::subject(|out| {
+            subject::request_into(
+                out,
+                &self.plane,
+                target.port,
+                self.host.as_str(),
+                target.host.as_str(),
+                pos,
+                method,
+                &target.path,
+            )
+        })
     }
 
     fn timeout(&self, out: &Outgoing) -> Duration {
@@ -289,7 +292,7 @@ impl Live {
         method: &buswarden_rules::Method,
         mut out: Outgoing,
     ) -> Result<Prepared, Error> {
-        let subject = async_nats::Subject::from(self.subject_for(target, &target.pos, method));
+        let subject = self.subject_for(target, &target.pos, method);
         let plan = self.plan(&out, subject.as_str())?;
         let msg_id = id::message_id();
         let parts = self.fragments(std::mem::take(&mut out.body))?;
@@ -382,7 +385,7 @@ impl Live {
                 });
             }
         };
-        let subject = async_nats::Subject::from(self.subject_for(target, &pos, method));
+        let subject = self.subject_for(target, &pos, method);
         let n = call.parts.len() as u32;
         if let Some(r) = &self.recorder {
             r.publish(&subject);

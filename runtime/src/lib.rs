@@ -24,13 +24,15 @@
 //! Modules: [`config`] (code and environment settings), [`creds`] (the
 //! `.creds` file and the per-connect auth callback), [`connector`] (the live
 //! connection, pending calls, reply dispatch), [`call`] (unicast, multicast,
-//! raw calls), `pump` (who reads the reply subscription), `serve`
+//! raw calls), `arena` (where outgoing messages and subjects are written),
+//! `pump` (who reads the reply subscription), `serve`
 //! (endpoints and certified caller identity), [`event`]
 //! (triggers and hooks), [`error`], [`method`], [`id`].
 
 #![forbid(unsafe_code)]
 
 pub mod actor;
+mod arena;
 pub mod call;
 pub mod config;
 pub mod connector;

@@ -398,7 +398,9 @@ impl Live {
             self.shared.count_malformed();
             return Received::Nothing;
         };
-        let reply = subject::reply_to_token(&self.reply_head, req.src_token, &caller_id);
+        let reply = crate::arena::subject(|out| {
+            subject::reply_to_token_into(out, &self.reply_head, req.src_token, &caller_id)
+        });
         let query = envelope.query().to_string();
         let Envelope {
             msg_id,
@@ -414,7 +416,7 @@ impl Live {
             .find(|(n, _)| n.eq_ignore_ascii_case(wire::TRACEPARENT))
             .and_then(|(_, v)| parse_traceparent(v));
         let to = ReplyTo {
-            subject: reply.into(),
+            subject: reply,
             msg_id,
             trace: trace
                 .as_ref()

@@ -40,7 +40,7 @@
 //! (pinned by the broker to the responder's own hostname) is the host it
 //! called.
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use compact_str::CompactString;
 use std::fmt;
 use std::time::Duration;
@@ -439,16 +439,16 @@ pub fn format_budget(budget: Duration) -> String {
 /// Writes a time budget as the shortest of Go's duration forms that keeps
 /// its milliseconds: whole seconds as `20s` (what Go's `Duration.String`
 /// writes for them), anything else as whole milliseconds (`1500ms`).
-fn push_budget(out: &mut Vec<u8>, budget: Duration) {
+fn push_budget(out: &mut impl Out, budget: Duration) {
     // A budget is at most MAX_TIME_BUDGET: u64 milliseconds hold it.
     let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
     let mut n = itoa::Buffer::new();
     if ms > 0 && ms.is_multiple_of(1000) {
-        out.extend_from_slice(n.format(ms / 1000).as_bytes());
-        out.push(b's');
+        out.put(n.format(ms / 1000).as_bytes());
+        out.put(b"s");
     } else {
-        out.extend_from_slice(n.format(ms).as_bytes());
-        out.extend_from_slice(b"ms");
+        out.put(n.format(ms).as_bytes());
+        out.put(b"ms");
     }
 }
 
@@ -559,13 +559,31 @@ fn length_always(method: &str) -> bool {
 
 /// Appends `text` percent-encoding every byte outside `keep` and the
 /// unreserved set (an already-encoded `%xx` is kept).
-fn push_uri_part(out: &mut Vec<u8>, text: &str, keep: &[u8]) {
+fn push_uri_part(out: &mut impl Out, text: &str, keep: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~%".contains(&b) || keep.contains(&b) {
-            out.push(b);
+            out.put(&[b]);
         } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            out.put(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         }
+    }
+}
+
+/// Where the writers put bytes: a message's `BytesMut`, or a `Vec`.
+trait Out {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for BytesMut {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
 }
 
@@ -621,7 +639,7 @@ impl Sender {
 
 /// Writes a message; the caller adds headers, then the body.
 pub(crate) struct MessageWriter {
-    buf: Vec<u8>,
+    buf: BytesMut,
     /// Requests of these methods always carry a length.
     length_always: bool,
     bodyless: bool,
@@ -649,7 +667,7 @@ impl MessageWriter {
         }
         // Room for the transport headers, budget, depth and traceparent the
         // runtime writes (about 330 bytes): no regrowth while writing.
-        let mut buf = Vec::with_capacity(
+        let mut buf = crate::arena::take(
             REQUEST_HEAD_ROOM + host.len() * 2 + path.len() + query.len() + room,
         );
         buf.extend_from_slice(method.as_bytes());
@@ -662,21 +680,21 @@ impl MessageWriter {
         buf.extend_from_slice(host.as_bytes());
         let mut authority_port = itoa::Buffer::new();
         if port != 443 && port != 80 {
-            buf.push(b':');
+            buf.put_u8(b':');
             buf.extend_from_slice(authority_port.format(port).as_bytes());
         }
         if !path.starts_with('/') {
-            buf.push(b'/');
+            buf.put_u8(b'/');
         }
         push_uri_part(&mut buf, path, b"/!$&'()*+,;=:@");
         if !query.is_empty() {
-            buf.push(b'?');
+            buf.put_u8(b'?');
             push_uri_part(&mut buf, query, b"/?!$&'()*+,;=:@");
         }
         buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         buf.extend_from_slice(host.as_bytes());
         if port != 443 && port != 80 {
-            buf.push(b':');
+            buf.put_u8(b':');
             buf.extend_from_slice(authority_port.format(port).as_bytes());
         }
         buf.extend_from_slice(b"\r\n");
@@ -693,10 +711,10 @@ impl MessageWriter {
         if !(100..=999).contains(&status) {
             return Err(EnvelopeError::InvalidStatus(status));
         }
-        let mut buf = Vec::with_capacity(RESPONSE_HEAD_ROOM + body_len);
+        let mut buf = crate::arena::take(RESPONSE_HEAD_ROOM + body_len);
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-        buf.push(b' ');
+        buf.put_u8(b' ');
         buf.extend_from_slice(reason(status).as_bytes());
         buf.extend_from_slice(b"\r\n");
         Ok(MessageWriter {
@@ -766,14 +784,14 @@ impl MessageWriter {
             self.buf
                 .extend((0..32).rev().map(|i| HEX[((t >> (i * 4)) & 0xf) as usize]));
         }
-        self.buf.push(b'-');
+        self.buf.put_u8(b'-');
         let span: u64 = rand::random();
         self.buf.extend(
             (0..16)
                 .rev()
                 .map(|i| HEX[((span >> (i * 4)) & 0xf) as usize]),
         );
-        self.buf.push(b'-');
+        self.buf.put_u8(b'-');
         self.buf.extend_from_slice(if hex(flags, 2) {
             flags.as_bytes()
         } else {
@@ -811,7 +829,7 @@ impl MessageWriter {
     pub(crate) fn finish(mut self, body: &[u8]) -> Bytes {
         if self.bodyless {
             self.buf.extend_from_slice(b"\r\n");
-            return Bytes::from(self.buf);
+            return crate::arena::freeze(self.buf);
         }
         if !body.is_empty() || self.length_always {
             self.buf.extend_from_slice(b"Content-Length: ");
@@ -821,7 +839,7 @@ impl MessageWriter {
         }
         self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(body);
-        Bytes::from(self.buf)
+        crate::arena::freeze(self.buf)
     }
 }
 

@@ -6,9 +6,14 @@
 #      (GET https://bench.example/hello), through a real nats-server;
 #   2. nginx reverse-proxying the same load to a plain hyper backend
 #      answering the same bytes (keep-alive upstream, as deployed);
-# both driven by wrk (-t2, keep-alive). Prints throughput and p99 for each
-# and the ratios (targets: throughput >= 0.8x nginx, p99 <= 1.5x), and the
-# ingress's overhead over a direct bus call from a Rust client.
+#   3. the floor: a bare hyper server forwarding each request as one raw
+#      async-nats request to a raw responder (no buswarden code, no Microbus
+#      framing): the most any HTTP-to-bus bridge gets on this machine;
+# all driven by wrk (-t2, keep-alive). Prints throughput and p99 for each
+# and the ratios (targets: throughput >= 0.8x nginx, p99 <= 1.5x), the
+# floor's own ratios against nginx (what the targets ask of the bus hop
+# itself), the ingress against the floor, and the ingress's overhead over a
+# direct bus call from a Rust client.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$root"
@@ -47,7 +52,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 grep -v '^ready ' "$work/out"
-read -r _ ingress_port backend_port < <(grep '^ready ' "$work/out")
+read -r _ ingress_port backend_port floor_port < <(grep '^ready ' "$work/out")
 
 nginx_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 mkdir -p "$work/nginx/logs"
@@ -88,21 +93,29 @@ run() { # name url -> "rps p99_us"
 rounds="${ROUNDS:-3}"
 wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$ingress_port/bench.example/hello" >/dev/null
 wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$nginx_port/hello" >/dev/null
+wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$floor_port/hello" >/dev/null
 : >"$work/ingress.txt"
 : >"$work/nginx.txt"
+: >"$work/floor.txt"
 for r in $(seq 1 "$rounds"); do
   run "round $r ingress -> nats -> endpoint" "http://127.0.0.1:$ingress_port/bench.example/hello" >>"$work/ingress.txt"
   run "round $r nginx -> plain hyper backend" "http://127.0.0.1:$nginx_port/hello" >>"$work/nginx.txt"
+  run "round $r floor: bare hyper -> raw nats request -> raw responder" "http://127.0.0.1:$floor_port/hello" >>"$work/floor.txt"
 done
-python3 - "$work/ingress.txt" "$work/nginx.txt" <<'PY'
+python3 - "$work/ingress.txt" "$work/nginx.txt" "$work/floor.txt" <<'PY'
 import statistics, sys
 def load(path):
     rows = [tuple(map(float, l.split())) for l in open(path) if l.strip()]
     return statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
-(i_rps, i_p99), (n_rps, n_p99) = load(sys.argv[1]), load(sys.argv[2])
+(i_rps, i_p99), (n_rps, n_p99), (f_rps, f_p99) = (load(p) for p in sys.argv[1:4])
 print(f"ingress (median of rounds): {i_rps:.0f} req/s, p99 {i_p99:.0f} us")
 print(f"nginx   (median of rounds): {n_rps:.0f} req/s, p99 {n_p99:.0f} us")
+print(f"floor   (median of rounds): {f_rps:.0f} req/s, p99 {f_p99:.0f} us")
 t, l = i_rps / n_rps, i_p99 / n_p99
 print(f"throughput ratio ingress/nginx: {t:.2f}x (target >= 0.80x) {'OK' if t >= 0.8 else 'BELOW TARGET'}")
 print(f"p99 ratio ingress/nginx:        {l:.2f}x (target <= 1.50x) {'OK' if l <= 1.5 else 'ABOVE TARGET'}")
+ft, fl = f_rps / n_rps, f_p99 / n_p99
+print(f"floor/nginx: throughput {ft:.2f}x, p99 {fl:.2f}x "
+      f"({'the floor itself misses' if ft < 0.8 or fl > 1.5 else 'the floor meets'} the targets)")
+print(f"ingress/floor: throughput {i_rps / f_rps:.2f}x, p99 {i_p99 / f_p99:.2f}x")
 PY

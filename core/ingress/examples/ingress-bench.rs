@@ -7,9 +7,16 @@
 //! Rust bus client and through the ingress over one keep-alive HTTP/1.1
 //! connection.
 //!
+//! It also serves the **floor**: the least any HTTP-to-bus bridge can cost
+//! on this machine, a bare hyper server whose handler forwards each request
+//! as one raw async-nats request (`Client::request`, `_INBOX` reply, no
+//! Microbus framing, no checks) to a raw subscriber answering the same
+//! bytes. No buswarden code is on that path, so what the floor serves is an
+//! upper bound for the ingress's throughput.
+//!
 //! Prints `direct …`/`through …` latency lines, then
-//! `ready <ingress port> <backend port>`, and runs until its standard input
-//! closes.
+//! `ready <ingress port> <backend port> <floor port>`, and runs until its
+//! standard input closes.
 
 use buswarden::{Connector, Error, Request, Response};
 
@@ -68,6 +75,74 @@ fn main() -> anyhow::Result<()> {
     rt.enable_all().build()?.block_on(run())
 }
 
+/// One hyper connection with `handle` as its service (HTTP/1.1 or 2).
+fn serve_http<F, Fut>(stream: tokio::net::TcpStream, handle: F)
+where
+    F: Fn() -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |_req| {
+            let handle = handle.clone();
+            async move { Ok::<_, Infallible>(handle().await) }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    });
+}
+
+fn json_response(body: Bytes) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(body));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The floor (see the module doc): a raw responder on `floor.hello` and a
+/// bare hyper server forwarding each request to it over its own NATS
+/// connection. Returns the HTTP port.
+async fn floor(url: &str) -> anyhow::Result<u16> {
+    let responder = async_nats::connect(url).await?;
+    let mut sub = responder.subscribe("floor.hello").await?;
+    responder.flush().await?;
+    tokio::spawn(async move {
+        while let Some(msg) = futures_util::StreamExt::next(&mut sub).await {
+            if let Some(reply) = msg.reply {
+                let _ = responder.publish(reply, Bytes::from_static(BODY)).await;
+            }
+        }
+    });
+    let proxy = async_nats::connect(url).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let proxy = proxy.clone();
+            serve_http(stream, move || {
+                let proxy = proxy.clone();
+                async move {
+                    match proxy.request("floor.hello", Bytes::new()).await {
+                        Ok(msg) => json_response(msg.payload),
+                        Err(_) => {
+                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                            r
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
 async fn run() -> anyhow::Result<()> {
     let server = buswarden_testkit::NatsServer::start("max_payload: 1048576\n")?;
     let bench = Connector::new("bench.example").with_url(server.url());
@@ -98,22 +173,11 @@ async fn run() -> anyhow::Result<()> {
             let Ok((stream, _)) = backend.accept().await else {
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    let mut r = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
-                    r.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, Infallible>(r)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+            serve_http(stream, || async { json_response(Bytes::from_static(BODY)) });
         }
     });
+
+    let floor_port = floor(server.url()).await?;
 
     // Overhead over a direct bus call: sequential, warm.
     let client = Connector::new("client.example").with_url(server.url());
@@ -189,7 +253,7 @@ async fn run() -> anyhow::Result<()> {
         "direct bus calls, 64 in flight: {:.0} calls/s",
         calls as f64 / 5.0
     );
-    println!("ready {} {backend_port}", running.addr.port());
+    println!("ready {} {backend_port} {floor_port}", running.addr.port());
 
     // Until the script closes our standard input.
     tokio::task::spawn_blocking(|| {
