@@ -895,12 +895,24 @@ impl Live {
         })
     }
 
-    /// Flushes, then waits briefly for the broker to refuse any of `subjects`.
+    /// Makes sure the broker has taken `subjects` (subscribed just before
+    /// on this connection): a round trip through the broker (see
+    /// [`Live::round_trip`]), then a brief wait for a refusal of any of
+    /// them to reach the event callback. When this returns `Ok`, a request
+    /// published from any connection reaches the new subscriptions.
     pub(crate) async fn confirm_subscriptions(&self, subjects: &[String]) -> Result<(), Error> {
-        self.client.flush().await.map_err(|e| Error::Subscribe {
+        let failed = |reason: String| Error::Subscribe {
             subject: subjects.first().cloned().unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        self.client
+            .flush()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.round_trip().await.map_err(failed)?;
+        // The broker sent any refusal before the round trip's message, and
+        // the client queued it to the event callback before delivering
+        // that message; the callback runs on its own task.
         let deadline = tokio::time::Instant::now() + SUBSCRIPTION_CHECK;
         loop {
             let notified = self.shared.subscription_denied.notified();
@@ -913,6 +925,67 @@ impl Live {
                     None => Ok(()),
                 };
             }
+        }
+    }
+}
+
+impl Live {
+    /// A round trip through the broker on this connection: a message to
+    /// this instance's own reply subject (inside every service's implicit
+    /// grants: `PUB <plane>.reply._.<own>.>`, `SUB <plane>.reply._.*.<own>.*`)
+    /// awaited back. When it returns, the broker has processed everything
+    /// this connection sent before it, new subscriptions included, and any
+    /// refusal of those came in before it. (async-nats's `flush` only writes
+    /// the socket: the broker may not yet have read what it wrote, and a
+    /// request from another connection can still find no subscriber.)
+    pub(crate) async fn round_trip(&self) -> Result<(), String> {
+        let msg_id = id::message_id();
+        let key = id::message_key(&msg_id).ok_or("a message id that is not 8 bytes")?;
+        let subject = crate::arena::subject(|out| {
+            out.push_str(&self.reply_head);
+            hostname::flatten_into(out, self.host.as_str());
+            out.push('.');
+            out.push_str(self.id.token());
+        });
+        let mut w = wire::MessageWriter::response(204, 0).map_err(|e| e.to_string())?;
+        w.transport(wire::Kind::Response, &msg_id, &self.reply_sender)
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending().insert(
+            key,
+            Pending {
+                subject: subject.clone(),
+                expect: Some(compact_str::CompactString::from(self.host.as_str())),
+                sink: Sink::Once {
+                    ack: None,
+                    acked: false,
+                    reply: Some(tx),
+                    partial: None,
+                    max_body: 0,
+                },
+                bytes: 0,
+                max_bytes: 4096,
+            },
+        );
+        if let Some(r) = &self.recorder {
+            r.publish(subject.as_str());
+        }
+        let sent = self.client.publish(subject, w.finish(&[])).await;
+        let back = match sent {
+            Ok(()) => tokio::time::timeout(self.config.timeout, rx).await,
+            Err(e) => {
+                self.shared.pending().remove(&key);
+                return Err(format!("publishing a round trip through the broker: {e}"));
+            }
+        };
+        self.shared.pending().remove(&key);
+        match back {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(format!(
+                "no round trip through the broker within {:?}: the connection's own \
+                 reply subject is not granted, or the broker is not answering",
+                self.config.timeout
+            )),
         }
     }
 }

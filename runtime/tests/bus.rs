@@ -725,3 +725,21 @@ async fn burst_of_replies_reaches_every_call_multi_thread() {
 async fn burst_of_replies_reaches_every_call_current_thread() {
     burst_of_replies_reaches_every_call().await;
 }
+
+/// `serve` returns only once the broker routes to the new endpoint: a call
+/// from another connection made the moment it returns is answered. (A
+/// socket flush alone does not promise it: the broker may read the
+/// caller's request before the server's subscription; the runtime makes a
+/// round trip through the broker on its own reply subject first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_answers_the_moment_serve_returns() {
+    let server = NatsServer::start("").unwrap();
+    let caller = connector(&server, "caller.example").await;
+    for i in 0..40i64 {
+        let eu = connector(&server, "calc-eu.example").await;
+        eu.serve(CalcEuServer::new(EuService)).await.unwrap();
+        let got = CalcEuClient::new(&caller).square(i).await;
+        assert_eq!(got.unwrap(), -i * i, "call {i}, made as serve returned");
+        eu.close().await;
+    }
+}

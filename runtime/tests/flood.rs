@@ -51,7 +51,18 @@ async fn hostile_sink(server: &NatsServer) -> tokio::task::JoinHandle<()> {
         .subscribe("microbus.safe.417.*.calc_example.>")
         .await
         .unwrap();
-    sink.flush().await.unwrap();
+    // async-nats's flush only writes the socket: the broker may not have
+    // read the subscription when calc fires from its own connection (seen:
+    // the event's PUB traced before the sink's SUB). A message through the
+    // broker and back on this connection, within the sink's own grants,
+    // proves the subscription is in place.
+    let probe = "microbus.reply._.sink_example.sink_example.probe";
+    let mut back = sink.subscribe(probe).await.unwrap();
+    sink.publish(probe, "".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), back.next())
+        .await
+        .expect("the sink's round trip through the broker")
+        .unwrap();
     tokio::spawn(async move {
         let msg = events.next().await.unwrap();
         let (request, _) = Envelope::decode(&msg.payload).unwrap();
@@ -90,10 +101,10 @@ async fn victim(server: &NatsServer, configure: impl FnOnce(Connector) -> Connec
 }
 
 /// Waits for the hostile sink to finish, failing (not hanging) when it
-/// never received the event. Seen on 2026-12-06 in about 1 run in 25 with
-/// two copies of this test running at once, on this code and on the code
-/// before the reply pump changed: the event fired gets no ack and the sink
-/// never sees it. Not yet explained.
+/// never received the event. (It did, in about 1 run in 25 with two copies
+/// of this test at once, while the sink trusted async-nats's `flush` to
+/// mean "subscribed": nats-server's trace showed calc's event processed
+/// before the sink's subscription. The sink now makes a round trip.)
 async fn sink_done(sink: tokio::task::JoinHandle<()>) {
     tokio::time::timeout(Duration::from_secs(60), sink)
         .await

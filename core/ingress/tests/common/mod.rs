@@ -213,8 +213,14 @@ impl Trust {
             .await
             .unwrap();
         let all = client.subscribe(">").await.unwrap();
-        client.flush().await.unwrap();
-        Monitor { client, all }
+        let mut monitor = Monitor { client, all };
+        // async-nats's flush only writes the socket; the broker may not
+        // have taken the subscription yet, and a monitor that misses what
+        // comes next would prove "nothing published" without looking. Its
+        // sentinel, through the broker and back on this connection, proves
+        // the subscription is in place.
+        monitor.published().await;
+        monitor
     }
 }
 
