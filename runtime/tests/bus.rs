@@ -436,7 +436,7 @@ async fn spoofed_replies_are_dropped() {
         .subscribe("microbus.safe.443.caller_example.calc_example._.GET.slow")
         .await
         .unwrap();
-    evil.flush().await.unwrap();
+    buswarden_testkit::round_trip(&evil, "probe.evil").await;
     let evil2 = evil.clone();
     let forger = tokio::spawn(async move {
         let msg = requests.next().await.unwrap();

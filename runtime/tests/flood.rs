@@ -53,16 +53,9 @@ async fn hostile_sink(server: &NatsServer) -> tokio::task::JoinHandle<()> {
         .unwrap();
     // async-nats's flush only writes the socket: the broker may not have
     // read the subscription when calc fires from its own connection (seen:
-    // the event's PUB traced before the sink's SUB). A message through the
-    // broker and back on this connection, within the sink's own grants,
-    // proves the subscription is in place.
-    let probe = "microbus.reply._.sink_example.sink_example.probe";
-    let mut back = sink.subscribe(probe).await.unwrap();
-    sink.publish(probe, "".into()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), back.next())
-        .await
-        .expect("the sink's round trip through the broker")
-        .unwrap();
+    // the event's PUB traced before the sink's SUB). A round trip within
+    // the sink's own grants proves the subscription is in place.
+    buswarden_testkit::round_trip(&sink, "microbus.reply._.sink_example.sink_example.probe").await;
     tokio::spawn(async move {
         let msg = events.next().await.unwrap();
         let (request, _) = Envelope::decode(&msg.payload).unwrap();

@@ -431,7 +431,7 @@ async fn go_reads_what_the_runtime_writes_byte_for_byte() {
     // A raw observer sees every message the runtime publishes.
     let spy = async_nats::connect(server.url()).await.unwrap();
     let mut wire = spy.subscribe("microbus.>").await.unwrap();
-    spy.flush().await.unwrap();
+    buswarden_testkit::round_trip(&spy, "probe.spy").await;
 
     let frame = context::Frame {
         actor: Some("actor-1".into()),

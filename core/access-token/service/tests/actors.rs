@@ -223,7 +223,7 @@ async fn a_flood_of_unknown_key_ids_costs_at_most_two_fetches() {
     let gateway = connector(&server, "gateway.example").await;
     let monitor = async_nats::connect(server.url()).await.unwrap();
     let mut seen = monitor.subscribe(">").await.unwrap();
-    monitor.flush().await.unwrap();
+    buswarden_testkit::round_trip(&monitor, "probe.monitor").await;
 
     // Tokens naming random key ids nobody has (made before the clock runs).
     let tokens: Vec<String> = (0..1000)
