@@ -111,6 +111,23 @@ pub fn blocked(patterns: &[String], path: &str) -> bool {
 }
 
 fn glob(p: &[u8], s: &[u8]) -> bool {
+    // The shapes blocked-path lists are made of (`*.php`, `/wp-login*`,
+    // `/.env`: every default) compare once, without the general loop's
+    // backtracking; this runs for every pattern on every request.
+    let stars = p.iter().filter(|&&b| b == b'*').count();
+    let n = p.len().saturating_sub(1);
+    match (stars, p.first(), p.last()) {
+        (0, _, _) => return p.eq_ignore_ascii_case(s),
+        (1, Some(b'*'), _) => {
+            return s.len() >= n && s[s.len() - n..].eq_ignore_ascii_case(&p[1..]);
+        }
+        (1, _, Some(b'*')) => return s.len() >= n && s[..n].eq_ignore_ascii_case(&p[..n]),
+        _ => {}
+    }
+    glob_loop(p, s)
+}
+
+fn glob_loop(p: &[u8], s: &[u8]) -> bool {
     // Iterative wildcard match with one backtrack point.
     let (mut pi, mut si) = (0, 0);
     let (mut star, mut mark) = (None, 0);
@@ -210,5 +227,43 @@ mod tests {
         assert!(!blocked(&p, "/x.example/items/wp-admin"));
         assert!(glob(b"a*b*c", b"axxbyyc"));
         assert!(!glob(b"a*b*c", b"axxbyy"));
+    }
+
+    /// The one-compare shapes decide as the general loop does, on every
+    /// pattern and path made of a small alphabet (with case and `*`).
+    #[test]
+    fn the_fast_shapes_agree_with_the_general_match() {
+        let alphabet: &[u8] = b"aA.*/";
+        let words = |max: usize| {
+            let mut all = vec![vec![]];
+            let mut last = vec![vec![]];
+            for _ in 0..max {
+                let next: Vec<Vec<u8>> = last
+                    .iter()
+                    .flat_map(|w: &Vec<u8>| {
+                        alphabet.iter().map(move |&c| {
+                            let mut w = w.clone();
+                            w.push(c);
+                            w
+                        })
+                    })
+                    .collect();
+                all.extend(next.iter().cloned());
+                last = next;
+            }
+            all
+        };
+        let (patterns, paths) = (words(4), words(4));
+        for p in &patterns {
+            for s in paths.iter().filter(|s| !s.contains(&b'*')) {
+                assert_eq!(
+                    glob(p, s),
+                    glob_loop(p, s),
+                    "{:?} on {:?}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(s)
+                );
+            }
+        }
     }
 }
