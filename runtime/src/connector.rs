@@ -970,6 +970,7 @@ impl Live {
         if let Some(r) = &self.recorder {
             r.publish(subject.as_str());
         }
+        let subject_text = subject.to_string();
         let sent = self.client.publish(subject, w.finish(&[])).await;
         let back = match sent {
             Ok(()) => tokio::time::timeout(self.config.timeout, rx).await,
@@ -980,6 +981,11 @@ impl Live {
         };
         self.shared.pending().remove(&key);
         match back {
+            Ok(Ok(Incoming::Denied)) => Err(format!(
+                "the broker refuses this instance's own reply subject {subject_text:?}: \
+                 its creds lack the grant every service has, `PUB <plane>.reply._.<own>.>` \
+                 (regenerate them with gencreds)"
+            )),
             Ok(Ok(_)) => Ok(()),
             _ => Err(format!(
                 "no round trip through the broker within {:?}: the connection's own \

@@ -611,7 +611,10 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
         subscribe: { allow: ["microbus.safe.*.*.calc_example.>", "microbus.danger.666.*.calc_example.>", "microbus.safe.888.*.all.>", "microbus.safe.*.*.calc-legacy_example.>", "microbus.reply._.*.calc_example.*"] } } },
     { user: caller, password: caller-pw, permissions: {
         publish: { allow: ["microbus.safe.443.caller_example.calc_example.*.POST.square", "microbus.reply._.caller_example.>"] },
-        subscribe: { allow: ["microbus.reply._.*.caller_example.*"] } } }
+        subscribe: { allow: ["microbus.reply._.*.caller_example.*"] } } },
+    { user: noreply, password: noreply-pw, permissions: {
+        publish: { allow: ["microbus.safe.443.noreply_example.calc_example.*.POST.square"] },
+        subscribe: { allow: ["microbus.reply._.*.noreply_example.*"] } } }
   ]
 }"#,
     )
@@ -682,6 +685,24 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
     assert!(caller.stats().denied_publishes >= 5);
     // The connection stays usable.
     assert_eq!(CalcClient::new(&caller).square(6).await.unwrap(), 36);
+
+    // Creds without the grant every service has (`PUB <plane>.reply._.<own>.>`:
+    // it could never reply) fail at connect, at once, saying so.
+    let noreply = Connector::with_config("noreply.example", buswarden::Config::default())
+        .with_url(server.url())
+        .with_user_password("noreply", "noreply-pw")
+        .with_timeout(Duration::from_secs(10));
+    let start = Instant::now();
+    let err = noreply.connect().await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&err, Error::Subscribe { reason, .. } if reason.contains("PUB <plane>.reply._.<own>.>")),
+        "{err:?}"
+    );
 }
 
 /// Replies are dispatched by the reply subscription's own waker, on the
