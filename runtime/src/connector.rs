@@ -909,7 +909,23 @@ impl Live {
             .flush()
             .await
             .map_err(|e| failed(e.to_string()))?;
-        self.round_trip().await.map_err(failed)?;
+        // A refusal may come while the round trip is on its way (a refused
+        // reply subscription means it never comes back): it is the answer.
+        let round_trip = self.round_trip();
+        tokio::pin!(round_trip);
+        loop {
+            let notified = self.shared.subscription_denied.notified();
+            if let Some(subject) = self.shared.take_denied_subscription(subjects) {
+                return Err(Error::SubscribeDenied { subject });
+            }
+            tokio::select! {
+                done = &mut round_trip => {
+                    done.map_err(failed)?;
+                    break;
+                }
+                () = notified => {}
+            }
+        }
         // The broker sent any refusal before the round trip's message, and
         // the client queued it to the event callback before delivering
         // that message; the callback runs on its own task.
@@ -951,6 +967,15 @@ impl Live {
         w.transport(wire::Kind::Response, &msg_id, &self.reply_sender)
             .map_err(|e| e.to_string())?;
         let (tx, rx) = oneshot::channel();
+        /// Takes the round trip's entry out of the table however it ends
+        /// (its future may be dropped when a refusal answers first).
+        struct Entry<'a>(&'a Shared, u64);
+        impl Drop for Entry<'_> {
+            fn drop(&mut self) {
+                self.0.pending().remove(&self.1);
+            }
+        }
+        let _entry = Entry(&self.shared, key);
         self.shared.pending().insert(
             key,
             Pending {
@@ -974,12 +999,8 @@ impl Live {
         let sent = self.client.publish(subject, w.finish(&[])).await;
         let back = match sent {
             Ok(()) => tokio::time::timeout(self.config.timeout, rx).await,
-            Err(e) => {
-                self.shared.pending().remove(&key);
-                return Err(format!("publishing a round trip through the broker: {e}"));
-            }
+            Err(e) => return Err(format!("publishing a round trip through the broker: {e}")),
         };
-        self.shared.pending().remove(&key);
         match back {
             Ok(Ok(Incoming::Denied)) => Err(format!(
                 "the broker refuses this instance's own reply subject {subject_text:?}: \

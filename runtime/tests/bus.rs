@@ -614,7 +614,10 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
         subscribe: { allow: ["microbus.reply._.*.caller_example.*"] } } },
     { user: noreply, password: noreply-pw, permissions: {
         publish: { allow: ["microbus.safe.443.noreply_example.calc_example.*.POST.square"] },
-        subscribe: { allow: ["microbus.reply._.*.noreply_example.*"] } } }
+        subscribe: { allow: ["microbus.reply._.*.noreply_example.*"] } } },
+    { user: nosub, password: nosub-pw, permissions: {
+        publish: { allow: ["microbus.reply._.nosub_example.>"] },
+        subscribe: { allow: ["nothing.here"] } } }
   ]
 }"#,
     )
@@ -701,6 +704,23 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
     );
     assert!(
         matches!(&err, Error::Subscribe { reason, .. } if reason.contains("PUB <plane>.reply._.<own>.>")),
+        "{err:?}"
+    );
+    // Creds that refuse the reply subscription itself: the refusal, named,
+    // at once (the round trip could never come back).
+    let nosub = Connector::with_config("nosub.example", buswarden::Config::default())
+        .with_url(server.url())
+        .with_user_password("nosub", "nosub-pw")
+        .with_timeout(Duration::from_secs(10));
+    let start = Instant::now();
+    let err = nosub.connect().await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&err, Error::SubscribeDenied { subject } if subject.starts_with("microbus.reply._.*.nosub_example.id-")),
         "{err:?}"
     );
 }
