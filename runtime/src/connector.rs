@@ -861,8 +861,9 @@ impl std::fmt::Debug for Connector {
 /// 65,536): a reader that falls behind drops beyond it.
 const SUBSCRIPTION_CAPACITY: usize = 4096;
 
-/// How long to wait for the broker to refuse a new subscription: the refusal
-/// arrives as an asynchronous event shortly after the flush that follows it.
+/// How long, after the round trip that follows new subscriptions, to wait
+/// for the event callback to take a refusal of one: the client had it
+/// before the round trip's message, but hands it to the callback's own task.
 const SUBSCRIPTION_CHECK: Duration = Duration::from_millis(30);
 
 impl Live {
