@@ -447,7 +447,7 @@ pub fn reply(plane: &Plane, responder: &str, caller: &str, caller_id: &Position)
 
 /// The part of `responder`'s reply subjects before the caller:
 /// `<plane>.reply._.<responder>.`, to be finished per request by
-/// [`reply_to_token`].
+/// [`reply_to_token_into`].
 pub fn reply_head(plane: &Plane, responder: &str) -> String {
     let mut out = String::with_capacity(plane.as_str().len() + responder.len() + 12);
     reply_prefix(&mut out, plane);
@@ -456,18 +456,10 @@ pub fn reply_head(plane: &Plane, responder: &str) -> String {
     out
 }
 
-/// `reply(plane, responder, caller, caller_id)` from its head
-/// ([`reply_head`]) and the caller's token as a received subject carries
-/// it ([`RequestParts::src_token`]; flattening is canonical, so the token
-/// is the caller's flattening) and the caller's instance id token.
-pub fn reply_to_token(head: &str, caller_token: &str, id: &str) -> String {
-    let mut out = String::with_capacity(head.len() + caller_token.len() + 1 + id.len());
-    reply_to_token_into(&mut out, head, caller_token, id);
-    out
-}
-
-/// [`reply_to_token`], appended to `out` (for a caller that reuses its
-/// buffer).
+/// `reply(plane, responder, caller, caller_id)`, appended to `out`, from
+/// its head ([`reply_head`]), the caller's token as a received subject
+/// carries it ([`RequestParts::src_token`]; flattening is canonical, so the
+/// token is the caller's flattening) and the caller's instance id token.
 pub fn reply_to_token_into(out: &mut String, head: &str, caller_token: &str, id: &str) {
     out.push_str(head);
     out.push_str(caller_token);
@@ -1129,15 +1121,14 @@ mod tests {
                         "{s}"
                     );
                     assert_eq!(flatten(&p.src), p.src_token, "{s}");
-                    assert_eq!(
-                        reply_to_token(
-                            &reply_head(&r.plane, "x.example"),
-                            p.src_token,
-                            r.pos.token()
-                        ),
-                        reply(&r.plane, "x.example", &p.src, &r.pos),
-                        "{s}"
+                    let mut built = String::new();
+                    reply_to_token_into(
+                        &mut built,
+                        &reply_head(&r.plane, "x.example"),
+                        p.src_token,
+                        r.pos.token(),
                     );
+                    assert_eq!(built, reply(&r.plane, "x.example", &p.src, &r.pos), "{s}");
                     assert_eq!((r.pos.token(), r.method.as_str()), (p.pos, p.method), "{s}");
                 }
                 (Ok(Subject::Reply(_)), Err(_)) => {}

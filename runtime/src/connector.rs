@@ -912,41 +912,37 @@ impl Live {
             .map_err(|e| failed(e.to_string()))?;
         // A refusal may come while the round trip is on its way (a refused
         // reply subscription means it never comes back): it is the answer.
+        // Once the round trip is back, the broker has sent any refusal and
+        // the client has queued it to the event callback, which runs on its
+        // own task: it gets until `settled` to take it.
         let round_trip = self.round_trip();
         tokio::pin!(round_trip);
+        let mut settled = None;
         loop {
             let notified = self.shared.subscription_denied.notified();
             if let Some(subject) = self.shared.take_denied_subscription(subjects) {
                 return Err(Error::SubscribeDenied { subject });
             }
-            tokio::select! {
-                done = &mut round_trip => {
-                    done.map_err(failed)?;
-                    break;
+            match settled {
+                None => tokio::select! {
+                    done = &mut round_trip => {
+                        done.map_err(failed)?;
+                        settled = Some(tokio::time::Instant::now() + SUBSCRIPTION_CHECK);
+                    }
+                    () = notified => {}
+                },
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return match self.shared.take_denied_subscription(subjects) {
+                            Some(subject) => Err(Error::SubscribeDenied { subject }),
+                            None => Ok(()),
+                        };
+                    }
                 }
-                () = notified => {}
-            }
-        }
-        // The broker sent any refusal before the round trip's message, and
-        // the client queued it to the event callback before delivering
-        // that message; the callback runs on its own task.
-        let deadline = tokio::time::Instant::now() + SUBSCRIPTION_CHECK;
-        loop {
-            let notified = self.shared.subscription_denied.notified();
-            if let Some(subject) = self.shared.take_denied_subscription(subjects) {
-                return Err(Error::SubscribeDenied { subject });
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return match self.shared.take_denied_subscription(subjects) {
-                    Some(subject) => Err(Error::SubscribeDenied { subject }),
-                    None => Ok(()),
-                };
             }
         }
     }
-}
 
-impl Live {
     /// A round trip through the broker on this connection: a message to
     /// this instance's own reply subject (inside every service's implicit
     /// grants: `PUB <plane>.reply._.<own>.>`, `SUB <plane>.reply._.*.<own>.*`)
@@ -958,12 +954,8 @@ impl Live {
     pub(crate) async fn round_trip(&self) -> Result<(), String> {
         let msg_id = id::message_id();
         let key = id::message_key(&msg_id).ok_or("a message id that is not 8 bytes")?;
-        let subject = crate::arena::subject(|out| {
-            out.push_str(&self.reply_head);
-            hostname::flatten_into(out, self.host.as_str());
-            out.push('.');
-            out.push_str(self.id.token());
-        });
+        let own = self.host.as_str();
+        let subject = async_nats::Subject::from(subject::reply(&self.plane, own, own, &self.id));
         let mut w = wire::MessageWriter::response(204, 0).map_err(|e| e.to_string())?;
         w.transport(wire::Kind::Response, &msg_id, &self.reply_sender)
             .map_err(|e| e.to_string())?;
@@ -981,7 +973,7 @@ impl Live {
             key,
             Pending {
                 subject: subject.clone(),
-                expect: Some(compact_str::CompactString::from(self.host.as_str())),
+                expect: Some(compact_str::CompactString::from(own)),
                 sink: Sink::Once {
                     ack: None,
                     acked: false,

@@ -532,19 +532,14 @@ impl Live {
 
     /// Publishes a handler's outcome as the response (in fragments when
     /// it is larger than one message).
-    async fn respond(&self, mut to: ReplyTo, outcome: Result<Response, Error>) {
+    async fn respond(&self, to: ReplyTo, outcome: Result<Response, Error>) {
         if let Some(r) = &self.recorder {
             r.publish(to.subject.as_str());
         }
-        let mut parts = self.response_messages(&to, outcome).into_iter().peekable();
-        while let Some(payload) = parts.next() {
-            // The last (most often the only) message takes the subject
-            // itself: no shared copy of it is made.
-            let subject = match parts.peek() {
-                Some(_) => to.subject.clone(),
-                None => std::mem::replace(&mut to.subject, async_nats::Subject::from_static("")),
-            };
-            let _ = self.client.publish(subject, payload).await;
+        // The subject is cut from a shared block (`arena`): a clone is a
+        // reference count.
+        for payload in self.response_messages(&to, outcome) {
+            let _ = self.client.publish(to.subject.clone(), payload).await;
         }
     }
 

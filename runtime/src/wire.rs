@@ -40,7 +40,7 @@
 //! (pinned by the broker to the responder's own hostname) is the host it
 //! called.
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use compact_str::CompactString;
 use std::fmt;
 use std::time::Duration;
@@ -439,16 +439,16 @@ pub fn format_budget(budget: Duration) -> String {
 /// Writes a time budget as the shortest of Go's duration forms that keeps
 /// its milliseconds: whole seconds as `20s` (what Go's `Duration.String`
 /// writes for them), anything else as whole milliseconds (`1500ms`).
-fn push_budget(out: &mut impl Out, budget: Duration) {
+fn push_budget(out: &mut impl BufMut, budget: Duration) {
     // A budget is at most MAX_TIME_BUDGET: u64 milliseconds hold it.
     let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
     let mut n = itoa::Buffer::new();
     if ms > 0 && ms.is_multiple_of(1000) {
-        out.put(n.format(ms / 1000).as_bytes());
-        out.put(b"s");
+        out.put_slice(n.format(ms / 1000).as_bytes());
+        out.put_u8(b's');
     } else {
-        out.put(n.format(ms).as_bytes());
-        out.put(b"ms");
+        out.put_slice(n.format(ms).as_bytes());
+        out.put_slice(b"ms");
     }
 }
 
@@ -559,31 +559,14 @@ fn length_always(method: &str) -> bool {
 
 /// Appends `text` percent-encoding every byte outside `keep` and the
 /// unreserved set (an already-encoded `%xx` is kept).
-fn push_uri_part(out: &mut impl Out, text: &str, keep: &[u8]) {
+fn push_uri_part(out: &mut impl BufMut, text: &str, keep: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~%".contains(&b) || keep.contains(&b) {
-            out.put(&[b]);
+            out.put_u8(b);
         } else {
-            out.put(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         }
-    }
-}
-
-/// Where the writers put bytes: a message's `BytesMut`, or a `Vec`.
-trait Out {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Out for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Out for BytesMut {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
     }
 }
 

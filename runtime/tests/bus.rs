@@ -691,38 +691,35 @@ async fn broker_refusals_fail_fast_and_name_the_subject() {
 
     // Creds without the grant every service has (`PUB <plane>.reply._.<own>.>`:
     // it could never reply) fail at connect, at once, saying so.
-    let noreply = Connector::with_config("noreply.example", buswarden::Config::default())
-        .with_url(server.url())
-        .with_user_password("noreply", "noreply-pw")
-        .with_timeout(Duration::from_secs(10));
-    let start = Instant::now();
-    let err = noreply.connect().await.unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    let err = refused_at_connect(&server, "noreply.example", "noreply").await;
     assert!(
         matches!(&err, Error::Subscribe { reason, .. } if reason.contains("PUB <plane>.reply._.<own>.>")),
         "{err:?}"
     );
     // Creds that refuse the reply subscription itself: the refusal, named,
     // at once (the round trip could never come back).
-    let nosub = Connector::with_config("nosub.example", buswarden::Config::default())
+    let err = refused_at_connect(&server, "nosub.example", "nosub").await;
+    assert!(
+        matches!(&err, Error::SubscribeDenied { subject } if subject.starts_with("microbus.reply._.*.nosub_example.id-")),
+        "{err:?}"
+    );
+}
+
+/// The error `host` gets connecting as `user` (password `<user>-pw`), which
+/// must come well before its 10 s timeout.
+async fn refused_at_connect(server: &NatsServer, host: &str, user: &str) -> Error {
+    let svc = Connector::with_config(host, buswarden::Config::default())
         .with_url(server.url())
-        .with_user_password("nosub", "nosub-pw")
+        .with_user_password(user, format!("{user}-pw"))
         .with_timeout(Duration::from_secs(10));
     let start = Instant::now();
-    let err = nosub.connect().await.unwrap_err();
+    let err = svc.connect().await.unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "took {:?}",
         start.elapsed()
     );
-    assert!(
-        matches!(&err, Error::SubscribeDenied { subject } if subject.starts_with("microbus.reply._.*.nosub_example.id-")),
-        "{err:?}"
-    );
+    err
 }
 
 /// Replies are dispatched by the reply subscription's own waker, on the

@@ -75,22 +75,34 @@ fn main() -> anyhow::Result<()> {
     rt.enable_all().build()?.block_on(run())
 }
 
-/// One hyper connection with `handle` as its service (HTTP/1.1 or 2).
-fn serve_http<F, Fut>(stream: tokio::net::TcpStream, handle: F)
+/// Serves every connection to a new loopback port (HTTP/1.1 or 2) with
+/// `handle` answering each request, on a task of its own. Returns the port.
+async fn serve_http<F, Fut>(handle: F) -> anyhow::Result<u16>
 where
-    F: Fn() -> Fut + Send + Clone + 'static,
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
 {
-    let _ = stream.set_nodelay(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
     tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |_req| {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
             let handle = handle.clone();
-            async move { Ok::<_, Infallible>(handle().await) }
-        });
-        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), svc)
-            .await;
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let handle = handle.clone();
+                    async move { Ok::<_, Infallible>(handle().await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
     });
+    Ok(port)
 }
 
 fn json_response(body: Bytes) -> hyper::Response<Full<Bytes>> {
@@ -108,7 +120,7 @@ fn json_response(body: Bytes) -> hyper::Response<Full<Bytes>> {
 async fn floor(url: &str) -> anyhow::Result<u16> {
     let responder = async_nats::connect(url).await?;
     let mut sub = responder.subscribe("floor.hello").await?;
-    responder.flush().await?;
+    buswarden_testkit::round_trip(&responder, "floor.probe").await;
     tokio::spawn(async move {
         while let Some(msg) = futures_util::StreamExt::next(&mut sub).await {
             if let Some(reply) = msg.reply {
@@ -117,30 +129,20 @@ async fn floor(url: &str) -> anyhow::Result<u16> {
         }
     });
     let proxy = async_nats::connect(url).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let proxy = proxy.clone();
-            serve_http(stream, move || {
-                let proxy = proxy.clone();
-                async move {
-                    match proxy.request("floor.hello", Bytes::new()).await {
-                        Ok(msg) => json_response(msg.payload),
-                        Err(_) => {
-                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
-                            *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
-                            r
-                        }
-                    }
+    serve_http(move || {
+        let proxy = proxy.clone();
+        async move {
+            match proxy.request("floor.hello", Bytes::new()).await {
+                Ok(msg) => json_response(msg.payload),
+                Err(_) => {
+                    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                    r
                 }
-            });
+            }
         }
-    });
-    Ok(port)
+    })
+    .await
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -166,17 +168,7 @@ async fn run() -> anyhow::Result<()> {
     let running = ingress_core::start(ingress).await?;
 
     // The plain backend nginx proxies to: the same bytes, same header.
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let backend_port = backend.local_addr()?.port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = backend.accept().await else {
-                continue;
-            };
-            serve_http(stream, || async { json_response(Bytes::from_static(BODY)) });
-        }
-    });
-
+    let backend_port = serve_http(|| async { json_response(Bytes::from_static(BODY)) }).await?;
     let floor_port = floor(server.url()).await?;
 
     // Overhead over a direct bus call: sequential, warm.
